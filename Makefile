@@ -1,0 +1,26 @@
+# `make demo` and `make test` work on a fresh machine with Python >= 3.11: each creates and uses
+# a local virtual environment (.venv) on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/jaxtune run configs/demo.toml --plot runs/demo.png
+
+test: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+bench: $(BIN)/.installed
+	$(BIN)/python benchmarks/strategies.py
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,38 @@
+"""jaxtune: hyperparameter tuning that trains many trials at once.
+
+A pure single-trial function goes in; jaxtune vmaps it over a batch of sampled
+hyperparameters, compiles it once, and zooms the search coarse-to-fine between rounds.
+
+    >>> import jaxtune as jt
+    >>> space = jt.Space({"lr": jt.Float(1e-4, 1.0, scale="log"),
+    ...                   "b1": jt.Float(0.9, 0.999, scale="reverse_log")})
+    >>> result = jt.tune(objective, space, strategy="coarse_to_fine", trials=64, rounds=4,
+    ...                  metric="val_loss", mode="min", seed=0, storage="sweep.db")
+    >>> result.best
+"""
+
+from jaxtune import strategies, tasks, train
+from jaxtune.execute import Executor
+from jaxtune.result import Result
+from jaxtune.space import Choice, Float, Int, Space
+from jaxtune.storage import Storage, StudyMismatchError
+from jaxtune.tune import RoundReport, tune
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Choice",
+    "Executor",
+    "Float",
+    "Int",
+    "Result",
+    "RoundReport",
+    "Space",
+    "Storage",
+    "StudyMismatchError",
+    "strategies",
+    "tasks",
+    "train",
+    "tune",
+    "__version__",
+]

@@ -1,0 +1,142 @@
+"""The result of a sweep: every trial, the best one, and exports."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["Result"]
+
+MODES = ("min", "max")
+
+
+class Result:
+    """All trials of a study, with the selection metric and direction.
+
+    Each trial is a dict with ``round``, ``slot`` (lane in its round), ``params`` (plain Python
+    values), ``unit`` (unit-cube coordinates), ``metrics``, ``status`` (``"ok"`` or
+    ``"diverged"``) and ``value`` (the selection metric).
+
+    Args:
+      trials: the trials, any order.
+      metric: name of the selection metric.
+      mode: ``"min"`` or ``"max"``.
+      study: the study's name.
+      storage: path of the database it came from, if any.
+      curves: optional learning curves ``{(round, slot): [(step, metrics), ...]}``.
+    """
+
+    def __init__(
+        self,
+        trials: Sequence[dict[str, Any]],
+        metric: str,
+        mode: str = "min",
+        *,
+        study: str = "default",
+        storage: str | None = None,
+        curves: dict[tuple[int, int], list] | None = None,
+    ):
+        if mode not in MODES:
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.trials = sorted(trials, key=lambda t: (t["round"], t["slot"]))
+        self.metric = metric
+        self.mode = mode
+        self.study = study
+        self.storage = storage
+        self.curves = curves or {}
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, study: str | None = None) -> Result:
+        """Reads a stored study back (the only study in the file if ``study`` is None)."""
+        from jaxtune.storage import Storage
+
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no storage file at {os.fspath(path)!r}")
+        store = Storage(path)
+        try:
+            names = store.study_names()
+            if study is None:
+                if len(names) != 1:
+                    raise ValueError(f"{os.fspath(path)!r} holds studies {names}; pass study=NAME to pick one")
+                study = names[0]
+            sid = store.study_id(study)
+            config = store.study_config(study)
+            return cls(
+                store.trials(sid),
+                config["metric"],
+                config["mode"],
+                study=study,
+                storage=os.fspath(path),
+                curves=store.curves(sid),
+            )
+        finally:
+            store.close()
+
+    def _key(self, t: dict[str, Any]) -> float:
+        v = t["value"]
+        if t["status"] != "ok" or v is None or not math.isfinite(v):
+            return math.inf
+        return v if self.mode == "min" else -v
+
+    def ranked(self) -> list[dict[str, Any]]:
+        """Trials from best to worst; diverged trials last."""
+        return sorted(self.trials, key=self._key)
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        """The best finished trial (never a diverged one), or None if there is none."""
+        ok = [t for t in self.trials if math.isfinite(self._key(t))]
+        return min(ok, key=self._key) if ok else None
+
+    @property
+    def num_diverged(self) -> int:
+        """How many trials diverged (NaN/Inf selection metric)."""
+        return sum(t["status"] == "diverged" for t in self.trials)
+
+    def best_curve(self, rounds: int | None = None) -> list[float]:
+        """Best value so far after each round (for regret curves)."""
+        last = max((t["round"] for t in self.trials), default=-1)
+        out, best = [], math.inf
+        for r in range(last + 1 if rounds is None else rounds):
+            for t in self.trials:
+                if t["round"] == r:
+                    best = min(best, self._key(t))
+            out.append(best if self.mode == "min" else -best)
+        return out
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat dict per trial: round, slot, status, then params and metrics as columns."""
+        return [
+            {"round": t["round"], "slot": t["slot"], "status": t["status"], **t["params"], **t["metrics"]}
+            for t in self.trials
+        ]
+
+    def to_pandas(self):
+        """One row per trial as a ``pandas.DataFrame`` (needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError as e:
+            raise ImportError(
+                "Result.to_pandas needs pandas: pip install pandas (or use Result.to_csv / .rows())"
+            ) from e
+        return pd.DataFrame(self.rows())
+
+    def to_csv(self, path: str | os.PathLike) -> None:
+        """Writes one row per trial to a CSV file (no pandas needed)."""
+        rows = self.rows()
+        fields = list(dict.fromkeys(k for r in rows for k in r))
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            w.writerows(rows)
+
+    def __len__(self) -> int:
+        return len(self.trials)
+
+    def __repr__(self) -> str:
+        b = self.best
+        best = "none" if b is None else f"{self.metric}={b['value']:.6g} at {b['params']}"
+        return f"Result(study={self.study!r}, trials={len(self.trials)}, diverged={self.num_diverged}, best: {best})"

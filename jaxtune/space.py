@@ -1,0 +1,347 @@
+"""Search spaces: named hyperparameters, each with a scale, mapped to and from the unit cube.
+
+Strategies work on ``u in [0, 1]^d`` only; a :class:`Space` turns unit coordinates into
+hyperparameter values (``from_unit``) and back (``to_unit``). Both directions are pure ``jnp``
+so they can be jitted and vmapped; every dimension is independent.
+
+Scales:
+
+* ``"linear"``: ``x = low + u * (high - low)``.
+* ``"log"``: ``log(x)`` is uniform, so ``1e-4 .. 1`` spreads evenly over decades.
+* ``"reverse_log"``: ``log(1 - x)`` is uniform. For momentum-like values this is the true log
+  scale of ``1 - beta``: on ``[0.9, 0.999]`` each of ``[0.9, 0.99]`` and ``[0.99, 0.999]`` gets
+  half of the mass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["Float", "Int", "Choice", "Space", "SCALES"]
+
+SCALES = ("linear", "log", "reverse_log")
+
+
+def _check_scale(name: str, scale: str, allowed: Sequence[str]) -> None:
+    if scale not in allowed:
+        raise ValueError(f"{name}: unknown scale {scale!r}; allowed scales are {', '.join(map(repr, allowed))}")
+
+
+def _check_number(name: str, what: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: {what} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name}: {what} must be finite, got {value!r}")
+    return value
+
+
+def _forward(scale: str, low: float, high: float, u: jax.Array) -> jax.Array:
+    """Maps ``u in [0, 1]`` to ``[low, high]`` on ``scale`` (continuous)."""
+    if scale == "linear":
+        return low + u * (high - low)
+    if scale == "log":
+        a, b = math.log(low), math.log(high)
+        return jnp.exp(a + u * (b - a))
+    a, b = math.log1p(-low), math.log1p(-high)  # reverse_log: log(1 - x) uniform
+    return -jnp.expm1(a + u * (b - a))
+
+
+def _inverse(scale: str, low: float, high: float, x: jax.Array) -> jax.Array:
+    """The inverse of :func:`_forward`."""
+    if scale == "linear":
+        return (x - low) / (high - low)
+    if scale == "log":
+        a, b = math.log(low), math.log(high)
+        return (jnp.log(x) - a) / (b - a)
+    a, b = math.log1p(-low), math.log1p(-high)
+    return (jnp.log1p(-x) - a) / (b - a)
+
+
+class _Param:
+    """Common interface of one dimension of a space (abstract)."""
+
+    static: bool
+
+    def validate(self, name: str) -> None:  # pragma: no cover - every subclass overrides
+        raise NotImplementedError
+
+    def from_unit(self, u: jax.Array) -> jax.Array:  # pragma: no cover
+        raise NotImplementedError
+
+    def to_unit(self, x: jax.Array) -> jax.Array:  # pragma: no cover
+        raise NotImplementedError
+
+    def grid_unit(self, points: int) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    def to_python(self, x: Any) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class Float(_Param):
+    """A real-valued hyperparameter in ``[low, high]``.
+
+    Args:
+      low: smallest value.
+      high: largest value; ``low < high``.
+      scale: ``"linear"``, ``"log"`` (needs ``low > 0``) or ``"reverse_log"`` (needs
+        ``high < 1``; ``log(1 - x)`` is uniform).
+      static: pass the value to the trial as a Python float (one compiled program per value).
+
+    Example:
+      >>> b1 = Float(0.9, 0.999, scale="reverse_log")
+    """
+
+    low: float
+    high: float
+    scale: str = "linear"
+    static: bool = False
+
+    def validate(self, name: str) -> None:
+        _check_scale(name, self.scale, SCALES)
+        low = _check_number(name, "low", self.low)
+        high = _check_number(name, "high", self.high)
+        if not low < high:
+            raise ValueError(f"{name}: low must be < high, got low={low!r}, high={high!r}")
+        if self.scale == "log" and low <= 0:
+            raise ValueError(f"{name}: scale='log' needs low > 0, got low={low!r}")
+        if self.scale == "reverse_log" and high >= 1:
+            raise ValueError(f"{name}: scale='reverse_log' needs high < 1 (it samples log(1 - x)), got high={high!r}")
+
+    def from_unit(self, u):
+        x = _forward(self.scale, float(self.low), float(self.high), u)
+        return jnp.clip(x, self.low, self.high)
+
+    def to_unit(self, x):
+        return jnp.clip(_inverse(self.scale, float(self.low), float(self.high), jnp.asarray(x, jnp.float32)), 0.0, 1.0)
+
+    def grid_unit(self, points: int) -> np.ndarray:
+        return np.array([0.5]) if points == 1 else np.linspace(0.0, 1.0, points)
+
+    def to_python(self, x):
+        return float(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class Int(_Param):
+    """An integer hyperparameter in ``[low, high]`` (both included).
+
+    The unit interval is cut into ``high - low + 1`` cells, equal on the linear scale, equal
+    in ``log`` on the log scale (so 16..512 gives as much mass to 16..32 as to 256..512).
+
+    Args:
+      low: smallest value.
+      high: largest value; ``low <= high``.
+      scale: ``"linear"`` or ``"log"`` (needs ``low >= 1``).
+      static: pass the value as a Python int (for values that change array shapes).
+    """
+
+    low: int
+    high: int
+    scale: str = "linear"
+    static: bool = False
+
+    def validate(self, name: str) -> None:
+        _check_scale(name, self.scale, ("linear", "log"))
+        for what, v in (("low", self.low), ("high", self.high)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise TypeError(f"{name}: {what} must be an int, got {v!r}")
+        if not self.low <= self.high:
+            raise ValueError(f"{name}: low must be <= high, got low={self.low!r}, high={self.high!r}")
+        if self.scale == "log" and self.low < 1:
+            raise ValueError(f"{name}: scale='log' needs low >= 1, got low={self.low!r}")
+
+    # Continuous edges [low, high + 1) on the scale; a value v owns the cell [v, v + 1).
+    def from_unit(self, u):
+        x = _forward(self.scale, float(self.low), float(self.high + 1), u)
+        return jnp.clip(jnp.floor(x), self.low, self.high).astype(jnp.int32)
+
+    def to_unit(self, x):
+        x = jnp.asarray(x, jnp.float32)
+        lo = _inverse(self.scale, float(self.low), float(self.high + 1), x)
+        hi = _inverse(self.scale, float(self.low), float(self.high + 1), x + 1)
+        return jnp.clip((lo + hi) / 2, 0.0, 1.0)
+
+    def grid_unit(self, points: int) -> np.ndarray:
+        values = np.unique(np.asarray(self.from_unit(jnp.asarray(Float(0, 1).grid_unit(points), jnp.float32))))
+        return np.asarray(self.to_unit(values))
+
+    def to_python(self, x):
+        return int(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice(_Param):
+    """One of a list of values, each with equal mass.
+
+    Numeric choices arrive in the trial as traced scalars unless ``static=True``; any other
+    values (strings, tuples) are always static.
+
+    Args:
+      values: a non-empty sequence of distinct values.
+      static: pass the value as a Python object.
+    """
+
+    values: tuple
+    static: bool = False
+
+    def __init__(self, values: Sequence[Any], static: bool = False):
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence | np.ndarray):
+            raise TypeError(f"Choice values must be a list or tuple, got {values!r}")
+        values = tuple(v.item() if isinstance(v, np.generic) else v for v in values)
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        object.__setattr__(self, "values", values)
+        object.__setattr__(self, "static", bool(static) or not numeric)
+
+    def validate(self, name: str) -> None:
+        if not self.values:
+            raise ValueError(f"{name}: Choice needs at least one value, got []")
+        if len(set(map(repr, self.values))) != len(self.values):
+            raise ValueError(f"{name}: Choice values must be distinct, got {list(self.values)!r}")
+
+    @property
+    def _numeric(self) -> bool:
+        return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in self.values)
+
+    def index(self, u):
+        """Index of the choice that owns unit coordinate ``u``."""
+        return jnp.clip(jnp.floor(u * len(self.values)), 0, len(self.values) - 1).astype(jnp.int32)
+
+    def from_unit(self, u):
+        if self._numeric:
+            return jnp.asarray(self.values)[self.index(u)]
+        return self.index(u)  # non-numeric choices travel as indices; see Space.to_python
+
+    def to_unit(self, x):
+        if self._numeric:
+            x = jnp.asarray(x)
+            table = jnp.asarray(self.values).reshape((1,) * x.ndim + (-1,))
+            idx = jnp.argmin(jnp.abs(x[..., None] - table), axis=-1)
+        else:
+            idx = jnp.asarray(x)
+        return (idx.astype(jnp.float32) + 0.5) / len(self.values)
+
+    def grid_unit(self, points: int) -> np.ndarray:
+        return (np.arange(len(self.values)) + 0.5) / len(self.values)
+
+    def to_python(self, x):
+        if not self._numeric:
+            return self.values[int(x)]
+        return self.values[int(np.argmin([abs(float(x) - v) for v in self.values]))]
+
+
+class Space:
+    """An ordered set of named hyperparameters.
+
+    Args:
+      params: ``{name: Float | Int | Choice}``; the order of the mapping is the order of the
+        unit-cube coordinates.
+
+    Example:
+      >>> space = Space({"lr": Float(1e-4, 1.0, scale="log"), "b1": Float(0.9, 0.999, scale="reverse_log")})
+      >>> hp = space.sample(jax.random.key(0), 8)      # {"lr": Array[8], "b1": Array[8]}
+      >>> u = space.to_unit(hp)                          # Array[8, 2]
+    """
+
+    def __init__(self, params: Mapping[str, _Param]):
+        if not isinstance(params, Mapping):
+            raise TypeError(f"Space takes a dict of name -> Float/Int/Choice, got {type(params).__name__}")
+        if not params:
+            raise ValueError("Space needs at least one hyperparameter, got an empty dict")
+        for name, p in params.items():
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"hyperparameter names must be non-empty strings, got {name!r}")
+            if not isinstance(p, _Param):
+                raise TypeError(f"{name}: expected jt.Float, jt.Int or jt.Choice, got {p!r}")
+            p.validate(name)
+        self.params: dict[str, _Param] = dict(params)
+
+    @property
+    def names(self) -> list[str]:
+        """Hyperparameter names in coordinate order."""
+        return list(self.params)
+
+    @property
+    def dim(self) -> int:
+        """Number of unit-cube coordinates."""
+        return len(self.params)
+
+    @property
+    def static_names(self) -> list[str]:
+        """Names of the parameters that reach the trial as Python values."""
+        return [n for n, p in self.params.items() if p.static]
+
+    def from_unit(self, u: jax.Array) -> dict[str, jax.Array]:
+        """Maps unit coordinates ``u[..., d]`` to ``{name: Array[...]}``."""
+        u = jnp.asarray(u, jnp.float32)
+        if u.shape[-1] != self.dim:
+            raise ValueError(
+                f"from_unit: last axis of u must be {self.dim} (the space's dimension), got shape {u.shape}"
+            )
+        return {n: p.from_unit(u[..., i]) for i, (n, p) in enumerate(self.params.items())}
+
+    def to_unit(self, hp: Mapping[str, jax.Array]) -> jax.Array:
+        """Maps ``{name: Array[...]}`` to unit coordinates ``Array[..., d]``."""
+        missing = [n for n in self.params if n not in hp]
+        if missing:
+            raise KeyError(f"to_unit: missing hyperparameters {missing}; the space has {self.names}")
+        return jnp.stack([p.to_unit(hp[n]) for n, p in self.params.items()], axis=-1)
+
+    def sample(self, key: jax.Array, n: int) -> dict[str, jax.Array]:
+        """Draws ``n`` independent points, uniform on each parameter's scale."""
+        return self.from_unit(jax.random.uniform(key, (n, self.dim)))
+
+    def grid_unit(self, points: int | Mapping[str, int] = 5) -> np.ndarray:
+        """Cartesian grid in the unit cube: ``Array[G, d]``.
+
+        Args:
+          points: points per parameter, one int for all or ``{name: int}``. Floats get evenly
+            spaced points on their scale (ends included); ints the distinct values those hit;
+            choices always get every value.
+        """
+        per = {n: points for n in self.params} if isinstance(points, int) else dict(points)
+        unknown = set(per) - set(self.params)
+        if unknown:
+            raise KeyError(
+                f"grid points given for unknown hyperparameters {sorted(unknown)}; the space has {self.names}"
+            )
+        axes = []
+        for n, p in self.params.items():
+            k = per.get(n, 5)
+            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+                raise ValueError(f"{n}: grid points must be an int >= 1, got {k!r}")
+            axes.append(p.grid_unit(k))
+        return np.array(list(itertools.product(*axes)), dtype=np.float32).reshape(-1, self.dim)
+
+    def grid(self, points: int | Mapping[str, int] = 5) -> dict[str, jax.Array]:
+        """The grid of :meth:`grid_unit` as hyperparameter values."""
+        return self.from_unit(self.grid_unit(points))
+
+    def to_python(self, hp: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Converts a batch ``{name: Array[N]}`` to N dicts of plain Python values (choices resolved)."""
+        cols = {n: np.asarray(hp[n]).reshape(-1) for n in self.params}
+        size = len(next(iter(cols.values())))
+        return [{n: p.to_python(cols[n][i]) for n, p in self.params.items()} for i in range(size)]
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        """A JSON-friendly description (used to tell whether a stored study matches)."""
+        out = {}
+        for n, p in self.params.items():
+            d = {"type": type(p).__name__, **dataclasses.asdict(p)}
+            if isinstance(p, Choice):
+                d["values"] = list(p.values)
+            out[n] = d
+        return out
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{n!r}: {p!r}" for n, p in self.params.items())
+        return f"Space({{{inner}}})"

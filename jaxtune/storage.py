@@ -1,0 +1,189 @@
+"""SQLite storage for studies, trials and learning curves (stdlib ``sqlite3``, WAL mode).
+
+One database holds many studies. Every chunk of finished trials is written in one transaction
+before the next chunk starts, so a crash, Ctrl-C or kill loses at most the chunk in flight, and
+a rerun of the same study resumes from what is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = ["Storage", "StudyMismatchError"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS studies (
+    id INTEGER PRIMARY KEY,
+    name TEXT UNIQUE NOT NULL,
+    config TEXT NOT NULL,
+    created TEXT DEFAULT CURRENT_TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS trials (
+    study_id INTEGER NOT NULL REFERENCES studies(id),
+    round INTEGER NOT NULL,
+    slot INTEGER NOT NULL,
+    params TEXT NOT NULL,
+    unit TEXT NOT NULL,
+    metrics TEXT NOT NULL,
+    status TEXT NOT NULL,
+    value REAL,
+    PRIMARY KEY (study_id, round, slot)
+);
+CREATE TABLE IF NOT EXISTS curves (
+    study_id INTEGER NOT NULL REFERENCES studies(id),
+    round INTEGER NOT NULL,
+    slot INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    metrics TEXT NOT NULL,
+    PRIMARY KEY (study_id, round, slot, step)
+);
+"""
+
+
+class StudyMismatchError(ValueError):
+    """The stored study was made with another space, strategy, batch size, seed or metric."""
+
+
+def _json_default(x: Any) -> Any:
+    if hasattr(x, "item"):
+        return x.item()
+    if isinstance(x, tuple):
+        return list(x)
+    raise TypeError(f"cannot store {x!r} as JSON")
+
+
+def _dumps(x: Any) -> str:
+    # Python's json writes NaN/Infinity and reads them back, which is all a diverged trial needs.
+    return json.dumps(x, default=_json_default)
+
+
+def _loads_metrics(text: str) -> dict[str, float]:
+    return {k: float(v) for k, v in json.loads(text).items()}
+
+
+class Storage:
+    """A SQLite database of studies.
+
+    Args:
+      path: a file path, or ``":memory:"`` for a throw-away database.
+    """
+
+    def __init__(self, path: str | os.PathLike = ":memory:"):
+        self.path = os.fspath(path)
+        if self.path != ":memory:":
+            parent = os.path.dirname(os.path.abspath(self.path))
+            if not os.path.isdir(parent):
+                raise FileNotFoundError(f"storage directory does not exist: {parent!r}")
+        self.conn = sqlite3.connect(self.path)
+        if self.path != ":memory:":
+            self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.executescript(_SCHEMA)
+        self.conn.commit()
+
+    def close(self) -> None:
+        """Closes the connection."""
+        self.conn.close()
+
+    def study_names(self) -> list[str]:
+        """Names of the stored studies, oldest first."""
+        return [r[0] for r in self.conn.execute("SELECT name FROM studies ORDER BY id")]
+
+    def study_config(self, name: str) -> dict[str, Any] | None:
+        """The configuration a study was created with, or None if there is no such study."""
+        row = self.conn.execute("SELECT config FROM studies WHERE name = ?", (name,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def open_study(self, name: str, config: Mapping[str, Any], *, check: Iterable[str] = ()) -> int:
+        """Returns the id of study ``name``, creating it with ``config`` if it is new.
+
+        Raises:
+          StudyMismatchError: the study exists and differs from ``config`` in a key of ``check``.
+        """
+        config = json.loads(_dumps(config))
+        row = self.conn.execute("SELECT id, config FROM studies WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            with self.conn:
+                cur = self.conn.execute("INSERT INTO studies (name, config) VALUES (?, ?)", (name, _dumps(config)))
+            return cur.lastrowid
+        stored = json.loads(row[1])
+        diff = [k for k in check if stored.get(k) != config.get(k)]
+        if diff:
+            details = "; ".join(f"{k}: stored {stored.get(k)!r}, now {config.get(k)!r}" for k in diff)
+            raise StudyMismatchError(
+                f"study {name!r} in {self.path} was made with a different {', '.join(diff)} ({details}); "
+                "use another study name or storage file to start afresh"
+            )
+        return row[0]
+
+    def write_trials(
+        self,
+        study_id: int,
+        rows: Iterable[Mapping[str, Any]],
+        curves: Iterable[tuple[int, int, int, Mapping[str, float]]] = (),
+    ) -> None:
+        """Stores finished trials (and their curve points) in one transaction."""
+        with self.conn:
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO trials (study_id, round, slot, params, unit, metrics, status, value) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        study_id,
+                        int(r["round"]),
+                        int(r["slot"]),
+                        _dumps(r["params"]),
+                        _dumps(r["unit"]),
+                        _dumps(r["metrics"]),
+                        r["status"],
+                        r["value"] if r["value"] is None or math.isfinite(r["value"]) else None,
+                    )
+                    for r in rows
+                ],
+            )
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO curves (study_id, round, slot, step, metrics) VALUES (?, ?, ?, ?, ?)",
+                [(study_id, int(r), int(s), int(step), _dumps(m)) for r, s, step, m in curves],
+            )
+
+    def trials(self, study_id: int) -> list[dict[str, Any]]:
+        """All stored trials of a study, in (round, slot) order."""
+        cur = self.conn.execute(
+            "SELECT round, slot, params, unit, metrics, status, value FROM trials WHERE study_id = ? "
+            "ORDER BY round, slot",
+            (study_id,),
+        )
+        return [
+            {
+                "round": r,
+                "slot": s,
+                "params": json.loads(p),
+                "unit": json.loads(u),
+                "metrics": _loads_metrics(m),
+                "status": st,
+                "value": v if v is not None else float("nan"),
+            }
+            for r, s, p, u, m, st, v in cur
+        ]
+
+    def curves(self, study_id: int) -> dict[tuple[int, int], list[tuple[int, dict[str, float]]]]:
+        """Learning curves: ``{(round, slot): [(step, metrics), ...]}``."""
+        out: dict[tuple[int, int], list] = {}
+        cur = self.conn.execute(
+            "SELECT round, slot, step, metrics FROM curves WHERE study_id = ? ORDER BY round, slot, step", (study_id,)
+        )
+        for r, s, step, m in cur:
+            out.setdefault((r, s), []).append((step, _loads_metrics(m)))
+        return out
+
+    def study_id(self, name: str) -> int:
+        """The id of an existing study; KeyError naming the stored studies otherwise."""
+        row = self.conn.execute("SELECT id FROM studies WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise KeyError(f"no study {name!r} in {self.path}; stored studies: {self.study_names()}")
+        return row[0]

@@ -1,0 +1,18 @@
+"""Search strategies: pure ask/tell functions on the unit cube, and their registry."""
+
+from jaxtune.strategies.base import REGISTRY, Strategy, StrategySpec, make_strategy, register, sanitize_scores
+from jaxtune.strategies.coarse_to_fine import CoarseToFine
+from jaxtune.strategies.grid import GridSearch
+from jaxtune.strategies.random import RandomSearch
+
+__all__ = [
+    "REGISTRY",
+    "Strategy",
+    "StrategySpec",
+    "make_strategy",
+    "register",
+    "sanitize_scores",
+    "CoarseToFine",
+    "GridSearch",
+    "RandomSearch",
+]

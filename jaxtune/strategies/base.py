@@ -1,0 +1,117 @@
+"""The strategy interface: pure ask/tell functions on the unit cube.
+
+A :class:`Strategy` is a ``NamedTuple`` of pure functions, in the style of optax's
+``GradientTransformation`` and evosax's ask/tell:
+
+* ``init(key) -> state``
+* ``ask(key, state) -> (u, state)`` with ``u: f32[num_trials, dim]`` in ``[0, 1]``
+* ``tell(state, u, scores) -> state`` with ``scores: f32[num_trials]``, *lower is better*;
+  non-finite scores mean "diverged" and must never be preferred.
+* ``valid(state) -> bool[num_trials]``: which lanes of the last ``ask`` carry a real trial
+  (a grid that does not divide into batches pads its last batch).
+
+State is a pytree of arrays with fixed shapes, so one compiled ``ask``/``tell`` serves every
+round and both run under ``jax.lax.scan``. Strategies never see scales or names: a
+:class:`~jaxtune.Space` maps the unit cube to values.
+
+A *strategy spec* is a frozen dataclass holding static options, with
+``build(space, num_trials) -> Strategy``; :func:`make_strategy` accepts a registry name, a
+spec, or an already built :class:`Strategy`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
+
+import jax
+import jax.numpy as jnp
+
+from jaxtune.space import Space
+
+__all__ = ["Strategy", "StrategySpec", "REGISTRY", "register", "make_strategy", "sanitize_scores", "all_valid"]
+
+
+def all_valid(num_trials: int) -> Callable[[Any], jax.Array]:
+    """A ``valid`` function for strategies whose every lane is a real trial."""
+    return lambda state: jnp.ones((num_trials,), bool)
+
+
+class Strategy(NamedTuple):
+    """A built strategy: pure ``init``/``ask``/``tell`` for ``num_trials`` trials in ``dim`` dims."""
+
+    init: Callable[[jax.Array], Any]
+    ask: Callable[[jax.Array, Any], tuple[jax.Array, Any]]
+    tell: Callable[[Any, jax.Array, jax.Array], Any]
+    valid: Callable[[Any], jax.Array]
+    num_trials: int
+    dim: int
+    num_rounds: int | None = None  # rounds after which the strategy has nothing new (grid), else None
+
+
+class StrategySpec(Protocol):
+    """Static options of a strategy; ``build`` binds it to a space and a batch size."""
+
+    def build(self, space: Space, num_trials: int) -> Strategy: ...
+
+
+def sanitize_scores(scores: jax.Array) -> jax.Array:
+    """Maps NaN and ±Inf scores to +inf, so a diverged trial is never the best."""
+    scores = jnp.asarray(scores, jnp.float32)
+    return jnp.where(jnp.isfinite(scores), scores, jnp.inf)
+
+
+REGISTRY: dict[str, type] = {}
+
+
+def register(name: str):
+    """Class decorator that adds a strategy spec to :data:`REGISTRY` under ``name``."""
+
+    def wrap(cls):
+        REGISTRY[name] = cls
+        cls.registry_name = name
+        return cls
+
+    return wrap
+
+
+def make_strategy(strategy: str | StrategySpec | Strategy, space: Space, num_trials: int, **options) -> Strategy:
+    """Builds a :class:`Strategy` from a registry name (with ``options``), a spec or a built strategy."""
+    if isinstance(strategy, Strategy):
+        if options:
+            raise TypeError(f"strategy options {sorted(options)} given with an already built Strategy")
+        if strategy.num_trials != num_trials or strategy.dim != space.dim:
+            raise ValueError(
+                f"the Strategy was built for {strategy.num_trials} trials in {strategy.dim} dims, "
+                f"but the sweep has trials={num_trials} and a {space.dim}-dim space"
+            )
+        return strategy
+    if isinstance(strategy, str):
+        if strategy not in REGISTRY:
+            raise ValueError(
+                f"unknown strategy {strategy!r}; registered strategies are {', '.join(map(repr, sorted(REGISTRY)))}"
+            )
+        cls = REGISTRY[strategy]
+        fields = {f.name for f in dataclasses.fields(cls)}
+        bad = set(options) - fields
+        if bad:
+            raise TypeError(f"strategy {strategy!r} has no option(s) {sorted(bad)}; its options are {sorted(fields)}")
+        strategy = cls(**options)
+    elif options:
+        raise TypeError(f"strategy options {sorted(options)} can only go with a strategy name")
+    if not hasattr(strategy, "build"):
+        raise TypeError(
+            f"strategy must be a name, a spec with .build(space, num_trials) or a Strategy, got {strategy!r}"
+        )
+    return strategy.build(space, num_trials)
+
+
+def describe(strategy: Any) -> dict[str, Any]:
+    """A JSON-friendly description of a strategy spec (for matching stored studies)."""
+    if isinstance(strategy, str):
+        strategy = REGISTRY[strategy]()
+    if dataclasses.is_dataclass(strategy):
+        name = getattr(type(strategy), "registry_name", type(strategy).__qualname__)
+        return {"name": name, **{k: v for k, v in dataclasses.asdict(strategy).items()}}
+    return {"name": type(strategy).__qualname__}

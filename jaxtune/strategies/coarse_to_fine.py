@@ -1,0 +1,117 @@
+"""Coarse-to-fine search: sample a box, shrink it around the best trials, sample again.
+
+The rule, each round after the first (``k = ceil(top_fraction * num_trials)``):
+
+1. Keep the ``k`` best trials seen so far (an archive, so one bad round cannot undo progress).
+2. ``best`` is the best of them; ``spread_j = max_i |top_ij - best_j|`` over the finite ones.
+3. The new half-width per coordinate is ``(1 + margin) * spread_j``, clipped to
+   ``[min_shrink, max_shrink] * old half-width`` (so the box always zooms, by at most 4x and at
+   least 2x a round with the defaults; coordinates where the good trials agree zoom faster
+   than those that do not matter).
+4. The box is centred on ``best`` and shifted, not cut, to lie inside the unit cube.
+
+The inner sampler draws ``num_trials`` points in the box: uniform (``inner="random"``) or a
+Cartesian grid with ``floor(num_trials ** (1/d))`` points a side plus uniform points for the
+remaining lanes (``inner="grid"``). After a round in which every trial diverged the box stays put.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxtune.space import Space
+from jaxtune.strategies.base import Strategy, all_valid, register, sanitize_scores
+
+INNER = ("random", "grid")
+
+
+@register("coarse_to_fine")
+@dataclasses.dataclass(frozen=True)
+class CoarseToFine:
+    """Coarse-to-fine zooming search (see the module docstring for the exact rule).
+
+    Args:
+      top_fraction: fraction of a round's trials whose spread sets the next box, in (0, 1].
+      margin: how far the box reaches past the spread of the top trials, >= 0.
+      min_shrink: smallest factor the half-width is multiplied by in a round, in (0, 1].
+      max_shrink: largest factor, in [min_shrink, 1].
+      inner: ``"random"`` or ``"grid"`` sampling inside the box.
+    """
+
+    top_fraction: float = 0.1
+    margin: float = 0.5
+    min_shrink: float = 0.25
+    max_shrink: float = 0.5
+    inner: str = "random"
+
+    def __post_init__(self):
+        if not 0 < self.top_fraction <= 1:
+            raise ValueError(f"coarse_to_fine: top_fraction must be in (0, 1], got {self.top_fraction!r}")
+        if not self.margin >= 0:
+            raise ValueError(f"coarse_to_fine: margin must be >= 0, got {self.margin!r}")
+        if not 0 < self.min_shrink <= self.max_shrink <= 1:
+            raise ValueError(
+                "coarse_to_fine: need 0 < min_shrink <= max_shrink <= 1, "
+                f"got min_shrink={self.min_shrink!r}, max_shrink={self.max_shrink!r}"
+            )
+        if self.inner not in INNER:
+            raise ValueError(
+                f"coarse_to_fine: unknown inner sampler {self.inner!r}; allowed are {', '.join(map(repr, INNER))}"
+            )
+
+    def build(self, space: Space, num_trials: int) -> Strategy:
+        """Binds the search to ``space`` and ``num_trials`` trials a round."""
+        dim = space.dim
+        k = max(1, math.ceil(self.top_fraction * num_trials))
+        side = max(1, int(math.floor(num_trials ** (1 / dim) + 1e-9)))
+        if self.inner == "grid":
+            axis = (np.arange(side) + 0.5) / side
+            lattice = np.stack(np.meshgrid(*[axis] * dim, indexing="ij"), -1).reshape(-1, dim)
+            lattice = jnp.asarray(lattice, jnp.float32)
+
+        def sample(key, lo, hi):
+            u = jax.random.uniform(key, (num_trials, dim))
+            if self.inner == "grid":
+                u = u.at[: lattice.shape[0]].set(lattice)
+            return lo[None] + u * (hi - lo)[None]
+
+        def init(key):
+            return {
+                "lo": jnp.zeros((dim,)),
+                "hi": jnp.ones((dim,)),
+                "top_u": jnp.full((k, dim), 0.5),
+                "top_s": jnp.full((k,), jnp.inf),
+                "round": jnp.zeros((), jnp.int32),
+            }
+
+        def ask(key, state):
+            return sample(key, state["lo"], state["hi"]), state
+
+        def tell(state, u, scores):
+            all_u = jnp.concatenate([state["top_u"], u])
+            scores = sanitize_scores(scores)
+            all_s = jnp.concatenate([state["top_s"], scores])
+            order = jnp.argsort(all_s)[:k]  # stable: ties keep archive first
+            top_u, top_s = all_u[order], all_s[order]
+            best = top_u[0]
+            finite = jnp.isfinite(top_s)[:, None]
+            spread = jnp.max(jnp.where(finite, jnp.abs(top_u - best[None]), 0.0), axis=0)
+            half = (state["hi"] - state["lo"]) / 2
+            new_half = jnp.clip((1 + self.margin) * spread, self.min_shrink * half, self.max_shrink * half)
+            lo = jnp.clip(best - new_half, 0.0, 1.0 - 2 * new_half)
+            # A round with no finite score brings no evidence: the box stays where it was.
+            any_finite = jnp.isfinite(scores).any()
+            return {
+                "lo": jnp.where(any_finite, lo, state["lo"]),
+                "hi": jnp.where(any_finite, lo + 2 * new_half, state["hi"]),
+                "top_u": top_u,
+                "top_s": top_s,
+                "round": state["round"] + 1,
+            }
+
+        return Strategy(init, ask, tell, all_valid(num_trials), num_trials, dim)

@@ -1,0 +1,44 @@
+"""Built-in tasks: real training tasks on local data, and synthetic functions with known optima.
+
+``get(name, **options)`` builds a :class:`Task` by name; :data:`TASKS` lists the names.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+
+from jaxtune.tasks.base import Task
+from jaxtune.tasks.synthetic import SYNTHETIC, Synthetic, branin, hartmann3, hartmann6, rosenbrock
+
+__all__ = ["TASKS", "Task", "get", "SYNTHETIC", "Synthetic", "branin", "hartmann3", "hartmann6", "rosenbrock"]
+
+
+def _synthetic_task(name: str) -> Task:
+    s = SYNTHETIC[name]
+    return Task(name, s.objective, s.space, "value", "min", report=("value",))
+
+
+def _registry():
+    from jaxtune.tasks import classify
+
+    tasks = {f"mnist1d_{m}": functools.partial(classify.mnist1d, m) for m in classify.MNIST1D_MODELS}
+    tasks["digits_mlp"] = classify.digits
+    tasks.update({n: functools.partial(_synthetic_task, n) for n in SYNTHETIC})
+    return tasks
+
+
+TASKS = tuple(sorted(["mnist1d_linear", "mnist1d_mlp", "mnist1d_cnn", "mnist1d_gru", "digits_mlp", *SYNTHETIC]))
+
+
+def get(name: str, **options) -> Task:
+    """Builds the built-in task ``name`` with ``options`` (e.g. ``steps=500``)."""
+    registry = _registry()
+    if name not in registry:
+        raise ValueError(f"unknown task {name!r}; built-in tasks are {', '.join(TASKS)}")
+    factory = registry[name]
+    allowed = [p for p in inspect.signature(factory).parameters if p != "model"]
+    bad = sorted(set(options) - set(allowed))
+    if bad:
+        raise ValueError(f"task {name!r} has no option(s) {bad}; its options are {allowed}")
+    return factory(**options)

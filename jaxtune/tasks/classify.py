@@ -1,0 +1,124 @@
+"""Built-in classification tasks: MNIST-1D (linear, MLP, CNN, GRU) and scikit-learn digits.
+
+Each is a :class:`~jaxtune.train.Trainer` with AdamW (lr, b1 and weight decay traced; b2=0.999,
+eps=1e-8 fixed, as Ng recommends) and a default space; selection is on the validation split and
+test metrics are recorded alongside, for the report only.
+"""
+
+from __future__ import annotations
+
+import optax
+
+from jaxtune.space import Float, Space
+from jaxtune.tasks import data as data_lib
+from jaxtune.tasks import models
+from jaxtune.tasks.base import Task
+from jaxtune.train import Trainer
+
+__all__ = ["mnist1d", "digits", "adamw", "default_space", "MNIST1D_MODELS"]
+
+MNIST1D_MODELS = ("linear", "mlp", "cnn", "gru")
+
+
+def adamw(hp) -> optax.GradientTransformation:
+    """AdamW from traced ``lr``, ``b1`` and ``wd`` (each optional: 1e-2, 0.9, 0)."""
+    return optax.adamw(hp.get("lr", 1e-2), b1=hp.get("b1", 0.9), b2=0.999, eps=1e-8, weight_decay=hp.get("wd", 0.0))
+
+
+def default_space() -> Space:
+    """lr log-uniform on [1e-4, 1e-1]; b1 with log(1 - b1) uniform on [0.8, 0.999]; wd log on [1e-5, 1]."""
+    return Space(
+        {
+            "lr": Float(1e-4, 1e-1, scale="log"),
+            "b1": Float(0.8, 0.999, scale="reverse_log"),
+            "wd": Float(1e-5, 1.0, scale="log"),  # AdamW decays by lr * wd a step
+        }
+    )
+
+
+def _make_model(model: str, hidden: int, features_in: int, length: int):
+    if model not in MNIST1D_MODELS:
+        raise ValueError(f"unknown MNIST-1D model {model!r}; allowed are {', '.join(map(repr, MNIST1D_MODELS))}")
+
+    def build(hp, rngs):
+        width = int(hp.get("hidden", hidden))
+        depth = int(hp.get("depth", 2))
+        return {
+            "linear": lambda: models.Linear(features_in, 10, rngs=rngs),
+            "mlp": lambda: models.MLP(features_in, 10, hidden=width, depth=depth, rngs=rngs),
+            "cnn": lambda: models.CNN(length, 10, rngs=rngs),
+            "gru": lambda: models.GRU(length, 10, rngs=rngs),
+        }[model]()
+
+    return build
+
+
+def mnist1d(
+    model: str = "mlp",
+    *,
+    steps: int = 2000,
+    batch_size: int = 128,
+    hidden: int = 100,
+    eval_every: int | None = None,
+    data_path: str | None = None,
+    space: Space | None = None,
+) -> Task:
+    """An MNIST-1D task: train on 3200 sequences, select on 800, report test on 1000.
+
+    Args:
+      model: ``"linear"``, ``"mlp"`` (40-hidden-hidden-10), ``"cnn"`` or ``"gru"`` (paper architectures).
+      steps: optimizer steps per trial.
+      batch_size: examples per step (the largest, when the space tunes ``batch_size``).
+      hidden: MLP width unless the space tunes ``hidden``.
+      eval_every: record validation curves every this many steps.
+      data_path: optional .npz instead of generating the data (see :func:`jaxtune.tasks.data.mnist1d`).
+      space: search space (default: :func:`default_space`).
+    """
+    splits = data_lib.mnist1d(path=data_path)
+    x = splits.train[0]
+    trainer = Trainer(
+        model=_make_model(model, hidden, x.shape[-1], x.shape[-1]),
+        optimizer=adamw,
+        data=splits.train,
+        eval_data={"val": splits.val, "test": splits.test},
+        steps=steps,
+        batch_size=batch_size,
+        eval_every=eval_every,
+    )
+    return Task(
+        f"mnist1d_{model}",
+        trainer,
+        space or default_space(),
+        "val_accuracy",
+        "max",
+        report=("val_accuracy", "val_loss", "test_accuracy", "test_loss"),
+    )
+
+
+def digits(
+    *,
+    steps: int = 1000,
+    batch_size: int = 64,
+    hidden: int = 64,
+    eval_every: int | None = None,
+    space: Space | None = None,
+) -> Task:
+    """scikit-learn digits with an MLP 64-hidden-hidden-10."""
+    splits = data_lib.digits()
+    trainer = Trainer(
+        model=_make_model("mlp", hidden, 64, 64),
+        optimizer=adamw,
+        data=splits.train,
+        eval_data={"val": splits.val, "test": splits.test},
+        steps=steps,
+        batch_size=batch_size,
+        eval_every=eval_every,
+    )
+    return Task(
+        "digits_mlp",
+        trainer,
+        space or default_space(),
+        "val_accuracy",
+        "max",
+        report=("val_accuracy", "val_loss", "test_accuracy", "test_loss"),
+    )

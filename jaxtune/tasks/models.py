@@ -1,0 +1,92 @@
+"""Flax NNX models of the built-in tasks (architectures of the MNIST-1D paper)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+__all__ = ["Linear", "MLP", "CNN", "GRU"]
+
+# Flax >= 0.12 wants lists of submodules wrapped in nnx.List; older versions take plain lists.
+_ModuleList = getattr(nnx, "List", list)
+
+
+class Linear(nnx.Module):
+    """Logistic regression: one dense layer."""
+
+    def __init__(self, features_in: int, classes: int, *, rngs: nnx.Rngs):
+        self.out = nnx.Linear(features_in, classes, rngs=rngs)
+
+    def __call__(self, x):
+        return self.out(x)
+
+
+class MLP(nnx.Module):
+    """``features_in -> hidden x depth (ReLU) -> classes``; the paper's MLP is 40-100-100-10."""
+
+    def __init__(self, features_in: int, classes: int, hidden: int = 100, depth: int = 2, *, rngs: nnx.Rngs):
+        sizes = [features_in] + [hidden] * depth
+        self.layers = _ModuleList([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
+        self.out = nnx.Linear(sizes[-1], classes, rngs=rngs)
+
+    def __call__(self, x):
+        for layer in self.layers:
+            x = jax.nn.relu(layer(x))
+        return self.out(x)
+
+
+class CNN(nnx.Module):
+    """The MNIST-1D paper's ConvBase: three Conv1d of 25 channels (k5 s2, k3 s2, k3 s2), then Linear.
+
+    Convolutions run as patches @ kernel (:class:`jaxtune.layers.PatchConv1d`), which computes
+    the same function as ``nnx.Conv`` but stays one batched matmul when vmapped over trials.
+    """
+
+    def __init__(self, length: int = 40, classes: int = 10, channels: int = 25, *, rngs: nnx.Rngs):
+        from jaxtune.layers import PatchConv1d
+
+        self.convs = _ModuleList(
+            [
+                PatchConv1d(1, channels, 5, stride=2, padding=1, rngs=rngs),
+                PatchConv1d(channels, channels, 3, stride=2, padding=1, rngs=rngs),
+                PatchConv1d(channels, channels, 3, stride=2, padding=1, rngs=rngs),
+            ]
+        )
+        n = length
+        for k in (5, 3, 3):
+            n = (n + 2 - k) // 2 + 1
+        self.out = nnx.Linear(n * channels, classes, rngs=rngs)
+
+    def __call__(self, x):
+        x = x[..., None]
+        for conv in self.convs:
+            x = jax.nn.relu(conv(x))
+        return self.out(x.reshape(*x.shape[:-2], -1))
+
+
+class GRU(nnx.Module):
+    """The MNIST-1D paper's GRUBase: a bidirectional GRU (hidden 6) over the sequence, all
+    steps' states flattened into a Linear layer."""
+
+    def __init__(self, length: int = 40, classes: int = 10, hidden: int = 6, *, rngs: nnx.Rngs):
+        self.fwd = nnx.GRUCell(1, hidden, rngs=rngs)
+        self.bwd = nnx.GRUCell(1, hidden, rngs=rngs)
+        self.hidden = hidden
+        self.out = nnx.Linear(2 * hidden * length, classes, rngs=rngs)
+
+    def _run(self, cell, xs):
+        h0 = jnp.zeros((xs.shape[1], self.hidden), xs.dtype)
+
+        def step(h, x):
+            h, y = cell(h, x)
+            return h, y
+
+        return jax.lax.scan(step, h0, xs)[1]
+
+    def __call__(self, x):
+        xs = jnp.swapaxes(x, 0, 1)[..., None]  # (length, batch, 1)
+        f = self._run(self.fwd, xs)
+        b = self._run(self.bwd, xs[::-1])[::-1]
+        h = jnp.concatenate([f, b], -1)  # (length, batch, 2 * hidden)
+        return self.out(jnp.swapaxes(h, 0, 1).reshape(x.shape[0], -1))

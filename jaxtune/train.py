@@ -1,0 +1,219 @@
+"""Build the single-trial objective from a Flax NNX model, an Optax optimizer and data.
+
+:class:`Trainer` is a callable ``trainer(hp, key) -> metrics`` that ``jt.tune`` vmaps like any
+objective. Inside one trial it
+
+* builds the model from ``model(hp, nnx.Rngs(key))`` (so static hyperparameters such as depth
+  can shape it) and the optimizer from ``optimizer(hp)`` with *traced* values (learning rate,
+  momentum, weight decay, decay rates are data, so new values never recompile);
+* trains with ``lax.scan`` in segments of ``eval_every`` steps, evaluating every split of
+  ``eval_data`` after each segment (the learning curves) and at the end;
+* draws data order, initialisation and dropout from the trial's own key; BatchNorm statistics
+  and dropout RNG state are per-trial state carried through the scan.
+
+A traced ``hp["batch_size"]`` is handled by masking: every step draws ``Trainer.batch_size``
+(the largest batch) examples and weighs the first ``batch_size`` of them, which gives the same
+loss and gradients as the smaller batch, so all batch sizes share one compiled program.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from jaxtune.space import Choice, Int, Space
+
+__all__ = ["Trainer", "accuracy", "set_mode"]
+
+_MODE_ATTRS = ("deterministic", "use_running_average")
+
+
+def _merge(graphdef, *states) -> nnx.Module:
+    # Fresh Variables, so a model merged inside jax.grad/scan may update its RNG counts and batch
+    # statistics (merging without a copy reuses Variables created at an outer trace level).
+    if _MERGE_COPIES:
+        return nnx.merge(graphdef, *states, copy=True)
+    return nnx.merge(graphdef, *states)
+
+
+_MERGE_COPIES = "copy" in inspect.signature(nnx.merge).parameters
+
+
+def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Per-example top-1 accuracy (1.0 or 0.0)."""
+    return (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+
+
+def set_mode(model: nnx.Module, train: bool) -> nnx.Module:
+    """A view of ``model`` in train or eval mode (Dropout, BatchNorm); a no-op for other models."""
+    keys = {a for _, m in nnx.iter_graph(model) if isinstance(m, nnx.Module) for a in _MODE_ATTRS if hasattr(m, a)}
+    if not keys:
+        return model
+    if hasattr(nnx, "view"):
+        return nnx.view(model, **{k: not train for k in keys})
+    model.train() if train else model.eval()  # flax versions before nnx.view
+    return model
+
+
+def _as_array(x: Any, name: str) -> jax.Array:
+    if isinstance(x, jax.Array):
+        return x
+    arr = np.asarray(x)
+    if arr.dtype == np.float64:
+        arr = arr.astype(np.float32)
+    elif arr.dtype == np.int64:
+        arr = arr.astype(np.int32)
+    if arr.dtype == object:
+        raise TypeError(f"{name} must be a numeric array, got dtype object")
+    return jnp.asarray(arr)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Trainer:
+    """A single-trial training objective for ``jt.tune``, built from Flax NNX and Optax.
+
+    Args:
+      model: ``model(hp, rngs) -> nnx.Module``; ``hp`` holds static values as Python values.
+      optimizer: ``optimizer(hp) -> optax.GradientTransformation`` built from traced values,
+        e.g. ``lambda hp: optax.adamw(hp["lr"], b1=hp["b1"], weight_decay=hp["wd"])``.
+      data: training arrays ``(x, y)``.
+      eval_data: ``{split: (x, y)}``, e.g. ``{"val": ..., "test": ...}``; each split reports
+        ``{split}_loss`` and ``{split}_{metric}`` for every metric.
+      loss: per-example loss ``loss(outputs, y) -> f32[batch]`` (default: softmax cross-entropy
+        with integer labels).
+      metrics: ``{name: fn(outputs, y) -> f32[batch]}`` averaged over each eval split.
+      steps: optimizer steps per trial.
+      batch_size: examples per step; with a traced ``hp["batch_size"]`` it is the largest batch.
+      eval_every: evaluate every this many steps (must divide ``steps``) and keep the learning
+        curves; None evaluates only at the end.
+
+    Example:
+      >>> trainer = Trainer(model=lambda hp, rngs: MLP(rngs), optimizer=lambda hp: optax.adam(hp["lr"]),
+      ...                   data=(x, y), eval_data={"val": (xv, yv)}, steps=1000)
+      >>> jt.tune(trainer, space, metric="val_loss")
+    """
+
+    model: Callable[[Mapping[str, Any], nnx.Rngs], nnx.Module]
+    optimizer: Callable[[Mapping[str, Any]], optax.GradientTransformation]
+    data: tuple[Any, Any]
+    eval_data: Mapping[str, tuple[Any, Any]] = dataclasses.field(default_factory=dict)
+    loss: Callable[[jax.Array, jax.Array], jax.Array] = optax.softmax_cross_entropy_with_integer_labels
+    metrics: Mapping[str, Callable[[jax.Array, jax.Array], jax.Array]] = dataclasses.field(
+        default_factory=lambda: {"accuracy": accuracy}
+    )
+    steps: int = 1000
+    batch_size: int = 128
+    eval_every: int | None = None
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"Trainer: {name} must be an int >= 1, got {v!r}")
+        if self.eval_every is not None:
+            e = self.eval_every
+            if isinstance(e, bool) or not isinstance(e, int) or e < 1 or self.steps % e:
+                raise ValueError(f"Trainer: eval_every must be an int >= 1 that divides steps={self.steps}, got {e!r}")
+        if not callable(self.model) or not callable(self.optimizer):
+            raise TypeError("Trainer: model and optimizer must be callables: model(hp, rngs), optimizer(hp)")
+        splits = {"train": self.data, **dict(self.eval_data)}
+        arrays = {}
+        for split, pair in splits.items():
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise TypeError(f"Trainer: {split} data must be a pair (x, y), got {type(pair).__name__}")
+            x, y = _as_array(pair[0], f"{split} x"), _as_array(pair[1], f"{split} y")
+            if x.shape[0] != y.shape[0]:
+                raise ValueError(f"Trainer: {split} x and y differ in length: {x.shape[0]} vs {y.shape[0]}")
+            if x.shape[0] == 0:
+                raise ValueError(f"Trainer: {split} data is empty")
+            arrays[split] = (x, y)
+        object.__setattr__(self, "_arrays", arrays)
+
+    def validate_space(self, space: Space) -> None:
+        """Checks a space against this trainer before a sweep starts (called by ``jt.tune``)."""
+        p = space.params.get("batch_size")
+        if p is None:
+            return
+        top = max(p.values) if isinstance(p, Choice) else p.high if isinstance(p, Int) else None
+        if top is None:
+            raise TypeError(f"batch_size must be a jt.Int or a jt.Choice of ints, got {p!r}")
+        if not p.static and top > self.batch_size:
+            raise ValueError(
+                f"batch_size goes up to {top} but Trainer(batch_size={self.batch_size}) is the largest batch a "
+                f"masked step can hold: set Trainer batch_size >= {top}"
+            )
+
+    def _init(self, hp, key):
+        k_model, k_data = jax.random.split(key)
+        model = self.model(hp, nnx.Rngs(k_model))
+        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+        return graphdef, params, rest, k_data
+
+    def batch_loss(self, graphdef, params, rest, x, y, weights):
+        """Weighted training loss of one batch and the updated non-parameter state."""
+        model = _merge(graphdef, params, rest)
+        out = set_mode(model, train=True)(x)
+        loss = jnp.sum(weights * self.loss(out, y))
+        return loss, nnx.split(model, nnx.Param, ...)[2]
+
+    def evaluate(self, graphdef, params, rest) -> dict[str, jax.Array]:
+        """``{split}_loss`` and ``{split}_{metric}`` on every eval split."""
+        model = set_mode(_merge(graphdef, params, rest), train=False)
+        out = {}
+        for split, (x, y) in self._arrays.items():
+            if split == "train":
+                continue
+            pred = model(x)
+            out[f"{split}_loss"] = jnp.mean(self.loss(pred, y))
+            for name, fn in self.metrics.items():
+                out[f"{split}_{name}"] = jnp.mean(fn(pred, y))
+        return out
+
+    def _batch(self, hp):
+        """(examples used per step, examples drawn per step, per-example weights).
+
+        Every trial draws ``max(batch_size, Trainer.batch_size)`` indices a step and uses a prefix,
+        so a masked (traced) batch size sees exactly the examples the same static size would.
+        """
+        bs = hp.get("batch_size", self.batch_size)
+        if isinstance(bs, (int, np.integer)):
+            bs = int(bs)
+            return bs, max(bs, self.batch_size), jnp.full((bs,), 1.0 / bs)
+        live = jnp.arange(self.batch_size) < bs
+        return self.batch_size, self.batch_size, live / jnp.asarray(bs, jnp.float32)
+
+    def __call__(self, hp: Mapping[str, Any], key: jax.Array) -> dict[str, Any]:
+        """Trains one trial and returns its final metrics (and curves, with ``eval_every``)."""
+        x, y = self._arrays["train"]
+        graphdef, params, rest, k_data = self._init(hp, key)
+        tx = self.optimizer(hp)
+        opt_state = tx.init(params)
+        used, drawn, weights = self._batch(hp)
+        grad_fn = jax.value_and_grad(self.batch_loss, argnums=1, has_aux=True)
+
+        def step(carry, t):
+            params, rest, opt_state = carry
+            idx = jax.random.randint(jax.random.fold_in(k_data, t), (drawn,), 0, x.shape[0])[:used]
+            (loss, rest), grads = grad_fn(graphdef, params, rest, x[idx], y[idx], weights)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), rest, opt_state), loss
+
+        def segment(carry, ts):
+            carry, losses = jax.lax.scan(step, carry, ts)
+            return carry, {"train_loss": jnp.mean(losses), **self.evaluate(graphdef, carry[0], carry[1])}
+
+        every = self.eval_every or self.steps
+        ts = jnp.arange(self.steps, dtype=jnp.int32).reshape(-1, every)
+        carry, curves = jax.lax.scan(segment, (params, rest, opt_state), ts)
+        final = {k: v[-1] for k, v in curves.items()}
+        if self.eval_every is not None:
+            final["curves"] = {"step": (jnp.arange(ts.shape[0], dtype=jnp.int32) + 1) * every, **curves}
+        return final

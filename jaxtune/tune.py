@@ -1,0 +1,230 @@
+"""The driver: rounds of ask -> execute -> tell, stored as they finish, resumable.
+
+This is jaxtune's only impure loop. Everything it calls (space, strategy, executor programs) is
+pure and compiled once per sweep.
+
+Resuming needs no saved strategy state: strategies are deterministic functions of their keys
+and of what they were told, so a rerun replays ``ask``/``tell`` over the stored rounds (checking
+that it asks for the very same points) and carries on from the first trial not yet stored.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxtune.execute import CURVES, Executor
+from jaxtune.result import MODES, Result
+from jaxtune.space import Space
+from jaxtune.storage import Storage, StudyMismatchError
+from jaxtune.strategies.base import Strategy, describe, make_strategy
+
+__all__ = ["tune", "RoundReport"]
+
+# Keys for the strategy and the trials come from disjoint streams of the seed.
+_INIT_STREAM, _ROUND_STREAM = 1, 2
+
+
+def _check_int(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    return int(value)
+
+
+class RoundReport(dict):
+    """What a finished round reports to ``progress``: round, rounds, trials, seconds, best, ..."""
+
+
+def _print_progress(report: RoundReport) -> None:
+    best = "none yet" if report["best"] is None else f"{report['best']:.6g}"
+    print(
+        f"[jaxtune] round {report['round'] + 1}/{report['rounds']}: {report['ran']} trials in "
+        f"{report['seconds']:.2f} s ({report['trials_per_s']:.1f} trials/s), "
+        f"{report['diverged']} diverged, best {report['metric']} so far {best}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def tune(
+    objective: Callable[..., Any],
+    space: Space,
+    strategy: str | Any = "random",
+    trials: int = 64,
+    rounds: int | None = None,
+    metric: str | None = None,
+    mode: str = "min",
+    seed: int = 0,
+    storage: str | None = None,
+    *,
+    study: str = "default",
+    strategy_options: dict[str, Any] | None = None,
+    max_batch: int | None = None,
+    progress: bool | Callable[[RoundReport], None] = True,
+) -> Result:
+    """Tunes ``objective`` over ``space``: ``rounds`` rounds of ``trials`` trials run at once.
+
+    Args:
+      objective: a pure single-trial function ``objective(hp, key) -> {metric: scalar}`` (or a
+        scalar, named ``"value"``); ``hp`` values are scalar arrays, or Python values for
+        ``static=True`` parameters. It is vmapped and compiled by jaxtune.
+      space: the :class:`~jaxtune.Space` to search.
+      strategy: a registry name (``"random"``, ``"grid"``, ``"coarse_to_fine"``), a strategy spec
+        such as ``jt.strategies.CoarseToFine(top_fraction=0.2)``, or a built ``Strategy``.
+      trials: trials per round (run together as one batch).
+      rounds: number of rounds; None means 1, or enough to cover the grid for ``"grid"``.
+      metric: metric to select on; may be omitted if the objective returns one metric.
+      mode: ``"min"`` or ``"max"``.
+      seed: seeds the strategy and every trial's key; same seed, same results.
+      storage: SQLite file to store trials in (None: in memory). Rerunning with the same file
+        and study resumes: finished trials are not run again; ``rounds`` may grow.
+      study: study name inside the storage file.
+      strategy_options: options for a strategy given by name, e.g. ``{"top_fraction": 0.2}``.
+      max_batch: most trials one compiled program runs at once (None: all of a bucket).
+      progress: print one line per round (True), stay silent (False), or a callable that
+        receives a :class:`RoundReport` per round.
+
+    Returns:
+      A :class:`~jaxtune.Result` with every trial of the study (stored ones included).
+
+    Example:
+      >>> space = jt.Space({"x": jt.Float(-5, 10), "y": jt.Float(0, 15)})
+      >>> result = jt.tune(jt.tasks.branin, space, "coarse_to_fine", trials=256, rounds=8)
+      >>> result.best["value"]  # close to 0.397887
+    """
+    # All validation happens before anything is compiled or run.
+    if not isinstance(space, Space):
+        raise TypeError(f"space must be a jt.Space, got {type(space).__name__}")
+    if not callable(objective):
+        raise TypeError(f"objective must be callable as objective(hp, key), got {objective!r}")
+    trials = _check_int("trials", trials, 1)
+    if mode not in MODES:
+        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+    seed = _check_int("seed", seed, 0)
+    if not isinstance(study, str) or not study:
+        raise ValueError(f"study must be a non-empty string, got {study!r}")
+    built: Strategy = make_strategy(strategy, space, trials, **(strategy_options or {}))
+    if rounds is None:
+        rounds = built.num_rounds or 1
+    rounds = _check_int("rounds", rounds, 1)
+    report = _print_progress if progress is True else (progress or None)
+
+    if hasattr(objective, "validate_space"):
+        objective.validate_space(space)
+    executor = Executor(objective, space, max_batch=max_batch)
+    root = jax.random.key(seed)
+    state0 = jax.eval_shape(built.init, root)
+    u0, _ = jax.eval_shape(built.ask, root, state0)
+    if u0.shape != (trials, space.dim):
+        raise ValueError(f"strategy asked for points of shape {u0.shape}, expected {(trials, space.dim)}")
+    first_static = executor.buckets(space.from_unit(jnp.full((1, space.dim), 0.5)))
+    names = [n for n in executor.output_shapes(next(iter(first_static))) if n != CURVES]
+    if metric is None:
+        if len(names) != 1:
+            raise ValueError(f"the objective returns metrics {names}: pass metric= to choose one")
+        metric = names[0]
+    elif metric not in names:
+        raise ValueError(f"metric {metric!r} is not among the objective's metrics {names}")
+
+    state = jax.jit(built.init)(jax.random.fold_in(root, _INIT_STREAM))
+    store = Storage(storage if storage is not None else ":memory:")
+    try:
+        config = {
+            "space": space.describe(),
+            "strategy": describe(strategy) if not isinstance(strategy, Strategy) else {"name": "custom"},
+            "trials": trials,
+            "seed": seed,
+            "metric": metric,
+            "mode": mode,
+            "objective": getattr(objective, "__qualname__", type(objective).__qualname__),
+        }
+        sid = store.open_study(study, config, check=("space", "strategy", "trials", "seed", "metric", "mode"))
+        done = {(t["round"], t["slot"]): t for t in store.trials(sid)}
+        sign = 1.0 if mode == "min" else -1.0
+        ask, tell, valid_fn = jax.jit(built.ask), jax.jit(built.tell), jax.jit(built.valid)
+        from_unit = jax.jit(space.from_unit)
+        best = math.inf
+
+        for r in range(rounds):
+            ask_key, trial_key = jax.random.split(jax.random.fold_in(jax.random.fold_in(root, _ROUND_STREAM), r))
+            u, state = ask(ask_key, state)
+            valid = np.asarray(valid_fn(state))
+            if not valid.any():
+                break  # the strategy has nothing left to ask (a finished grid)
+            u_np = np.asarray(u)
+            stored = {s: done[(r, s)] for s in np.flatnonzero(valid) if (r, s) in done}
+            for s, t in stored.items():
+                if np.max(np.abs(np.asarray(t["unit"]) - u_np[s])) > 1e-5:
+                    raise StudyMismatchError(
+                        f"stored trial (round {r}, slot {s}) of study {study!r} does not match what the strategy "
+                        "asks now: the objective's code, jax version or strategy changed; use a new study name"
+                    )
+            missing = np.asarray([s for s in np.flatnonzero(valid) if s not in stored], dtype=np.int64)
+
+            t0 = time.perf_counter()
+            if missing.size:
+                hp = from_unit(u)
+                keys = jax.random.split(trial_key, trials)
+                for idx, metrics, curves in executor.run(hp, keys, only=missing):
+                    params = space.to_python({n: np.asarray(v)[idx] for n, v in hp.items()})
+                    rows, points = [], []
+                    for j, i in enumerate(idx):
+                        m = {n: float(v[j]) for n, v in metrics.items()}
+                        # Any non-finite metric means the run blew up, whatever the selection metric says.
+                        ok = all(math.isfinite(v) for v in m.values())
+                        rows.append(
+                            {
+                                "round": r,
+                                "slot": int(i),
+                                "params": params[j],
+                                "unit": u_np[i].tolist(),
+                                "metrics": m,
+                                "value": m[metric],
+                                "status": "ok" if ok else "diverged",
+                            }
+                        )
+                        steps = curves.get("step")
+                        for c in range(0 if steps is None else steps.shape[1]):
+                            points.append(
+                                (
+                                    r,
+                                    int(i),
+                                    int(steps[j, c]),
+                                    {n: float(v[j, c]) for n, v in curves.items() if n != "step"},
+                                )
+                            )
+                    store.write_trials(sid, rows, points)
+                    done.update({(r, row["slot"]): row for row in rows})
+            seconds = time.perf_counter() - t0
+
+            scores = np.full((trials,), np.inf, np.float32)
+            for s in np.flatnonzero(valid):
+                t = done[(r, s)]
+                scores[s] = sign * t["value"] if t["status"] == "ok" else np.inf
+            state = tell(state, u, jnp.asarray(scores))
+            best = min(best, float(scores.min()))
+            if report is not None and missing.size:
+                report(
+                    RoundReport(
+                        round=r,
+                        rounds=rounds,
+                        ran=int(missing.size),
+                        seconds=seconds,
+                        trials_per_s=missing.size / max(seconds, 1e-9),
+                        metric=metric,
+                        best=None if not math.isfinite(best) else sign * best,
+                        diverged=int(sum(done[(r, s)]["status"] == "diverged" for s in missing)),
+                        compiles=executor.compiles,
+                    )
+                )
+
+        return Result(list(done.values()), metric, mode, study=study, storage=storage, curves=store.curves(sid))
+    finally:
+        store.close()

@@ -1,0 +1,83 @@
+import subprocess
+import sys
+
+import pytest
+
+from jaxtune import cli
+
+CONFIG = """
+[task]
+name = "branin"
+
+[tune]
+strategy = "coarse_to_fine"
+trials = 64
+rounds = 3
+seed = 0
+storage = "{db}"
+study = "b"
+
+[strategy]
+top_fraction = 0.2
+"""
+
+
+def write(tmp_path, text, name="c.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_run_then_report_then_resume(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("JAXTUNE_CACHE_DIR", str(tmp_path / "cache"))
+    db = tmp_path / "runs" / "b.db"
+    cfg = write(tmp_path, CONFIG.format(db=db))
+    assert cli.main(["run", cfg, "--plot", str(tmp_path / "fig.png")]) == 0
+    out = capsys.readouterr()
+    assert "192 trials in 3 rounds" in out.out and "best trial" in out.out and str(db) in out.out
+    assert "round 3/3" in out.err
+    assert (tmp_path / "fig.png").stat().st_size > 0
+    assert cli.main(["report", str(db), "--csv", str(tmp_path / "t.csv")]) == 0
+    assert "192 trials" in capsys.readouterr().out
+    assert len((tmp_path / "t.csv").read_text().splitlines()) == 193
+    assert cli.main(["run", cfg, "--rounds", "4"]) == 0  # resumes: only round 4 runs
+    out = capsys.readouterr()
+    assert "256 trials in 4 rounds" in out.out and "round 4/4" in out.err and "round 3/4" not in out.err
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[task]\nname = 'nope'\n", "unknown task 'nope'"),
+        ("[tune]\ntrials = 4\n", "needs a [task] section"),
+        ("[task]\nname = 'branin'\n[tune]\ntrails = 4\n", "unknown key(s) ['trails']"),
+        ("[task]\nname = 'branin'\n[tune]\nstrategy = 'annealing'\n", "unknown strategy 'annealing'"),
+        (
+            "[task]\nname = 'branin'\n[space.x1]\ntype = 'float'\nlow = 0.0\nhigh = 1.0\nscale = 'log'\n",
+            "scale='log' needs low > 0",
+        ),
+        ("[task]\nname = 'branin'\n[space.x1]\ntype = 'normal'\n", "type must be one of"),
+        ("[task]\nname = 'branin'\n[tune]\ntrials = 0\n", "trials must be an int >= 1, got 0"),
+        ("[task\nname = 'x'", "invalid TOML"),
+        ("[task]\nname = 'mnist1d_mlp'\nsteps = -5\n", "steps must be an int >= 1, got -5"),
+    ],
+)
+def test_config_errors_are_clear_and_exit_2(tmp_path, capsys, text, message):
+    assert cli.main(["run", write(tmp_path, text)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("jaxtune: error: ") and message in err and "Traceback" not in err
+
+
+def test_missing_files(tmp_path, capsys):
+    assert cli.main(["run", str(tmp_path / "none.toml")]) == 2
+    assert cli.main(["report", str(tmp_path / "none.db")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_console_script_runs_as_a_process(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "jaxtune.cli", "tasks"], capture_output=True, text=True, check=True)
+    assert "mnist1d_mlp" in proc.stdout.split()
+    bad = subprocess.run(
+        [sys.executable, "-m", "jaxtune.cli", "run", str(tmp_path / "x.toml")], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr

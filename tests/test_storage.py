@@ -1,0 +1,100 @@
+import math
+
+import jax.numpy as jnp
+import pytest
+from test_tune import SPACE, quad_objective
+
+import jaxtune as jt
+from jaxtune.execute import Executor
+
+KW = dict(strategy="coarse_to_fine", trials=8, metric="loss", seed=1, study="s")
+
+
+def test_stored_study_loads_back(tmp_path):
+    db = str(tmp_path / "sweep.db")
+    result = jt.tune(quad_objective, SPACE, rounds=2, storage=db, progress=False, **KW)
+    loaded = jt.Result.load(db)
+    assert len(loaded) == 16 and loaded.metric == "loss" and loaded.mode == "min"
+    assert loaded.best["params"] == pytest.approx(result.best["params"])
+    assert loaded.best["metrics"] == pytest.approx(result.best["metrics"])
+    with pytest.raises(KeyError, match="no study 'other'.*\\['s'\\]"):
+        jt.Result.load(db, study="other")
+    with pytest.raises(FileNotFoundError, match="no storage file"):
+        jt.Result.load(str(tmp_path / "missing.db"))
+
+
+def test_rerun_resumes_and_extends_without_running_trials_twice(tmp_path):
+    db = str(tmp_path / "sweep.db")
+    reports = []
+    jt.tune(quad_objective, SPACE, rounds=2, storage=db, progress=reports.append, **KW)
+    assert [r["ran"] for r in reports] == [8, 8]
+    reports.clear()
+    again = jt.tune(quad_objective, SPACE, rounds=2, storage=db, progress=reports.append, **KW)
+    assert reports == [] and len(again) == 16  # everything was stored: nothing ran
+    extended = jt.tune(quad_objective, SPACE, rounds=3, storage=db, progress=reports.append, **KW)
+    assert [r["ran"] for r in reports] == [8] and len(extended) == 24
+    # Replaying the stored rounds leads the strategy to the same place as one uninterrupted run.
+    straight = jt.tune(quad_objective, SPACE, rounds=3, progress=False, **KW)
+    assert [t["params"] for t in extended.trials] == [t["params"] for t in straight.trials]
+
+
+def test_crash_mid_round_keeps_finished_chunks_and_resumes(tmp_path, monkeypatch):
+    db = str(tmp_path / "sweep.db")
+    original = Executor.run
+
+    def crashing(self, *args, **kwargs):
+        for i, chunk in enumerate(original(self, *args, **kwargs)):
+            yield chunk
+            if i == 0:
+                raise KeyboardInterrupt  # Ctrl-C after the first chunk of the first round
+
+    monkeypatch.setattr(Executor, "run", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        jt.tune(quad_objective, SPACE, rounds=2, storage=db, max_batch=2, progress=False, **KW)
+    assert len(jt.Result.load(db)) == 2  # the finished chunk was committed
+    monkeypatch.setattr(Executor, "run", original)
+    reports = []
+    resumed = jt.tune(quad_objective, SPACE, rounds=2, storage=db, max_batch=2, progress=reports.append, **KW)
+    assert [r["ran"] for r in reports] == [6, 8]
+    straight = jt.tune(quad_objective, SPACE, rounds=2, progress=False, **KW)
+    assert [t["params"] for t in resumed.trials] == [t["params"] for t in straight.trials]
+    losses = [t["metrics"]["loss"] for t in resumed.trials]
+    assert losses == pytest.approx([t["metrics"]["loss"] for t in straight.trials], rel=1e-5)
+
+
+def test_a_changed_study_is_refused(tmp_path):
+    db = str(tmp_path / "sweep.db")
+    jt.tune(quad_objective, SPACE, rounds=1, storage=db, progress=False, **KW)
+    with pytest.raises(jt.StudyMismatchError, match="different trials"):
+        jt.tune(quad_objective, SPACE, rounds=1, storage=db, progress=False, **(KW | {"trials": 16}))
+    other_space = jt.Space({"lr": jt.Float(1e-4, 1.0, scale="log"), "b1": jt.Float(0.5, 0.99), "n": jt.Int(1, 3)})
+    with pytest.raises(jt.StudyMismatchError, match="different space"):
+        jt.tune(quad_objective, other_space, rounds=1, storage=db, progress=False, **KW)
+    # Another study name in the same file starts afresh.
+    assert len(jt.tune(quad_objective, SPACE, rounds=1, storage=db, progress=False, **(KW | {"study": "t"}))) == 8
+
+
+def test_diverged_values_survive_storage(tmp_path):
+    db = str(tmp_path / "sweep.db")
+    jt.tune(
+        lambda hp, key: {"loss": jnp.where(hp["x"] > 0.5, jnp.nan, hp["x"])},
+        jt.Space({"x": jt.Float(0, 1)}),
+        "random",
+        trials=16,
+        storage=db,
+        progress=False,
+    )
+    loaded = jt.Result.load(db)
+    bad = [t for t in loaded.trials if t["status"] == "diverged"]
+    assert bad and all(math.isnan(t["metrics"]["loss"]) for t in bad)
+    assert loaded.best["status"] == "ok"
+
+
+def test_exports(tmp_path):
+    result = jt.tune(quad_objective, SPACE, rounds=1, progress=False, **KW)
+    df = result.to_pandas()
+    assert len(df) == 8 and {"lr", "b1", "n", "loss", "acc", "status", "round"} <= set(df.columns)
+    path = tmp_path / "trials.csv"
+    result.to_csv(path)
+    assert path.read_text().splitlines()[0].startswith("round,slot,status,lr,b1,n")
+    assert len(path.read_text().splitlines()) == 9

@@ -1,0 +1,142 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+import jaxtune as jt
+from jaxtune.execute import Executor
+from jaxtune.train import Trainer
+
+
+def toy_data(n=96, d=6, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0.5).astype(np.int32)
+    return x, y % classes
+
+
+class Net(nnx.Module):
+    def __init__(self, hidden, dropout, rngs):
+        self.l1 = nnx.Linear(6, hidden, rngs=rngs)
+        self.drop = nnx.Dropout(dropout, rngs=rngs)
+        self.l2 = nnx.Linear(hidden, 3, rngs=rngs)
+
+    def __call__(self, x):
+        return self.l2(self.drop(jax.nn.relu(self.l1(x))))
+
+
+def make_trainer(dropout=0.0, batch_size=16, steps=20, eval_every=None):
+    x, y = toy_data()
+    return Trainer(
+        model=lambda hp, rngs: Net(int(hp.get("hidden", 8)), dropout, rngs),
+        optimizer=lambda hp: optax.adamw(hp["lr"], b1=hp["b1"], weight_decay=1e-4),
+        data=(x[:64], y[:64]),
+        eval_data={"val": (x[64:], y[64:])},
+        steps=steps,
+        batch_size=batch_size,
+        eval_every=eval_every,
+    )
+
+
+SPACE = jt.Space({"lr": jt.Float(1e-3, 1e-1, scale="log"), "b1": jt.Float(0.8, 0.99, scale="reverse_log")})
+
+
+def run(trainer, space, hp, keys):
+    chunks = list(Executor(trainer, space).run(hp, keys))
+    assert len(chunks) == 1
+    return chunks[0][1]
+
+
+def test_vmapped_trainer_trials_equal_each_trial_alone(key):
+    trainer = make_trainer(dropout=0.2)
+    hp = SPACE.sample(key, 4)
+    keys = jax.random.split(key, 4)
+    batched = run(trainer, SPACE, hp, keys)
+    alone = jax.jit(trainer)
+    for i in range(4):
+        one = alone({n: v[i] for n, v in hp.items()}, keys[i])
+        for name in ("val_loss", "val_accuracy", "train_loss"):
+            np.testing.assert_allclose(batched[name][i], one[name], rtol=2e-5, atol=1e-6)
+
+
+def test_each_trial_has_its_own_dropout_and_init_randomness(key):
+    trainer = make_trainer(dropout=0.5)
+    hp = {"lr": jnp.full((3,), 0.01), "b1": jnp.full((3,), 0.9)}
+    k1, k2 = jax.random.split(key)
+    out = run(trainer, SPACE, hp, jnp.stack([k1, k1, k2]))
+    assert out["train_loss"][0] == out["train_loss"][1]  # same key, same trial
+    assert out["train_loss"][0] != out["train_loss"][2]  # another key: other init, data order, masks
+
+
+def test_masked_batch_gives_the_same_loss_and_gradients_as_the_small_batch(key):
+    trainer = make_trainer(batch_size=16)
+    model = Net(8, 0.0, nnx.Rngs(key))
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    x, y = toy_data()
+    xb, yb = jnp.asarray(x[:16]), jnp.asarray(y[:16])
+    grad = jax.grad(trainer.batch_loss, argnums=1, has_aux=True)
+    _, _, w_masked = trainer._batch({"batch_size": jnp.asarray(5)})
+    _, _, w_small = trainer._batch({"batch_size": 5})
+    loss_m, _ = trainer.batch_loss(graphdef, params, rest, xb, yb, w_masked)
+    loss_s, _ = trainer.batch_loss(graphdef, params, rest, xb[:5], yb[:5], w_small)
+    np.testing.assert_allclose(loss_m, loss_s, rtol=1e-6)
+    np.testing.assert_allclose(
+        loss_s, optax.softmax_cross_entropy_with_integer_labels(model(xb[:5]), yb[:5]).mean(), rtol=1e-6
+    )
+    g_m, _ = grad(graphdef, params, rest, xb, yb, w_masked)
+    g_s, _ = grad(graphdef, params, rest, xb[:5], yb[:5], w_small)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), g_m, g_s)
+
+
+def test_traced_batch_size_trial_equals_static_batch_size_trial(key):
+    trainer = make_trainer(batch_size=16)
+    traced = jt.Space({**SPACE.params, "batch_size": jt.Choice([4, 8, 16])})
+    static = jt.Space({**SPACE.params, "batch_size": jt.Choice([4, 8, 16], static=True)})
+    hp = traced.sample(key, 6)
+    keys = jax.random.split(key, 6)
+    masked = run(trainer, traced, hp, keys)
+    ex = Executor(trainer, static)
+    out = {}
+    for idx, metrics, _ in ex.run(hp, keys):
+        for j, i in enumerate(idx):
+            out[int(i)] = metrics["val_loss"][j]
+    np.testing.assert_allclose(masked["val_loss"], [out[i] for i in range(6)], rtol=1e-4, atol=1e-6)
+
+
+def test_a_batch_size_sweep_is_one_program_and_reports_true_values():
+    trainer = make_trainer(batch_size=16)
+    space = jt.Space({**SPACE.params, "batch_size": jt.Choice([4, 8, 16])})
+    reports = []
+    result = jt.tune(trainer, space, "random", trials=8, rounds=2, metric="val_loss", progress=reports.append)
+    assert reports[-1]["compiles"] == 1
+    assert {t["params"]["batch_size"] for t in result.trials} <= {4, 8, 16}
+    assert all(isinstance(t["params"]["batch_size"], int) for t in result.trials)
+
+
+def test_learning_curves_are_stored(tmp_path):
+    trainer = make_trainer(steps=20, eval_every=5)
+    db = str(tmp_path / "c.db")
+    jt.tune(trainer, SPACE, "random", trials=4, metric="val_loss", storage=db, progress=False)
+    result = jt.Result.load(db)
+    assert len(result.curves) == 4
+    curve = result.curves[(0, 0)]
+    assert [s for s, _ in curve] == [5, 10, 15, 20]
+    assert {"val_loss", "val_accuracy", "train_loss"} <= set(curve[-1][1])
+    final = next(t for t in result.trials if t["slot"] == 0)["metrics"]["val_loss"]
+    assert curve[-1][1]["val_loss"] == pytest.approx(final)
+
+
+def test_trainer_errors():
+    x, y = toy_data()
+    with pytest.raises(ValueError, match="eval_every must be an int >= 1 that divides steps=10, got 3"):
+        Trainer(model=None or (lambda hp, r: None), optimizer=lambda hp: None, data=(x, y), steps=10, eval_every=3)
+    with pytest.raises(ValueError, match="train x and y differ in length: 96 vs 10"):
+        Trainer(model=lambda hp, r: None, optimizer=lambda hp: None, data=(x, y[:10]))
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
+        Trainer(model=lambda hp, r: None, optimizer=lambda hp: None, data=(x, y), batch_size=0)
+    trainer = make_trainer(batch_size=16)
+    space = jt.Space({**SPACE.params, "batch_size": jt.Choice([8, 32])})
+    with pytest.raises(ValueError, match="batch_size goes up to 32 but Trainer\\(batch_size=16\\)"):
+        jt.tune(trainer, space, trials=2, metric="val_loss", progress=False)

@@ -1,0 +1,166 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxtune as jt
+from jaxtune.execute import Executor
+
+SPACE = jt.Space(
+    {"lr": jt.Float(1e-3, 1.0, scale="log"), "b1": jt.Float(0.5, 0.99, scale="reverse_log"), "n": jt.Int(1, 3)}
+)
+
+
+def quad_objective(hp, key):
+    """A tiny noisy 'training run': a few gradient steps on a quadratic, scanned."""
+    target = jax.random.normal(key, (4,))
+
+    def step(w, _):
+        g = 2 * (w - target)
+        return w - hp["lr"] * g * hp["b1"], None
+
+    w, _ = jax.lax.scan(step, jnp.zeros(4), None, length=5)
+    loss = jnp.sum((w - target) ** 2) * hp["n"]
+    return {"loss": loss, "acc": 1.0 / (1.0 + loss)}
+
+
+class CompileCounter:
+    """Counts XLA backend compilations (any program, not only the executor's)."""
+
+    def __init__(self):
+        self.count = 0
+        jax.monitoring.register_event_duration_secs_listener(self._on)
+
+    def _on(self, event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            self.count += 1
+
+
+def test_vmapped_trials_equal_each_trial_alone(key):
+    hp = SPACE.sample(key, 8)
+    keys = jax.random.split(key, 8)
+    ex = Executor(quad_objective, SPACE)
+    ((idx, metrics, curves),) = list(ex.run(hp, keys))
+    np.testing.assert_array_equal(idx, np.arange(8))
+    assert curves == {}
+    alone = jax.jit(quad_objective)
+    for i in range(8):
+        one = alone({n: v[i] for n, v in hp.items()}, keys[i])
+        np.testing.assert_allclose(metrics["loss"][i], one["loss"], rtol=1e-5)
+
+
+def test_no_recompilation_between_rounds():
+    counter = CompileCounter()
+    seen = []
+    jt.tune(
+        quad_objective,
+        SPACE,
+        "coarse_to_fine",
+        trials=16,
+        rounds=4,
+        metric="loss",
+        progress=lambda r: seen.append((r["compiles"], counter.count)),
+    )
+    assert [c for c, _ in seen] == [1, 1, 1, 1]  # one executor program for the whole sweep
+    assert seen[1][1] == seen[2][1] == seen[3][1]  # nothing at all compiled after round 1
+
+
+def test_static_parameters_are_python_values_and_bucketed(key):
+    seen_types = []
+
+    def objective(hp, key):
+        seen_types.append(type(hp["width"]))
+        w = jnp.ones((hp["width"],))  # a shape: must be a Python int
+        return {"loss": jnp.sum(w) * hp["x"] + 0 * jax.random.uniform(key)}
+
+    space = jt.Space({"width": jt.Choice([2, 4, 8], static=True), "x": jt.Float(0.1, 1.0)})
+    reports = []
+    result = jt.tune(objective, space, "random", trials=12, rounds=3, metric="loss", progress=reports.append)
+    assert set(seen_types) == {int}
+    for t in result.trials:
+        assert t["metrics"]["loss"] == pytest.approx(t["params"]["width"] * t["params"]["x"], rel=1e-5)
+    # One program per (static value, power-of-two width): bounded, not one per round.
+    assert reports[-1]["compiles"] <= 3 * 4
+
+
+def test_diverged_trials_are_recorded_never_best():
+    def objective(hp, key):
+        return {"loss": jnp.where(hp["x"] > 0.5, jnp.nan, hp["x"]), "aux": hp["x"]}
+
+    space = jt.Space({"x": jt.Float(0.0, 1.0)})
+    for mode in ("min", "max"):
+        result = jt.tune(objective, space, "random", trials=32, rounds=2, metric="loss", mode=mode, progress=False)
+        statuses = {t["status"] for t in result.trials}
+        assert statuses == {"ok", "diverged"}
+        assert result.best["status"] == "ok" and result.best["params"]["x"] <= 0.5
+        assert result.num_diverged == sum(t["params"]["x"] > 0.5 for t in result.trials)
+
+
+def test_infinite_metric_is_diverged_even_when_not_selected():
+    def objective(hp, key):
+        return {"score": hp["x"], "loss": jnp.where(hp["x"] > 0.5, jnp.inf, 0.0)}
+
+    result = jt.tune(
+        objective, jt.Space({"x": jt.Float(0.0, 1.0)}), "random", trials=32, metric="score", mode="max", progress=False
+    )
+    assert result.best["params"]["x"] <= 0.5
+
+
+def test_same_seed_same_results_and_seed_matters():
+    kw = dict(strategy="coarse_to_fine", trials=8, rounds=2, metric="loss", progress=False)
+    a = jt.tune(quad_objective, SPACE, seed=3, **kw)
+    b = jt.tune(quad_objective, SPACE, seed=3, **kw)
+    c = jt.tune(quad_objective, SPACE, seed=4, **kw)
+    assert [t["metrics"] for t in a.trials] == [t["metrics"] for t in b.trials]
+    assert [t["params"] for t in a.trials] != [t["params"] for t in c.trials]
+
+
+def test_scalar_objective_and_single_metric_default():
+    result = jt.tune(
+        lambda hp, key: (hp["x"] - 0.25) ** 2,
+        jt.Space({"x": jt.Float(0, 1)}),
+        "grid",
+        trials=5,
+        strategy_options={"points": 5},
+        progress=False,
+    )
+    assert result.metric == "value" and len(result) == 5
+    assert result.best["params"]["x"] == pytest.approx(0.25)
+
+
+def test_grid_rounds_default_covers_the_grid_and_skips_padding():
+    result = jt.tune(
+        lambda hp, key: hp["x"] * hp["y"],
+        jt.Space({"x": jt.Float(0, 1), "y": jt.Float(0, 1)}),
+        "grid",
+        trials=4,
+        strategy_options={"points": 3},
+        progress=False,
+    )
+    assert len(result) == 9 and len({(t["params"]["x"], t["params"]["y"]) for t in result.trials}) == 9
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(trials=0), "trials must be an int >= 1, got 0"),
+        (dict(rounds=-1), "rounds must be an int >= 1, got -1"),
+        (dict(mode="maximize"), "mode must be 'min' or 'max', got 'maximize'"),
+        (dict(metric="accuracy"), "metric 'accuracy' is not among the objective's metrics \\['acc', 'loss'\\]"),
+        (dict(metric=None), "pass metric= to choose one"),
+        (dict(strategy="bohb"), "unknown strategy 'bohb'"),
+        (dict(seed=-1), "seed must be an int >= 0"),
+        (dict(max_batch=0), "max_batch must be a positive int"),
+    ],
+)
+def test_bad_arguments_fail_before_any_compute(kwargs, message):
+    counter = CompileCounter()
+    args = dict(trials=4, metric="loss", progress=False) | kwargs
+    with pytest.raises((ValueError, TypeError), match=message):
+        jt.tune(quad_objective, SPACE, **args)
+    assert counter.count == 0
+
+
+def test_objective_must_return_scalars():
+    with pytest.raises(ValueError, match="not scalars.*'loss'"):
+        jt.tune(lambda hp, key: {"loss": jnp.ones(3)}, jt.Space({"x": jt.Float(0, 1)}), progress=False)
