@@ -3,8 +3,8 @@
 ``objective(hp, key) -> {name: scalar}`` (or a scalar) is written for ONE trial. The executor
 
 * splits the batch into *buckets* by the values of static hyperparameters (those that must be
-  Python values, e.g. layer widths); each bucket runs as ``jit(vmap(objective))`` with the
-  static values bound;
+  Python values, e.g. depth) and the power-of-two sizes of masked ones (widths); each bucket
+  runs as ``jit(vmap(objective))`` with the static values bound;
 * pads each bucket to a power-of-two width or the full batch, whichever is smaller (repeating
   a real trial; padded lanes are dropped),
   so the number of distinct shapes, hence of compiled programs, stays small and a program is
@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxtune.space import Space
+from jaxtune.space import Masked, Space, bucket_size
 
 __all__ = ["Executor", "as_metrics", "CURVES"]
 
@@ -72,11 +72,14 @@ class Executor:
         self._programs: dict[tuple, Any] = {}
         self._shapes: dict[tuple, dict[str, jax.ShapeDtypeStruct]] = {}
 
-    def _single(self, static: tuple) -> Callable[[Mapping[str, jax.Array], jax.Array], Metrics]:
-        bound = dict(zip(self.space.static_names, static))
+    def _single(self, bucket: tuple) -> Callable[[Mapping[str, jax.Array], jax.Array], Metrics]:
+        n_static = len(self.space.static_names)
+        bound = dict(zip(self.space.static_names, bucket[:n_static]))
+        sizes = dict(zip(self.space.masked_names, bucket[n_static:]))
 
         def trial(hp, key):
-            return as_metrics(self.objective({**hp, **bound}, key))
+            masked = {n: Masked(hp[n], size) for n, size in sizes.items()}
+            return as_metrics(self.objective({**hp, **bound, **masked}, key))
 
         return trial
 
@@ -123,15 +126,16 @@ class Executor:
         return self._programs[cache_key]
 
     def buckets(self, hp: Mapping[str, Any]) -> dict[tuple, np.ndarray]:
-        """Groups trial indices by their tuple of static values (in first-seen order)."""
-        names = self.space.static_names
-        if not names:
+        """Groups trial indices by bucket: static values, then masked sizes (first-seen order)."""
+        static, masked = self.space.static_names, self.space.masked_names
+        if not static and not masked:
             n = len(np.asarray(next(iter(hp.values()))))
             return {(): np.arange(n)}
         rows = self.space.to_python({n: hp[n] for n in self.space.params})
         groups: dict[tuple, list[int]] = {}
         for i, row in enumerate(rows):
-            groups.setdefault(tuple(row[n] for n in names), []).append(i)
+            key = tuple(row[n] for n in static) + tuple(bucket_size(row[n]) for n in masked)
+            groups.setdefault(key, []).append(i)
         return {k: np.asarray(v) for k, v in groups.items()}
 
     def run(

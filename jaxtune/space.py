@@ -19,15 +19,32 @@ import dataclasses
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Float", "Int", "Choice", "Space", "SCALES"]
+__all__ = ["Float", "Int", "Choice", "Space", "Masked", "SCALES"]
 
 SCALES = ("linear", "log", "reverse_log")
+
+
+class Masked(NamedTuple):
+    """How a ``masked=True`` integer reaches the trial: a traced ``value`` and a static ``size``.
+
+    ``size`` is the power of two at or above the value, so trials whose values share a bucket
+    run as one program; layers allocate ``size`` units and mask all but the first ``value``
+    (see :class:`jaxtune.layers.MaskedLinear`).
+    """
+
+    value: jax.Array
+    size: int
+
+
+def bucket_size(value: int) -> int:
+    """The power-of-two bucket of a masked integer (smallest power of two >= value)."""
+    return 1 << max(0, (int(value) - 1).bit_length())
 
 
 def _check_scale(name: str, scale: str, allowed: Sequence[str]) -> None:
@@ -142,13 +159,17 @@ class Int(_Param):
       low: smallest value.
       high: largest value; ``low <= high``.
       scale: ``"linear"`` or ``"log"`` (needs ``low >= 1``).
-      static: pass the value as a Python int (for values that change array shapes).
+      static: pass the value as a Python int (for values that change array shapes); one
+        compiled program per distinct value.
+      masked: pass the value as :class:`Masked` ``(value, size)`` with a traced value and a
+        power-of-two ``size``: one program per power of two, layers mask the unused units.
     """
 
     low: int
     high: int
     scale: str = "linear"
     static: bool = False
+    masked: bool = False
 
     def validate(self, name: str) -> None:
         _check_scale(name, self.scale, ("linear", "log"))
@@ -159,6 +180,12 @@ class Int(_Param):
             raise ValueError(f"{name}: low must be <= high, got low={self.low!r}, high={self.high!r}")
         if self.scale == "log" and self.low < 1:
             raise ValueError(f"{name}: scale='log' needs low >= 1, got low={self.low!r}")
+        if self.masked and self.static:
+            raise ValueError(
+                f"{name}: choose one of static=True (a program per value) and masked=True (per power of two)"
+            )
+        if self.masked and self.low < 1:
+            raise ValueError(f"{name}: masked=True needs low >= 1 (a width), got low={self.low!r}")
 
     # Continuous edges [low, high + 1) on the scale; a value v owns the cell [v, v + 1).
     def from_unit(self, u):
@@ -279,6 +306,11 @@ class Space:
     def static_names(self) -> list[str]:
         """Names of the parameters that reach the trial as Python values."""
         return [n for n, p in self.params.items() if p.static]
+
+    @property
+    def masked_names(self) -> list[str]:
+        """Names of the ``masked=True`` integers (a traced value in a power-of-two bucket)."""
+        return [n for n, p in self.params.items() if getattr(p, "masked", False)]
 
     def from_unit(self, u: jax.Array) -> dict[str, jax.Array]:
         """Maps unit coordinates ``u[..., d]`` to ``{name: Array[...]}``."""

@@ -28,3 +28,53 @@ def test_patch_conv_vmapped_over_trials_equals_per_trial(key):
     for i in range(5):
         one = nnx.merge(graphdef, jax.tree.map(lambda a, i=i: a[i], states))(x[i])
         np.testing.assert_allclose(batched[i], one, rtol=1e-5, atol=1e-6)
+
+
+def narrow_and_masked(key, live, size):
+    from jaxtune.layers import MaskedLinear
+    from jaxtune.space import Masked
+
+    k1, k2 = jax.random.split(key)
+    narrow = [nnx.Linear(6, live, rngs=nnx.Rngs(k1)), nnx.Linear(live, 3, rngs=nnx.Rngs(k2))]
+    hidden = Masked(jax.numpy.asarray(live), size)
+    wide = [MaskedLinear(6, hidden, rngs=nnx.Rngs(k1)), MaskedLinear(hidden, 3, rngs=nnx.Rngs(k2))]
+    # Same live weights; the dead ones keep their random values and must not matter.
+    wide[0].kernel[...] = wide[0].kernel[...].at[:, :live].set(narrow[0].kernel[...])
+    wide[0].bias[...] = wide[0].bias[...].at[:live].set(jax.random.normal(key, (live,)))
+    narrow[0].bias[...] = wide[0].bias[...][:live]
+    wide[1].kernel[...] = wide[1].kernel[...].at[:live].set(narrow[1].kernel[...])
+    return narrow, wide
+
+
+@pytest.mark.parametrize("activation", [jax.nn.relu, jax.nn.sigmoid])
+def test_masked_width_computes_the_narrow_model(activation, key):
+    narrow, wide = narrow_and_masked(key, live=5, size=8)
+    x = jax.random.normal(jax.random.key(7), (4, 6))
+
+    def apply(layers, x):
+        return layers[1](activation(layers[0](x)))
+
+    np.testing.assert_allclose(apply(wide, x), apply(narrow, x), rtol=1e-5, atol=1e-6)
+
+    def loss(params, graphdef, rest):
+        return jax.numpy.sum(apply(nnx.merge(graphdef, params, rest), x) ** 2)
+
+    gw, pw, rw = nnx.split(nnx.List(wide) if hasattr(nnx, "List") else wide, nnx.Param, ...)
+    gn, pn, rn = nnx.split(nnx.List(narrow) if hasattr(nnx, "List") else narrow, nnx.Param, ...)
+    grad_w = jax.grad(loss)(pw, gw, rw)
+    grad_n = jax.grad(loss)(pn, gn, rn)
+    np.testing.assert_allclose(grad_w[0]["kernel"][...][:, :5], grad_n[0]["kernel"][...], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(grad_w[1]["kernel"][...][:5], grad_n[1]["kernel"][...], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(grad_w[0]["bias"][...][:5], grad_n[0]["bias"][...], rtol=1e-5, atol=1e-6)
+    # Dead units get exactly zero gradient, so an optimizer never moves them into play.
+    assert float(abs(grad_w[0]["kernel"][...][:, 5:]).max()) == 0.0
+    assert float(abs(grad_w[1]["kernel"][...][5:]).max()) == 0.0
+
+
+def test_masked_init_scale_follows_the_live_fan_in(key):
+    from jaxtune.layers import MaskedLinear
+    from jaxtune.space import Masked
+
+    layer = MaskedLinear(Masked(jax.numpy.asarray(16), 256), 512, rngs=nnx.Rngs(key))
+    std = float(layer.kernel[...][:16].std())
+    assert abs(std - 1 / np.sqrt(16)) < 0.02  # lecun normal for 16 live inputs, not 256

@@ -140,3 +140,57 @@ def test_trainer_errors():
     space = jt.Space({**SPACE.params, "batch_size": jt.Choice([8, 32])})
     with pytest.raises(ValueError, match="batch_size goes up to 32 but Trainer\\(batch_size=16\\)"):
         jt.tune(trainer, space, trials=2, metric="val_loss", progress=False)
+
+
+def masked_mlp_trainer():
+    from jaxtune.tasks.models import MLP
+
+    x, y = toy_data()
+    return Trainer(
+        model=lambda hp, rngs: MLP(6, 3, hidden=hp["hidden"], rngs=rngs),
+        optimizer=lambda hp: optax.adam(hp["lr"]),
+        data=(x[:64], y[:64]),
+        eval_data={"val": (x[64:], y[64:])},
+        steps=10,
+        batch_size=16,
+    )
+
+
+WIDTH_SPACE = jt.Space(
+    {
+        "lr": jt.Float(1e-3, 1e-1, scale="log"),
+        "hidden": jt.Int(3, 40, scale="log", masked=True),
+        "batch_size": jt.Choice([4, 8, 16]),
+    }
+)
+
+
+def test_masked_width_trials_vmapped_equal_alone(key):
+    from jaxtune.space import Masked, bucket_size
+
+    trainer = masked_mlp_trainer()
+    hp = WIDTH_SPACE.sample(key, 12)
+    keys = jax.random.split(key, 12)
+    ex = Executor(trainer, WIDTH_SPACE)
+    alone = {}
+    for idx, metrics, _ in ex.run(hp, keys):
+        for j, i in enumerate(idx):
+            alone[int(i)] = metrics["val_loss"][j]
+    programs = {}
+    for i in range(12):
+        size = bucket_size(int(hp["hidden"][i]))
+        if size not in programs:
+            programs[size] = jax.jit(lambda hp, k, size=size: trainer({**hp, "hidden": Masked(hp["hidden"], size)}, k))
+        one = programs[size]({n: v[i] for n, v in hp.items()}, keys[i])
+        np.testing.assert_allclose(alone[i], one["val_loss"], rtol=2e-5, atol=1e-6)
+
+
+def test_width_batch_lr_sweep_runs_as_few_programs_with_true_values():
+    reports = []
+    result = jt.tune(
+        masked_mlp_trainer(), WIDTH_SPACE, "random", trials=16, rounds=1, metric="val_loss", progress=reports.append
+    )
+    widths = {t["params"]["hidden"] for t in result.trials}
+    assert len(widths) > 6 and all(isinstance(w, int) and 3 <= w <= 40 for w in widths)
+    # One program per power-of-two bucket (4..64), not one per distinct width.
+    assert reports[-1]["compiles"] <= 5 < len(widths)

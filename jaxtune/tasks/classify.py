@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import optax
 
-from jaxtune.space import Float, Space
+from jaxtune.space import Float, Masked, Space
 from jaxtune.tasks import data as data_lib
 from jaxtune.tasks import models
 from jaxtune.tasks.base import Task
@@ -41,8 +41,15 @@ def _make_model(model: str, hidden: int, features_in: int, length: int):
         raise ValueError(f"unknown MNIST-1D model {model!r}; allowed are {', '.join(map(repr, MNIST1D_MODELS))}")
 
     def build(hp, rngs):
-        width = int(hp.get("hidden", hidden))
-        depth = int(hp.get("depth", 2))
+        width = hp.get("hidden", hidden)  # an int, or jt.Masked for a masked=True width
+        depth = hp.get("depth", 2)
+        for name, v in (("hidden", width), ("depth", depth)):
+            if not isinstance(v, (int, Masked)) or (name == "depth" and not isinstance(v, int)):
+                raise TypeError(
+                    f"{name} changes array shapes: declare it jt.Int(..., static=True)"
+                    + (" or jt.Int(..., masked=True)" if name == "hidden" else "")
+                    + f", got {v!r}"
+                )
         return {
             "linear": lambda: models.Linear(features_in, 10, rngs=rngs),
             "mlp": lambda: models.MLP(features_in, 10, hidden=width, depth=depth, rngs=rngs),

@@ -6,6 +6,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxtune.layers import MaskedLinear, PatchConv1d
+from jaxtune.space import Masked
+
 __all__ = ["Linear", "MLP", "CNN", "GRU"]
 
 # Flax >= 0.12 wants lists of submodules wrapped in nnx.List; older versions take plain lists.
@@ -23,12 +26,17 @@ class Linear(nnx.Module):
 
 
 class MLP(nnx.Module):
-    """``features_in -> hidden x depth (ReLU) -> classes``; the paper's MLP is 40-100-100-10."""
+    """``features_in -> hidden x depth (ReLU) -> classes``; the paper's MLP is 40-100-100-10.
 
-    def __init__(self, features_in: int, classes: int, hidden: int = 100, depth: int = 2, *, rngs: nnx.Rngs):
+    ``hidden`` may be :class:`~jaxtune.space.Masked` (a ``masked=True`` hyperparameter).
+    """
+
+    def __init__(self, features_in: int, classes: int, hidden: int | Masked = 100, depth: int = 2, *, rngs: nnx.Rngs):
+        # A masked width (a traced value in a power-of-two bucket) needs masked layers.
+        dense = MaskedLinear if isinstance(hidden, Masked) else nnx.Linear
         sizes = [features_in] + [hidden] * depth
-        self.layers = _ModuleList([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
-        self.out = nnx.Linear(sizes[-1], classes, rngs=rngs)
+        self.layers = _ModuleList([dense(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
+        self.out = dense(sizes[-1], classes, rngs=rngs)
 
     def __call__(self, x):
         for layer in self.layers:
@@ -44,8 +52,6 @@ class CNN(nnx.Module):
     """
 
     def __init__(self, length: int = 40, classes: int = 10, channels: int = 25, *, rngs: nnx.Rngs):
-        from jaxtune.layers import PatchConv1d
-
         self.convs = _ModuleList(
             [
                 PatchConv1d(1, channels, 5, stride=2, padding=1, rngs=rngs),
