@@ -93,8 +93,9 @@ class Executor:
             key = jax.eval_shape(lambda: jax.random.key(0))
             try:
                 out = jax.eval_shape(self._single(static), self._dynamic_example(), key)
-            except Exception as e:  # re-raised with context: the user's objective failed to trace
-                raise type(e)(f"objective failed while tracing one trial with static values {static}: {e}") from e
+            except Exception as e:  # the user's objective failed to trace: say for which bucket
+                e.add_note(f"jaxtune: raised while tracing the objective for one trial with bucket {static}")
+                raise
             curves = out.get(CURVES, {})
             if (
                 not isinstance(curves, Mapping)
