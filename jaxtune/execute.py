@@ -18,7 +18,7 @@ Hyperparameter values are data, never constants, so new values never cause a rec
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -46,6 +46,48 @@ def _next_pow2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 
+def _round_up(n: int, k: int) -> int:
+    return -(-n // k) * k
+
+
+class _TooBig(MemoryError):
+    """A compiled program would not fit the memory budget."""
+
+
+def _bytes_needed(compiled) -> int | None:
+    try:
+        m = compiled.memory_analysis()
+        return int(m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes)
+    except Exception:  # not every backend reports it
+        return None
+
+
+def memory_budget(device: jax.Device, fraction: float = 0.8) -> int | None:
+    """Bytes one program may use on ``device``: a fraction of its free memory, or of host RAM on CPU."""
+    try:
+        stats = device.memory_stats()
+    except Exception:
+        stats = None
+    if stats and "bytes_limit" in stats:
+        return int(fraction * (stats["bytes_limit"] - stats.get("bytes_in_use", 0)))
+    try:
+        import os
+
+        return int(fraction * os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+# Trials vmapped together inside one program, per platform, from benchmarks/throughput.py: on
+# accelerators the whole chunk (vmap), on CPU small groups run in sequence (see the note there).
+VMAP_WIDTH = {"cpu": None}
+
+
+def default_vmap_width(device: jax.Device) -> int | None:
+    """How many trials to vmap together inside a program on ``device`` (None: all of them)."""
+    return VMAP_WIDTH.get(device.platform)
+
+
 class Executor:
     """Batched, compiled execution of a single-trial objective over a :class:`Space`.
 
@@ -53,21 +95,44 @@ class Executor:
       objective: ``objective(hp, key)`` for one trial; ``hp`` maps names to scalar arrays
         (static parameters: Python values).
       space: the search space the hyperparameters come from.
-      max_batch: most trials one compiled program runs at once (None: no limit).
+      max_batch: most trials one compiled program runs at once (None: as many as fit; a chunk
+        that would not fit in memory, by the compiled program's memory analysis or an
+        out-of-memory error, is halved and retried).
+      vmap_width: trials vmapped together inside a program; wider chunks run those groups in
+        sequence with ``lax.map``. ``"auto"`` picks the measured best for the platform, None
+        vmaps the whole chunk.
+      devices: devices to shard the trial axis over (default: all, ``jax.devices()``, which
+        spans every host after ``jax.distributed.initialize()``).
 
     Example:
       >>> ex = Executor(lambda hp, key: {"loss": (hp["x"] - 1) ** 2}, Space({"x": Float(-2, 2)}))
       >>> for idx, metrics in ex.run(space.sample(key, 8), jax.random.split(key, 8)): ...
     """
 
-    def __init__(self, objective: Callable[..., Any], space: Space, *, max_batch: int | None = None):
+    def __init__(
+        self,
+        objective: Callable[..., Any],
+        space: Space,
+        *,
+        max_batch: int | None = None,
+        vmap_width: int | None | str = "auto",
+        devices: Sequence[jax.Device] | None = None,
+    ):
         if not callable(objective):
             raise TypeError(f"objective must be callable as objective(hp, key), got {objective!r}")
-        if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1):
-            raise ValueError(f"max_batch must be a positive int or None, got {max_batch!r}")
+        for name, v in (("max_batch", max_batch), ("vmap_width", None if vmap_width == "auto" else vmap_width)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"{name} must be a positive int or None, got {v!r}")
         self.objective = objective
         self.space = space
         self.max_batch = max_batch
+        self.devices = list(devices) if devices is not None else jax.devices()
+        self.num_devices = len(self.devices)
+        if vmap_width == "auto":
+            vmap_width = default_vmap_width(self.devices[0])
+        self.vmap_width = vmap_width
+        self._memory_budget = memory_budget(self.devices[0])
+        self._cap: dict[tuple, int] = {}
         self.compiles = 0
         self._programs: dict[tuple, Any] = {}
         self._shapes: dict[tuple, dict[str, jax.ShapeDtypeStruct]] = {}
@@ -119,12 +184,50 @@ class Executor:
         cache_key = (static, width)
         if cache_key not in self._programs:
             dyn = self._dynamic_example()
-            hp_spec = {n: jax.ShapeDtypeStruct((width,), s.dtype) for n, s in dyn.items()}
-            key_spec = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), width))
-            batched = jax.jit(jax.vmap(self._single(static)))
-            self._programs[cache_key] = batched.lower(hp_spec, key_spec).compile()
+            sharding = self._sharding()
+            hp_spec = {n: jax.ShapeDtypeStruct((width,), s.dtype, sharding=sharding) for n, s in dyn.items()}
+            # Keys travel as raw uint32 data so that every host can build its shard of them.
+            key_data = jax.eval_shape(lambda: jax.random.key_data(jax.random.split(jax.random.key(0), width)))
+            key_spec = jax.ShapeDtypeStruct(key_data.shape, key_data.dtype, sharding=sharding)
+            single = self._single(static)
+            inner = self.vmap_width
+            if inner is None or inner >= width // self.num_devices:
+                over_trials = jax.vmap(single)
+            else:
+                # Sequential over groups of `inner` vmapped trials, in one program: on CPUs a
+                # narrow vmap runs faster than a wide one and avoids per-trial dispatch.
+                def over_trials(hp, keys):
+                    return jax.lax.map(lambda a: single(*a), (hp, keys), batch_size=inner)
+
+            def batched(hp, key_data):
+                return over_trials(hp, jax.random.wrap_key_data(key_data))
+
+            # Metrics come back replicated: tiny, and readable on every host.
+            out_sharding = None if sharding is None else self._sharding(replicated=True)
+            compiled = jax.jit(batched, out_shardings=out_sharding).lower(hp_spec, key_spec).compile()
             self.compiles += 1
+            need = _bytes_needed(compiled)
+            if need is not None and self._memory_budget is not None and need > self._memory_budget:
+                raise _TooBig(
+                    f"{need / 2**20:.0f} MiB for {width} trials, budget {self._memory_budget / 2**20:.0f} MiB"
+                )
+            self._programs[cache_key] = compiled
         return self._programs[cache_key]
+
+    def _sharding(self, replicated: bool = False):
+        """The trial axis split over ``self.devices`` (None on one device)."""
+        if self.num_devices == 1:
+            return None
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+        mesh = Mesh(np.asarray(self.devices), ("trials",))
+        return NamedSharding(mesh, PartitionSpec() if replicated else PartitionSpec("trials"))
+
+    def _put(self, x: np.ndarray, sharding):
+        if sharding is None:
+            return jnp.asarray(x)
+        # Each host fills only the shards its devices hold (works across hosts, too).
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
     def buckets(self, hp: Mapping[str, Any]) -> dict[tuple, np.ndarray]:
         """Groups trial indices by bucket: static values, then masked sizes (first-seen order)."""
@@ -153,23 +256,35 @@ class Executor:
         one starts.
         """
         hp_np = {n: np.asarray(v) for n, v in hp.items()}
-        total = keys.shape[0]
+        total = _round_up(keys.shape[0], self.num_devices)
         dyn_names = [n for n in self.space.names if n not in self.space.static_names]
+        sharding = self._sharding()
+        key_data = np.asarray(jax.random.key_data(keys))
         for static, idx in self.buckets(hp_np).items():
             if only is not None:
                 idx = idx[np.isin(idx, only)]
             if idx.size == 0:
                 continue
             self.output_shapes(static)
-            cap = self.max_batch or idx.size
-            for start in range(0, idx.size, cap):
+            start = 0
+            while start < idx.size:
+                cap = self._cap.get(static, self.max_batch or total)
                 part = idx[start : start + cap]
-                # Widths come from a small fixed set (powers of two, the full batch, max_batch),
-                # so later rounds reuse the programs compiled for earlier ones.
-                width = min(_next_pow2(part.size), total, cap if self.max_batch else total)
+                # Widths come from a small fixed set (powers of two, the full batch, the cap), so
+                # later rounds reuse the programs compiled for earlier ones. With several devices
+                # the width is a multiple of their number: each holds the same share of trials.
+                width = _round_up(min(_next_pow2(part.size), total, cap), self.num_devices)
                 lanes = np.concatenate([part, np.full(width - part.size, part[-1])])
-                program = self._program(static, width)
-                out = program({n: jnp.asarray(hp_np[n][lanes]) for n in dyn_names}, keys[lanes])
-                out = jax.device_get(out)
+                try:
+                    program = self._program(static, width)
+                    hp_lanes = {n: self._put(hp_np[n][lanes], sharding) for n in dyn_names}
+                    out = jax.device_get(program(hp_lanes, self._put(key_data[lanes], sharding)))
+                except Exception as e:
+                    if not (isinstance(e, _TooBig) or "RESOURCE_EXHAUSTED" in str(e)) or cap <= self.num_devices:
+                        raise
+                    # Out of memory: halve this bucket's chunk and carry on from the same trial.
+                    self._cap[static] = _round_up(max(1, min(cap, width) // 2), self.num_devices)
+                    continue
                 curves = {n: np.asarray(v)[: part.size] for n, v in out.pop(CURVES, {}).items()}
                 yield part, {n: np.asarray(v)[: part.size] for n, v in out.items()}, curves
+                start += part.size

@@ -67,6 +67,7 @@ def tune(
     study: str = "default",
     strategy_options: dict[str, Any] | None = None,
     max_batch: int | None = None,
+    vmap_width: int | None | str = "auto",
     progress: bool | Callable[[RoundReport], None] = True,
 ) -> Result:
     """Tunes ``objective`` over ``space``: ``rounds`` rounds of ``trials`` trials run at once.
@@ -87,7 +88,9 @@ def tune(
         and study resumes: finished trials are not run again; ``rounds`` may grow.
       study: study name inside the storage file.
       strategy_options: options for a strategy given by name, e.g. ``{"top_fraction": 0.2}``.
-      max_batch: most trials one compiled program runs at once (None: all of a bucket).
+      max_batch: most trials one compiled program runs at once (None: as many as fit in memory).
+      vmap_width: trials vmapped together inside a program (see :class:`~jaxtune.Executor`);
+        ``"auto"`` uses the measured best for the platform.
       progress: print one line per round (True), stay silent (False), or a callable that
         receives a :class:`RoundReport` per round.
 
@@ -118,7 +121,7 @@ def tune(
 
     if hasattr(objective, "validate_space"):
         objective.validate_space(space)
-    executor = Executor(objective, space, max_batch=max_batch)
+    executor = Executor(objective, space, max_batch=max_batch, vmap_width=vmap_width)
     root = jax.random.key(seed)
     state0 = jax.eval_shape(built.init, root)
     u0, _ = jax.eval_shape(built.ask, root, state0)

@@ -1,0 +1,118 @@
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+from test_tune import SPACE, quad_objective
+
+import jaxtune as jt
+from jaxtune.execute import Executor
+
+
+def collect(ex, hp, keys):
+    out = {}
+    sizes = []
+    for idx, metrics, _ in ex.run(hp, keys):
+        sizes.append(len(idx))
+        for j, i in enumerate(idx):
+            out[int(i)] = metrics["loss"][j]
+    return np.asarray([out[i] for i in range(len(out))]), sizes
+
+
+@pytest.mark.parametrize("vmap_width", [1, 3, None])
+def test_sequential_groups_inside_a_program_equal_the_full_vmap(vmap_width, key):
+    hp = SPACE.sample(key, 16)
+    keys = jax.random.split(key, 16)
+    reference, _ = collect(Executor(quad_objective, SPACE, vmap_width=None), hp, keys)
+    got, _ = collect(Executor(quad_objective, SPACE, vmap_width=vmap_width), hp, keys)
+    np.testing.assert_allclose(got, reference, rtol=1e-5)
+
+
+def test_out_of_memory_halves_the_chunk_and_loses_nothing(key, monkeypatch):
+    hp = SPACE.sample(key, 16)
+    keys = jax.random.split(key, 16)
+    reference, _ = collect(Executor(quad_objective, SPACE), hp, keys)
+    original = Executor._program
+
+    def small_device(self, static, width):
+        program = original(self, static, width)
+        if width > 4:
+
+            def oom(*args):
+                raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate")
+
+            return oom
+        return program
+
+    monkeypatch.setattr(Executor, "_program", small_device)
+    got, sizes = collect(Executor(quad_objective, SPACE), hp, keys)
+    assert sizes == [4, 4, 4, 4]
+    np.testing.assert_allclose(got, reference, rtol=1e-5)
+
+
+def test_memory_analysis_budget_shrinks_chunks(key):
+    ex = Executor(quad_objective, SPACE)
+    ex._memory_budget = 1  # nothing fits: the chunk shrinks to one trial, then gives up
+    with pytest.raises(MemoryError, match="budget"):
+        list(ex.run(SPACE.sample(key, 8), jax.random.split(key, 8)))
+
+
+def test_max_batch_chunks(key):
+    hp = SPACE.sample(key, 10)
+    keys = jax.random.split(key, 10)
+    ex = Executor(quad_objective, SPACE, max_batch=4)
+    got, sizes = collect(ex, hp, keys)
+    assert sizes == [4, 4, 2]
+    reference, _ = collect(Executor(quad_objective, SPACE), hp, keys)
+    np.testing.assert_allclose(got, reference, rtol=1e-5)
+
+
+def test_sharded_over_four_devices_equals_one_device(tmp_path):
+    """Runs in a subprocess: the device count is fixed when JAX starts."""
+    script = textwrap.dedent("""
+        import jax, json, numpy as np, sys
+        sys.path.insert(0, "tests")
+        assert jax.device_count() == 4, jax.devices()
+        import jaxtune as jt
+        from jaxtune.execute import Executor
+        from test_tune import SPACE, quad_objective
+        key = jax.random.key(0)
+        hp = SPACE.sample(key, 10)
+        keys = jax.random.split(key, 10)
+        def losses(ex):
+            out = {}
+            for idx, m, _ in ex.run(hp, keys):
+                out.update({int(i): float(m["loss"][j]) for j, i in enumerate(idx)})
+            return [out[i] for i in range(10)]
+        four = Executor(quad_objective, SPACE)
+        assert four.num_devices == 4
+        one = Executor(quad_objective, SPACE, devices=jax.devices()[:1])
+        r = jt.tune(quad_objective, SPACE, "coarse_to_fine", trials=6, rounds=2, metric="loss", progress=False)
+        print(json.dumps({"four": losses(four), "one": losses(one), "tuned": len(r)}))
+    """)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import json
+
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(out["four"], out["one"], rtol=1e-5)
+    assert out["tuned"] == 12
+
+
+def test_executor_argument_errors():
+    with pytest.raises(ValueError, match="vmap_width must be a positive int or None, got 0"):
+        Executor(quad_objective, SPACE, vmap_width=0)
+    with pytest.raises(TypeError, match="objective must be callable"):
+        Executor("loss", SPACE)
+    with pytest.raises(ValueError, match="max_batch must be a positive int"):
+        jt.tune(quad_objective, SPACE, trials=2, metric="loss", max_batch=-3, progress=False)
