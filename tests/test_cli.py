@@ -81,3 +81,27 @@ def test_console_script_runs_as_a_process(tmp_path):
         [sys.executable, "-m", "jaxtune.cli", "run", str(tmp_path / "x.toml")], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_rerun_loads_compiled_programs_from_the_persistent_cache(tmp_path):
+    """The CLI turns on JAX's persistent compilation cache: a second process compiles nothing big."""
+    cfg = write(tmp_path, "[task]\nname = 'mnist1d_mlp'\nsteps = 5\nhidden = 16\n[tune]\ntrials = 2\n")
+    script = (
+        "import jax, json, sys\n"
+        "from jaxtune import cli\n"
+        "events = {}\n"
+        "jax.monitoring.register_event_listener(lambda e, **k: events.__setitem__(e, events.get(e, 0) + 1))\n"
+        "assert cli.main(['run', sys.argv[1], '--quiet']) == 0\n"
+        "print(json.dumps(events))\n"
+    )
+    env = {**__import__("os").environ, "JAXTUNE_CACHE_DIR": str(tmp_path / "cache")}
+    runs = []
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-c", script, cfg], capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        runs.append(__import__("json").loads(proc.stdout.strip().splitlines()[-1]))
+    assert any((tmp_path / "cache").iterdir())
+    assert runs[0].get("/jax/compilation_cache/cache_hits", 0) == 0
+    # The sweep's program (and whatever else took over the threshold to compile) is loaded.
+    assert runs[1].get("/jax/compilation_cache/cache_hits", 0) >= 1
+    assert runs[1].get("/jax/compilation_cache/cache_misses", 0) < runs[0].get("/jax/compilation_cache/cache_misses", 1)
