@@ -20,7 +20,9 @@ test: $(BIN)/.installed
 	$(BIN)/python -m pytest
 
 bench: $(BIN)/.installed
-	$(BIN)/python benchmarks/strategies.py
+	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/masking.py
+	$(BIN)/python benchmarks/cnn.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -66,7 +66,8 @@ class PatchConv1d(nnx.Module):
     ):
         init = nnx.initializers.lecun_normal()
         self.kernel = nnx.Param(init(rngs.params(), (kernel_size, in_features, out_features)))
-        self.bias = nnx.Param(jnp.zeros((out_features,)))
+        # Draw the bias key too (zeros need none): the key stream then matches nnx.Conv's.
+        self.bias = nnx.Param(nnx.initializers.zeros(rngs.params(), (out_features,)))
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -116,7 +117,7 @@ class MaskedLinear(nnx.Module):
         # lecun_normal = truncated normal on [-2, 2] with variance 1 / fan_in (after its rescaling).
         std = jnp.sqrt(1.0 / jnp.asarray(in_live, jnp.float32)) / 0.87962566103423978
         self.kernel = nnx.Param(jax.random.truncated_normal(rngs.params(), -2.0, 2.0, (in_size, out_size)) * std)
-        self.bias = nnx.Param(jnp.zeros((out_size,)))
+        self.bias = nnx.Param(nnx.initializers.zeros(rngs.params(), (out_size,)))  # key drawn as nnx.Linear does
         self.in_live = MaskSize(jnp.asarray(in_live, jnp.int32))
         self.out_live = MaskSize(jnp.asarray(out_live, jnp.int32))
 

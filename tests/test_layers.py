@@ -78,3 +78,16 @@ def test_masked_init_scale_follows_the_live_fan_in(key):
     layer = MaskedLinear(Masked(jax.numpy.asarray(16), 256), 512, rngs=nnx.Rngs(key))
     std = float(layer.kernel[...][:16].std())
     assert abs(std - 1 / np.sqrt(16)) < 0.02  # lecun normal for 16 live inputs, not 256
+
+
+def test_cnn_patches_equals_cnn_nnx_conv_same_init(key):
+    from jaxtune.tasks.models import CNN
+
+    patches = CNN(conv="patches", rngs=nnx.Rngs(key))
+    grouped = CNN(conv="nnx", rngs=nnx.Rngs(key))
+    for a, b in zip(patches.convs, grouped.convs):
+        np.testing.assert_array_equal(a.kernel[...], b.kernel[...])  # same draws, same shapes
+    x = jax.random.normal(jax.random.key(5), (8, 40))
+    np.testing.assert_allclose(patches(x), grouped(x), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="conv must be 'patches' or 'nnx'"):
+        CNN(conv="fft", rngs=nnx.Rngs(0))

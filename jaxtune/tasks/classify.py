@@ -82,9 +82,16 @@ def mnist1d(
       space: search space (default: :func:`default_space`).
     """
     splits = data_lib.mnist1d(path=data_path)
-    x = splits.train[0]
+    length = splits.train[0].shape[-1]
+    return _task(
+        f"mnist1d_{model}", _make_model(model, hidden, length, length), splits, steps, batch_size, eval_every, space
+    )
+
+
+def _task(name, model, splits, steps, batch_size, eval_every, space) -> Task:
+    """A classification task: AdamW, selection on val accuracy, val and test reported."""
     trainer = Trainer(
-        model=_make_model(model, hidden, x.shape[-1], x.shape[-1]),
+        model=model,
         optimizer=adamw,
         data=splits.train,
         eval_data={"val": splits.val, "test": splits.test},
@@ -93,7 +100,7 @@ def mnist1d(
         eval_every=eval_every,
     )
     return Task(
-        f"mnist1d_{model}",
+        name,
         trainer,
         space or default_space(),
         "val_accuracy",
@@ -111,21 +118,6 @@ def digits(
     space: Space | None = None,
 ) -> Task:
     """scikit-learn digits with an MLP 64-hidden-hidden-10."""
-    splits = data_lib.digits()
-    trainer = Trainer(
-        model=_make_model("mlp", hidden, 64, 64),
-        optimizer=adamw,
-        data=splits.train,
-        eval_data={"val": splits.val, "test": splits.test},
-        steps=steps,
-        batch_size=batch_size,
-        eval_every=eval_every,
-    )
-    return Task(
-        "digits_mlp",
-        trainer,
-        space or default_space(),
-        "val_accuracy",
-        "max",
-        report=("val_accuracy", "val_loss", "test_accuracy", "test_loss"),
+    return _task(
+        "digits_mlp", _make_model("mlp", hidden, 64, 64), data_lib.digits(), steps, batch_size, eval_every, space
     )

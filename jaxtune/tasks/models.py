@@ -47,18 +47,24 @@ class MLP(nnx.Module):
 class CNN(nnx.Module):
     """The MNIST-1D paper's ConvBase: three Conv1d of 25 channels (k5 s2, k3 s2, k3 s2), then Linear.
 
-    Convolutions run as patches @ kernel (:class:`jaxtune.layers.PatchConv1d`), which computes
-    the same function as ``nnx.Conv`` but stays one batched matmul when vmapped over trials.
+    ``conv="patches"`` (default) runs the convolutions as patches @ kernel
+    (:class:`jaxtune.layers.PatchConv1d`): the same function and the same initial parameters as
+    ``conv="nnx"`` (``nnx.Conv``), but one batched matmul when vmapped over trials instead of a
+    grouped convolution with tiny groups.
     """
 
-    def __init__(self, length: int = 40, classes: int = 10, channels: int = 25, *, rngs: nnx.Rngs):
-        self.convs = _ModuleList(
-            [
-                PatchConv1d(1, channels, 5, stride=2, padding=1, rngs=rngs),
-                PatchConv1d(channels, channels, 3, stride=2, padding=1, rngs=rngs),
-                PatchConv1d(channels, channels, 3, stride=2, padding=1, rngs=rngs),
-            ]
-        )
+    def __init__(
+        self, length: int = 40, classes: int = 10, channels: int = 25, conv: str = "patches", *, rngs: nnx.Rngs
+    ):
+        if conv not in ("patches", "nnx"):
+            raise ValueError(f"CNN conv must be 'patches' or 'nnx', got {conv!r}")
+
+        def layer(cin, k):
+            if conv == "nnx":
+                return nnx.Conv(cin, channels, (k,), strides=(2,), padding=[(1, 1)], rngs=rngs)
+            return PatchConv1d(cin, channels, k, stride=2, padding=1, rngs=rngs)
+
+        self.convs = _ModuleList([layer(1, 5), layer(channels, 3), layer(channels, 3)])
         n = length
         for k in (5, 3, 3):
             n = (n + 2 - k) // 2 + 1
