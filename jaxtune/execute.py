@@ -192,13 +192,20 @@ class Executor:
             key_spec = jax.ShapeDtypeStruct(key_data.shape, key_data.dtype, sharding=sharding)
             single = self._single(static)
             inner = self.vmap_width
-            if inner is None or inner >= width // self.num_devices:
+            if width == 1:
+                # A vmap of one trial still batches every matmul, which XLA:CPU runs slower than
+                # plain ones: run the trial itself and add the trial axis afterwards.
+                def over_trials(hp, keys):
+                    out = single(jax.tree.map(lambda v: v[0], hp), keys[0])
+                    return jax.tree.map(lambda v: v[None], out)
+            elif inner is None or inner >= width // self.num_devices:
                 over_trials = jax.vmap(single)
             else:
                 # Sequential over groups of `inner` vmapped trials, in one program: on CPUs a
                 # narrow vmap runs faster than a wide one and avoids per-trial dispatch.
                 def over_trials(hp, keys):
-                    return jax.lax.map(lambda a: single(*a), (hp, keys), batch_size=inner)
+                    group = None if inner == 1 else inner  # lax.map's batch_size=1 would still vmap
+                    return jax.lax.map(lambda a: single(*a), (hp, keys), batch_size=group)
 
             def batched(hp, key_data):
                 return over_trials(hp, jax.random.wrap_key_data(key_data))

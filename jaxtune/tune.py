@@ -53,6 +53,31 @@ def _print_progress(report: RoundReport) -> None:
     )
 
 
+def _records(r, idx, params, u, metrics, curves, metric):
+    """Storage rows (and learning-curve points) for one finished chunk of round ``r``."""
+    rows, points = [], []
+    steps = curves.get("step")
+    for j, i in enumerate(idx):
+        m = {n: float(v[j]) for n, v in metrics.items()}
+        # Any non-finite metric means the run blew up, whatever the selection metric says.
+        ok = all(math.isfinite(v) for v in m.values())
+        rows.append(
+            {
+                "round": r,
+                "slot": int(i),
+                "params": params[j],
+                "unit": u[i].tolist(),
+                "metrics": m,
+                "value": m[metric],
+                "status": "ok" if ok else "diverged",
+            }
+        )
+        for c in range(0 if steps is None else steps.shape[1]):
+            curve = {n: float(v[j, c]) for n, v in curves.items() if n != "step"}
+            points.append((r, int(i), int(steps[j, c]), curve))
+    return rows, points
+
+
 def tune(
     objective: Callable[..., Any],
     space: Space,
@@ -167,7 +192,7 @@ def tune(
                 if np.max(np.abs(np.asarray(t["unit"]) - u_np[s])) > 1e-5:
                     raise StudyMismatchError(
                         f"stored trial (round {r}, slot {s}) of study {study!r} does not match what the strategy "
-                        "asks now: the objective's code, jax version or strategy changed; use a new study name"
+                        "asks now (did the strategy code or the jax version change?); use a new study name"
                     )
             missing = np.asarray([s for s in np.flatnonzero(valid) if s not in stored], dtype=np.int64)
 
@@ -177,32 +202,7 @@ def tune(
                 keys = jax.random.split(trial_key, trials)
                 for idx, metrics, curves in executor.run(hp, keys, only=missing):
                     params = space.to_python({n: np.asarray(v)[idx] for n, v in hp.items()})
-                    rows, points = [], []
-                    for j, i in enumerate(idx):
-                        m = {n: float(v[j]) for n, v in metrics.items()}
-                        # Any non-finite metric means the run blew up, whatever the selection metric says.
-                        ok = all(math.isfinite(v) for v in m.values())
-                        rows.append(
-                            {
-                                "round": r,
-                                "slot": int(i),
-                                "params": params[j],
-                                "unit": u_np[i].tolist(),
-                                "metrics": m,
-                                "value": m[metric],
-                                "status": "ok" if ok else "diverged",
-                            }
-                        )
-                        steps = curves.get("step")
-                        for c in range(0 if steps is None else steps.shape[1]):
-                            points.append(
-                                (
-                                    r,
-                                    int(i),
-                                    int(steps[j, c]),
-                                    {n: float(v[j, c]) for n, v in curves.items() if n != "step"},
-                                )
-                            )
+                    rows, points = _records(r, idx, params, u_np, metrics, curves, metric)
                     store.write_trials(sid, rows, points)
                     done.update({(r, row["slot"]): row for row in rows})
             seconds = time.perf_counter() - t0

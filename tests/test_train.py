@@ -194,3 +194,34 @@ def test_width_batch_lr_sweep_runs_as_few_programs_with_true_values():
     assert len(widths) > 6 and all(isinstance(w, int) and 3 <= w <= 40 for w in widths)
     # One program per power-of-two bucket (4..64), not one per distinct width.
     assert reports[-1]["compiles"] <= 5 < len(widths)
+
+
+class BNNet(nnx.Module):
+    def __init__(self, rngs):
+        self.l1 = nnx.Linear(6, 8, rngs=rngs)
+        self.bn = nnx.BatchNorm(8, momentum=0.5, rngs=rngs)
+        self.l2 = nnx.Linear(8, 3, rngs=rngs)
+
+    def __call__(self, x):
+        return self.l2(jax.nn.relu(self.bn(self.l1(x))))
+
+
+def test_batchnorm_statistics_are_per_trial_state(key):
+    x, y = toy_data()
+    trainer = Trainer(
+        model=lambda hp, rngs: BNNet(rngs),
+        optimizer=lambda hp: optax.sgd(hp["lr"]),
+        data=(x[:64], y[:64]),
+        eval_data={"val": (x[64:], y[64:])},
+        steps=6,
+        batch_size=8,
+    )
+    space = jt.Space({"lr": jt.Float(1e-3, 1e-1, scale="log")})
+    hp = {"lr": jnp.asarray([0.05, 0.05, 0.01])}
+    keys = jax.random.split(key, 3)
+    batched = run(trainer, space, hp, keys)
+    for i in range(3):
+        one = jax.jit(trainer)({"lr": hp["lr"][i]}, keys[i])
+        np.testing.assert_allclose(batched["val_loss"][i], one["val_loss"], rtol=2e-5, atol=1e-6)
+    # Eval mode uses each trial's own running statistics: different data order, different result.
+    assert len(set(np.round(batched["val_loss"], 6))) == 3
