@@ -285,6 +285,7 @@ def plot(rows, path):
         ("handwritten_s", "hand-written vmap"),
         ("sequential_s", "sequential compiled"),
         ("per_step_s", "per-step loop"),
+        ("jaxtune_e2e_s", "jaxtune (e2e)"),
         ("optuna_scan_s", "Optuna, scan objective (e2e)"),
         ("hyperoptax_s", "hyperoptax (e2e)"),
     ):

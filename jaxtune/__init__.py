@@ -11,10 +11,10 @@ hyperparameters, compiles it once, and zooms the search coarse-to-fine between r
     >>> result.best
 """
 
-from jaxtune import strategies, tasks, train
+from jaxtune import layers, strategies, tasks, train
 from jaxtune.execute import Executor
 from jaxtune.result import Result
-from jaxtune.space import Choice, Float, Int, Space
+from jaxtune.space import Choice, Float, Int, Masked, Space
 from jaxtune.storage import Storage, StudyMismatchError
 from jaxtune.tune import RoundReport, tune
 
@@ -25,10 +25,12 @@ __all__ = [
     "Executor",
     "Float",
     "Int",
+    "Masked",
     "Result",
     "RoundReport",
     "Space",
     "Storage",
+    "layers",
     "StudyMismatchError",
     "strategies",
     "tasks",
