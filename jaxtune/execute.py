@@ -70,6 +70,12 @@ def memory_budget(device: jax.Device, fraction: float = 0.8) -> int | None:
         stats = None
     if stats and "bytes_limit" in stats:
         return int(fraction * (stats["bytes_limit"] - stats.get("bytes_in_use", 0)))
+    try:  # host memory: MemAvailable counts reclaimable page cache, unlike the free pages
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return int(fraction * int(info["MemAvailable"].split()[0]) * 1024)
+    except (OSError, KeyError, ValueError):
+        pass
     try:
         import os
 
@@ -215,7 +221,10 @@ class Executor:
             compiled = jax.jit(batched, out_shardings=out_sharding).lower(hp_spec, key_spec).compile()
             self.compiles += 1
             need = _bytes_needed(compiled)
-            if need is not None and self._memory_budget is not None and need > self._memory_budget:
+            # The budget is an estimate: the narrowest chunk runs anyway (a real out-of-memory
+            # error is still caught below).
+            too_big = need is not None and self._memory_budget is not None and need > self._memory_budget
+            if too_big and width > self.num_devices:
                 raise _TooBig(
                     f"{need / 2**20:.0f} MiB for {width} trials, budget {self._memory_budget / 2**20:.0f} MiB"
                 )
