@@ -11,13 +11,17 @@
   reused round after round; wider buckets than ``max_batch`` run in chunks;
 * compiles ahead of time (``lower().compile()``) and caches the executables by
   ``(static values, width)``: a call with a new shape can never silently recompile, and
-  :attr:`Executor.compiles` counts every compilation.
+  :attr:`Executor.compiles` counts every compilation. The objective's Python is traced once
+  per bucket; XLA compiles on worker threads, every bucket of a round at once;
+* compiles with the options measured best for the platform (:data:`COMPILER_OPTIONS`).
 
 Hyperparameter values are data, never constants, so new values never cause a recompile.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -50,6 +54,19 @@ def _round_up(n: int, k: int) -> int:
     return -(-n // k) * k
 
 
+_POOL: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _compile_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """Worker threads for XLA compilations (shared by all executors)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="jaxtune-compile"
+        )
+    return _POOL
+
+
 class _TooBig(MemoryError):
     """A compiled program would not fit the memory budget."""
 
@@ -77,8 +94,6 @@ def memory_budget(device: jax.Device, fraction: float = 0.8) -> int | None:
     except (OSError, KeyError, ValueError):
         pass
     try:
-        import os
-
         return int(fraction * os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):
         return None
@@ -93,6 +108,18 @@ VMAP_WIDTH = {"cpu": 8}
 def default_vmap_width(device: jax.Device) -> int | None:
     """How many trials to vmap together inside a program on ``device`` (None: all of them)."""
     return VMAP_WIDTH.get(device.platform)
+
+
+# XLA options the programs are compiled with, per platform, measured with benchmarks/compile.py.
+# On XLA:CPU, LLVM's -O3 (the default) takes 30-70% of a training program's compile time and buys
+# nothing measurable at run time (the matmuls are library calls); level 2 keeps the loop
+# vectorizer, which level 1 drops (1-4% slower runs), and level 0 changes results.
+COMPILER_OPTIONS: dict[str, dict[str, Any]] = {"cpu": {"xla_backend_optimization_level": 2}}
+
+
+def default_compiler_options(device: jax.Device) -> dict[str, Any]:
+    """XLA compiler options for programs on ``device`` (see :data:`COMPILER_OPTIONS`)."""
+    return dict(COMPILER_OPTIONS.get(device.platform, {}))
 
 
 class Executor:
@@ -110,6 +137,8 @@ class Executor:
         vmaps the whole chunk.
       devices: devices to shard the trial axis over (default: all, ``jax.devices()``, which
         spans every host after ``jax.distributed.initialize()``).
+      compiler_options: XLA options for every program (``"auto"``: the measured best for the
+        platform, :data:`COMPILER_OPTIONS`; ``{}``: XLA's defaults).
 
     Example:
       >>> ex = Executor(lambda hp, key: {"loss": (hp["x"] - 1) ** 2}, Space({"x": Float(-2, 2)}))
@@ -124,6 +153,7 @@ class Executor:
         max_batch: int | None = None,
         vmap_width: int | None | str = "auto",
         devices: Sequence[jax.Device] | None = None,
+        compiler_options: Mapping[str, Any] | str = "auto",
     ):
         if not callable(objective):
             raise TypeError(f"objective must be callable as objective(hp, key), got {objective!r}")
@@ -138,10 +168,16 @@ class Executor:
         if vmap_width == "auto":
             vmap_width = default_vmap_width(self.devices[0])
         self.vmap_width = vmap_width
+        if compiler_options == "auto":
+            compiler_options = default_compiler_options(self.devices[0])
+        if not isinstance(compiler_options, Mapping):
+            raise TypeError(f"compiler_options must be a dict of XLA options or 'auto', got {compiler_options!r}")
+        self.compiler_options = dict(compiler_options)
         self._memory_budget = memory_budget(self.devices[0])
         self._cap: dict[tuple, int] = {}
         self.compiles = 0
         self._programs: dict[tuple, Any] = {}
+        self._singles: dict[tuple, Callable] = {}
         self._shapes: dict[tuple, dict[str, jax.ShapeDtypeStruct]] = {}
 
     def _single(self, bucket: tuple) -> Callable[[Mapping[str, jax.Array], jax.Array], Metrics]:
@@ -153,11 +189,22 @@ class Executor:
             masked = {n: Masked(hp[n], size) for n, size in sizes.items()}
             return as_metrics(self.objective({**hp, **bound, **masked}, key))
 
-        return trial
+        # Jitted so that the objective's Python is traced once per bucket: the trace made for
+        # output_shapes is reused by every program of the bucket (vmapped, mapped or single).
+        if bucket not in self._singles:
+            self._singles[bucket] = jax.jit(trial)
+        return self._singles[bucket]
 
     def _dynamic_example(self) -> dict[str, jax.ShapeDtypeStruct]:
         hp = jax.eval_shape(lambda: self.space.from_unit(jnp.zeros((1, self.space.dim))))
         return {n: jax.ShapeDtypeStruct((), v.dtype) for n, v in hp.items() if n not in self.space.static_names}
+
+    def first_bucket(self) -> tuple:
+        """The bucket of the centre of the space: a bucket to trace before any trial is sampled."""
+        if not self.space.static_names and not self.space.masked_names:
+            return ()
+        centre = jax.jit(self.space.from_unit)(jnp.full((1, self.space.dim), 0.5, jnp.float32))
+        return next(iter(self.buckets(centre)))
 
     def output_shapes(self, static: tuple) -> dict[str, jax.ShapeDtypeStruct]:
         """Traces (without running) one trial for a static tuple; checks it returns scalar metrics."""
@@ -187,49 +234,76 @@ class Executor:
             self._shapes[static] = out
         return self._shapes[static]
 
-    def _program(self, static: tuple, width: int):
+    def _lower(self, static: tuple, width: int):
+        """Traces and lowers the program running ``width`` trials of bucket ``static``."""
+        dyn = self._dynamic_example()
+        sharding = self._sharding()
+        hp_spec = {n: jax.ShapeDtypeStruct((width,), s.dtype, sharding=sharding) for n, s in dyn.items()}
+        # Keys travel as raw uint32 data so that every host can build its shard of them.
+        key_data = jax.eval_shape(lambda: jax.random.key_data(jax.random.split(jax.random.key(0), width)))
+        key_spec = jax.ShapeDtypeStruct(key_data.shape, key_data.dtype, sharding=sharding)
+        single = self._single(static)
+        inner = self.vmap_width
+        if width == 1:
+            # A vmap of one trial still batches every matmul, which XLA:CPU runs slower than
+            # plain ones: run the trial itself and add the trial axis afterwards.
+            def over_trials(hp, keys):
+                out = single(jax.tree.map(lambda v: v[0], hp), keys[0])
+                return jax.tree.map(lambda v: v[None], out)
+        elif inner is None or inner >= width // self.num_devices:
+            over_trials = jax.vmap(single)
+        else:
+            # Sequential over groups of `inner` vmapped trials, in one program: on CPUs a
+            # narrow vmap runs faster than a wide one and avoids per-trial dispatch.
+            def over_trials(hp, keys):
+                group = None if inner == 1 else inner  # lax.map's batch_size=1 would still vmap
+                return jax.lax.map(lambda a: single(*a), (hp, keys), batch_size=group)
+
+        def batched(hp, key_data):
+            return over_trials(hp, jax.random.wrap_key_data(key_data))
+
+        # Metrics come back replicated: tiny, and readable on every host.
+        out_sharding = None if sharding is None else self._sharding(replicated=True)
+        return jax.jit(batched, out_shardings=out_sharding).lower(hp_spec, key_spec)
+
+    def prefetch(self, static: tuple, width: int) -> None:
+        """Starts compiling the program for ``width`` trials of bucket ``static``, unless it exists.
+
+        Tracing and lowering run here, in the caller's thread; XLA's compilation, most of the
+        time and free of the GIL, runs on a worker thread, so the programs of several buckets
+        compile in parallel and the caller goes on meanwhile. :meth:`_program` waits for it.
+        """
         cache_key = (static, width)
         if cache_key not in self._programs:
-            dyn = self._dynamic_example()
-            sharding = self._sharding()
-            hp_spec = {n: jax.ShapeDtypeStruct((width,), s.dtype, sharding=sharding) for n, s in dyn.items()}
-            # Keys travel as raw uint32 data so that every host can build its shard of them.
-            key_data = jax.eval_shape(lambda: jax.random.key_data(jax.random.split(jax.random.key(0), width)))
-            key_spec = jax.ShapeDtypeStruct(key_data.shape, key_data.dtype, sharding=sharding)
-            single = self._single(static)
-            inner = self.vmap_width
-            if width == 1:
-                # A vmap of one trial still batches every matmul, which XLA:CPU runs slower than
-                # plain ones: run the trial itself and add the trial axis afterwards.
-                def over_trials(hp, keys):
-                    out = single(jax.tree.map(lambda v: v[0], hp), keys[0])
-                    return jax.tree.map(lambda v: v[None], out)
-            elif inner is None or inner >= width // self.num_devices:
-                over_trials = jax.vmap(single)
-            else:
-                # Sequential over groups of `inner` vmapped trials, in one program: on CPUs a
-                # narrow vmap runs faster than a wide one and avoids per-trial dispatch.
-                def over_trials(hp, keys):
-                    group = None if inner == 1 else inner  # lax.map's batch_size=1 would still vmap
-                    return jax.lax.map(lambda a: single(*a), (hp, keys), batch_size=group)
-
-            def batched(hp, key_data):
-                return over_trials(hp, jax.random.wrap_key_data(key_data))
-
-            # Metrics come back replicated: tiny, and readable on every host.
-            out_sharding = None if sharding is None else self._sharding(replicated=True)
-            compiled = jax.jit(batched, out_shardings=out_sharding).lower(hp_spec, key_spec).compile()
+            self._programs[cache_key] = self.compile_async(self._lower(static, width))
             self.compiles += 1
-            need = _bytes_needed(compiled)
-            # The budget is an estimate: the narrowest chunk runs anyway (a real out-of-memory
-            # error is still caught below).
-            too_big = need is not None and self._memory_budget is not None and need > self._memory_budget
-            if too_big and width > self.num_devices:
-                raise _TooBig(
-                    f"{need / 2**20:.0f} MiB for {width} trials, budget {self._memory_budget / 2**20:.0f} MiB"
-                )
-            self._programs[cache_key] = compiled
-        return self._programs[cache_key]
+
+    def compile_async(self, lowered: jax.stages.Lowered) -> concurrent.futures.Future:
+        """Compiles ``lowered`` with this executor's options on a worker thread; a future of the executable."""
+        return _compile_pool().submit(lowered.compile, compiler_options=self.compiler_options or None)
+
+    def _program(self, static: tuple, width: int):
+        """The compiled program for ``width`` trials of bucket ``static`` (compiling it if needed)."""
+        self.prefetch(static, width)
+        compiled = self._programs[(static, width)].result()
+        need = _bytes_needed(compiled)
+        # The budget is an estimate: the narrowest chunk runs anyway (a real out-of-memory
+        # error is still caught in run).
+        too_big = need is not None and self._memory_budget is not None and need > self._memory_budget
+        if too_big and width > self.num_devices:
+            raise _TooBig(f"{need / 2**20:.0f} MiB for {width} trials, budget {self._memory_budget / 2**20:.0f} MiB")
+        return compiled
+
+    def chunk_width(self, static: tuple, n: int, total: int) -> int:
+        """The program width for the next ``n`` trials of bucket ``static`` in a batch of ``total``.
+
+        Widths come from a small fixed set (powers of two, the full batch, the chunk cap), so
+        later rounds reuse the programs compiled for earlier ones. With several devices the
+        width is a multiple of their number: each holds the same share of trials.
+        """
+        total = _round_up(total, self.num_devices)
+        cap = self._cap.get(static, self.max_batch or total)
+        return _round_up(min(_next_pow2(min(n, cap)), total, cap), self.num_devices)
 
     def _sharding(self, replicated: bool = False):
         """The trial axis split over ``self.devices`` (None on one device)."""
@@ -277,20 +351,19 @@ class Executor:
         dyn_names = [n for n in self.space.names if n not in self.space.static_names]
         sharding = self._sharding()
         key_data = np.asarray(jax.random.key_data(keys))
-        for static, idx in self.buckets(hp_np).items():
-            if only is not None:
-                idx = idx[np.isin(idx, only)]
-            if idx.size == 0:
-                continue
+        buckets = self.buckets(hp_np)
+        if only is not None:
+            buckets = {k: idx[np.isin(idx, only)] for k, idx in buckets.items()}
+        buckets = {k: idx for k, idx in buckets.items() if idx.size}
+        for static, idx in buckets.items():  # every bucket's first program compiles at once
             self.output_shapes(static)
+            self.prefetch(static, self.chunk_width(static, idx.size, total))
+        for static, idx in buckets.items():
             start = 0
             while start < idx.size:
                 cap = self._cap.get(static, self.max_batch or total)
                 part = idx[start : start + cap]
-                # Widths come from a small fixed set (powers of two, the full batch, the cap), so
-                # later rounds reuse the programs compiled for earlier ones. With several devices
-                # the width is a multiple of their number: each holds the same share of trials.
-                width = _round_up(min(_next_pow2(part.size), total, cap), self.num_devices)
+                width = self.chunk_width(static, part.size, total)
                 lanes = np.concatenate([part, np.full(width - part.size, part[-1])])
                 try:
                     program = self._program(static, width)

@@ -10,6 +10,7 @@ that it asks for the very same points) and carries on from the first trial not y
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -152,16 +153,27 @@ def tune(
     u0, _ = jax.eval_shape(built.ask, root, state0)
     if u0.shape != (trials, space.dim):
         raise ValueError(f"strategy asked for points of shape {u0.shape}, expected {(trials, space.dim)}")
-    first_static = executor.buckets(space.from_unit(jnp.full((1, space.dim), 0.5)))
-    names = [n for n in executor.output_shapes(next(iter(first_static))) if n != CURVES]
+
+    # Compiled once per sweep: init, a round's plan and tell. The plan compiles on a worker
+    # thread while the objective is traced here (on a CPU even a tiny program takes ~0.4 s).
+    def plan(root, r, state):
+        """A round's points, strategy state, valid lanes, hyperparameters and trial keys."""
+        ask_key, trial_key = jax.random.split(jax.random.fold_in(jax.random.fold_in(root, _ROUND_STREAM), r))
+        u, state = built.ask(ask_key, state)
+        return u, state, built.valid(state), space.from_unit(u), jax.random.split(trial_key, trials)
+
+    jit = functools.partial(jax.jit, compiler_options=executor.compiler_options or None)
+    plan_compiled = executor.compile_async(jit(plan).lower(root, np.int32(0), state0))
+
+    names = [n for n in executor.output_shapes(executor.first_bucket()) if n != CURVES]
     if metric is None:
         if len(names) != 1:
             raise ValueError(f"the objective returns metrics {names}: pass metric= to choose one")
         metric = names[0]
     elif metric not in names:
         raise ValueError(f"metric {metric!r} is not among the objective's metrics {names}")
+    state = jit(lambda root: built.init(jax.random.fold_in(root, _INIT_STREAM)))(root)
 
-    state = jax.jit(built.init)(jax.random.fold_in(root, _INIT_STREAM))
     store = Storage(storage if storage is not None else ":memory:")
     try:
         config = {
@@ -175,15 +187,17 @@ def tune(
         }
         sid = store.open_study(study, config, check=("space", "strategy", "trials", "seed", "metric", "mode"))
         done = {(t["round"], t["slot"]): t for t in store.trials(sid)}
+        if not space.static_names and not space.masked_names and not done:
+            # A fresh study's first program is known already: start compiling it.
+            executor.prefetch((), executor.chunk_width((), trials, trials))
+        plan = plan_compiled.result()
         sign = 1.0 if mode == "min" else -1.0
-        ask, tell, valid_fn = jax.jit(built.ask), jax.jit(built.tell), jax.jit(built.valid)
-        from_unit = jax.jit(space.from_unit)
+        tell = jit(built.tell)
         best = math.inf
 
         for r in range(rounds):
-            ask_key, trial_key = jax.random.split(jax.random.fold_in(jax.random.fold_in(root, _ROUND_STREAM), r))
-            u, state = ask(ask_key, state)
-            valid = np.asarray(valid_fn(state))
+            u, state, valid, hp, keys = plan(root, np.int32(r), state)
+            valid = np.asarray(valid)
             if not valid.any():
                 break  # the strategy has nothing left to ask (a finished grid)
             u_np = np.asarray(u)
@@ -198,8 +212,6 @@ def tune(
 
             t0 = time.perf_counter()
             if missing.size:
-                hp = from_unit(u)
-                keys = jax.random.split(trial_key, trials)
                 for idx, metrics, curves in executor.run(hp, keys, only=missing):
                     params = space.to_python({n: np.asarray(v)[idx] for n, v in hp.items()})
                     rows, points = _records(r, idx, params, u_np, metrics, curves, metric)

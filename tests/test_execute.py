@@ -4,6 +4,7 @@ import sys
 import textwrap
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from test_tune import SPACE, quad_objective
@@ -127,3 +128,31 @@ def test_executor_argument_errors():
         Executor("loss", SPACE)
     with pytest.raises(ValueError, match="max_batch must be a positive int"):
         jt.tune(quad_objective, SPACE, trials=2, metric="loss", max_batch=-3, progress=False)
+
+
+def test_every_bucket_compiles_before_the_first_chunk_runs(key):
+    def objective(hp, key):
+        return {"loss": jnp.sum(jnp.ones((hp["width"],))) * hp["x"] + 0 * jax.random.uniform(key)}
+
+    space = jt.Space({"width": jt.Choice([2, 4, 8], static=True), "x": jt.Float(0.1, 1.0)})
+    hp = space.sample(key, 24)
+    ex = Executor(objective, space)
+    chunks = ex.run(hp, jax.random.split(key, 24))
+    next(chunks)
+    assert ex.compiles == len(ex.buckets(hp)) == 3  # all submitted to the compile threads at once
+    rest = list(chunks)
+    assert ex.compiles == 3 and len(rest) == 2
+
+
+def test_compiler_options_per_platform_leave_results_unchanged(key):
+    from jaxtune.execute import COMPILER_OPTIONS
+
+    hp = SPACE.sample(key, 8)
+    keys = jax.random.split(key, 8)
+    ex = Executor(quad_objective, SPACE)
+    assert ex.compiler_options == COMPILER_OPTIONS.get(jax.devices()[0].platform, {})
+    tuned, _ = collect(ex, hp, keys)
+    plain, _ = collect(Executor(quad_objective, SPACE, compiler_options={}), hp, keys)
+    np.testing.assert_allclose(tuned, plain, rtol=1e-6)
+    with pytest.raises(TypeError, match="compiler_options must be a dict of XLA options or 'auto', got 'fast'"):
+        Executor(quad_objective, SPACE, compiler_options="fast")

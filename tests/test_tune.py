@@ -77,6 +77,8 @@ def test_static_parameters_are_python_values_and_bucketed(key):
     reports = []
     result = jt.tune(objective, space, "random", trials=12, rounds=3, metric="loss", progress=reports.append)
     assert set(seen_types) == {int}
+    # The objective's Python runs once per static value, however many programs and rounds use it.
+    assert len(seen_types) == len({t["params"]["width"] for t in result.trials})
     for t in result.trials:
         assert t["metrics"]["loss"] == pytest.approx(t["params"]["width"] * t["params"]["x"], rel=1e-5)
     # One program per (static value, power-of-two width): bounded, not one per round.
