@@ -1,6 +1,9 @@
 """Throughput on the reference task: jaxtune vs the hand-written vmap, a sequential compiled loop,
 a per-step Python loop, Optuna and hyperoptax, all in one process on one machine.
 
+jaxtune runs as the CLI runs it: on a CPU, JAX gets one device per core (jt.use_cpu_cores; pass
+--one-device to measure without), and the trials are sharded over them.
+
 Task (as ../shared/anchors/vmap_anchor.py): MNIST-1D, MLP 40-128-128-10, AdamW with per-trial
 lr, b1 (log(1-b1) uniform) and weight decay, batch 128, S steps; N trials.
 
@@ -13,6 +16,7 @@ everything anew):
   sequential     the same scanned trial jitted once, called for one trial after another
   per_step       a Python loop over steps calling a jitted train step (small N only)
   optuna_scan    Optuna (RandomSampler), the compiled scanned trial as objective, end to end
+  optuna_scan_jobs  the same with study.optimize(n_jobs=--optuna-jobs) threads
   optuna_step    Optuna (RandomSampler), the per-step loop as objective, end to end (small N; one run)
   hyperoptax     hyperoptax RandomSearch with n_parallel=N, end to end (one run)
 
@@ -191,16 +195,18 @@ def measure(n, a, arrays, hand, methods):
                 "wd": jnp.float32(trial.suggest_float("wd", 1e-6, 1e-2, log=True)),
             }
 
-        def optuna_scan():
+        def optuna_scan(jobs=1):
             scan_run = jax.jit(handwritten(a.hidden, a.batch, a.steps, *arrays)[3])  # fresh: compile counted
 
             def scan_objective(trial):
                 return float(scan_run(jax.random.key(trial.number), suggest(trial)))
 
             study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
-            study.optimize(scan_objective, n_trials=n)
+            study.optimize(scan_objective, n_trials=n, n_jobs=jobs)
 
         row["optuna_scan_s"], _ = best_of(optuna_scan)
+        if a.optuna_jobs > 1:  # threads: Optuna's own way to use more cores
+            row["optuna_scan_jobs_s"], _ = best_of(lambda: optuna_scan(a.optuna_jobs))
         if n <= a.naive_max:
             i2, s2, e2, _ = handwritten(a.hidden, a.batch, a.steps, *arrays)
             js, je = jax.jit(s2), jax.jit(e2)
@@ -245,6 +251,7 @@ def table(rows):
         "jaxtune_e2e_s",
         "handwritten_e2e_s",
         "optuna_scan_s",
+        "optuna_scan_jobs_s",
         "optuna_step_s",
         "hyperoptax_s",
     ]
@@ -316,11 +323,15 @@ def main(argv=None):
     p.add_argument("--vmap-widths", default="auto", help="comma list of jaxtune vmap widths: auto, none, or ints")
     p.add_argument("--seq-max", type=int, default=64)
     p.add_argument("--naive-max", type=int, default=8)
+    p.add_argument("--optuna-jobs", type=int, default=2, help="also run Optuna with this many threads (1: no)")
+    p.add_argument("--one-device", action="store_true", help="do not give JAX one CPU device per core")
     p.add_argument("--repeats", type=int, default=3, help="run-only timings keep the fastest of this many")
     p.add_argument("--data", default=None, help=".npz with x, y, x_test, y_test (default: generate MNIST-1D)")
     p.add_argument("--name", default=None)
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
+    if not a.one_device:
+        jt.use_cpu_cores()  # what the jaxtune CLI does; the baselines run on one device as written
     a.vmap_widths = a.vmap_widths.split(",")
     global REPEATS
     REPEATS = a.repeats

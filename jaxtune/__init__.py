@@ -12,7 +12,7 @@ hyperparameters, compiles it once, and zooms the search coarse-to-fine between r
 """
 
 from jaxtune import layers, strategies, tasks, train
-from jaxtune.execute import Executor
+from jaxtune.execute import Executor, use_cpu_cores
 from jaxtune.result import Result
 from jaxtune.space import Choice, Float, Int, Masked, Space
 from jaxtune.storage import Storage, StudyMismatchError
@@ -36,5 +36,6 @@ __all__ = [
     "tasks",
     "train",
     "tune",
+    "use_cpu_cores",
     "__version__",
 ]

@@ -46,6 +46,7 @@ _PARAM_KEYS = {
     "choice": ("values", "static"),
 }
 CACHE_ENV = "JAXTUNE_CACHE_DIR"
+CPU_DEVICES_ENV = "JAXTUNE_CPU_DEVICES"
 
 
 class ConfigError(ValueError):
@@ -109,9 +110,20 @@ def _enable_compile_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
+def _cpu_devices() -> int | None:
+    value = os.environ.get(CPU_DEVICES_ENV, "auto")
+    if value == "auto":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{CPU_DEVICES_ENV} must be 'auto' or a positive integer, got {value!r}")
+    return int(value)
+
+
 def _run(args) -> int:
     import jaxtune as jt
     from jaxtune import report
+
+    jt.use_cpu_cores(_cpu_devices())  # before anything runs: trials sharded over the CPU's cores
 
     cfg = load_config(args.config)
     task_opts = {k: v for k, v in cfg["task"].items() if k != "name"}

@@ -31,7 +31,7 @@ import numpy as np
 
 from jaxtune.space import Masked, Space, bucket_size
 
-__all__ = ["Executor", "as_metrics", "CURVES"]
+__all__ = ["Executor", "as_metrics", "use_cpu_cores", "CURVES"]
 
 # An objective may return learning curves under this key: {"step": i32[S], name: f32[S], ...}.
 CURVES = "curves"
@@ -97,6 +97,34 @@ def memory_budget(device: jax.Device, fraction: float = 0.8) -> int | None:
         return int(fraction * os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def use_cpu_cores(n: int | None = None) -> bool:
+    """Gives JAX one CPU device per core, so that the executor shards trials over the cores.
+
+    Inside one XLA:CPU program a trial's small matmuls barely use a second core; programs side
+    by side on separate devices do (1.7x the trials/s on 2 cores, ``benchmarks/throughput.py``).
+    The ``jaxtune`` CLI calls this; in your own script call it right after ``import jax``. GPUs
+    and TPUs are unaffected.
+
+    Args:
+      n: CPU devices to make (default: the cores this process may run on).
+
+    Returns:
+      True if set; False (nothing changed) once JAX has run anything, or when the count was
+      chosen already (``jax_num_cpu_devices`` or ``--xla_force_host_platform_device_count``).
+    """
+    if n is None:
+        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int (CPU devices), got {n!r}")
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "") or jax.config.jax_num_cpu_devices > 0:
+        return False
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError:  # JAX's backends are initialised already
+        return False
+    return True
 
 
 # Trials vmapped together inside one program, per platform, measured with benchmarks/throughput.py
@@ -174,6 +202,8 @@ class Executor:
             raise TypeError(f"compiler_options must be a dict of XLA options or 'auto', got {compiler_options!r}")
         self.compiler_options = dict(compiler_options)
         self._memory_budget = memory_budget(self.devices[0])
+        if self._memory_budget is not None and self.devices[0].platform == "cpu":
+            self._memory_budget //= len(self.devices)  # CPU devices share the host's memory
         self._cap: dict[tuple, int] = {}
         self.compiles = 0
         self._programs: dict[tuple, Any] = {}
@@ -244,13 +274,14 @@ class Executor:
         key_spec = jax.ShapeDtypeStruct(key_data.shape, key_data.dtype, sharding=sharding)
         single = self._single(static)
         inner = self.vmap_width
-        if width == 1:
+        local = width // self.num_devices  # trials each device runs
+        if local == 1:
             # A vmap of one trial still batches every matmul, which XLA:CPU runs slower than
             # plain ones: run the trial itself and add the trial axis afterwards.
             def over_trials(hp, keys):
                 out = single(jax.tree.map(lambda v: v[0], hp), keys[0])
                 return jax.tree.map(lambda v: v[None], out)
-        elif inner is None or inner >= width // self.num_devices:
+        elif inner is None or inner >= local:
             over_trials = jax.vmap(single)
         else:
             # Sequential over groups of `inner` vmapped trials, in one program: on CPUs a
@@ -262,8 +293,16 @@ class Executor:
         def batched(hp, key_data):
             return over_trials(hp, jax.random.wrap_key_data(key_data))
 
-        # Metrics come back replicated: tiny, and readable on every host.
-        out_sharding = None if sharding is None else self._sharding(replicated=True)
+        out_sharding = None
+        if sharding is not None:
+            # Every device runs the one-device program on its own trials (shard_map: no
+            # partitioner guesses, e.g. about lax.map's groups); the metrics come back
+            # replicated: tiny, and readable on every host. check_vma=False: a trial has no
+            # collectives, and its scans may carry values that start equal on every device.
+            batched = jax.shard_map(
+                batched, mesh=sharding.mesh, in_specs=sharding.spec, out_specs=sharding.spec, check_vma=False
+            )
+            out_sharding = self._sharding(replicated=True)
         return jax.jit(batched, out_shardings=out_sharding).lower(hp_spec, key_spec)
 
     def prefetch(self, static: tuple, width: int) -> None:

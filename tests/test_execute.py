@@ -156,3 +156,67 @@ def test_compiler_options_per_platform_leave_results_unchanged(key):
     np.testing.assert_allclose(tuned, plain, rtol=1e-6)
     with pytest.raises(TypeError, match="compiler_options must be a dict of XLA options or 'auto', got 'fast'"):
         Executor(quad_objective, SPACE, compiler_options="fast")
+
+
+def test_two_processes_equal_one_process(tmp_path):
+    """Multi-host as two local processes (jax.distributed, gloo collectives), 2 CPU devices each."""
+    import json
+    import socket
+
+    script = textwrap.dedent("""
+        import json, sys
+        import jax
+        pid, port, storage = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+        if pid >= 0:
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+            jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=pid)
+            assert jax.process_count() == 2 and jax.device_count() == 4, jax.devices()
+        sys.path.insert(0, "tests")
+        import jaxtune as jt
+        from test_tune import SPACE, quad_objective
+        r = jt.tune(quad_objective, SPACE, "coarse_to_fine", trials=6, rounds=2, metric="loss",
+                    progress=False, storage=storage)
+        print(json.dumps(sorted((t["round"], t["slot"], t["metrics"]["loss"]) for t in r.trials)))
+    """)
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = str(s.getsockname()[1])
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(pid), port, str(tmp_path / f"sweep-{pid}.db")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=root,
+        )
+        for pid in (0, 1, -1)  # -1: one process alone, for reference
+    ]
+    outs = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr[-2000:]
+        outs.append(json.loads(stdout.strip().splitlines()[-1]))
+    assert len(outs[0]) == 12
+    np.testing.assert_allclose(np.asarray(outs[0]), np.asarray(outs[2]), rtol=1e-5)
+    assert outs[0] == outs[1]  # every process holds every result (its own storage file)
+
+
+def test_use_cpu_cores_makes_one_device_per_core_before_jax_starts():
+    script = textwrap.dedent("""
+        import jax, jaxtune as jt
+        assert jt.use_cpu_cores(3)
+        assert jax.device_count() == 3, jax.devices()
+        assert not jt.use_cpu_cores(2)  # too late: JAX has started
+        assert jt.Executor(lambda hp, key: hp["x"], jt.Space({"x": jt.Float(0, 1)})).num_devices == 3
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=dict(env, JAX_PLATFORMS="cpu")
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not jt.use_cpu_cores()  # this process chose its device count already
+    with pytest.raises(ValueError, match="n must be a positive int"):
+        jt.use_cpu_cores(0)
