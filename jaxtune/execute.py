@@ -208,6 +208,7 @@ class Executor:
         self.compiles = 0
         self._programs: dict[tuple, Any] = {}
         self._singles: dict[tuple, Callable] = {}
+        self._needs: dict[tuple, int | None] = {}
         self._shapes: dict[tuple, dict[str, jax.ShapeDtypeStruct]] = {}
 
     def _single(self, bucket: tuple) -> Callable[[Mapping[str, jax.Array], jax.Array], Metrics]:
@@ -325,7 +326,9 @@ class Executor:
         """The compiled program for ``width`` trials of bucket ``static`` (compiling it if needed)."""
         self.prefetch(static, width)
         compiled = self._programs[(static, width)].result()
-        need = _bytes_needed(compiled)
+        if (static, width) not in self._needs:  # memory_analysis() takes milliseconds: once a program
+            self._needs[(static, width)] = _bytes_needed(compiled)
+        need = self._needs[(static, width)]
         # The budget is an estimate: the narrowest chunk runs anyway (a real out-of-memory
         # error is still caught in run).
         too_big = need is not None and self._memory_budget is not None and need > self._memory_budget

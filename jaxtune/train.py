@@ -29,7 +29,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxtune.space import Choice, Int, Space
+from jaxtune.space import Choice, Float, Int, Space
 
 __all__ = ["Trainer", "accuracy", "set_mode"]
 
@@ -90,9 +90,11 @@ class Trainer:
       loss: per-example loss ``loss(outputs, y) -> f32[batch]`` (default: softmax cross-entropy
         with integer labels).
       metrics: ``{name: fn(outputs, y) -> f32[batch]}`` averaged over each eval split.
-      steps: optimizer steps per trial.
+      steps: optimizer steps per trial; a ``steps`` hyperparameter (an integer, ``static=True``)
+        overrides it per trial: the budget that ``"successive_halving"`` sets.
       batch_size: examples per step; with a traced ``hp["batch_size"]`` it is the largest batch.
-      eval_every: evaluate every this many steps (must divide ``steps``) and keep the learning
+      eval_every: evaluate every this many steps (must divide ``steps``; a tuned budget that it
+        does not divide ends with one shorter segment) and keep the learning
         curves; None evaluates only at the end.
 
     Example:
@@ -139,6 +141,12 @@ class Trainer:
 
     def validate_space(self, space: Space) -> None:
         """Checks a space against this trainer before a sweep starts (called by ``jt.tune``)."""
+        steps = space.params.get("steps")
+        if steps is not None and (not steps.static or isinstance(steps, Float)):
+            raise ValueError(
+                f"steps (the training budget) sets the length of the training loop: it must be an integer with "
+                f"static=True, got {steps!r}"
+            )
         p = space.params.get("batch_size")
         if p is None:
             return
@@ -210,12 +218,26 @@ class Trainer:
             carry, losses = jax.lax.scan(step, carry, keys)
             return carry, {"train_loss": jnp.mean(losses), **self.evaluate(graphdef, carry[0], carry[1])}
 
-        every = self.eval_every or self.steps
+        steps = self._steps(hp)
+        every = min(self.eval_every or steps, steps)
+        full, last = divmod(steps, every)
         # One key per step, split up front (as a hand-written loop would): cheaper on CPUs than a
         # fold_in per step inside the scan.
-        step_keys = jax.random.split(k_data, self.steps).reshape(-1, every)
-        carry, curves = jax.lax.scan(segment, (params, rest, opt_state), step_keys)
+        step_keys = jax.random.split(k_data, steps)
+        carry, curves = jax.lax.scan(segment, (params, rest, opt_state), step_keys[: full * every].reshape(full, every))
+        ends = (jnp.arange(full, dtype=jnp.int32) + 1) * every
+        if last:  # a tuned budget that eval_every does not divide: one shorter last segment
+            carry, tail = segment(carry, step_keys[full * every :])
+            curves = jax.tree.map(lambda c, t: jnp.concatenate([c, t[None]]), curves, tail)
+            ends = jnp.append(ends, jnp.int32(steps))
         final = {k: v[-1] for k, v in curves.items()}
         if self.eval_every is not None:
-            final["curves"] = {"step": (jnp.arange(step_keys.shape[0], dtype=jnp.int32) + 1) * every, **curves}
+            final["curves"] = {"step": ends, **curves}
         return final
+
+    def _steps(self, hp) -> int:
+        """Optimizer steps of this trial: ``hp["steps"]`` when the space tunes the budget."""
+        steps = hp.get("steps", self.steps)
+        if isinstance(steps, (int, np.integer)) and not isinstance(steps, bool) and steps >= 1:
+            return int(steps)
+        raise TypeError(f"steps must reach the trial as a Python int >= 1 (static=True in the space), got {steps!r}")

@@ -111,7 +111,9 @@ def tune(
       mode: ``"min"`` or ``"max"``.
       seed: seeds the strategy and every trial's key; same seed, same results.
       storage: SQLite file to store trials in (None: in memory). Rerunning with the same file
-        and study resumes: finished trials are not run again; ``rounds`` may grow.
+        and study resumes: finished trials are not run again; ``rounds`` may grow. With several
+        processes (``jax.distributed``), give each process its own file: every process holds
+        every result.
       study: study name inside the storage file.
       strategy_options: options for a strategy given by name, e.g. ``{"top_fraction": 0.2}``.
       max_batch: most trials one compiled program runs at once (None: as many as fit in memory).

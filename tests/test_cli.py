@@ -105,3 +105,17 @@ def test_rerun_loads_compiled_programs_from_the_persistent_cache(tmp_path):
     # The sweep's program (and whatever else took over the threshold to compile) is loaded.
     assert runs[1].get("/jax/compilation_cache/cache_hits", 0) >= 1
     assert runs[1].get("/jax/compilation_cache/cache_misses", 0) < runs[0].get("/jax/compilation_cache/cache_misses", 1)
+
+
+@pytest.mark.parametrize("name", ["demo.toml", "halving.toml"])
+def test_shipped_configs_are_valid(name):
+    import os
+
+    import jaxtune as jt
+    from jaxtune.strategies import make_strategy
+
+    cfg = cli.load_config(os.path.join(os.path.dirname(__file__), "..", "configs", name))
+    space = cli.space_from_config(cfg["space"])
+    built = make_strategy(cfg["tune"]["strategy"], space, cfg["tune"]["trials"], **cfg.get("strategy", {}))
+    assert built.num_trials == cfg["tune"]["trials"]
+    assert cfg["task"]["name"] in jt.tasks.TASKS

@@ -9,6 +9,10 @@ from jaxtune.strategies import REGISTRY, make_strategy
 SPACE = jt.Space({"a": jt.Float(0, 1), "b": jt.Float(1e-3, 1, scale="log"), "c": jt.Choice([1, 2, 3])})
 
 
+# Successive halving needs a budget in the space: the same three dimensions, the last a budget.
+SPACES = {"successive_halving": jt.Space({**dict(list(SPACE.params.items())[:2]), "steps": jt.Int(1, 27, static=True)})}
+
+
 def sphere(u):
     return jnp.sum((u - jnp.asarray([[0.3, 0.7, 0.5]])) ** 2, axis=-1)
 
@@ -33,7 +37,7 @@ def run_scan(strategy, key, rounds):
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_loop_equals_scan(name, key):
-    strategy = make_strategy(name, SPACE, 16)
+    strategy = make_strategy(name, SPACES.get(name, SPACE), 16)
     s1, u1 = run_loop(strategy, key, 4)
     s2, u2 = run_scan(strategy, key, 4)
     np.testing.assert_allclose(u1, u2, rtol=1e-6, atol=1e-7)
@@ -42,7 +46,7 @@ def test_loop_equals_scan(name, key):
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_deterministic_for_a_fixed_key_and_in_the_cube(name, key):
-    strategy = make_strategy(name, SPACE, 16)
+    strategy = make_strategy(name, SPACES.get(name, SPACE), 16)
     _, u1 = run_loop(strategy, key, 3)
     _, u2 = run_loop(strategy, key, 3)
     np.testing.assert_array_equal(u1, u2)
@@ -135,3 +139,80 @@ def test_branin_coarse_to_fine_beats_random_within_budget():
     gap_rnd = rnd.best["value"] - syn.optimum
     assert 0 <= gap_c2f < 1e-3
     assert gap_c2f < gap_rnd
+
+
+def test_halving_budgets():
+    from jaxtune.strategies.halving import budgets
+
+    assert budgets(100, 2700, 3) == [100, 300, 900, 2700]
+    assert budgets(1, 16, 2) == [1, 2, 4, 8, 16]
+    assert budgets(10, 50, 3) == [17, 50]  # high, high/eta, ... while >= low
+
+
+HALVING_SPACE = jt.Space({"x": jt.Float(0, 1), "steps": jt.Int(1, 9, static=True)})
+
+
+def test_successive_halving_keeps_the_best_third_on_three_times_the_budget(key):
+    strategy = make_strategy("successive_halving", HALVING_SPACE, 9)
+    assert strategy.num_rounds == 3
+    state = strategy.init(key)
+    rungs = []
+    for r in range(4):
+        u, state = strategy.ask(jax.random.fold_in(key, r), state)
+        valid = np.asarray(strategy.valid(state))
+        hp = HALVING_SPACE.from_unit(u)
+        rungs.append((np.asarray(hp["x"]), np.asarray(hp["steps"]), valid))
+        state = strategy.tell(state, u, hp["x"])  # lower x is better
+    assert [int(v.sum()) for _, _, v in rungs] == [9, 3, 1, 9]  # a new bracket after the largest budget
+    assert [set(s[v].tolist()) for _, s, v in rungs] == [{1}, {3}, {9}, {1}]
+    x0, _, _ = rungs[0]
+    x1, _, v1 = rungs[1]
+    np.testing.assert_array_equal(x1, x0)  # the same configurations, trained longer
+    assert set(np.flatnonzero(v1)) == set(np.argsort(x0)[:3])
+    x2, _, v2 = rungs[2]
+    assert np.flatnonzero(v2).tolist() == [int(np.argmin(x0))]
+    assert not np.array_equal(rungs[3][0], x0)  # fresh samples
+
+
+def test_successive_halving_never_promotes_diverged_trials(key):
+    strategy = make_strategy("successive_halving", HALVING_SPACE, 9)
+    state = strategy.init(key)
+    u, state = strategy.ask(key, state)
+    scores = jnp.full((9,), jnp.nan).at[4].set(1.0).at[7].set(jnp.inf)
+    state = strategy.tell(state, u, scores)
+    assert np.flatnonzero(np.asarray(strategy.valid(state))).tolist() == [4]
+    u, state = strategy.ask(key, state)
+    state = strategy.tell(state, u, jnp.full((9,), jnp.nan))  # every survivor diverged: start over
+    u2, state = strategy.ask(jax.random.fold_in(key, 1), state)
+    assert bool(np.asarray(strategy.valid(state)).all())
+    assert set(np.asarray(HALVING_SPACE.from_unit(u2)["steps"]).tolist()) == {1}
+
+
+@pytest.mark.parametrize(
+    "space, options, message",
+    [
+        (jt.Space({"x": jt.Float(0, 1)}), {}, "fidelity 'steps' is not in the space"),
+        (jt.Space({"steps": jt.Int(1, 9)}), {}, "must be a jt.Int\\(low, high, static=True\\) budget"),
+        (jt.Space({"epochs": jt.Int(1, 2, static=True)}), {"fidelity": "epochs"}, "less than one factor of eta=3"),
+        (HALVING_SPACE, {"eta": 1}, "eta must be an int >= 2, got 1"),
+    ],
+)
+def test_successive_halving_errors(space, options, message):
+    with pytest.raises(ValueError, match=message):
+        make_strategy("successive_halving", space, 9, **options)
+
+
+def test_successive_halving_sweep_stores_every_rung():
+    def objective(hp, key):
+        # More budget, lower loss: the survivors' losses drop as the budget grows.
+        return {"loss": (hp["x"] - 0.3) ** 2 + 1.0 / hp["steps"] + 0 * jax.random.uniform(key)}
+
+    reports = []
+    result = jt.tune(objective, HALVING_SPACE, "successive_halving", trials=9, metric="loss", progress=reports.append)
+    assert [r["ran"] for r in reports] == [9, 3, 1]
+    assert reports[-1]["compiles"] == 3  # one program per budget
+    by_round = {r: [t for t in result.trials if t["round"] == r] for r in range(3)}
+    assert [{t["params"]["steps"] for t in by_round[r]} for r in range(3)] == [{1}, {3}, {9}]
+    best_first = min(by_round[0], key=lambda t: t["value"])
+    assert by_round[2][0]["params"]["x"] == pytest.approx(best_first["params"]["x"])
+    assert result.best["params"]["steps"] == 9

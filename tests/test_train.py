@@ -225,3 +225,16 @@ def test_batchnorm_statistics_are_per_trial_state(key):
         np.testing.assert_allclose(batched["val_loss"][i], one["val_loss"], rtol=2e-5, atol=1e-6)
     # Eval mode uses each trial's own running statistics: different data order, different result.
     assert len(set(np.round(batched["val_loss"], 6))) == 3
+
+
+def test_a_steps_hyperparameter_sets_the_budget_per_trial(key):
+    space = jt.Space({**SPACE.params, "steps": jt.Int(5, 12, static=True)})
+    hp = SPACE.sample(key, 1)
+    one = {n: v[0] for n, v in hp.items()}
+    budget = make_trainer(steps=50, eval_every=5)({**one, "steps": 12}, key)
+    fixed = make_trainer(steps=12)(one, key)
+    assert float(budget["val_loss"]) == pytest.approx(float(fixed["val_loss"]), rel=1e-5)
+    assert np.asarray(budget["curves"]["step"]).tolist() == [5, 10, 12]  # a shorter last segment
+    make_trainer().validate_space(space)
+    with pytest.raises(ValueError, match="steps .* must be an integer with static=True"):
+        make_trainer().validate_space(jt.Space({**SPACE.params, "steps": jt.Int(5, 12)}))

@@ -47,7 +47,7 @@ class Strategy(NamedTuple):
     valid: Callable[[Any], jax.Array]
     num_trials: int
     dim: int
-    num_rounds: int | None = None  # rounds after which the strategy has nothing new (grid), else None
+    num_rounds: int | None = None  # default rounds (grid: until covered; halving: a bracket), else None
 
 
 class StrategySpec(Protocol):
