@@ -33,7 +33,10 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--data", default=None)
     p.add_argument("--out", default=None)
+    p.add_argument("--one-device", action="store_true", help="do not give JAX one CPU device per core")
     a = p.parse_args(argv)
+    if not a.one_device:
+        jt.use_cpu_cores()  # as the CLI runs (no effect on accelerators)
     s = data.mnist1d(path=a.data)
     arrays = (np.concatenate([s.train[0], s.val[0]]), np.concatenate([s.train[1], s.val[1]]), *s.test)
     trainer = throughput.trainer(128, 128, a.steps, *arrays)

@@ -38,6 +38,7 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--storage", default=None, help="SQLite file to store (and resume) the sweep")
     a = p.parse_args(argv)
+    jt.use_cpu_cores()  # on a CPU, one JAX device per core (no effect once JAX has run, or on GPUs)
 
     splits = data.digits()  # 1797 real 8x8 digits shipped with scikit-learn
     trainer = jt.train.Trainer(
