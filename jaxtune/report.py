@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
+
 from jaxtune.result import Result
 
 __all__ = ["summary", "table", "plot"]
@@ -64,6 +66,28 @@ def summary(result: Result, top: int = 5, metrics: Sequence[str] | None = None) 
     return "\n".join(out)
 
 
+_REVERSE_LOG_TICKS = (0.5, 0.8, 0.9, 0.99, 0.999, 0.9999)
+
+
+def _reverse_log(x):
+    return -np.log10(np.clip(1.0 - np.asarray(x, float), 1e-12, None))
+
+
+def _reverse_log_inverse(y):
+    return 1.0 - 10.0 ** -np.asarray(y, float)
+
+
+def _axis_scale(xs: Sequence[float]) -> str:
+    """How to draw a parameter's axis: ``"log"`` for values over decades, ``"reverse_log"`` for
+    values below 1 whose distance to 1 spans a decade (momentum-like), else ``"linear"``."""
+    lo, hi = min(xs), max(xs)
+    if lo > 0 and hi / lo > 50:
+        return "log"
+    if 0 <= lo and hi < 1 and (1 - lo) / (1 - hi) > 10:
+        return "reverse_log"
+    return "linear"
+
+
 def plot(result: Result, path: str) -> str:
     """Saves a figure: best-so-far by round, and the selection metric against each parameter."""
     try:
@@ -86,8 +110,14 @@ def plot(result: Result, path: str) -> str:
         ys = [t["value"] for t in ok]
         if xs and all(isinstance(x, (int, float)) for x in xs):
             ax.scatter(xs, ys, c=[t["round"] for t in ok], s=10, cmap="viridis")
-            if min(xs) > 0 and max(xs) / min(xs) > 50:
+            scale = _axis_scale(xs)
+            if scale == "log":
                 ax.set_xscale("log")
+            elif scale == "reverse_log":  # momentum-like: 0.9, 0.99, 0.999 equally spaced
+                ax.set_xscale("function", functions=(_reverse_log, _reverse_log_inverse))
+                span = _reverse_log([min(xs), max(xs)])
+                ticks = [t for t in _REVERSE_LOG_TICKS if span[0] - 0.15 <= _reverse_log(t) <= span[1] + 0.15]
+                ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.set_xlabel(p)
         ax.set_ylabel(result.metric)
     fig.tight_layout()
