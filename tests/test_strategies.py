@@ -216,3 +216,27 @@ def test_successive_halving_sweep_stores_every_rung():
     best_first = min(by_round[0], key=lambda t: t["value"])
     assert by_round[2][0]["params"]["x"] == pytest.approx(best_first["params"]["x"])
     assert result.best["params"]["steps"] == 9
+
+
+def test_successive_halving_resumes_mid_bracket(tmp_path):
+    def objective(hp, key):
+        return {"loss": (hp["x"] - 0.3) ** 2 + 1.0 / hp["steps"] + 0.01 * jax.random.uniform(key)}
+
+    db = str(tmp_path / "sh.db")
+    args = dict(metric="loss", progress=False, seed=3)
+    jt.tune(objective, HALVING_SPACE, "successive_halving", trials=9, rounds=2, storage=db, **args)
+    reports = []
+    resumed = jt.tune(
+        objective,
+        HALVING_SPACE,
+        "successive_halving",
+        trials=9,
+        rounds=3,
+        storage=db,
+        **{**args, "progress": reports.append},
+    )
+    assert [r["ran"] for r in reports] == [1]  # only the last rung runs again
+    fresh = jt.tune(objective, HALVING_SPACE, "successive_halving", trials=9, rounds=3, **args)
+    key = lambda t: (t["round"], t["slot"])  # noqa: E731
+    assert sorted(map(key, resumed.trials)) == sorted(map(key, fresh.trials))
+    assert resumed.best["value"] == pytest.approx(fresh.best["value"])
