@@ -9,8 +9,9 @@ from jaxtune.strategies import REGISTRY, make_strategy
 SPACE = jt.Space({"a": jt.Float(0, 1), "b": jt.Float(1e-3, 1, scale="log"), "c": jt.Choice([1, 2, 3])})
 
 
-# Successive halving needs a budget in the space: the same three dimensions, the last a budget.
-SPACES = {"successive_halving": jt.Space({**dict(list(SPACE.params.items())[:2]), "steps": jt.Int(1, 27, static=True)})}
+# Successive halving and Hyperband need a budget in the space: the same three dimensions, the last a budget.
+BUDGET_SPACE = jt.Space({**dict(list(SPACE.params.items())[:2]), "steps": jt.Int(1, 27, static=True)})
+SPACES = {"successive_halving": BUDGET_SPACE, "hyperband": BUDGET_SPACE}
 
 
 def sphere(u):
@@ -240,3 +241,32 @@ def test_successive_halving_resumes_mid_bracket(tmp_path):
     key = lambda t: (t["round"], t["slot"])  # noqa: E731
     assert sorted(map(key, resumed.trials)) == sorted(map(key, fresh.trials))
     assert resumed.best["value"] == pytest.approx(fresh.best["value"])
+
+
+def test_hyperband_runs_brackets_from_aggressive_to_cautious(key):
+    space = jt.Space({"x": jt.Float(0, 1), "steps": jt.Int(1, 27, static=True)})
+    strategy = make_strategy("hyperband", space, 27)
+    assert strategy.num_rounds == 10  # brackets of 4, 3, 2 and 1 rounds
+    state = strategy.init(key)
+    counts, steps = [], []
+    for r in range(11):
+        u, state = strategy.ask(jax.random.fold_in(key, r), state)
+        valid = np.asarray(strategy.valid(state))
+        hp = space.from_unit(u)
+        counts.append(int(valid.sum()))
+        steps.append(sorted(set(np.asarray(hp["steps"])[valid].tolist())))
+        state = strategy.tell(state, u, hp["x"])
+    # n_s = ceil(27 * 4 / (s + 1) / 3**(3 - s)): 27, 12, 6, 4 configurations, each halved s times.
+    assert counts == [27, 9, 3, 1, 12, 4, 1, 6, 2, 4, 27]
+    assert [b[0] for b in steps] == [1, 3, 9, 27, 3, 9, 27, 9, 27, 27, 1]
+
+
+def test_hyperband_sweep_runs_every_bracket():
+    def objective(hp, key):
+        return {"loss": (hp["x"] - 0.3) ** 2 + 1.0 / hp["steps"] + 0 * jax.random.uniform(key)}
+
+    space = jt.Space({"x": jt.Float(0, 1), "steps": jt.Int(1, 27, static=True)})
+    reports = []
+    result = jt.tune(objective, space, "hyperband", trials=27, metric="loss", progress=reports.append)
+    assert [r["ran"] for r in reports] == [27, 9, 3, 1, 12, 4, 1, 6, 2, 4]
+    assert len(result) == 69 and result.best["params"]["steps"] == 27

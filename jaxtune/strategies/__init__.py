@@ -3,7 +3,7 @@
 from jaxtune.strategies.base import REGISTRY, Strategy, StrategySpec, make_strategy, register, sanitize_scores
 from jaxtune.strategies.coarse_to_fine import CoarseToFine
 from jaxtune.strategies.grid import GridSearch
-from jaxtune.strategies.halving import SuccessiveHalving
+from jaxtune.strategies.halving import Hyperband, SuccessiveHalving
 from jaxtune.strategies.random import RandomSearch
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "sanitize_scores",
     "CoarseToFine",
     "GridSearch",
+    "Hyperband",
     "RandomSearch",
     "SuccessiveHalving",
 ]

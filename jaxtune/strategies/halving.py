@@ -1,4 +1,4 @@
-"""Successive halving: many configurations on a small budget, the best few on ever larger ones."""
+"""Successive halving and Hyperband: many configurations on a small budget, the best few on ever larger ones."""
 
 from __future__ import annotations
 
@@ -49,55 +49,99 @@ class SuccessiveHalving:
 
     def build(self, space: Space, num_trials: int) -> Strategy:
         """Binds the schedule to ``space`` and ``num_trials`` configurations a bracket."""
-        if isinstance(self.eta, bool) or not isinstance(self.eta, int) or self.eta < 2:
-            raise ValueError(f"successive_halving: eta must be an int >= 2, got {self.eta!r}")
-        p = space.params.get(self.fidelity)
-        if p is None:
-            raise ValueError(
-                f"successive_halving: fidelity {self.fidelity!r} is not in the space {space.names}; add the budget, "
-                f'e.g. "steps": jt.Int(100, 2700, scale="log", static=True)'
-            )
-        if not isinstance(p, Int) or not p.static:
-            raise ValueError(
-                f"successive_halving: fidelity {self.fidelity!r} must be a jt.Int(low, high, static=True) budget, "
-                f"got {p!r}"
-            )
-        if p.high < self.eta * p.low:
-            raise ValueError(
-                f"successive_halving: fidelity {self.fidelity!r} spans {p.low}..{p.high}, less than one factor of "
-                f"eta={self.eta}: make high >= eta * low"
-            )
-        steps = budgets(p.low, p.high, self.eta)
-        rungs = len(steps)
-        units = jnp.asarray(np.asarray(p.to_unit(jnp.asarray(steps, jnp.float32))), jnp.float32)
-        survivors = jnp.asarray([max(1, num_trials // self.eta**k) for k in range(rungs)], jnp.int32)
-        column = space.names.index(self.fidelity)
-        dim = space.dim
+        return _halving("successive_halving", space, num_trials, self.fidelity, self.eta, hyperband=False)
 
-        def init(key):
-            return {
-                "u": jnp.zeros((num_trials, dim), jnp.float32),
-                "alive": jnp.ones((num_trials,), bool),
-                "rung": jnp.zeros((), jnp.int32),
-            }
 
-        def ask(key, state):
-            fresh = jax.random.uniform(key, (num_trials, dim))
-            u = jnp.where(state["rung"] == 0, fresh, state["u"])
-            u = u.at[:, column].set(units[state["rung"]])
-            return u, {**state, "u": u}
+@register("hyperband")
+@dataclasses.dataclass(frozen=True)
+class Hyperband:
+    """Hyperband (Li et al., 2017): successive halving brackets from aggressive to cautious.
 
-        def tell(state, u, scores):
-            s = jnp.where(state["alive"], sanitize_scores(scores), jnp.inf)
-            rung = state["rung"] + 1
-            rank = jnp.argsort(jnp.argsort(s))  # 0 = best; ties broken by slot
-            keep = survivors[jnp.minimum(rung, rungs - 1)]
-            alive = (rank < keep) & jnp.isfinite(s)
-            restart = (rung >= rungs) | ~alive.any()
-            return {
-                "u": state["u"],
-                "alive": alive | restart,
-                "rung": jnp.where(restart, 0, rung).astype(jnp.int32),
-            }
+    With budgets ``b_0 < ... < b_S`` (as for ``"successive_halving"``), bracket ``s = S, ..., 0``
+    starts ``n_s`` fresh configurations on budget ``b_{S-s}`` and halves them ``s`` times, up to
+    ``b_S``; ``n_S = num_trials`` and ``n_s = ceil(num_trials * (S + 1) / (s + 1) / eta**(S - s))``,
+    so every bracket costs about the same. The last bracket trains a few configurations on the
+    full budget only: a hedge for problems where early results mislead. Rounds default to one
+    pass over the brackets (``(S + 1)(S + 2) / 2`` rounds); the next pass starts again.
 
-        return Strategy(init, ask, tell, lambda state: state["alive"], num_trials, dim, num_rounds=rungs)
+    Args:
+      fidelity: name of the budget parameter in the space, a ``jt.Int(low, high, static=True)``.
+      eta: keep ``1/eta`` of the trials each round and multiply the budget by ``eta`` (>= 2).
+    """
+
+    fidelity: str = "steps"
+    eta: int = 3
+
+    def build(self, space: Space, num_trials: int) -> Strategy:
+        """Binds the brackets to ``space``; the most aggressive bracket has ``num_trials`` configurations."""
+        return _halving("hyperband", space, num_trials, self.fidelity, self.eta, hyperband=True)
+
+
+def _halving(name: str, space: Space, num_trials: int, fidelity: str, eta: int, hyperband: bool) -> Strategy:
+    """Successive halving over a cycle of brackets (one bracket: plain successive halving)."""
+    if isinstance(eta, bool) or not isinstance(eta, int) or eta < 2:
+        raise ValueError(f"{name}: eta must be an int >= 2, got {eta!r}")
+    p = space.params.get(fidelity)
+    if p is None:
+        raise ValueError(
+            f"{name}: fidelity {fidelity!r} is not in the space {space.names}; add the budget, "
+            f'e.g. "steps": jt.Int(100, 2700, scale="log", static=True)'
+        )
+    if not isinstance(p, Int) or not p.static:
+        raise ValueError(f"{name}: fidelity {fidelity!r} must be a jt.Int(low, high, static=True) budget, got {p!r}")
+    if p.high < eta * p.low:
+        raise ValueError(
+            f"{name}: fidelity {fidelity!r} spans {p.low}..{p.high}, less than one factor of eta={eta}: make "
+            "high >= eta * low"
+        )
+    steps = budgets(p.low, p.high, eta)
+    top = len(steps) - 1  # S: halvings in the most aggressive bracket
+    brackets = list(range(top, -1, -1)) if hyperband else [top]
+    configs = [min(num_trials, math.ceil(num_trials * (top + 1) / (s + 1) / eta ** (top - s))) for s in brackets]
+    # Per bracket and rung: trials that run, and the index of their budget (padded to top + 1 rungs).
+    sizes = np.ones((len(brackets), top + 1), np.int32)
+    level = np.zeros((len(brackets), top + 1), np.int32)
+    for b, (s, n) in enumerate(zip(brackets, configs)):
+        for i in range(s + 1):
+            sizes[b, i] = max(1, n // eta**i)
+            level[b, i] = top - s + i
+    sizes, level = jnp.asarray(sizes), jnp.asarray(level)
+    rungs = jnp.asarray([s + 1 for s in brackets], jnp.int32)
+    starts = jnp.asarray(configs, jnp.int32)
+    units = jnp.asarray(np.asarray(p.to_unit(jnp.asarray(steps, jnp.float32))), jnp.float32)
+    column = space.names.index(fidelity)
+    dim = space.dim
+    lanes = jnp.arange(num_trials)
+
+    def init(key):
+        return {
+            "u": jnp.zeros((num_trials, dim), jnp.float32),
+            "alive": lanes < starts[0],
+            "rung": jnp.zeros((), jnp.int32),
+            "bracket": jnp.zeros((), jnp.int32),
+        }
+
+    def ask(key, state):
+        fresh = jax.random.uniform(key, (num_trials, dim))
+        u = jnp.where(state["rung"] == 0, fresh, state["u"])
+        u = u.at[:, column].set(units[level[state["bracket"], state["rung"]]])
+        return u, {**state, "u": u}
+
+    def tell(state, u, scores):
+        b = state["bracket"]
+        s = jnp.where(state["alive"], sanitize_scores(scores), jnp.inf)
+        rung = state["rung"] + 1
+        rank = jnp.argsort(jnp.argsort(s))  # 0 = best; ties broken by slot
+        alive = (rank < sizes[b, jnp.minimum(rung, top)]) & jnp.isfinite(s)
+        # After the bracket's largest budget, or when every survivor diverged: the next bracket.
+        restart = (rung >= rungs[b]) | ~alive.any()
+        b = jnp.where(restart, (b + 1) % len(brackets), b).astype(jnp.int32)
+        return {
+            "u": state["u"],
+            "alive": jnp.where(restart, lanes < starts[b], alive),
+            "rung": jnp.where(restart, 0, rung).astype(jnp.int32),
+            "bracket": b,
+        }
+
+    rounds = sum(s + 1 for s in brackets)
+    return Strategy(init, ask, tell, lambda state: state["alive"], num_trials, dim, num_rounds=rounds)
