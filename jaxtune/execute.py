@@ -230,9 +230,14 @@ class Executor:
         hp = jax.eval_shape(lambda: self.space.from_unit(jnp.zeros((1, self.space.dim))))
         return {n: jax.ShapeDtypeStruct((), v.dtype) for n, v in hp.items() if n not in self.space.static_names}
 
+    @property
+    def one_bucket(self) -> bool:
+        """Whether every trial runs in the same bucket (no static or masked parameters)."""
+        return not self.space.static_names and not self.space.masked_names
+
     def first_bucket(self) -> tuple:
         """The bucket of the centre of the space: a bucket to trace before any trial is sampled."""
-        if not self.space.static_names and not self.space.masked_names:
+        if self.one_bucket:
             return ()
         centre = jax.jit(self.space.from_unit)(jnp.full((1, self.space.dim), 0.5, jnp.float32))
         return next(iter(self.buckets(centre)))
@@ -318,6 +323,12 @@ class Executor:
             self._programs[cache_key] = self.compile_async(self._lower(static, width))
             self.compiles += 1
 
+    def prefetch_batch(self, n: int) -> None:
+        """Starts compiling the first program a batch of ``n`` trials will run, when that is known
+        before the trials are sampled (the space has one bucket)."""
+        if self.one_bucket:
+            self.prefetch((), self.chunk_width((), n, n))
+
     def compile_async(self, lowered: jax.stages.Lowered) -> concurrent.futures.Future:
         """Compiles ``lowered`` with this executor's options on a worker thread; a future of the executable."""
         return _compile_pool().submit(lowered.compile, compiler_options=self.compiler_options or None)
@@ -365,7 +376,7 @@ class Executor:
     def buckets(self, hp: Mapping[str, Any]) -> dict[tuple, np.ndarray]:
         """Groups trial indices by bucket: static values, then masked sizes (first-seen order)."""
         static, masked = self.space.static_names, self.space.masked_names
-        if not static and not masked:
+        if self.one_bucket:
             n = len(np.asarray(next(iter(hp.values()))))
             return {(): np.arange(n)}
         rows = self.space.to_python({n: hp[n] for n in self.space.params})

@@ -189,16 +189,15 @@ def tune(
         }
         sid = store.open_study(study, config, check=("space", "strategy", "trials", "seed", "metric", "mode"))
         done = {(t["round"], t["slot"]): t for t in store.trials(sid)}
-        if not space.static_names and not space.masked_names and not done:
-            # A fresh study's first program is known already: start compiling it.
-            executor.prefetch((), executor.chunk_width((), trials, trials))
-        plan = plan_compiled.result()
+        if not done:  # a fresh study: its first program may be known already
+            executor.prefetch_batch(trials)
+        plan_round = plan_compiled.result()
         sign = 1.0 if mode == "min" else -1.0
         tell = jit(built.tell)
         best = math.inf
 
         for r in range(rounds):
-            u, state, valid, hp, keys = plan(root, np.int32(r), state)
+            u, state, valid, hp, keys = plan_round(root, np.int32(r), state)
             valid = np.asarray(valid)
             if not valid.any():
                 break  # the strategy has nothing left to ask (a finished grid)
