@@ -119,3 +119,17 @@ def test_shipped_configs_are_valid(name):
     built = make_strategy(cfg["tune"]["strategy"], space, cfg["tune"]["trials"], **cfg.get("strategy", {}))
     assert built.num_trials == cfg["tune"]["trials"]
     assert cfg["task"]["name"] in jt.tasks.TASKS
+
+
+def test_bad_cpu_device_count_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("JAXTUNE_CPU_DEVICES", "two")
+    assert cli.main(["run", write(tmp_path, CONFIG.format(db=tmp_path / "x.db"))]) == 2
+    err = capsys.readouterr().err
+    assert "JAXTUNE_CPU_DEVICES must be 'auto' or a positive integer, got 'two'" in err
+    assert not (tmp_path / "x.db").exists()  # nothing ran
+
+
+def test_successive_halving_without_a_budget_is_a_clear_error(tmp_path, capsys):
+    cfg = "[task]\nname = 'branin'\n[tune]\nstrategy = 'successive_halving'\ntrials = 9\n"
+    assert cli.main(["run", write(tmp_path, cfg)]) == 2
+    assert "fidelity 'steps' is not in the space" in capsys.readouterr().err
