@@ -21,6 +21,7 @@ Hyperparameter values are data, never constants, so new values never cause a rec
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -37,6 +38,8 @@ __all__ = ["Executor", "as_metrics", "use_cpu_cores", "CURVES"]
 CURVES = "curves"
 
 Metrics = dict[str, jax.Array]
+
+logger = logging.getLogger("jaxtune")
 
 
 def as_metrics(out: Any) -> Metrics:
@@ -145,6 +148,18 @@ def default_vmap_width(device: jax.Device) -> int | None:
 COMPILER_OPTIONS: dict[str, dict[str, Any]] = {"cpu": {"xla_backend_optimization_level": 2}}
 
 
+# Share of the memory budget a program may use, per platform. XLA's GPU autotuner allocates its own
+# scratch copies of a program's operands while compiling (on the H200 100,000-trial run, programs
+# sized to 80% of free memory made it fail 13 allocations of 47.7 GiB, each with an HLO dump):
+# a GPU program is sized to half the budget, so the first compile of a chunk fits.
+MEMORY_HEADROOM = {"gpu": 0.5, "cuda": 0.5, "rocm": 0.5}
+
+# A bucket that would run more trials at once than this is first compiled at this width to read
+# its memory use, and its chunk is sized from that (memory grows linearly with the trials), so
+# the full-width program is never compiled only to be found too big.
+PROBE_WIDTH = 256
+
+
 def default_compiler_options(device: jax.Device) -> dict[str, Any]:
     """XLA compiler options for programs on ``device`` (see :data:`COMPILER_OPTIONS`)."""
     return dict(COMPILER_OPTIONS.get(device.platform, {}))
@@ -202,8 +217,10 @@ class Executor:
             raise TypeError(f"compiler_options must be a dict of XLA options or 'auto', got {compiler_options!r}")
         self.compiler_options = dict(compiler_options)
         self._memory_budget = memory_budget(self.devices[0])
-        if self._memory_budget is not None and self.devices[0].platform == "cpu":
-            self._memory_budget //= len(self.devices)  # CPU devices share the host's memory
+        if self._memory_budget is not None:
+            if self.devices[0].platform == "cpu":
+                self._memory_budget //= len(self.devices)  # CPU devices share the host's memory
+            self._memory_budget = int(self._memory_budget * MEMORY_HEADROOM.get(self.devices[0].platform, 1.0))
         self._cap: dict[tuple, int] = {}
         self.compiles = 0
         self._programs: dict[tuple, Any] = {}
@@ -270,17 +287,17 @@ class Executor:
             self._shapes[static] = out
         return self._shapes[static]
 
-    def _lower(self, static: tuple, width: int):
-        """Traces and lowers the program running ``width`` trials of bucket ``static``."""
+    def _lower(self, static: tuple, width: int, ndev: int):
+        """Traces and lowers the program running ``width`` trials of bucket ``static`` on ``ndev`` devices."""
         dyn = self._dynamic_example()
-        sharding = self._sharding()
+        sharding = self._sharding(ndev)
         hp_spec = {n: jax.ShapeDtypeStruct((width,), s.dtype, sharding=sharding) for n, s in dyn.items()}
         # Keys travel as raw uint32 data so that every host can build its shard of them.
         key_data = jax.eval_shape(lambda: jax.random.key_data(jax.random.split(jax.random.key(0), width)))
         key_spec = jax.ShapeDtypeStruct(key_data.shape, key_data.dtype, sharding=sharding)
         single = self._single(static)
         inner = self.vmap_width
-        local = width // self.num_devices  # trials each device runs
+        local = width // ndev  # trials each device runs
         if local == 1:
             # A vmap of one trial still batches every matmul, which XLA:CPU runs slower than
             # plain ones: run the trial itself and add the trial axis afterwards.
@@ -308,70 +325,105 @@ class Executor:
             batched = jax.shard_map(
                 batched, mesh=sharding.mesh, in_specs=sharding.spec, out_specs=sharding.spec, check_vma=False
             )
-            out_sharding = self._sharding(replicated=True)
+            out_sharding = self._sharding(ndev, replicated=True)
+        elif ndev < self.num_devices or self.devices[0] != jax.devices()[0]:
+            out_sharding = jax.sharding.SingleDeviceSharding(self.devices[0])
+            hp_spec = {n: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=out_sharding) for n, s in hp_spec.items()}
+            key_spec = jax.ShapeDtypeStruct(key_spec.shape, key_spec.dtype, sharding=out_sharding)
         return jax.jit(batched, out_shardings=out_sharding).lower(hp_spec, key_spec)
 
-    def prefetch(self, static: tuple, width: int) -> None:
+    def devices_for(self, total: int) -> int:
+        """How many devices a batch of ``total`` trials runs on: all of them, or one per trial when fewer.
+
+        A batch smaller than the device count would otherwise pad every device with copies of
+        a real trial: wasted work that, on a CPU, competes for the cores the real trials use.
+        """
+        return max(1, min(self.num_devices, total))
+
+    def prefetch(self, static: tuple, width: int, ndev: int | None = None) -> None:
         """Starts compiling the program for ``width`` trials of bucket ``static``, unless it exists.
 
         Tracing and lowering run here, in the caller's thread; XLA's compilation, most of the
         time and free of the GIL, runs on a worker thread, so the programs of several buckets
         compile in parallel and the caller goes on meanwhile. :meth:`_program` waits for it.
         """
-        cache_key = (static, width)
+        ndev = self.num_devices if ndev is None else ndev
+        cache_key = (static, width, ndev)
         if cache_key not in self._programs:
-            self._programs[cache_key] = self.compile_async(self._lower(static, width))
+            self._programs[cache_key] = self.compile_async(self._lower(static, width, ndev))
             self.compiles += 1
 
     def prefetch_batch(self, n: int) -> None:
         """Starts compiling the first program a batch of ``n`` trials will run, when that is known
         before the trials are sampled (the space has one bucket)."""
         if self.one_bucket:
-            self.prefetch((), self.chunk_width((), n, n))
+            ndev = self.devices_for(n)
+            self.prefetch((), self.chunk_width((), n, n, ndev), ndev)
 
     def compile_async(self, lowered: jax.stages.Lowered) -> concurrent.futures.Future:
         """Compiles ``lowered`` with this executor's options on a worker thread; a future of the executable."""
         return _compile_pool().submit(lowered.compile, compiler_options=self.compiler_options or None)
 
-    def _program(self, static: tuple, width: int):
+    def _need(self, static: tuple, width: int, ndev: int) -> int | None:
+        """Bytes the compiled program for ``width`` trials needs, by its memory analysis (once per program)."""
+        cache_key = (static, width, ndev)
+        self.prefetch(static, width, ndev)
+        if cache_key not in self._needs:  # memory_analysis() takes milliseconds: once a program
+            self._needs[cache_key] = _bytes_needed(self._programs[cache_key].result())
+        return self._needs[cache_key]
+
+    def _program(self, static: tuple, width: int, ndev: int | None = None):
         """The compiled program for ``width`` trials of bucket ``static`` (compiling it if needed)."""
-        self.prefetch(static, width)
-        compiled = self._programs[(static, width)].result()
-        if (static, width) not in self._needs:  # memory_analysis() takes milliseconds: once a program
-            self._needs[(static, width)] = _bytes_needed(compiled)
-        need = self._needs[(static, width)]
+        ndev = self.num_devices if ndev is None else ndev
+        need = self._need(static, width, ndev)
         # The budget is an estimate: the narrowest chunk runs anyway (a real out-of-memory
         # error is still caught in run).
         too_big = need is not None and self._memory_budget is not None and need > self._memory_budget
-        if too_big and width > self.num_devices:
+        if too_big and width > ndev:
             raise _TooBig(f"{need / 2**20:.0f} MiB for {width} trials, budget {self._memory_budget / 2**20:.0f} MiB")
-        return compiled
+        return self._programs[(static, width, ndev)].result()
 
-    def chunk_width(self, static: tuple, n: int, total: int) -> int:
+    def _size_by_probe(self, static: tuple, n: int, total: int, ndev: int) -> None:
+        """Caps a wide bucket's chunk from a narrow probe program's memory use (see :data:`PROBE_WIDTH`)."""
+        probe = _round_up(PROBE_WIDTH, ndev)
+        if static in self._cap or self._memory_budget is None or self.chunk_width(static, n, total, ndev) <= 2 * probe:
+            return
+        need = self._need(static, probe, ndev)
+        if need is None:
+            return
+        # Linear in the trials from zero: an overestimate (data and code are shared), so it fits.
+        fits = int(self._memory_budget / (need / probe))
+        if fits < self.chunk_width(static, n, total, ndev):
+            width = max(probe, 1 << (fits.bit_length() - 1))  # a power of two: reused by later rounds
+            self._cap[static] = _round_up(width, ndev)
+
+    def chunk_width(self, static: tuple, n: int, total: int, ndev: int | None = None) -> int:
         """The program width for the next ``n`` trials of bucket ``static`` in a batch of ``total``.
 
         Widths come from a small fixed set (powers of two, the full batch, the chunk cap), so
         later rounds reuse the programs compiled for earlier ones. With several devices the
         width is a multiple of their number: each holds the same share of trials.
         """
-        total = _round_up(total, self.num_devices)
+        ndev = self.num_devices if ndev is None else ndev
+        total = _round_up(total, ndev)
         cap = self._cap.get(static, self.max_batch or total)
-        return _round_up(min(_next_pow2(min(n, cap)), total, cap), self.num_devices)
+        return _round_up(min(_next_pow2(min(n, cap)), total, cap), ndev)
 
-    def _sharding(self, replicated: bool = False):
-        """The trial axis split over ``self.devices`` (None on one device)."""
-        if self.num_devices == 1:
+    def _sharding(self, ndev: int, replicated: bool = False):
+        """The trial axis split over the first ``ndev`` of ``self.devices`` (None on one device)."""
+        if ndev == 1:
             return None
         from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-        mesh = Mesh(np.asarray(self.devices), ("trials",))
+        mesh = Mesh(np.asarray(self.devices[:ndev]), ("trials",))
         return NamedSharding(mesh, PartitionSpec() if replicated else PartitionSpec("trials"))
 
-    def _put(self, x: np.ndarray, sharding):
+    def _put(self, tree: Any, sharding) -> Any:
+        """Puts a chunk's inputs (a pytree of host arrays) on its devices."""
         if sharding is None:
-            return jnp.asarray(x)
+            return jax.device_put(tree, self.devices[0])
         # Each host fills only the shards its devices hold (works across hosts, too).
-        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+        return jax.tree.map(lambda x: jax.make_array_from_callback(x.shape, sharding, lambda index: x[index]), tree)
 
     def buckets(self, hp: Mapping[str, Any]) -> dict[tuple, np.ndarray]:
         """Groups trial indices by bucket: static values, then masked sizes (first-seen order)."""
@@ -386,6 +438,7 @@ class Executor:
             groups.setdefault(key, []).append(i)
         return {k: np.asarray(v) for k, v in groups.items()}
 
+
     def run(
         self, hp: Mapping[str, Any], keys: jax.Array, *, only: np.ndarray | None = None
     ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]]:
@@ -399,10 +452,11 @@ class Executor:
         Yields each chunk as soon as it has finished, so a caller can store it before the next
         one starts.
         """
-        hp_np = {n: np.asarray(v) for n, v in hp.items()}
-        total = _round_up(keys.shape[0], self.num_devices)
+        hp_np = {n: np.asarray(v) for n, v in jax.device_get(dict(hp)).items()}
+        ndev = self.devices_for(keys.shape[0])
+        total = _round_up(keys.shape[0], ndev)
         dyn_names = [n for n in self.space.names if n not in self.space.static_names]
-        sharding = self._sharding()
+        sharding = self._sharding(ndev)
         key_data = np.asarray(jax.random.key_data(keys))
         buckets = self.buckets(hp_np)
         if only is not None:
@@ -410,23 +464,29 @@ class Executor:
         buckets = {k: idx for k, idx in buckets.items() if idx.size}
         for static, idx in buckets.items():  # every bucket's first program compiles at once
             self.output_shapes(static)
-            self.prefetch(static, self.chunk_width(static, idx.size, total))
+            self._size_by_probe(static, idx.size, total, ndev)
+            self.prefetch(static, self.chunk_width(static, idx.size, total, ndev), ndev)
         for static, idx in buckets.items():
             start = 0
             while start < idx.size:
                 cap = self._cap.get(static, self.max_batch or total)
                 part = idx[start : start + cap]
-                width = self.chunk_width(static, part.size, total)
+                width = self.chunk_width(static, part.size, total, ndev)
                 lanes = np.concatenate([part, np.full(width - part.size, part[-1])])
                 try:
-                    program = self._program(static, width)
-                    hp_lanes = {n: self._put(hp_np[n][lanes], sharding) for n in dyn_names}
-                    out = jax.device_get(program(hp_lanes, self._put(key_data[lanes], sharding)))
+                    program = self._program(static, width, ndev)
+                    inputs = self._put(({n: hp_np[n][lanes] for n in dyn_names}, key_data[lanes]), sharding)
+                    out = jax.device_get(program(*inputs))
                 except Exception as e:
-                    if not (isinstance(e, _TooBig) or "RESOURCE_EXHAUSTED" in str(e)) or cap <= self.num_devices:
+                    if not (isinstance(e, _TooBig) or "RESOURCE_EXHAUSTED" in str(e)) or cap <= ndev:
                         raise
                     # Out of memory: halve this bucket's chunk and carry on from the same trial.
-                    self._cap[static] = _round_up(max(1, min(cap, width) // 2), self.num_devices)
+                    self._cap[static] = _round_up(max(1, min(cap, width) // 2), ndev)
+                    logger.warning(
+                        "jaxtune: %d trials at once do not fit in memory; running %d at a time",
+                        width,
+                        self._cap[static],
+                    )
                     continue
                 curves = {n: np.asarray(v)[: part.size] for n, v in out.pop(CURVES, {}).items()}
                 yield part, {n: np.asarray(v)[: part.size] for n, v in out.items()}, curves

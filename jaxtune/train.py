@@ -208,15 +208,18 @@ class Trainer:
         grad_fn = jax.value_and_grad(self.batch_loss, argnums=1, has_aux=True)
 
         def step(carry, k):
-            params, rest, opt_state = carry
+            params, rest, opt_state, loss_sum = carry
             idx = jax.random.randint(k, (drawn,), 0, x.shape[0])[:used]
             (loss, rest), grads = grad_fn(graphdef, params, rest, x[idx], y[idx], weights)
             updates, opt_state = tx.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), rest, opt_state), loss
+            # The segment's mean training loss is summed in the carry rather than stacked as a
+            # scan output: no per-step write of a loss array (one more kernel a step on a GPU).
+            return (optax.apply_updates(params, updates), rest, opt_state, loss_sum + loss), None
 
         def segment(carry, keys):
-            carry, losses = jax.lax.scan(step, carry, keys)
-            return carry, {"train_loss": jnp.mean(losses), **self.evaluate(graphdef, carry[0], carry[1])}
+            (params, rest, opt_state, loss_sum), _ = jax.lax.scan(step, (*carry, jnp.float32(0)), keys)
+            metrics = {"train_loss": loss_sum / keys.shape[0], **self.evaluate(graphdef, params, rest)}
+            return (params, rest, opt_state), metrics
 
         steps = self._steps(hp)
         every = min(self.eval_every or steps, steps)

@@ -32,14 +32,14 @@ def test_sequential_groups_inside_a_program_equal_the_full_vmap(vmap_width, key)
     np.testing.assert_allclose(got, reference, rtol=1e-5)
 
 
-def test_out_of_memory_halves_the_chunk_and_loses_nothing(key, monkeypatch):
+def test_out_of_memory_halves_the_chunk_and_loses_nothing(key, monkeypatch, caplog):
     hp = SPACE.sample(key, 16)
     keys = jax.random.split(key, 16)
     reference, _ = collect(Executor(quad_objective, SPACE), hp, keys)
     original = Executor._program
 
-    def small_device(self, static, width):
-        program = original(self, static, width)
+    def small_device(self, static, width, ndev=None):
+        program = original(self, static, width, ndev)
         if width > 4:
 
             def oom(*args):
@@ -49,8 +49,11 @@ def test_out_of_memory_halves_the_chunk_and_loses_nothing(key, monkeypatch):
         return program
 
     monkeypatch.setattr(Executor, "_program", small_device)
-    got, sizes = collect(Executor(quad_objective, SPACE), hp, keys)
+    with caplog.at_level("WARNING", logger="jaxtune"):
+        got, sizes = collect(Executor(quad_objective, SPACE), hp, keys)
     assert sizes == [4, 4, 4, 4]
+    # The recovery is reported in one line per halving, not as a traceback.
+    assert caplog.text.count("do not fit in memory") == 2
     np.testing.assert_allclose(got, reference, rtol=1e-5)
 
 
@@ -62,6 +65,25 @@ def test_memory_analysis_budget_shrinks_chunks(key):
     ex._memory_budget = 1  # by the estimate nothing fits: chunks shrink to one trial, which still runs
     got, sizes = collect(ex, hp, keys)
     assert sizes == [1] * 8
+    np.testing.assert_allclose(got, reference, rtol=1e-5)
+
+
+def test_a_wide_bucket_is_sized_by_a_probe_before_its_full_width_compiles(key, monkeypatch, caplog):
+    import jaxtune.execute as execute
+
+    monkeypatch.setattr(execute, "PROBE_WIDTH", 2)
+    hp = SPACE.sample(key, 32)
+    keys = jax.random.split(key, 32)
+    reference, _ = collect(Executor(quad_objective, SPACE), hp, keys)
+    ex = Executor(quad_objective, SPACE)
+    per_trial = ex._need((), 2, 1) / 2
+    ex._memory_budget = int(5.5 * per_trial)  # room for 5 trials: chunks of 4
+    got, sizes = collect(ex, hp, keys)
+    assert sizes == [4] * 8
+    # Only the probe and the width that fits were compiled: no 32-wide program found too big,
+    # and no out-of-memory recovery to report.
+    assert sorted(width for _, width, _ in ex._programs) == [2, 4]
+    assert "do not fit" not in caplog.text
     np.testing.assert_allclose(got, reference, rtol=1e-5)
 
 
@@ -103,7 +125,14 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path):
         assert four.num_devices == 4
         one = Executor(quad_objective, SPACE, devices=jax.devices()[:1])
         r = jt.tune(quad_objective, SPACE, "coarse_to_fine", trials=6, rounds=2, metric="loss", progress=False)
-        print(json.dumps({"four": losses(four), "one": losses(one), "tuned": len(r)}))
+        # Fewer trials than devices: one device per trial, no padded copies on the others.
+        few = Executor(quad_objective, SPACE)
+        small = {n: v[:3] for n, v in hp.items()}
+        got = [float(m["loss"][j]) for idx, m, _ in few.run(small, keys[:3]) for j in range(len(idx))]
+        assert sorted(nd for _, _, nd in few._programs) == [3], list(few._programs)
+        list(few.run({n: v[:1] for n, v in hp.items()}, keys[:1]))
+        assert sorted(nd for _, _, nd in few._programs) == [1, 3], list(few._programs)
+        print(json.dumps({"four": losses(four), "one": losses(one), "tuned": len(r), "few": got}))
     """)
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
     proc = subprocess.run(
@@ -118,6 +147,7 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path):
 
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     np.testing.assert_allclose(out["four"], out["one"], rtol=1e-5)
+    np.testing.assert_allclose(out["few"], out["one"][:3], rtol=1e-5)
     assert out["tuned"] == 12
 
 

@@ -81,9 +81,10 @@ def test_masked_batch_gives_the_same_loss_and_gradients_as_the_small_batch(key):
     _, _, w_small = trainer._batch({"batch_size": 5})
     loss_m, _ = trainer.batch_loss(graphdef, params, rest, xb, yb, w_masked)
     loss_s, _ = trainer.batch_loss(graphdef, params, rest, xb[:5], yb[:5], w_small)
-    np.testing.assert_allclose(loss_m, loss_s, rtol=1e-6)
+    # Equal up to float32 summation order (16 weighted terms against 5), on every backend.
+    np.testing.assert_allclose(loss_m, loss_s, rtol=1e-5)
     np.testing.assert_allclose(
-        loss_s, optax.softmax_cross_entropy_with_integer_labels(model(xb[:5]), yb[:5]).mean(), rtol=1e-6
+        loss_s, optax.softmax_cross_entropy_with_integer_labels(model(xb[:5]), yb[:5]).mean(), rtol=1e-5
     )
     g_m, _ = grad(graphdef, params, rest, xb, yb, w_masked)
     g_s, _ = grad(graphdef, params, rest, xb[:5], yb[:5], w_small)
