@@ -155,7 +155,9 @@ def trial_axis(n):
     devs = jax.devices()[: max(1, min(jax.device_count(), n))]
     if len(devs) == 1:
         return jax.sharding.SingleDeviceSharding(devs[0])
-    return jax.sharding.NamedSharding(jax.sharding.Mesh(np.asarray(devs), ("trials",)), jax.sharding.PartitionSpec("trials"))
+    return jax.sharding.NamedSharding(
+        jax.sharding.Mesh(np.asarray(devs), ("trials",)), jax.sharding.PartitionSpec("trials")
+    )
 
 
 def measure(n, a, arrays, methods):
@@ -315,9 +317,7 @@ def table(rows):
     for r in rows:
         lines.append(f"{r['N']:>6} " + " ".join(f"{r[c]:13.3f}" if c in r else f"{'-':>13}" for c in cols))
     lines.append("")
-    lines.append(
-        f"{'N':>6} {'jt trials/s':>12} {'hand/jt':>8} {'seq/jt':>8} {'step/jt':>8} {'optuna_jobs/jt e2e':>18}"
-    )
+    lines.append(f"{'N':>6} {'jt trials/s':>12} {'hand/jt':>8} {'seq/jt':>8} {'step/jt':>8} {'optuna_jobs/jt e2e':>18}")
     for r in rows:
         jt_s = r.get("jaxtune_s")
         if jt_s is None:

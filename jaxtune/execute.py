@@ -438,7 +438,6 @@ class Executor:
             groups.setdefault(key, []).append(i)
         return {k: np.asarray(v) for k, v in groups.items()}
 
-
     def run(
         self, hp: Mapping[str, Any], keys: jax.Array, *, only: np.ndarray | None = None
     ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]]:
