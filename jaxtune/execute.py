@@ -61,12 +61,14 @@ _POOL: concurrent.futures.ThreadPoolExecutor | None = None
 
 
 def _compile_pool() -> concurrent.futures.ThreadPoolExecutor:
-    """Worker threads for XLA compilations (shared by all executors)."""
+    """Worker threads for XLA compilations (shared by all executors).
+
+    Four, whatever the core count: a round's trial program should start compiling at once, not
+    wait behind the driver's small programs (plan, init, tell) on a 2-core machine.
+    """
     global _POOL
     if _POOL is None:
-        _POOL = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="jaxtune-compile"
-        )
+        _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="jaxtune-compile")
     return _POOL
 
 
@@ -227,6 +229,25 @@ class Executor:
         self._singles: dict[tuple, Callable] = {}
         self._needs: dict[tuple, int | None] = {}
         self._shapes: dict[tuple, dict[str, jax.ShapeDtypeStruct]] = {}
+
+    def layout(self) -> dict[str, Any]:
+        """What decides how trials are batched into programs, hence their floating-point results.
+
+        A trial's metrics are a deterministic function of its hyperparameters and key *and* of the
+        program that ran it: the backend, how many devices share a batch, the chunk cap
+        (``max_batch``), the trials vmapped together (``vmap_width``), the compiler options and the
+        JAX version. With all of these equal, results are bit-for-bit reproducible; change one and
+        they differ by rounding, which a chaotic trial (a learning rate near divergence) can
+        amplify into a visibly different result.
+        """
+        return {
+            "backend": self.devices[0].platform,
+            "devices": self.num_devices,
+            "max_batch": self.max_batch,
+            "vmap_width": self.vmap_width,
+            "compiler_options": self.compiler_options,
+            "jax": jax.__version__,
+        }
 
     def _single(self, bucket: tuple) -> Callable[[Mapping[str, jax.Array], jax.Array], Metrics]:
         n_static = len(self.space.static_names)

@@ -7,13 +7,16 @@ same function (and the same gradients for the live weights) as an ``nnx.Linear``
 ``value``, for any activation in between. Trials of different widths then share one program.
 
 ``jax.vmap`` of a convolution over trials (each trial with its own kernel) becomes a grouped
-convolution with tiny groups, which runs poorly on GPUs. :class:`PatchConv1d` computes the
-same function as ``nnx.Conv`` by extracting patches with strided slices (no weights involved,
-so vmap folds trials into the batch) and one matmul with the kernel, which vmap turns into a
-single batched matmul.
+convolution with tiny groups, which runs poorly on GPUs. :class:`PatchConv` (any number of
+spatial axes; :class:`PatchConv1d` for 1-D) computes the same function as ``nnx.Conv`` by
+extracting patches with strided slices (no weights involved, so vmap folds trials into the
+batch) and one matmul with the kernel, which vmap turns into a single batched matmul.
 """
 
 from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +24,64 @@ from flax import nnx
 
 from jaxtune.space import Masked
 
-__all__ = ["PatchConv1d", "patches1d", "MaskedLinear", "live_mask"]
+__all__ = ["PatchConv", "PatchConv1d", "patches", "patches1d", "MaskedLinear", "live_mask"]
+
+
+def _pairs(padding, kernel_size: tuple[int, ...], strides: tuple[int, ...], spatial: tuple[int, ...]):
+    """``nnx.Conv``'s padding argument as one ``(low, high)`` pair per spatial axis."""
+    if isinstance(padding, str):
+        if padding.upper() == "VALID":
+            return [(0, 0)] * len(kernel_size)
+        if padding.upper() == "SAME":  # as lax.padtype_to_pads: output length ceil(n / stride)
+            pads = []
+            for n, k, s in zip(spatial, kernel_size, strides):
+                total = max((-(-n // s) - 1) * s + k - n, 0)
+                pads.append((total // 2, total - total // 2))
+            return pads
+        raise ValueError(f"padding must be 'SAME', 'VALID', an int or (low, high) pairs, got {padding!r}")
+    if isinstance(padding, int):
+        return [(padding, padding)] * len(kernel_size)
+    pads = [(p, p) if isinstance(p, int) else tuple(p) for p in padding]
+    if len(pads) != len(kernel_size) or any(len(p) != 2 for p in pads):
+        raise ValueError(f"padding needs one (low, high) pair per spatial axis ({len(kernel_size)}), got {padding!r}")
+    return pads
+
+
+def _tuple(v: int | Sequence[int], n: int, name: str) -> tuple[int, ...]:
+    t = (v,) * n if isinstance(v, int) else tuple(v)
+    if len(t) != n or any(isinstance(i, bool) or not isinstance(i, int) or i < 1 for i in t):
+        raise ValueError(f"{name} must be a positive int or {n} positive ints, got {v!r}")
+    return t
+
+
+def patches(
+    x: jax.Array,
+    kernel_size: Sequence[int],
+    strides: Sequence[int] | None = None,
+    padding: str | int | Sequence = "VALID",
+) -> jax.Array:
+    """Sliding windows of ``x[..., *spatial, channels]``: ``[..., *out_spatial, prod(kernel_size) * channels]``.
+
+    The window axis is ordered (tap along each spatial axis, then channel), matching a kernel
+    ``[*kernel_size, channels, features]`` reshaped to ``[-1, features]``. Windows are strided
+    slices, so nothing here depends on weights and ``vmap`` folds trials into the batch.
+    """
+    kernel_size = tuple(kernel_size)
+    nd = len(kernel_size)
+    strides = (1,) * nd if strides is None else tuple(strides)
+    spatial = x.shape[-nd - 1 : -1]
+    pads = _pairs(padding, kernel_size, strides, spatial)
+    if any(pads_ != (0, 0) for pads_ in pads):
+        x = jnp.pad(x, [(0, 0)] * (x.ndim - nd - 1) + list(pads) + [(0, 0)])
+    out = [(x.shape[x.ndim - nd - 1 + a] - k) // s + 1 for a, (k, s) in enumerate(zip(kernel_size, strides))]
+    if min(out) < 1:
+        raise ValueError(f"patches: window {kernel_size} does not fit the padded input {x.shape[-nd - 1 : -1]}")
+    taps = []
+    for offset in itertools.product(*(range(k) for k in kernel_size)):
+        index = tuple(slice(o, o + s * (n - 1) + 1, s) for o, s, n in zip(offset, strides, out))
+        taps.append(x[(..., *index, slice(None))])
+    stacked = jnp.stack(taps, axis=-2)  # [..., *out, taps, channels]
+    return stacked.reshape(*stacked.shape[:-2], len(taps) * x.shape[-1])
 
 
 def patches1d(x: jax.Array, size: int, stride: int = 1, padding: int = 0) -> jax.Array:
@@ -30,18 +90,63 @@ def patches1d(x: jax.Array, size: int, stride: int = 1, padding: int = 0) -> jax
     The window axis is ordered (tap, channel), matching a kernel ``[size, channels, features]``
     reshaped to ``[size * channels, features]``.
     """
-    if padding:
-        x = jnp.pad(x, [(0, 0)] * (x.ndim - 2) + [(padding, padding), (0, 0)])
-    out_len = (x.shape[-2] - size) // stride + 1
-    if out_len < 1:
-        raise ValueError(f"patches1d: window {size} does not fit a padded length of {x.shape[-2]}")
-    taps = [x[..., j : j + stride * (out_len - 1) + 1 : stride, :] for j in range(size)]
-    stacked = jnp.stack(taps, axis=-2)  # [..., out_len, size, channels]
-    return stacked.reshape(*stacked.shape[:-2], size * x.shape[-1])
+    return patches(x, (size,), (stride,), padding)
 
 
-class PatchConv1d(nnx.Module):
-    """1-D convolution as patches @ kernel; same parameters and outputs as ``nnx.Conv``.
+class PatchConv(nnx.Module):
+    """N-D convolution as patches @ kernel; the same parameters and outputs as ``nnx.Conv``.
+
+    Under ``jax.vmap`` over trials (each trial with its own kernel) ``nnx.Conv`` becomes a grouped
+    convolution with tiny groups; this layer becomes one batched matmul.
+
+    Args:
+      in_features: input channels.
+      out_features: output channels.
+      kernel_size: window size per spatial axis (an int for 1-D, or a tuple: ``(3, 3)`` is 2-D).
+      strides: window step, an int or one per spatial axis.
+      padding: ``"SAME"`` (``nnx.Conv``'s default), ``"VALID"``, an int, or ``(low, high)`` pairs.
+      use_bias: add a bias (zeros at init).
+      rngs: parameter initialisation keys (kernel: LeCun normal, bias: zeros, drawn as ``nnx.Conv``).
+
+    Input ``[..., *spatial, in_features]``, output ``[..., *out_spatial, out_features]``.
+
+    Example:
+      >>> conv = PatchConv(1, 32, kernel_size=(3, 3), rngs=nnx.Rngs(0))  # as nnx.Conv(1, 32, (3, 3))
+      >>> conv(jnp.ones((4, 8, 8, 1))).shape
+      (4, 8, 8, 32)
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        kernel_size: int | Sequence[int],
+        strides: int | Sequence[int] = 1,
+        *,
+        padding: str | int | Sequence = "SAME",
+        use_bias: bool = True,
+        rngs: nnx.Rngs,
+    ):
+        self.kernel_size = _tuple(kernel_size, 1 if isinstance(kernel_size, int) else len(kernel_size), "kernel_size")
+        self.strides = _tuple(strides, len(self.kernel_size), "strides")
+        _pairs(padding, self.kernel_size, self.strides, self.kernel_size)  # validate now, not at call time
+        self.padding = padding
+        init = nnx.initializers.lecun_normal()
+        self.kernel = nnx.Param(init(rngs.params(), (*self.kernel_size, in_features, out_features)))
+        # Draw the bias key even without a bias: the key stream then matches nnx.Conv's.
+        bias = nnx.initializers.zeros(rngs.params(), (out_features,))
+        self.bias = nnx.Param(bias) if use_bias else None
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k = self.kernel[...]
+        y = patches(x, self.kernel_size, self.strides, self.padding) @ k.reshape(-1, k.shape[-1])
+        if self.bias is not None:
+            y = y + self.bias[...].reshape((1,) * (y.ndim - 1) + (-1,))
+        return y
+
+
+class PatchConv1d(PatchConv):
+    """1-D :class:`PatchConv` with an int window, stride and symmetric padding (zeros at both ends).
 
     Args:
       in_features: input channels.
@@ -64,17 +169,7 @@ class PatchConv1d(nnx.Module):
         padding: int = 0,
         rngs: nnx.Rngs,
     ):
-        init = nnx.initializers.lecun_normal()
-        self.kernel = nnx.Param(init(rngs.params(), (kernel_size, in_features, out_features)))
-        # Draw the bias key too (zeros need none): the key stream then matches nnx.Conv's.
-        self.bias = nnx.Param(nnx.initializers.zeros(rngs.params(), (out_features,)))
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        k = self.kernel[...]
-        p = patches1d(x, self.kernel_size, self.stride, self.padding)
-        y = p @ k.reshape(-1, k.shape[-1])
-        return y + self.bias[...].reshape((1,) * (y.ndim - 1) + (-1,))
+        super().__init__(in_features, out_features, (kernel_size,), (stride,), padding=padding, rngs=rngs)
 
 
 class MaskSize(nnx.Variable):

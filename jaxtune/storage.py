@@ -11,10 +11,11 @@ import json
 import math
 import os
 import sqlite3
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["Storage", "StudyMismatchError"]
+__all__ = ["Storage", "StudyMismatchError", "LayoutWarning"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS studies (
@@ -43,6 +44,17 @@ CREATE TABLE IF NOT EXISTS curves (
     PRIMARY KEY (study_id, round, slot, step)
 );
 """
+
+
+def _changes(key: str, old: Any, new: Any) -> str:
+    """``key: stored OLD, now NEW``, field by field for dicts."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return "; ".join(_changes(k, old.get(k), new.get(k)) for k in sorted({*old, *new}) if old.get(k) != new.get(k))
+    return f"{key}: stored {old!r}, now {new!r}"
+
+
+class LayoutWarning(UserWarning):
+    """A study resumes with another execution layout (devices, chunking, backend, JAX version)."""
 
 
 class StudyMismatchError(ValueError):
@@ -99,11 +111,16 @@ class Storage:
         row = self.conn.execute("SELECT config FROM studies WHERE name = ?", (name,)).fetchone()
         return None if row is None else json.loads(row[0])
 
-    def open_study(self, name: str, config: Mapping[str, Any], *, check: Iterable[str] = ()) -> int:
+    def open_study(
+        self, name: str, config: Mapping[str, Any], *, check: Iterable[str] = (), warn: Iterable[str] = ()
+    ) -> int:
         """Returns the id of study ``name``, creating it with ``config`` if it is new.
 
         Raises:
           StudyMismatchError: the study exists and differs from ``config`` in a key of ``check``.
+
+        Warns:
+          LayoutWarning: the study exists and differs from ``config`` in a key of ``warn``.
         """
         config = json.loads(_dumps(config))
         row = self.conn.execute("SELECT id, config FROM studies WHERE name = ?", (name,)).fetchone()
@@ -119,6 +136,23 @@ class Storage:
                 f"study {name!r} in {self.path} was made with a different {', '.join(diff)} ({details}); "
                 "use another study name or storage file to start afresh"
             )
+        changed = [k for k in warn if stored.get(k) != config.get(k)]
+        if changed:
+            details = "; ".join(_changes(k, stored.get(k), config.get(k)) for k in changed)
+            warnings.warn(
+                LayoutWarning(
+                    f"study {name!r} in {self.path} resumes with a different {', '.join(changed)} ({details}): the "
+                    "trials still to run are batched differently from the stored ones, so they are not bit-for-bit "
+                    "what an uninterrupted run would have computed (see 'Reproducibility' in README.md)"
+                ),
+                stacklevel=3,
+            )
+            # From here on the study runs with this layout: a later resume with it is silent.
+            with self.conn:
+                self.conn.execute(
+                    "UPDATE studies SET config = ? WHERE id = ?",
+                    (_dumps({**stored, **{k: config.get(k) for k in changed}}), row[0]),
+                )
         return row[0]
 
     def write_trials(

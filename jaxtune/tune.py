@@ -156,16 +156,11 @@ def tune(
     if u0.shape != (trials, space.dim):
         raise ValueError(f"strategy asked for points of shape {u0.shape}, expected {(trials, space.dim)}")
 
-    # Compiled once per sweep: init, a round's plan and tell. The plan compiles on a worker
-    # thread while the objective is traced here (on a CPU even a tiny program takes ~0.4 s).
     def plan(root, r, state):
         """A round's points, strategy state, valid lanes, hyperparameters and trial keys."""
         ask_key, trial_key = jax.random.split(jax.random.fold_in(jax.random.fold_in(root, _ROUND_STREAM), r))
         u, state = built.ask(ask_key, state)
         return u, state, built.valid(state), space.from_unit(u), jax.random.split(trial_key, trials)
-
-    jit = functools.partial(jax.jit, compiler_options=executor.compiler_options or None)
-    plan_compiled = executor.compile_async(jit(plan).lower(root, np.int32(0), state0))
 
     names = [n for n in executor.output_shapes(executor.first_bucket()) if n != CURVES]
     if metric is None:
@@ -174,7 +169,6 @@ def tune(
         metric = names[0]
     elif metric not in names:
         raise ValueError(f"metric {metric!r} is not among the objective's metrics {names}")
-    state = jit(lambda root: built.init(jax.random.fold_in(root, _INIT_STREAM)))(root)
 
     store = Storage(storage if storage is not None else ":memory:")
     try:
@@ -186,14 +180,28 @@ def tune(
             "metric": metric,
             "mode": mode,
             "objective": getattr(objective, "__qualname__", type(objective).__qualname__),
+            "layout": executor.layout(),
         }
-        sid = store.open_study(study, config, check=("space", "strategy", "trials", "seed", "metric", "mode"))
+        sid = store.open_study(
+            study, config, check=("space", "strategy", "trials", "seed", "metric", "mode"), warn=("layout",)
+        )
         done = {(t["round"], t["slot"]): t for t in store.trials(sid)}
         if not done:  # a fresh study: its first program may be known already
             executor.prefetch_batch(trials)
+        # Compiled once per sweep: init, a round's plan and tell, on worker threads alongside the
+        # objective's program (which starts first: it takes longest), and only once the objective
+        # has been traced and the metric checked, so a bad argument compiles nothing.
+        jit = functools.partial(jax.jit, compiler_options=executor.compiler_options or None)
+        plan_compiled = executor.compile_async(jit(plan).lower(root, np.int32(0), state0))
+        init_compiled = executor.compile_async(
+            jit(lambda root: built.init(jax.random.fold_in(root, _INIT_STREAM))).lower(root)
+        )
+        scores_spec = jax.ShapeDtypeStruct((trials,), jnp.float32)
+        tell_compiled = executor.compile_async(jit(built.tell).lower(state0, u0, scores_spec))
         plan_round = plan_compiled.result()
+        state = init_compiled.result()(root)
         sign = 1.0 if mode == "min" else -1.0
-        tell = jit(built.tell)
+        tell = tell_compiled.result()
         best = math.inf
 
         for r in range(rounds):

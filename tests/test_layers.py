@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxtune.layers import PatchConv1d
+from jaxtune.layers import PatchConv, PatchConv1d
 
 
 @pytest.mark.parametrize("k, stride, padding, cin, cout", [(5, 2, 1, 1, 25), (3, 2, 1, 25, 25), (3, 1, 0, 4, 2)])
@@ -15,6 +15,34 @@ def test_patch_conv_equals_nnx_conv(k, stride, padding, cin, cout, key):
     patch.bias[...] = conv.bias[...]
     x = jax.random.normal(jax.random.key(3), (6, 40, cin))
     np.testing.assert_allclose(patch(x), conv(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kernel, strides, padding, shape",
+    [
+        ((3, 3), 1, "SAME", (2, 8, 8, 3)),  # the Flax tutorial's conv
+        ((3, 3), (2, 1), "SAME", (2, 9, 7, 3)),  # SAME with a stride: uneven padding
+        ((2, 3), 1, "VALID", (2, 6, 7, 3)),
+        ((3, 3), 2, [(1, 0), (2, 1)], (2, 8, 8, 3)),
+        ((2, 2, 2), 1, "SAME", (2, 4, 5, 3, 3)),  # 3-D
+    ],
+)
+def test_nd_patch_conv_equals_nnx_conv_from_the_same_init(kernel, strides, padding, shape):
+    conv = nnx.Conv(3, 5, kernel, strides=strides, padding=padding, rngs=nnx.Rngs(0))
+    patch = PatchConv(3, 5, kernel, strides, padding=padding, rngs=nnx.Rngs(0))
+    np.testing.assert_array_equal(patch.kernel[...], conv.kernel[...])  # the same draws, not copies
+    conv.bias[...] = patch.bias[...] = jax.random.normal(jax.random.key(1), (5,))
+    x = jax.random.normal(jax.random.key(3), shape)
+    np.testing.assert_allclose(patch(x), conv(x), rtol=1e-5, atol=1e-5)
+
+
+def test_patch_conv_rejects_bad_arguments_at_construction():
+    with pytest.raises(ValueError, match="kernel_size"):
+        PatchConv(1, 2, (3, 0), rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="padding"):
+        PatchConv(1, 2, (3, 3), padding="FULL", rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="one \\(low, high\\) pair per spatial axis"):
+        PatchConv(1, 2, (3, 3), padding=[(1, 1)], rngs=nnx.Rngs(0))
 
 
 def test_patch_conv_vmapped_over_trials_equals_per_trial(key):

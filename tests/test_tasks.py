@@ -29,12 +29,29 @@ def test_digits_split():
     assert s.train[0].max() <= 1.0
 
 
-@pytest.mark.parametrize("name", ["mnist1d_linear", "mnist1d_mlp", "mnist1d_cnn", "mnist1d_gru", "digits_mlp"])
+@pytest.mark.parametrize(
+    "name", ["mnist1d_linear", "mnist1d_mlp", "mnist1d_cnn", "mnist1d_gru", "digits_mlp", "digits_cnn"]
+)
 def test_builtin_tasks_train_and_report_val_and_test(name, key):
     task = jt.tasks.get(name, steps=4, batch_size=8)
     result = jt.tune(task.objective, task.space, "random", trials=2, metric=task.metric, mode=task.mode, progress=False)
     assert len(result) == 2
     assert {"val_accuracy", "val_loss", "test_accuracy", "test_loss", "train_loss"} <= set(result.best["metrics"])
+
+
+def test_tutorial_cnn_with_patches_is_the_nnx_conv_model():
+    from flax import nnx
+
+    from jaxtune.tasks.models import TutorialCNN
+    from jaxtune.train import set_mode
+
+    x = jax.random.uniform(jax.random.key(1), (5, 64))
+    patches = TutorialCNN(conv="patches", rngs=nnx.Rngs(0))
+    conv = TutorialCNN(conv="nnx", rngs=nnx.Rngs(0))
+    np.testing.assert_array_equal(patches.conv2.kernel[...], conv.conv2.kernel[...])
+    out = set_mode(patches, train=False)(x)
+    assert out.shape == (5, 10)
+    np.testing.assert_allclose(out, set_mode(conv, train=False)(x), rtol=1e-4, atol=1e-5)
 
 
 def test_task_registry_errors():

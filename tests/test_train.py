@@ -1,3 +1,5 @@
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -239,3 +241,33 @@ def test_a_steps_hyperparameter_sets_the_budget_per_trial(key):
     make_trainer().validate_space(space)
     with pytest.raises(ValueError, match="steps .* must be an integer with static=True"):
         make_trainer().validate_space(jt.Space({**SPACE.params, "steps": jt.Int(5, 12)}))
+
+
+def test_reproducibility_rule_on_a_training_task(tmp_path):
+    """Same layout: bit-for-bit. Another layout: equal up to rounding, and a resume that changes it warns."""
+    from jaxtune.storage import LayoutWarning
+
+    trainer = make_trainer(steps=30)
+    space = jt.Space({"lr": jt.Float(1e-3, 1e-2, scale="log"), "b1": jt.Float(0.8, 0.99, scale="reverse_log")})
+
+    def metrics(**kwargs):
+        result = jt.tune(trainer, space, "random", trials=8, rounds=2, metric="val_loss", progress=False, **kwargs)
+        return np.asarray([[t["metrics"]["val_loss"], t["metrics"]["train_loss"]] for t in result.trials])
+
+    first = metrics()
+    np.testing.assert_array_equal(metrics(), first)  # same layout: the same bits
+    # Chunks of 1 (programs of another width): the same trials up to float rounding at these
+    # stable learning rates, not necessarily the same bits.
+    np.testing.assert_allclose(metrics(max_batch=1), first, rtol=1e-4)
+
+    db = str(tmp_path / "s.db")
+    jt.tune(trainer, space, "random", trials=8, rounds=1, metric="val_loss", progress=False, storage=db)
+    with pytest.warns(LayoutWarning, match="max_batch: stored None, now 4"):
+        jt.tune(
+            trainer, space, "random", trials=8, rounds=2, metric="val_loss", progress=False, storage=db, max_batch=4
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same layout resumes silently
+        jt.tune(
+            trainer, space, "random", trials=8, rounds=2, metric="val_loss", progress=False, storage=db, max_batch=4
+        )

@@ -24,11 +24,14 @@ def _registry():
 
     tasks = {f"mnist1d_{m}": functools.partial(classify.mnist1d, m) for m in classify.MNIST1D_MODELS}
     tasks["digits_mlp"] = classify.digits
+    tasks["digits_cnn"] = classify.digits_cnn
     tasks.update({n: functools.partial(_synthetic_task, n) for n in SYNTHETIC})
     return tasks
 
 
-TASKS = tuple(sorted(["mnist1d_linear", "mnist1d_mlp", "mnist1d_cnn", "mnist1d_gru", "digits_mlp", *SYNTHETIC]))
+TASKS = tuple(
+    sorted(["mnist1d_linear", "mnist1d_mlp", "mnist1d_cnn", "mnist1d_gru", "digits_mlp", "digits_cnn", *SYNTHETIC])
+)
 
 
 def get(name: str, **options) -> Task:

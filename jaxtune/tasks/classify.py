@@ -15,7 +15,7 @@ from jaxtune.tasks import models
 from jaxtune.tasks.base import Task
 from jaxtune.train import Trainer
 
-__all__ = ["mnist1d", "digits", "adamw", "default_space", "MNIST1D_MODELS"]
+__all__ = ["mnist1d", "digits", "digits_cnn", "adamw", "default_space", "MNIST1D_MODELS"]
 
 MNIST1D_MODELS = ("linear", "mlp", "cnn", "gru")
 
@@ -121,3 +121,29 @@ def digits(
     return _task(
         "digits_mlp", _make_model("mlp", hidden, 64, 64), data_lib.digits(), steps, batch_size, eval_every, space
     )
+
+
+def digits_cnn(
+    *,
+    steps: int = 500,
+    batch_size: int = 32,
+    conv: str = "patches",
+    eval_every: int | None = None,
+    space: Space | None = None,
+) -> Task:
+    """scikit-learn digits with the Flax NNX tutorial's CNN (:class:`~jaxtune.tasks.models.TutorialCNN`).
+
+    Args:
+      steps: optimizer steps per trial.
+      batch_size: examples per step (the tutorial's 32).
+      conv: ``"patches"`` (:class:`~jaxtune.layers.PatchConv`) or ``"nnx"`` (``nnx.Conv``).
+      eval_every: record validation curves every this many steps.
+      space: search space (default: :func:`default_space`).
+    """
+    if conv not in ("patches", "nnx"):
+        raise ValueError(f"digits_cnn conv must be 'patches' or 'nnx', got {conv!r}")
+
+    def build(hp, rngs):
+        return models.TutorialCNN(8, 10, conv=conv, rngs=rngs)
+
+    return _task("digits_cnn", build, data_lib.digits(), steps, batch_size, eval_every, space)

@@ -6,10 +6,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxtune.layers import MaskedLinear, PatchConv1d
+from jaxtune.layers import MaskedLinear, PatchConv, PatchConv1d
 from jaxtune.space import Masked
 
-__all__ = ["Linear", "MLP", "CNN", "GRU"]
+__all__ = ["Linear", "MLP", "CNN", "GRU", "TutorialCNN"]
 
 # Flax >= 0.12 wants lists of submodules wrapped in nnx.List; older versions take plain lists.
 _ModuleList = getattr(nnx, "List", list)
@@ -102,3 +102,45 @@ class GRU(nnx.Module):
         b = self._run(self.bwd, xs[::-1])[::-1]
         h = jnp.concatenate([f, b], -1)  # (length, batch, 2 * hidden)
         return self.out(jnp.swapaxes(h, 0, 1).reshape(x.shape[0], -1))
+
+
+class TutorialCNN(nnx.Module):
+    """The Flax NNX MNIST tutorial's CNN, sized for ``side x side`` images (scikit-learn digits: 8).
+
+    Conv 3x3 (32) -> Dropout -> BatchNorm -> ReLU -> avg-pool 2 -> Conv 3x3 (64) -> BatchNorm ->
+    ReLU -> avg-pool 2 -> Linear (256) -> Dropout -> ReLU -> Linear (classes), as in the tutorial
+    (which has 28x28 inputs and a 3136-wide first Linear layer). Dropout keeps its own RNG
+    stream (``nnx.Dropout(rate, rngs=rngs)``), so the model is called as ``model(x)``.
+
+    ``conv="patches"`` (default) runs the convolutions as patches @ kernel
+    (:class:`jaxtune.layers.PatchConv`): the same function and initial parameters as
+    ``conv="nnx"`` (``nnx.Conv``), one batched matmul per convolution when vmapped over trials.
+    """
+
+    def __init__(
+        self, side: int = 8, classes: int = 10, dropout: float = 0.025, conv: str = "patches", *, rngs: nnx.Rngs
+    ):
+        if conv not in ("patches", "nnx"):
+            raise ValueError(f"TutorialCNN conv must be 'patches' or 'nnx', got {conv!r}")
+        layer = PatchConv if conv == "patches" else nnx.Conv
+        self.side = side
+        self.conv1 = layer(1, 32, (3, 3), rngs=rngs)
+        self.batch_norm1 = nnx.BatchNorm(32, rngs=rngs)
+        self.dropout1 = nnx.Dropout(dropout, rngs=rngs)
+        self.conv2 = layer(32, 64, (3, 3), rngs=rngs)
+        self.batch_norm2 = nnx.BatchNorm(64, rngs=rngs)
+        self.linear1 = nnx.Linear((side // 4) ** 2 * 64, 256, rngs=rngs)
+        self.dropout2 = nnx.Dropout(dropout, rngs=rngs)
+        self.linear2 = nnx.Linear(256, classes, rngs=rngs)
+
+    def __call__(self, x):
+        x = x.reshape(*x.shape[:-1], self.side, self.side, 1)  # flat pixels -> NHWC
+
+        def pool(v):
+            return nnx.avg_pool(v, window_shape=(2, 2), strides=(2, 2))
+
+        x = pool(jax.nn.relu(self.batch_norm1(self.dropout1(self.conv1(x)))))
+        x = pool(jax.nn.relu(self.batch_norm2(self.conv2(x))))
+        x = x.reshape(*x.shape[:-3], -1)
+        x = jax.nn.relu(self.dropout2(self.linear1(x)))
+        return self.linear2(x)
