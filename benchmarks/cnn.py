@@ -46,6 +46,7 @@ def run(conv, n, a, arrays, steps=None):
         eval_data={"test": (xt, yt)},
         steps=steps or a.steps,
         batch_size=100,
+        patch_convs=False,  # each variant as written: nnx.Conv stays a (grouped, vmapped) convolution
     )
     ex = Executor(trainer, throughput.SPACE, vmap_width=None if a.full_vmap else "auto")
     hp = {k: jnp.asarray(v, jnp.float32) for k, v in throughput.SPACE.sample(jax.random.key(1), n).items()}

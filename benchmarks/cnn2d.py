@@ -4,11 +4,12 @@ The model (:class:`jaxtune.tasks.models.TutorialCNN`: Conv-Dropout-BatchNorm, po
 layers) is the tutorial's, resized for 8x8 images; AdamW with lr, b1 and weight decay tuned,
 batch 32, 500 steps (the built-in task ``digits_cnn``). Parts (``--parts``):
 
-  equality  PatchConv (patches @ kernel) vs nnx.Conv, same init and data: test losses after a
-            few steps, in full float32 and at the backend's default precision
+  equality  the Trainer's automatic patches @ kernel (jt.layers.patch_convs) vs the model's
+            nnx.Conv as written, same init and data: test losses after a few steps, in full
+            float32 and at the backend's default precision
   plan      run time per trial on this machine for the CPU plans: vmapped groups of 8 (the
-            default), one trial after another inside a program (vmap width 1), and each with
-            nnx.Conv instead of PatchConv
+            default) and one trial after another inside a program (vmap width 1), each with
+            the convolutions as patches and as nnx.Conv
   one       one trial: ``jt.tune(trials=1)`` end to end vs the same Trainer under a plain
             ``jax.jit`` (compile + run), each traced anew, alternating, fastest of --repeats
   e2e       a 48-trial sweep end to end: jaxtune (coarse-to-fine, 3 rounds of 16) vs Optuna (TPE,
@@ -134,7 +135,7 @@ def tutorial_objective(trial, splits, a, devs):
     wd = trial.suggest_float("wd", 1e-5, 1.0, log=True)
     (x, y), (xv, yv) = splits.train, splits.val
     with jax.default_device(devs[trial.number % len(devs)]):
-        model = TutorialCNN(conv="nnx", rngs=nnx.Rngs(trial.number))
+        model = TutorialCNN(rngs=nnx.Rngs(trial.number))
         optimizer = nnx.Optimizer(model, optax.adamw(lr, b1=b1, b2=0.999, eps=1e-8, weight_decay=wd), wrt=nnx.Param)
 
         @nnx.jit

@@ -29,6 +29,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from jaxtune.layers import patch_convs
 from jaxtune.space import Choice, Float, Int, Space
 
 __all__ = ["Trainer", "accuracy", "set_mode"]
@@ -96,6 +97,10 @@ class Trainer:
       eval_every: evaluate every this many steps (must divide ``steps``; a tuned budget that it
         does not divide ends with one shorter segment) and keep the learning
         curves; None evaluates only at the end.
+      patch_convs: run the model's ``nnx.Conv`` layers as patches @ kernel
+        (:func:`jaxtune.layers.patch_convs`: the same function and parameters; under vmap one
+        batched matmul instead of a grouped convolution, 7-8x faster on CPU and GPU). False
+        keeps them as they are.
 
     Example:
       >>> trainer = Trainer(model=lambda hp, rngs: MLP(rngs), optimizer=lambda hp: optax.adam(hp["lr"]),
@@ -114,6 +119,7 @@ class Trainer:
     steps: int = 1000
     batch_size: int = 128
     eval_every: int | None = None
+    patch_convs: bool = True
 
     def __post_init__(self):
         for name in ("steps", "batch_size"):
@@ -162,6 +168,8 @@ class Trainer:
     def _init(self, hp, key):
         k_model, k_data = jax.random.split(key)
         model = self.model(hp, nnx.Rngs(k_model))
+        if self.patch_convs:
+            model = patch_convs(model)
         graphdef, params, rest = nnx.split(model, nnx.Param, ...)
         return graphdef, params, rest, k_data
 

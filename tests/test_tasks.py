@@ -1,4 +1,5 @@
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -39,19 +40,61 @@ def test_builtin_tasks_train_and_report_val_and_test(name, key):
     assert {"val_accuracy", "val_loss", "test_accuracy", "test_loss", "train_loss"} <= set(result.best["metrics"])
 
 
-def test_tutorial_cnn_with_patches_is_the_nnx_conv_model():
+def test_tutorial_cnn_with_its_convs_as_patches_computes_the_same(key):
     from flax import nnx
 
-    from jaxtune.tasks.models import TutorialCNN
+    from jaxtune.layers import PatchConv, patch_convs
+    from jaxtune.tasks.models import CNN, TutorialCNN
     from jaxtune.train import set_mode
 
     x = jax.random.uniform(jax.random.key(1), (5, 64))
-    patches = TutorialCNN(conv="patches", rngs=nnx.Rngs(0))
-    conv = TutorialCNN(conv="nnx", rngs=nnx.Rngs(0))
-    np.testing.assert_array_equal(patches.conv2.kernel[...], conv.conv2.kernel[...])
-    out = set_mode(patches, train=False)(x)
-    assert out.shape == (5, 10)
-    np.testing.assert_allclose(out, set_mode(conv, train=False)(x), rtol=1e-4, atol=1e-5)
+    model = TutorialCNN(rngs=nnx.Rngs(0))
+    before = set_mode(model, train=False)(x)
+    kernel = model.conv2.kernel
+    assert patch_convs(model) is model
+    assert isinstance(model.conv1, PatchConv) and isinstance(model.conv2, PatchConv)
+    assert model.conv2.kernel is kernel  # the same Param, not a copy
+    assert before.shape == (5, 10)
+    np.testing.assert_allclose(set_mode(model, train=False)(x), before, rtol=1e-5, atol=1e-6)
+    # Convolutions inside lists (the MNIST-1D CNN's nnx.List) are found too.
+    cnn = CNN(conv="nnx", rngs=nnx.Rngs(0))
+    xs = jax.random.normal(key, (3, 40))
+    before = cnn(xs)
+    patch_convs(cnn)
+    assert all(isinstance(c, PatchConv) for c in cnn.convs)
+    np.testing.assert_allclose(cnn(xs), before, rtol=1e-5, atol=1e-5)
+
+
+def test_convolutions_patches_cannot_express_stay_as_they_are():
+    from flax import nnx
+
+    from jaxtune.layers import PatchConv, patch_convs
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.grouped = nnx.Conv(4, 4, (3,), feature_group_count=2, rngs=rngs)
+            self.dilated = nnx.Conv(4, 4, (3,), kernel_dilation=2, rngs=rngs)
+            self.circular = nnx.Conv(4, 4, (3,), padding="CIRCULAR", rngs=rngs)
+            self.plain = nnx.Conv(4, 4, (3,), strides=2, padding="VALID", rngs=rngs)
+
+    net = patch_convs(Net(nnx.Rngs(0)))
+    assert [type(m).__name__ for m in (net.grouped, net.dilated, net.circular)] == ["Conv"] * 3
+    assert isinstance(net.plain, PatchConv)
+    with pytest.raises(ValueError, match="non-default feature_group_count"):
+        PatchConv.from_conv(nnx.Conv(4, 4, (3,), feature_group_count=2, rngs=nnx.Rngs(0)))
+
+
+def test_the_trainer_runs_convolutions_as_patches_unless_told_not_to():
+    patches = jt.tasks.get("digits_cnn", steps=3, batch_size=8)
+    plain = jt.tasks.get("digits_cnn", steps=3, batch_size=8, conv="nnx")
+    assert patches.objective.patch_convs and not plain.objective.patch_convs
+    hp = {"lr": jnp.float32(1e-3), "b1": jnp.float32(0.9), "wd": jnp.float32(1e-4)}
+    a = jax.jit(patches.objective)(hp, jax.random.key(0))
+    b = jax.jit(plain.objective)(hp, jax.random.key(0))
+    np.testing.assert_allclose(a["val_loss"], b["val_loss"], rtol=1e-4)
+    # No convolution op is left in the patches program (its windows are strided slices).
+    assert "convolution" not in jax.jit(patches.objective).lower(hp, jax.random.key(0)).as_text()
+    assert "convolution" in jax.jit(plain.objective).lower(hp, jax.random.key(0)).as_text()
 
 
 def test_task_registry_errors():

@@ -88,9 +88,10 @@ def mnist1d(
     )
 
 
-def _task(name, model, splits, steps, batch_size, eval_every, space) -> Task:
+def _task(name, model, splits, steps, batch_size, eval_every, space, **trainer_options) -> Task:
     """A classification task: AdamW, selection on val accuracy, val and test reported."""
     trainer = Trainer(
+        **trainer_options,
         model=model,
         optimizer=adamw,
         data=splits.train,
@@ -136,7 +137,8 @@ def digits_cnn(
     Args:
       steps: optimizer steps per trial.
       batch_size: examples per step (the tutorial's 32).
-      conv: ``"patches"`` (:class:`~jaxtune.layers.PatchConv`) or ``"nnx"`` (``nnx.Conv``).
+      conv: ``"patches"`` (the Trainer runs the ``nnx.Conv`` layers as patches @ kernel, its
+        default) or ``"nnx"`` (as written).
       eval_every: record validation curves every this many steps.
       space: search space (default: :func:`default_space`).
     """
@@ -144,6 +146,7 @@ def digits_cnn(
         raise ValueError(f"digits_cnn conv must be 'patches' or 'nnx', got {conv!r}")
 
     def build(hp, rngs):
-        return models.TutorialCNN(8, 10, conv=conv, rngs=rngs)
+        return models.TutorialCNN(8, 10, rngs=rngs)
 
-    return _task("digits_cnn", build, data_lib.digits(), steps, batch_size, eval_every, space)
+    splits = data_lib.digits()
+    return _task("digits_cnn", build, splits, steps, batch_size, eval_every, space, patch_convs=conv == "patches")

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxtune.layers import MaskedLinear, PatchConv, PatchConv1d
+from jaxtune.layers import MaskedLinear, PatchConv1d
 from jaxtune.space import Masked
 
 __all__ = ["Linear", "MLP", "CNN", "GRU", "TutorialCNN"]
@@ -108,26 +108,18 @@ class TutorialCNN(nnx.Module):
     """The Flax NNX MNIST tutorial's CNN, sized for ``side x side`` images (scikit-learn digits: 8).
 
     Conv 3x3 (32) -> Dropout -> BatchNorm -> ReLU -> avg-pool 2 -> Conv 3x3 (64) -> BatchNorm ->
-    ReLU -> avg-pool 2 -> Linear (256) -> Dropout -> ReLU -> Linear (classes), as in the tutorial
-    (which has 28x28 inputs and a 3136-wide first Linear layer). Dropout keeps its own RNG
-    stream (``nnx.Dropout(rate, rngs=rngs)``), so the model is called as ``model(x)``.
-
-    ``conv="patches"`` (default) runs the convolutions as patches @ kernel
-    (:class:`jaxtune.layers.PatchConv`): the same function and initial parameters as
-    ``conv="nnx"`` (``nnx.Conv``), one batched matmul per convolution when vmapped over trials.
+    ReLU -> avg-pool 2 -> Linear (256) -> Dropout -> ReLU -> Linear (classes), with ``nnx.Conv``
+    as in the tutorial (which has 28x28 inputs and a 3136-wide first Linear layer). Dropout keeps
+    its own RNG stream (``nnx.Dropout(rate, rngs=rngs)``), so the model is called as ``model(x)``.
+    The :class:`~jaxtune.train.Trainer` runs its convolutions as patches @ kernel unless told not to.
     """
 
-    def __init__(
-        self, side: int = 8, classes: int = 10, dropout: float = 0.025, conv: str = "patches", *, rngs: nnx.Rngs
-    ):
-        if conv not in ("patches", "nnx"):
-            raise ValueError(f"TutorialCNN conv must be 'patches' or 'nnx', got {conv!r}")
-        layer = PatchConv if conv == "patches" else nnx.Conv
+    def __init__(self, side: int = 8, classes: int = 10, dropout: float = 0.025, *, rngs: nnx.Rngs):
         self.side = side
-        self.conv1 = layer(1, 32, (3, 3), rngs=rngs)
+        self.conv1 = nnx.Conv(1, 32, (3, 3), rngs=rngs)
         self.batch_norm1 = nnx.BatchNorm(32, rngs=rngs)
         self.dropout1 = nnx.Dropout(dropout, rngs=rngs)
-        self.conv2 = layer(32, 64, (3, 3), rngs=rngs)
+        self.conv2 = nnx.Conv(32, 64, (3, 3), rngs=rngs)
         self.batch_norm2 = nnx.BatchNorm(64, rngs=rngs)
         self.linear1 = nnx.Linear((side // 4) ** 2 * 64, 256, rngs=rngs)
         self.dropout2 = nnx.Dropout(dropout, rngs=rngs)
