@@ -86,7 +86,12 @@ def plan(a, row, options):
     keys = jax.random.split(jax.random.key(0), a.n)
     for conv in ("patches", "nnx"):
         for width in (8, 1):
-            ex = Executor(task(a, conv).objective, classify.default_space(), vmap_width=width, compiler_options=options)
+            ex = Executor(
+                task(a, conv, a.plan_steps).objective,
+                classify.default_space(),
+                vmap_width=width,
+                compiler_options=options,
+            )
             first, _ = clock(lambda ex=ex: [m for _, m, _ in ex.run(hp, keys)])
             t = min(clock(lambda ex=ex: [m for _, m, _ in ex.run(hp, keys)])[0] for _ in range(2))
             row[f"plan_{conv}_w{width}_s_per_trial"] = t / a.n
@@ -218,6 +223,7 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--n", type=int, default=8, help="trials for the plan part")
+    p.add_argument("--plan-steps", type=int, default=200, help="steps per trial in the plan part")
     p.add_argument("--trials", type=int, default=48, help="trials for the e2e part (3 rounds)")
     p.add_argument("--check-steps", type=int, default=10)
     p.add_argument("--repeats", type=int, default=3)
@@ -237,7 +243,7 @@ def main(argv=None):
             flush=True,
         )
     if "plan" in parts:
-        row["plan_n"] = a.n
+        row["plan_n"], row["plan_steps"] = a.n, a.plan_steps
         plan(a, row, options)
     if "one" in parts:
         one_trial(a, row, options)

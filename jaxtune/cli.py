@@ -42,7 +42,7 @@ _SECTIONS = ("task", "tune", "strategy", "space")
 _TUNE_KEYS = ("strategy", "trials", "rounds", "seed", "storage", "study", "metric", "mode", "max_batch")
 _PARAM_KEYS = {
     "float": ("low", "high", "scale", "static"),
-    "int": ("low", "high", "scale", "static"),
+    "int": ("low", "high", "scale", "static", "masked"),
     "choice": ("values", "static"),
 }
 CACHE_ENV = "JAXTUNE_CACHE_DIR"
@@ -134,8 +134,16 @@ def _run(args) -> int:
     # Check everything that needs no data before building the task (which generates data).
     space = space_from_config(cfg["space"]) if "space" in cfg else None
     if tune_opts.get("storage"):
-        parent = os.path.dirname(os.path.abspath(tune_opts["storage"]))
-        os.makedirs(parent, exist_ok=True)
+        from jaxtune.storage import Storage, StorageError
+
+        path = tune_opts["storage"]
+        if not isinstance(path, str) or not path:
+            raise ConfigError(f"[tune] storage must be a file path, got {path!r}")
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        except OSError as e:
+            raise StorageError(f"storage {path!r}: cannot create its directory ({e.strerror})") from e
+        Storage.check(path)
     _enable_compile_cache()
     task = jt.tasks.get(cfg["task"]["name"], **task_opts)
     result = jt.tune(
@@ -171,9 +179,9 @@ def _report(args) -> int:
 
 
 def _tasks(args) -> int:
-    from jaxtune.tasks import TASKS
+    from jaxtune.tasks import TASKS, describe
 
-    print("\n".join(TASKS))
+    print("\n".join(describe(name) for name in TASKS))
     return 0
 
 
@@ -214,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError, KeyError, FileNotFoundError, ImportError) as e:
         if os.environ.get("JAXTUNE_DEBUG"):
             raise
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        msg = e.args[0] if type(e) is KeyError and e.args else e
         print(f"jaxtune: error: {msg}", file=sys.stderr)
         return 2
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import os
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -30,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxtune.hyperparameters import Hyperparameters, Reads
 from jaxtune.space import Masked, Space, bucket_size
 
 __all__ = ["Executor", "as_metrics", "use_cpu_cores", "CURVES"]
@@ -116,8 +118,9 @@ def use_cpu_cores(n: int | None = None) -> bool:
       n: CPU devices to make (default: the cores this process may run on).
 
     Returns:
-      True if set; False (nothing changed) once JAX has run anything, or when the count was
-      chosen already (``jax_num_cpu_devices`` or ``--xla_force_host_platform_device_count``).
+      True if set; False (nothing changed) when the count was chosen already
+      (``jax_num_cpu_devices`` or ``--xla_force_host_platform_device_count``), or once JAX has
+      run anything (with a warning on a CPU: too late to change).
     """
     if n is None:
         n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -128,6 +131,12 @@ def use_cpu_cores(n: int | None = None) -> bool:
     try:
         jax.config.update("jax_num_cpu_devices", n)
     except RuntimeError:  # JAX's backends are initialised already
+        if jax.default_backend() == "cpu":
+            warnings.warn(
+                "jt.use_cpu_cores() was called after JAX started, so JAX keeps one CPU device and trials run on "
+                "one core; call it right after `import jax`, before anything runs",
+                stacklevel=2,
+            )
         return False
     return True
 
@@ -186,8 +195,13 @@ class Executor:
         platform, :data:`COMPILER_OPTIONS`; ``{}``: XLA's defaults).
 
     Example:
-      >>> ex = Executor(lambda hp, key: {"loss": (hp["x"] - 1) ** 2}, Space({"x": Float(-2, 2)}))
-      >>> for idx, metrics in ex.run(space.sample(key, 8), jax.random.split(key, 8)): ...
+      >>> import jaxtune as jt
+      >>> space = jt.Space({"x": jt.Float(-2, 2)})
+      >>> ex = Executor(lambda hp, key: {"loss": (hp["x"] - 1) ** 2}, space)
+      >>> key = jax.random.key(0)
+      >>> for idx, metrics, curves in ex.run(space.sample(key, 8), jax.random.split(key, 8)):
+      ...     print(idx.tolist(), metrics["loss"].shape)
+      [0, 1, 2, 3, 4, 5, 6, 7] (8,)
     """
 
     def __init__(
@@ -229,6 +243,10 @@ class Executor:
         self._singles: dict[tuple, Callable] = {}
         self._needs: dict[tuple, int | None] = {}
         self._shapes: dict[tuple, dict[str, jax.ShapeDtypeStruct]] = {}
+        self._reads: dict[tuple, Reads] = {}
+        self._warned_unread = False
+        # Hyperparameters the objective read with hp.get(name, default) that the space lacks.
+        self.defaulted: dict[str, Any] = {}
 
     def layout(self) -> dict[str, Any]:
         """What decides how trials are batched into programs, hence their floating-point results.
@@ -254,9 +272,11 @@ class Executor:
         bound = dict(zip(self.space.static_names, bucket[:n_static]))
         sizes = dict(zip(self.space.masked_names, bucket[n_static:]))
 
+        reads = self._reads.setdefault(bucket, Reads())
+
         def trial(hp, key):
             masked = {n: Masked(hp[n], size) for n, size in sizes.items()}
-            return as_metrics(self.objective({**hp, **bound, **masked}, key))
+            return as_metrics(self.objective(Hyperparameters({**hp, **bound, **masked}, reads), key))
 
         # Jitted so that the objective's Python is traced once per bucket: the trace made for
         # output_shapes is reused by every program of the bucket (vmapped, mapped or single).
@@ -289,6 +309,7 @@ class Executor:
             except Exception as e:  # the user's objective failed to trace: say for which bucket
                 e.add_note(f"jaxtune: raised while tracing the objective for one trial with bucket {static}")
                 raise
+            self._check_reads(static)
             curves = out.get(CURVES, {})
             if (
                 not isinstance(curves, Mapping)
@@ -307,6 +328,19 @@ class Executor:
                 raise ValueError("objective returned no metrics (an empty dict)")
             self._shapes[static] = out
         return self._shapes[static]
+
+    def _check_reads(self, static: tuple) -> None:
+        """Warns (once) about space parameters the objective never reads; notes defaults it used."""
+        reads = self._reads[static]
+        self.defaulted.update(reads.defaulted)
+        unread = [n for n in self.space.names if n not in reads.read]
+        if unread and not self._warned_unread:
+            self._warned_unread = True
+            warnings.warn(
+                f"the objective never reads hyperparameter(s) {unread} of the search space: tuning them changes "
+                "nothing (a typo, or a parameter this objective does not have?)",
+                stacklevel=4,
+            )
 
     def _lower(self, static: tuple, width: int, ndev: int):
         """Traces and lowers the program running ``width`` trials of bucket ``static`` on ``ndev`` devices."""

@@ -208,7 +208,10 @@ def patch_convs(model: nnx.Module) -> nnx.Module:
       ``model`` (or its replacement, when ``model`` itself is an ``nnx.Conv``).
 
     Example:
-      >>> model = patch_convs(MyCNN(rngs=nnx.Rngs(0)))  # its nnx.Conv layers are now PatchConv
+      >>> from jaxtune.tasks.models import TutorialCNN
+      >>> model = patch_convs(TutorialCNN(rngs=nnx.Rngs(0)))
+      >>> type(model.conv1).__name__
+      'PatchConv'
     """
     if type(model) is nnx.Conv:
         return PatchConv.from_conv(model) if _unsupported(model) is None else model
@@ -282,9 +285,12 @@ class MaskedLinear(nnx.Module):
       rngs: initialisation keys.
 
     Example:
-      >>> hidden = hp["hidden"]                      # Masked(value=traced, size=128)
+      >>> from jaxtune.space import Masked
+      >>> hidden = Masked(jnp.asarray(100), 128)     # how hp["hidden"] arrives for masked=True
+      >>> rngs, x = nnx.Rngs(0), jnp.ones((4, 40))
       >>> h = jax.nn.relu(MaskedLinear(40, hidden, rngs=rngs)(x))
-      >>> y = MaskedLinear(hidden, 10, rngs=rngs)(h)
+      >>> MaskedLinear(hidden, 10, rngs=rngs)(h).shape
+      (4, 10)
     """
 
     def __init__(self, in_features: int | Masked, out_features: int | Masked, *, rngs: nnx.Rngs):

@@ -53,9 +53,7 @@ class Result:
         """Reads a stored study back (the only study in the file if ``study`` is None)."""
         from jaxtune.storage import Storage
 
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"no storage file at {os.fspath(path)!r}")
-        store = Storage(path)
+        store = Storage(path, read_only=True)  # a read: nothing is written, not even WAL mode
         try:
             names = store.study_names()
             if study is None:
@@ -108,9 +106,28 @@ class Result:
         return out
 
     def rows(self) -> list[dict[str, Any]]:
-        """One flat dict per trial: round, slot, status, then params and metrics as columns."""
+        """One flat dict per trial: round, slot, status, then params and metrics as columns.
+
+        A name that would fill two columns (a hyperparameter named ``status``, a metric named
+        like a hyperparameter) is written as ``param:NAME`` and ``metric:NAME`` instead: no
+        column ever overwrites another.
+        """
+        fixed = {"round", "slot", "status"}
+        params = {k for t in self.trials for k in t["params"]}
+        metrics = {k for t in self.trials for k in t["metrics"]}
+        clash = (params & metrics) | ((params | metrics) & fixed)
+
+        def column(kind: str, name: str) -> str:
+            return f"{kind}:{name}" if name in clash else name
+
         return [
-            {"round": t["round"], "slot": t["slot"], "status": t["status"], **t["params"], **t["metrics"]}
+            {
+                "round": t["round"],
+                "slot": t["slot"],
+                "status": t["status"],
+                **{column("param", k): v for k, v in t["params"].items()},
+                **{column("metric", k): v for k, v in t["metrics"].items()},
+            }
             for t in self.trials
         ]
 

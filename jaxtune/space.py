@@ -52,12 +52,25 @@ def _check_scale(name: str, scale: str, allowed: Sequence[str]) -> None:
         raise ValueError(f"{name}: unknown scale {scale!r}; allowed scales are {', '.join(map(repr, allowed))}")
 
 
+# Values travel as float32 and int32 arrays: bounds must be representable there.
+_F32_MAX = float(np.finfo(np.float32).max)
+_I32 = (-(2**31), 2**31 - 1)
+
+
 def _check_number(name: str, what: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name}: {what} must be a number, got {value!r}")
     if not math.isfinite(value):
         raise ValueError(f"{name}: {what} must be finite, got {value!r}")
+    if abs(value) > _F32_MAX:
+        raise ValueError(f"{name}: {what} must fit in float32 (|x| <= {_F32_MAX:.4g}), got {value!r}")
     return value
+
+
+def _check_flags(name: str, **flags: Any) -> None:
+    for flag, v in flags.items():
+        if not isinstance(v, (bool, np.bool_)):
+            raise TypeError(f"{name}: {flag} must be True or False, got {v!r}")
 
 
 def _forward(scale: str, low: float, high: float, u: jax.Array) -> jax.Array:
@@ -125,6 +138,7 @@ class Float(_Param):
 
     def validate(self, name: str) -> None:
         _check_scale(name, self.scale, SCALES)
+        _check_flags(name, static=self.static)
         low = _check_number(name, "low", self.low)
         high = _check_number(name, "high", self.high)
         if not low < high:
@@ -173,9 +187,12 @@ class Int(_Param):
 
     def validate(self, name: str) -> None:
         _check_scale(name, self.scale, ("linear", "log"))
+        _check_flags(name, static=self.static, masked=self.masked)
         for what, v in (("low", self.low), ("high", self.high)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
                 raise TypeError(f"{name}: {what} must be an int, got {v!r}")
+            if not _I32[0] <= v < _I32[1]:
+                raise ValueError(f"{name}: {what} must fit in int32 ({_I32[0]} <= x < {_I32[1]}), got {v!r}")
         if not self.low <= self.high:
             raise ValueError(f"{name}: low must be <= high, got low={self.low!r}, high={self.high!r}")
         if self.scale == "log" and self.low < 1:
@@ -224,6 +241,7 @@ class Choice(_Param):
     def __init__(self, values: Sequence[Any], static: bool = False):
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence | np.ndarray):
             raise TypeError(f"Choice values must be a list or tuple, got {values!r}")
+        _check_flags("Choice", static=static)
         values = tuple(v.item() if isinstance(v, np.generic) else v for v in values)
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
         object.__setattr__(self, "values", values)
@@ -232,6 +250,13 @@ class Choice(_Param):
     def validate(self, name: str) -> None:
         if not self.values:
             raise ValueError(f"{name}: Choice needs at least one value, got []")
+        if self._numeric:
+            for v in self.values:
+                if isinstance(v, int):
+                    if not _I32[0] <= v < _I32[1]:
+                        raise ValueError(f"{name}: Choice values must fit in int32, got {v!r}")
+                else:
+                    _check_number(name, "every Choice value", v)
         if len(set(map(repr, self.values))) != len(self.values):
             raise ValueError(f"{name}: Choice values must be distinct, got {list(self.values)!r}")
 

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["Storage", "StudyMismatchError", "LayoutWarning"]
+__all__ = ["Storage", "StorageError", "StudyMismatchError", "LayoutWarning"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS studies (
@@ -53,6 +53,23 @@ def _changes(key: str, old: Any, new: Any) -> str:
     return f"{key}: stored {old!r}, now {new!r}"
 
 
+def _check_path(path: str, read_only: bool) -> None:
+    if os.path.isdir(path):
+        raise StorageError(
+            f"storage {path!r} is a directory; give a file path such as {os.path.join(path, 'sweep.db')!r}"
+        )
+    if read_only:
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no storage file at {path!r}")
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        what = "is a file, not a directory" if os.path.exists(parent) else "does not exist"
+        raise StorageError(f"storage {path!r}: its directory {parent!r} {what}")
+    if not os.access(parent, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise StorageError(f"storage {path!r} is not writable")
+
+
 class LayoutWarning(UserWarning):
     """A study resumes with another execution layout (devices, chunking, backend, JAX version)."""
 
@@ -78,25 +95,78 @@ def _loads_metrics(text: str) -> dict[str, float]:
     return {k: float(v) for k, v in json.loads(text).items()}
 
 
+# SQLite's application_id of a jaxtune database ("JTUN"): a file that carries another is
+# another application's, and is never written to.
+APPLICATION_ID = 0x4A54554E
+_TABLES = {
+    "studies": {"id", "name", "config", "created"},
+    "trials": {"study_id", "round", "slot", "params", "unit", "metrics", "status", "value"},
+    "curves": {"study_id", "round", "slot", "step", "metrics"},
+}
+
+
+class StorageError(ValueError):
+    """A storage path that cannot hold a jaxtune study: not writable, not SQLite, another application's."""
+
+
 class Storage:
     """A SQLite database of studies.
 
     Args:
       path: a file path, or ``":memory:"`` for a throw-away database.
+      read_only: open an existing database without writing to it (no tables, no WAL switch).
+
+    Raises:
+      StorageError: ``path`` is a directory, its directory does not exist or is not writable,
+        the file is not a SQLite database (or is damaged), or it is another application's.
     """
 
-    def __init__(self, path: str | os.PathLike = ":memory:"):
+    def __init__(self, path: str | os.PathLike = ":memory:", *, read_only: bool = False):
         self.path = os.fspath(path)
-        if self.path != ":memory:":
-            parent = os.path.dirname(os.path.abspath(self.path))
-            if not os.path.isdir(parent):
-                raise FileNotFoundError(f"storage directory does not exist: {parent!r}")
-        self.conn = sqlite3.connect(self.path)
-        if self.path != ":memory:":
-            self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.executescript(_SCHEMA)
-        self.conn.commit()
+        memory = self.path == ":memory:"
+        if not memory:
+            _check_path(self.path, read_only)
+        try:
+            if read_only:
+                self.conn = sqlite3.connect(f"file:{os.path.abspath(self.path)}?mode=ro", uri=True)
+            else:
+                self.conn = sqlite3.connect(self.path)
+            self._check_schema()
+            if read_only:
+                return
+            if not memory:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.executescript(_SCHEMA)
+            self.conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            self.conn.commit()
+        except sqlite3.DatabaseError as e:
+            raise StorageError(f"{self.path!r} is not a SQLite database or is damaged ({e})") from e
+
+    @staticmethod
+    def check(path: str | os.PathLike) -> None:
+        """Raises :class:`StorageError` now if ``path`` could not hold a study; writes nothing."""
+        path = os.fspath(path)
+        if path == ":memory:":
+            return
+        _check_path(path, read_only=False)
+        if os.path.exists(path):
+            Storage(path, read_only=True).close()
+
+    def _check_schema(self) -> None:
+        """Refuses a database that holds tables of another application."""
+        app = self.conn.execute("PRAGMA application_id").fetchone()[0]
+        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if app not in (0, APPLICATION_ID):
+            raise StorageError(f"{self.path!r} belongs to another application (SQLite application_id {app:#x})")
+        foreign = sorted(tables - set(_TABLES) - {"sqlite_sequence"})
+        ours = {t: {r[1] for r in self.conn.execute(f"PRAGMA table_info({t})")} for t in tables & set(_TABLES)}
+        wrong = sorted(t for t, cols in ours.items() if not _TABLES[t] <= cols)
+        if foreign or wrong:
+            raise StorageError(
+                f"{self.path!r} is not a jaxtune database (it holds tables {sorted(tables)}); "
+                "give jaxtune a file of its own"
+            )
 
     def close(self) -> None:
         """Closes the connection."""
@@ -123,11 +193,9 @@ class Storage:
           LayoutWarning: the study exists and differs from ``config`` in a key of ``warn``.
         """
         config = json.loads(_dumps(config))
+        with self.conn:  # two processes creating the same study at once: the first one's stands
+            self.conn.execute("INSERT OR IGNORE INTO studies (name, config) VALUES (?, ?)", (name, _dumps(config)))
         row = self.conn.execute("SELECT id, config FROM studies WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            with self.conn:
-                cur = self.conn.execute("INSERT INTO studies (name, config) VALUES (?, ?)", (name, _dumps(config)))
-            return cur.lastrowid
         stored = json.loads(row[1])
         diff = [k for k in check if stored.get(k) != config.get(k)]
         if diff:

@@ -103,9 +103,15 @@ class Trainer:
         keeps them as they are.
 
     Example:
-      >>> trainer = Trainer(model=lambda hp, rngs: MLP(rngs), optimizer=lambda hp: optax.adam(hp["lr"]),
-      ...                   data=(x, y), eval_data={"val": (xv, yv)}, steps=1000)
-      >>> jt.tune(trainer, space, metric="val_loss")
+      >>> import jaxtune as jt
+      >>> x, y = np.random.default_rng(0).normal(size=(96, 6)).astype(np.float32), np.arange(96) % 3
+      >>> trainer = Trainer(model=lambda hp, rngs: nnx.Linear(6, 3, rngs=rngs),
+      ...                   optimizer=lambda hp: optax.adam(hp["lr"]),
+      ...                   data=(x[:64], y[:64]), eval_data={"val": (x[64:], y[64:])}, steps=20, batch_size=16)
+      >>> space = jt.Space({"lr": jt.Float(1e-3, 1e-1, scale="log")})
+      >>> result = jt.tune(trainer, space, trials=4, metric="val_loss", progress=False)
+      >>> sorted(result.best["metrics"])
+      ['train_loss', 'val_accuracy', 'val_loss']
     """
 
     model: Callable[[Mapping[str, Any], nnx.Rngs], nnx.Module]
@@ -199,7 +205,8 @@ class Trainer:
         Every trial draws ``max(batch_size, Trainer.batch_size)`` indices a step and uses a prefix,
         so a masked (traced) batch size sees exactly the examples the same static size would.
         """
-        bs = hp.get("batch_size", self.batch_size)
+        # The Trainer's own setting unless the space tunes it (not a default the space forgot).
+        bs = hp["batch_size"] if "batch_size" in hp else self.batch_size
         if isinstance(bs, (int, np.integer)):
             bs = int(bs)
             return bs, max(bs, self.batch_size), jnp.full((bs,), 1.0 / bs)
@@ -248,7 +255,7 @@ class Trainer:
 
     def _steps(self, hp) -> int:
         """Optimizer steps of this trial: ``hp["steps"]`` when the space tunes the budget."""
-        steps = hp.get("steps", self.steps)
+        steps = hp["steps"] if "steps" in hp else self.steps
         if isinstance(steps, (int, np.integer)) and not isinstance(steps, bool) and steps >= 1:
             return int(steps)
         raise TypeError(f"steps must reach the trial as a Python int >= 1 (static=True in the space), got {steps!r}")

@@ -33,9 +33,17 @@ __all__ = ["tune", "RoundReport"]
 _INIT_STREAM, _ROUND_STREAM = 1, 2
 
 
-def _check_int(name: str, value: Any, low: int) -> int:
+# A round's points, keys and results are held at once; past this a round would not fit anyway.
+MAX_TRIALS = 2**24
+# JAX keys are made from 32-bit seeds here (jax_enable_x64 off): larger seeds would wrap around.
+MAX_SEED = 2**32 - 1
+
+
+def _check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be an int <= {high}, got {value!r}")
     return int(value)
 
 
@@ -126,27 +134,32 @@ def tune(
       A :class:`~jaxtune.Result` with every trial of the study (stored ones included).
 
     Example:
-      >>> space = jt.Space({"x": jt.Float(-5, 10), "y": jt.Float(0, 15)})
-      >>> result = jt.tune(jt.tasks.branin, space, "coarse_to_fine", trials=256, rounds=8)
-      >>> result.best["value"]  # close to 0.397887
+      >>> space = jt.Space({"x1": jt.Float(-5, 10), "x2": jt.Float(0, 15)})
+      >>> result = jt.tune(jt.tasks.branin, space, "coarse_to_fine", trials=256, rounds=8, progress=False)
+      >>> round(result.best["value"], 3)  # Branin's minimum is 0.397887
+      0.398
     """
     # All validation happens before anything is compiled or run.
     if not isinstance(space, Space):
         raise TypeError(f"space must be a jt.Space, got {type(space).__name__}")
     if not callable(objective):
         raise TypeError(f"objective must be callable as objective(hp, key), got {objective!r}")
-    trials = _check_int("trials", trials, 1)
+    trials = _check_int("trials", trials, 1, MAX_TRIALS)
     if mode not in MODES:
         raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-    seed = _check_int("seed", seed, 0)
+    seed = _check_int("seed", seed, 0, MAX_SEED)
     if not isinstance(study, str) or not study:
         raise ValueError(f"study must be a non-empty string, got {study!r}")
     built: Strategy = make_strategy(strategy, space, trials, **(strategy_options or {}))
     if rounds is None:
         rounds = built.num_rounds or 1
     rounds = _check_int("rounds", rounds, 1)
+    if not (isinstance(progress, bool) or callable(progress)):
+        raise TypeError(f"progress must be True, False or a callable taking a RoundReport, got {progress!r}")
     report = _print_progress if progress is True else (progress or None)
 
+    if storage is not None:
+        Storage.check(storage)  # an unusable path fails now, before any tracing or compiling
     if hasattr(objective, "validate_space"):
         objective.validate_space(space)
     executor = Executor(objective, space, max_batch=max_batch, vmap_width=vmap_width)
@@ -169,6 +182,9 @@ def tune(
         metric = names[0]
     elif metric not in names:
         raise ValueError(f"metric {metric!r} is not among the objective's metrics {names}")
+    if progress is True and executor.defaulted:
+        fixed = ", ".join(f"{n}={v!r}" for n, v in executor.defaulted.items())
+        print(f"[jaxtune] not in the search space, so at the objective's defaults: {fixed}", file=sys.stderr)
 
     store = Storage(storage if storage is not None else ":memory:")
     try:

@@ -60,6 +60,12 @@ def test_run_then_report_then_resume(tmp_path, capsys, monkeypatch):
         ("[task]\nname = 'branin'\n[tune]\ntrials = 0\n", "trials must be an int >= 1, got 0"),
         ("[task\nname = 'x'", "invalid TOML"),
         ("[task]\nname = 'mnist1d_mlp'\nsteps = -5\n", "steps must be an int >= 1, got -5"),
+        ("[task]\nname = 'mnist1d_mlp'\nhidden = 0\n", "hidden (the MLP's width) must be an int >= 1, got 0"),
+        ("[task]\nname = 'branin'\n[space.x1]\ntype = 'int'\nlow = 0\nhigh = 3000000000\n", "fit in int32"),
+        ("[task]\nname = 'branin'\n[space.x1]\ntype = 'float'\nlow = -1e300\nhigh = 1.0\n", "fit in float32"),
+        ("[task]\nname = 'branin'\n[space.x1]\ntype = 'float'\nlow = 0.0\nhigh = 1.0\nstatic = 'no'\n", "static must"),
+        ("[task]\nname = 'branin'\n[tune]\nseed = 4294967296\n", "seed must be an int <= 4294967295"),
+        ("[task]\nname = 'branin'\n[tune]\ntrials = 1000000000\n", "trials must be an int <= 16777216"),
     ],
 )
 def test_config_errors_are_clear_and_exit_2(tmp_path, capsys, text, message):
@@ -77,6 +83,9 @@ def test_missing_files(tmp_path, capsys):
 def test_console_script_runs_as_a_process(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "jaxtune.cli", "tasks"], capture_output=True, text=True, check=True)
     assert "mnist1d_mlp" in proc.stdout.split()
+    # Each task shows its options and default space.
+    assert "options: steps=500, batch_size=32, conv='patches'" in proc.stdout
+    assert "b1: float reverse_log [0.8, 0.999]" in proc.stdout
     bad = subprocess.run(
         [sys.executable, "-m", "jaxtune.cli", "run", str(tmp_path / "x.toml")], capture_output=True, text=True
     )
@@ -133,3 +142,15 @@ def test_successive_halving_without_a_budget_is_a_clear_error(tmp_path, capsys):
     cfg = "[task]\nname = 'branin'\n[tune]\nstrategy = 'successive_halving'\ntrials = 9\n"
     assert cli.main(["run", write(tmp_path, cfg)]) == 2
     assert "fidelity 'steps' is not in the space" in capsys.readouterr().err
+
+
+def test_a_config_can_mask_a_width(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("JAXTUNE_CACHE_DIR", "none")
+    text = (
+        "[task]\nname = 'mnist1d_mlp'\nsteps = 4\n[tune]\ntrials = 4\nstrategy = 'random'\n"
+        "[space.hidden]\ntype = 'int'\nlow = 8\nhigh = 40\nscale = 'log'\nmasked = true\n"
+        "[space.lr]\ntype = 'float'\nlow = 0.001\nhigh = 0.1\nscale = 'log'\n"
+    )
+    assert cli.main(["run", write(tmp_path, text), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "4 trials in 1 rounds" in out and "hidden=" in out

@@ -250,3 +250,19 @@ def test_use_cpu_cores_makes_one_device_per_core_before_jax_starts():
     assert not jt.use_cpu_cores()  # this process chose its device count already
     with pytest.raises(ValueError, match="n must be a positive int"):
         jt.use_cpu_cores(0)
+
+
+def test_use_cpu_cores_called_too_late_warns():
+    script = textwrap.dedent("""
+        import warnings, jax, jax.numpy as jnp
+        import jaxtune as jt
+        jnp.ones(1).block_until_ready()  # JAX has started
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            assert jt.use_cpu_cores(2) is False
+        print([str(x.message) for x in w])
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"} | {"JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "called after JAX started" in proc.stdout

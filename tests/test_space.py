@@ -116,3 +116,22 @@ def test_space_errors():
         jt.Space({"x": (0, 1)})
     with pytest.raises(KeyError, match="missing"):
         jt.Space({"x": jt.Float(0, 1)}).to_unit({})
+
+
+@pytest.mark.parametrize(
+    "make, error, message",
+    [
+        (lambda: jt.Int(0, 2**31), ValueError, "high must fit in int32"),
+        (lambda: jt.Int(-(2**40), 3), ValueError, "low must fit in int32"),
+        (lambda: jt.Float(-1e300, 1.0), ValueError, "low must fit in float32"),
+        (lambda: jt.Float(0.0, 1e39), ValueError, "high must fit in float32"),
+        (lambda: jt.Choice([1.0, float("nan")]), ValueError, "every Choice value must be finite"),
+        (lambda: jt.Choice([1, 2**40]), ValueError, "Choice values must fit in int32"),
+        (lambda: jt.Float(0.0, 1.0, static="no"), TypeError, "static must be True or False, got 'no'"),
+        (lambda: jt.Int(1, 8, masked=1), TypeError, "masked must be True or False, got 1"),
+        (lambda: jt.Choice([1, 2], static="yes"), TypeError, "static must be True or False, got 'yes'"),
+    ],
+)
+def test_values_that_float32_int32_or_flags_cannot_hold_are_refused(make, error, message):
+    with pytest.raises(error, match=message):
+        jt.Space({"p": make()})

@@ -98,3 +98,77 @@ def test_exports(tmp_path):
     result.to_csv(path)
     assert path.read_text().splitlines()[0].startswith("round,slot,status,lr,b1,n")
     assert len(path.read_text().splitlines()) == 9
+
+
+def test_rows_never_overwrite_a_column_when_names_clash(tmp_path):
+    from jaxtune.result import Result
+
+    trials = [
+        {
+            "round": 0,
+            "slot": i,
+            "params": {"lr": 0.1 * (i + 1), "status": "a", "wd": 1e-4},
+            "unit": [0.5],
+            "metrics": {"lr": 2.0 + i, "loss": float(i)},
+            "status": "ok",
+            "value": float(i),
+        }
+        for i in range(2)
+    ]
+    rows = Result(trials, "loss").rows()
+    assert rows[1] == {
+        "round": 0,
+        "slot": 1,
+        "status": "ok",
+        "param:lr": 0.2,
+        "param:status": "a",
+        "wd": 1e-4,
+        "metric:lr": 3.0,
+        "loss": 1.0,
+    }
+    Result(trials, "loss").to_csv(tmp_path / "t.csv")
+    assert (tmp_path / "t.csv").read_text().splitlines()[
+        0
+    ] == "round,slot,status,param:lr,param:status,wd,metric:lr,loss"
+
+
+def test_unusable_storage_is_refused_before_any_compute_and_nothing_is_written(tmp_path):
+    import sqlite3
+
+    from jaxtune.storage import StorageError
+
+    afile = tmp_path / "afile"
+    afile.write_text("not a directory")
+    text = tmp_path / "notes.db"
+    text.write_text("just some text, not SQLite\n" * 10)
+    foreign = tmp_path / "app.db"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER, name TEXT)")
+    before = foreign.read_bytes()
+    cases = [
+        (tmp_path, "is a directory"),
+        (afile / "s.db", "is a file, not a directory"),
+        (tmp_path / "missing" / "s.db", "does not exist"),
+        (text, "not a SQLite database"),
+        (foreign, "not a jaxtune database"),
+    ]
+    for path, message in cases:
+        with pytest.raises(StorageError, match=message):
+            jt.tune(quad_objective, SPACE, trials=2, metric="loss", progress=False, storage=str(path))
+    assert foreign.read_bytes() == before  # another application's database is left as it was
+    assert text.read_text().startswith("just some text")
+    with pytest.raises(StorageError, match="not a jaxtune database"):
+        jt.Result.load(foreign)
+    assert foreign.read_bytes() == before
+
+
+def test_reading_a_study_writes_nothing(tmp_path):
+    db = tmp_path / "s.db"
+    jt.tune(quad_objective, SPACE, trials=2, metric="loss", progress=False, storage=str(db))
+    for suffix in ("-wal", "-shm"):
+        p = tmp_path / f"s.db{suffix}"
+        if p.exists():
+            p.unlink()
+    before = db.read_bytes()
+    assert len(jt.Result.load(db)) == 2
+    assert db.read_bytes() == before and not (tmp_path / "s.db-wal").exists()

@@ -121,3 +121,16 @@ def test_synthetic_optima(name):
     }[name]
     value = float(syn.objective({k: np.float32(v) for k, v in known.items()}, jax.random.key(0))["value"])
     assert value == pytest.approx(syn.optimum, abs=1e-4)
+
+
+def test_digits_load_from_an_npz_as_on_machines_without_scikit_learn(tmp_path, monkeypatch):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    np.savez(tmp_path / "digits.npz", data=d.data, target=d.target)
+    monkeypatch.setenv(data.DIGITS_ENV, str(tmp_path / "digits.npz"))
+    loaded = data.digits()
+    monkeypatch.delenv(data.DIGITS_ENV)
+    reference = data.digits()  # from scikit-learn
+    for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(reference)):
+        np.testing.assert_array_equal(a, b)

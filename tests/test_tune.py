@@ -153,6 +153,9 @@ def test_grid_rounds_default_covers_the_grid_and_skips_padding():
         (dict(strategy="bohb"), "unknown strategy 'bohb'"),
         (dict(seed=-1), "seed must be an int >= 0"),
         (dict(max_batch=0), "max_batch must be a positive int"),
+        (dict(seed=2**32), "seed must be an int <= 4294967295"),
+        (dict(trials=10**9), "trials must be an int <= 16777216"),
+        (dict(progress=5), "progress must be True, False or a callable"),
     ],
 )
 def test_bad_arguments_fail_before_any_compute(kwargs, message):
@@ -166,3 +169,18 @@ def test_bad_arguments_fail_before_any_compute(kwargs, message):
 def test_objective_must_return_scalars():
     with pytest.raises(ValueError, match="not scalars.*'loss'"):
         jt.tune(lambda hp, key: {"loss": jnp.ones(3)}, jt.Space({"x": jt.Float(0, 1)}), progress=False)
+
+
+def test_what_the_objective_reads_is_checked_against_the_space(capsys):
+    from jaxtune.hyperparameters import MissingHyperparameterError
+
+    with pytest.raises(MissingHyperparameterError, match="reads hyperparameter 'b1', which the search space does not"):
+        jt.tune(lambda hp, key: {"loss": hp["b1"]}, jt.Space({"x": jt.Float(0, 1)}), trials=2, progress=False)
+    space = jt.Space({"x": jt.Float(0, 1), "typo": jt.Float(0, 1)})
+
+    def objective(hp, key):
+        return {"loss": (hp["x"] - hp.get("c", 0.5)) ** 2}
+
+    with pytest.warns(UserWarning, match=r"never reads hyperparameter\(s\) \['typo'\]"):
+        jt.tune(objective, space, trials=2, metric="loss")
+    assert "at the objective's defaults: c=0.5" in capsys.readouterr().err

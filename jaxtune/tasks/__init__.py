@@ -11,7 +11,18 @@ import inspect
 from jaxtune.tasks.base import Task
 from jaxtune.tasks.synthetic import SYNTHETIC, Synthetic, branin, hartmann3, hartmann6, rosenbrock
 
-__all__ = ["TASKS", "Task", "get", "SYNTHETIC", "Synthetic", "branin", "hartmann3", "hartmann6", "rosenbrock"]
+__all__ = [
+    "TASKS",
+    "Task",
+    "get",
+    "describe",
+    "SYNTHETIC",
+    "Synthetic",
+    "branin",
+    "hartmann3",
+    "hartmann6",
+    "rosenbrock",
+]
 
 
 def _synthetic_task(name: str) -> Task:
@@ -32,6 +43,35 @@ def _registry():
 TASKS = tuple(
     sorted(["mnist1d_linear", "mnist1d_mlp", "mnist1d_cnn", "mnist1d_gru", "digits_mlp", "digits_cnn", *SYNTHETIC])
 )
+
+
+def _describe_param(p) -> str:
+    from jaxtune.space import Choice
+
+    if isinstance(p, Choice):
+        return f"choice {list(p.values)}"
+    return f"{type(p).__name__.lower()} {p.scale} [{p.low:g}, {p.high:g}]" + (" static" if p.static else "")
+
+
+def describe(name: str) -> str:
+    """One task's options (with defaults) and default search space, without building it (no data)."""
+    registry = _registry()
+    if name not in registry:
+        raise ValueError(f"unknown task {name!r}; built-in tasks are {', '.join(TASKS)}")
+    factory = registry[name]
+    options = [
+        f"{p.name}={p.default!r}"
+        for p in inspect.signature(factory).parameters.values()
+        if p.name not in ("model", "space") and p.default is not inspect.Parameter.empty
+    ]
+    if name in SYNTHETIC:
+        space = SYNTHETIC[name].space
+    else:
+        from jaxtune.tasks.classify import default_space
+
+        space = default_space()
+    params = "; ".join(f"{n}: {_describe_param(p)}" for n, p in space.params.items())
+    return f"{name}\n  options: {', '.join(options) or '-'}\n  default space: {params}"
 
 
 def get(name: str, **options) -> Task:

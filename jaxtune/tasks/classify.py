@@ -39,6 +39,8 @@ def default_space() -> Space:
 def _make_model(model: str, hidden: int, features_in: int, length: int):
     if model not in MNIST1D_MODELS:
         raise ValueError(f"unknown MNIST-1D model {model!r}; allowed are {', '.join(map(repr, MNIST1D_MODELS))}")
+    if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
+        raise ValueError(f"hidden (the MLP's width) must be an int >= 1, got {hidden!r}")
 
     def build(hp, rngs):
         width = hp.get("hidden", hidden)  # an int, or jt.Masked for a masked=True width

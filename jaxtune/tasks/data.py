@@ -15,11 +15,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Splits", "mnist1d", "digits", "save_npz", "MNIST1D_ENV"]
+__all__ = ["Splits", "mnist1d", "digits", "save_npz", "MNIST1D_ENV", "DIGITS_ENV"]
 
 # Points to an .npz with x, y, x_test, y_test to use instead of generating MNIST-1D (for
 # machines without the mnist1d package, e.g. a GPU image).
 MNIST1D_ENV = "JAXTUNE_MNIST1D_NPZ"
+# Likewise scikit-learn's digits: an .npz with data, target (as load_digits returns them).
+DIGITS_ENV = "JAXTUNE_DIGITS_NPZ"
 
 
 class Splits(NamedTuple):
@@ -68,14 +70,27 @@ def mnist1d(val_fraction: float = 0.2, seed: int = 0, path: str | None = None) -
     return _split(*_mnist1d_raw(path or os.environ.get(MNIST1D_ENV) or None), val_fraction, seed)
 
 
-def digits(val_fraction: float = 0.2, seed: int = 0) -> Splits:
-    """scikit-learn's 8x8 digits (pixels scaled to [0, 1]): half for test, the rest train/val."""
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as e:
-        raise ImportError("the digits task needs scikit-learn: pip install 'jaxtune[tasks]'") from e
-    d = load_digits()
-    x, y = d.data / 16.0, d.target
+def digits(val_fraction: float = 0.2, seed: int = 0, path: str | None = None) -> Splits:
+    """scikit-learn's 8x8 digits (pixels scaled to [0, 1]): half for test, the rest train/val.
+
+    Args:
+      val_fraction: fraction of the training half held out for validation.
+      seed: seed of the train/validation split.
+      path: optional .npz (``data``, ``target`` as ``load_digits`` returns them) for machines
+        without scikit-learn; defaults to the ``JAXTUNE_DIGITS_NPZ`` environment variable.
+    """
+    path = path or os.environ.get(DIGITS_ENV) or None
+    if path is not None:
+        with np.load(path) as f:
+            data, target = f["data"], f["target"]
+    else:
+        try:
+            from sklearn.datasets import load_digits
+        except ImportError as e:
+            raise ImportError("the digits task needs scikit-learn: pip install 'jaxtune[tasks]'") from e
+        d = load_digits()
+        data, target = d.data, d.target
+    x, y = data / 16.0, target
     order = np.random.default_rng(1234).permutation(len(x))
     half = len(x) // 2
     tr, te = order[:half], order[half:]
