@@ -23,6 +23,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/masking.py
 	$(BIN)/python benchmarks/cnn.py
+	$(BIN)/python benchmarks/cnn2d.py
 	$(BIN)/python benchmarks/strategies.py
 
 clean:

@@ -168,7 +168,7 @@ def test_bad_arguments_fail_before_any_compute(kwargs, message):
 
 def test_objective_must_return_scalars():
     with pytest.raises(ValueError, match="not scalars.*'loss'"):
-        jt.tune(lambda hp, key: {"loss": jnp.ones(3)}, jt.Space({"x": jt.Float(0, 1)}), progress=False)
+        jt.tune(lambda hp, key: {"loss": jnp.ones(3) * hp["x"]}, jt.Space({"x": jt.Float(0, 1)}), progress=False)
 
 
 def test_what_the_objective_reads_is_checked_against_the_space(capsys):
