@@ -11,6 +11,13 @@ objective. Inside one trial it
 * draws data order, initialisation and dropout from the trial's own key; BatchNorm statistics
   and dropout RNG state are per-trial state carried through the scan.
 
+How the model is called: every step draws ``batch_size`` training examples uniformly, with
+replacement, from the trial's own key, and calls the model in train mode (``nnx.view`` or
+``model.train()``: Dropout on, BatchNorm updating its statistics) as ``model(x)``, or as
+``model(x, rngs=nnx.Rngs(dropout=step_key))`` when its ``__call__`` takes ``rngs`` (the Flax NNX
+tutorial's convention). Evaluation calls it in eval mode (Dropout off, BatchNorm on its running
+averages) on each whole eval split: ``model(x)``.
+
 A traced ``hp["batch_size"]`` is handled by masking: every step draws ``Trainer.batch_size``
 (the largest batch) examples and weighs the first ``batch_size`` of them, which gives the same
 loss and gradients as the smaller batch, so all batch sizes share one compiled program.
@@ -46,6 +53,14 @@ def _merge(graphdef, *states) -> nnx.Module:
 
 
 _MERGE_COPIES = "copy" in inspect.signature(nnx.merge).parameters
+
+
+def _takes_rngs(model: nnx.Module) -> bool:
+    """Whether ``model.__call__`` accepts an ``rngs`` argument."""
+    try:
+        return "rngs" in inspect.signature(type(model).__call__).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -179,10 +194,15 @@ class Trainer:
         graphdef, params, rest = nnx.split(model, nnx.Param, ...)
         return graphdef, params, rest, k_data
 
-    def batch_loss(self, graphdef, params, rest, x, y, weights):
-        """Weighted training loss of one batch and the updated non-parameter state."""
+    def batch_loss(self, graphdef, params, rest, x, y, weights, key=None):
+        """Weighted training loss of one batch and the updated non-parameter state.
+
+        The model is called in train mode as ``model(x)``, or ``model(x, rngs=nnx.Rngs(dropout=key))``
+        when its ``__call__`` takes ``rngs`` (the Flax NNX tutorial passes Dropout's keys that way).
+        """
         model = _merge(graphdef, params, rest)
-        out = set_mode(model, train=True)(x)
+        train = set_mode(model, train=True)
+        out = train(x, rngs=nnx.Rngs(dropout=key)) if key is not None and _takes_rngs(model) else train(x)
         loss = jnp.sum(weights * self.loss(out, y))
         return loss, nnx.split(model, nnx.Param, ...)[2]
 
@@ -225,7 +245,8 @@ class Trainer:
         def step(carry, k):
             params, rest, opt_state, loss_sum = carry
             idx = jax.random.randint(k, (drawn,), 0, x.shape[0])[:used]
-            (loss, rest), grads = grad_fn(graphdef, params, rest, x[idx], y[idx], weights)
+            # Keys for a model that takes Dropout's rngs at call time: a stream apart from the batch's.
+            (loss, rest), grads = grad_fn(graphdef, params, rest, x[idx], y[idx], weights, jax.random.fold_in(k, 1))
             updates, opt_state = tx.update(grads, opt_state, params)
             # The segment's mean training loss is summed in the carry rather than stacked as a
             # scan output: no per-step write of a loss array (one more kernel a step on a GPU).

@@ -271,3 +271,37 @@ def test_reproducibility_rule_on_a_training_task(tmp_path):
         jt.tune(
             trainer, space, "random", trials=8, rounds=2, metric="val_loss", progress=False, storage=db, max_batch=4
         )
+
+
+class CallTimeRngsNet(nnx.Module):
+    """Dropout's keys passed at call time, as in the Flax NNX MNIST tutorial."""
+
+    def __init__(self, rngs):
+        self.l1 = nnx.Linear(6, 16, rngs=rngs)
+        self.drop = nnx.Dropout(0.5)
+        self.l2 = nnx.Linear(16, 3, rngs=rngs)
+
+    def __call__(self, x, rngs=None):
+        return self.l2(self.drop(jax.nn.relu(self.l1(x)), rngs=rngs))
+
+
+def test_a_model_that_takes_dropout_rngs_at_call_time_trains(key):
+    x, y = toy_data()
+    trainer = Trainer(
+        model=lambda hp, rngs: CallTimeRngsNet(rngs),
+        optimizer=lambda hp: optax.adam(hp["lr"]),
+        data=(x[:64], y[:64]),
+        eval_data={"val": (x[64:], y[64:])},
+        steps=20,
+        batch_size=16,
+    )
+    hp = {"lr": jnp.float32(1e-2)}
+    k1, k2 = jax.random.split(key)
+    a, b, c = (jax.jit(trainer)(hp, k) for k in (k1, k1, k2))
+    assert np.isfinite(a["train_loss"]) and a["train_loss"] == b["train_loss"]
+    assert a["train_loss"] != c["train_loss"]  # another key: other init, data order and dropout masks
+    # Evaluation runs without dropout, so it needs no keys: two evaluations agree.
+    model = CallTimeRngsNet(nnx.Rngs(0))
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    e1, e2 = trainer.evaluate(graphdef, params, rest), trainer.evaluate(graphdef, params, rest)
+    assert e1["val_loss"] == e2["val_loss"]
