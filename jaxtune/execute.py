@@ -141,6 +141,10 @@ def use_cpu_cores(n: int | None = None) -> bool:
     return True
 
 
+# A trial whose top-level program has more operations than this was probably written with a Python
+# loop over steps: the built-in trainers trace to 57-118 (init, one lax.scan, evaluation).
+UNROLLED_OPS = 5000
+
 # Trials vmapped together inside one program, per platform, measured with benchmarks/throughput.py
 # (--vmap-widths): on accelerators the whole chunk; on a 2-core CPU groups of 8 in sequence ran
 # 1.2x (N=64) to 1.34x (N=128) faster than one wide vmap, and the same below N=8.
@@ -310,6 +314,7 @@ class Executor:
                 e.add_note(f"jaxtune: raised while tracing the objective for one trial with bucket {static}")
                 raise
             self._check_reads(static)
+            self._check_unrolled(static, key)
             curves = out.get(CURVES, {})
             if (
                 not isinstance(curves, Mapping)
@@ -328,6 +333,21 @@ class Executor:
                 raise ValueError("objective returned no metrics (an empty dict)")
             self._shapes[static] = out
         return self._shapes[static]
+
+    def _check_unrolled(self, static: tuple, key) -> None:
+        """Warns when the trial traced to so many operations outside any loop that a Python loop over
+        training steps was probably unrolled (it compiles for minutes where ``lax.scan`` takes seconds)."""
+        try:  # the trace is cached by eval_shape's: this costs no second trace
+            n = len(self._single(static).trace(self._dynamic_example(), key).jaxpr.eqns)
+        except Exception:  # an older or newer jax without Traced.jaxpr: skip the check
+            return
+        if n > UNROLLED_OPS:
+            warnings.warn(
+                f"the objective traced to {n} operations outside any loop: a Python `for` loop over training "
+                "steps is unrolled into the program and compiles very slowly (minutes for a few hundred steps). "
+                "Write the loop as jax.lax.scan (README.md, 'Training loops')",
+                stacklevel=4,
+            )
 
     def _check_reads(self, static: tuple) -> None:
         """Warns (once) about space parameters the objective never reads; notes defaults it used."""

@@ -266,3 +266,20 @@ def test_use_cpu_cores_called_too_late_warns():
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "called after JAX started" in proc.stdout
+
+
+def test_a_python_loop_over_steps_is_flagged_before_it_compiles():
+    def unrolled(hp, key):
+        w = jnp.zeros(())
+        for _ in range(3000):  # 2 operations a step, all in the program
+            w = w * hp["x"] + 1.0
+        return {"loss": w}
+
+    def scanned(hp, key):
+        w, _ = jax.lax.scan(lambda w, _: (w * hp["x"] + 1.0, None), jnp.zeros(()), length=3000)
+        return {"loss": w}
+
+    space = jt.Space({"x": jt.Float(0.0, 0.5)})
+    with pytest.warns(UserWarning, match="traced to 6000 operations outside any loop.*lax.scan"):
+        Executor(unrolled, space).output_shapes(())
+    Executor(scanned, space).output_shapes(())  # no warning (warnings are errors in the tests)
