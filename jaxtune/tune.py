@@ -62,6 +62,31 @@ def _print_progress(report: RoundReport) -> None:
     )
 
 
+class _ChunkProgress:
+    """Prints a line after each chunk of a round that runs in several: trials done, rate, time left."""
+
+    def __init__(self, r: int, rounds: int, total: int, compiles: int):
+        self.r, self.rounds, self.total, self.done = r, rounds, total, 0
+        self.start = time.perf_counter()
+        self.compiles = compiles
+        self.steady: tuple[float, int] | None = None  # (time, trials done) once programs are compiled
+
+    def update(self, n: int, compiles: int) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if self.done >= self.total:
+            return  # the round's own line follows
+        head = f"[jaxtune] round {self.r + 1}/{self.rounds}: {self.done}/{self.total} trials"
+        if self.steady is None or compiles != self.compiles:
+            # The first chunk (or one that compiled a new program): its rate says nothing yet.
+            self.steady, self.compiles = (now, self.done), compiles
+            print(f"{head} in {now - self.start:.1f} s (compiling included)", file=sys.stderr, flush=True)
+            return
+        rate = (self.done - self.steady[1]) / max(now - self.steady[0], 1e-9)
+        left = (self.total - self.done) / rate
+        print(f"{head}, {rate:.1f} trials/s, ~{left:.0f} s left", file=sys.stderr, flush=True)
+
+
 def _records(r, idx, params, u, metrics, curves, metric):
     """Storage rows (and learning-curve points) for one finished chunk of round ``r``."""
     rows, points = [], []
@@ -236,12 +261,15 @@ def tune(
             missing = np.asarray([s for s in np.flatnonzero(valid) if s not in stored], dtype=np.int64)
 
             t0 = time.perf_counter()
+            chunks = _ChunkProgress(r, rounds, int(missing.size), executor.compiles) if progress is True else None
             if missing.size:
                 for idx, metrics, curves in executor.run(hp, keys, only=missing):
                     params = space.to_python({n: np.asarray(v)[idx] for n, v in hp.items()})
                     rows, points = _records(r, idx, params, u_np, metrics, curves, metric)
                     store.write_trials(sid, rows, points)
                     done.update({(r, row["slot"]): row for row in rows})
+                    if chunks is not None:
+                        chunks.update(len(idx), executor.compiles)
             seconds = time.perf_counter() - t0
 
             scores = np.full((trials,), np.inf, np.float32)

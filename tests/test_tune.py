@@ -184,3 +184,12 @@ def test_what_the_objective_reads_is_checked_against_the_space(capsys):
     with pytest.warns(UserWarning, match=r"never reads hyperparameter\(s\) \['typo'\]"):
         jt.tune(objective, space, trials=2, metric="loss")
     assert "at the objective's defaults: c=0.5" in capsys.readouterr().err
+
+
+def test_a_round_in_several_chunks_reports_progress_with_rate_and_time_left(capsys):
+    jt.tune(quad_objective, SPACE, trials=8, metric="loss", max_batch=2)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("[jaxtune] round 1/1: 2/8 trials in ") and "compiling included" in err[0]
+    assert err[1].startswith("[jaxtune] round 1/1: 4/8 trials, ") and "trials/s, ~" in err[1] and "s left" in err[1]
+    assert err[-1].startswith("[jaxtune] round 1/1: 8 trials in ")  # the round's own line
+    assert len(err) == 4
