@@ -173,6 +173,9 @@ def _report(args) -> int:
     if args.csv:
         result.to_csv(args.csv)
         print(f"csv: {args.csv}")
+    if args.curves_csv:
+        result.to_csv(args.curves_csv, curves=True)
+        print(f"learning curves: {args.curves_csv} ({len(result.curve_rows())} points)")
     if args.plot:
         print(f"figure: {report.plot(result, args.plot)}")
     return 0
@@ -204,6 +207,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--study")
     rep.add_argument("--top", type=int, default=10)
     rep.add_argument("--csv", help="also write every trial to this CSV file")
+    rep.add_argument("--curves-csv", help="also write every learning-curve point to this CSV file")
     rep.add_argument("--plot", help="write a figure (PNG) here")
     rep.set_defaults(func=_report)
     t = sub.add_parser("tasks", help="list the built-in tasks")

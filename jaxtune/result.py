@@ -131,6 +131,19 @@ class Result:
             for t in self.trials
         ]
 
+    def curve_rows(self) -> list[dict[str, Any]]:
+        """One flat dict per learning-curve point: round, slot, step, then the metrics at that step.
+
+        Curves exist for objectives that return them (the Trainer with ``eval_every``). The
+        selection metric of a trial (``best``, ``ranked``) is its *final* evaluation; pick from
+        these rows to select on the best step instead.
+        """
+        return [
+            {"round": r, "slot": slot, "step": step, **metrics}
+            for (r, slot), points in sorted(self.curves.items())
+            for step, metrics in points
+        ]
+
     def to_pandas(self):
         """One row per trial as a ``pandas.DataFrame`` (needs pandas)."""
         try:
@@ -141,9 +154,9 @@ class Result:
             ) from e
         return pd.DataFrame(self.rows())
 
-    def to_csv(self, path: str | os.PathLike) -> None:
-        """Writes one row per trial to a CSV file (no pandas needed)."""
-        rows = self.rows()
+    def to_csv(self, path: str | os.PathLike, *, curves: bool = False) -> None:
+        """Writes one row per trial (or, with ``curves=True``, per curve point) to a CSV file."""
+        rows = self.curve_rows() if curves else self.rows()
         fields = list(dict.fromkeys(k for r in rows for k in r))
         with open(path, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=fields)

@@ -129,6 +129,14 @@ def test_learning_curves_are_stored(tmp_path):
     assert {"val_loss", "val_accuracy", "train_loss"} <= set(curve[-1][1])
     final = next(t for t in result.trials if t["slot"] == 0)["metrics"]["val_loss"]
     assert curve[-1][1]["val_loss"] == pytest.approx(final)
+    rows = result.curve_rows()
+    assert len(rows) == 16 and rows[1]["step"] == 10 and rows[1]["slot"] == 0
+    assert rows[3]["val_loss"] == pytest.approx(final)
+    from jaxtune import cli
+
+    assert cli.main(["report", db, "--curves-csv", str(tmp_path / "curves.csv")]) == 0
+    lines = (tmp_path / "curves.csv").read_text().splitlines()
+    assert len(lines) == 17 and lines[0].startswith("round,slot,step,")
 
 
 def test_trainer_errors():
