@@ -36,6 +36,8 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from jaxtune.storage import StudyBusyError
+
 __all__ = ["main", "load_config", "space_from_config", "ConfigError"]
 
 _SECTIONS = ("task", "tune", "strategy", "space")
@@ -223,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("jaxtune: interrupted; finished trials are stored, rerun the same command to resume", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, KeyError, FileNotFoundError, ImportError) as e:
+    except (ValueError, TypeError, KeyError, FileNotFoundError, ImportError, StudyBusyError) as e:
         if os.environ.get("JAXTUNE_DEBUG"):
             raise
         msg = e.args[0] if type(e) is KeyError and e.args else e

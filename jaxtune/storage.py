@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["Storage", "StorageError", "StudyMismatchError", "LayoutWarning"]
+__all__ = ["Storage", "StorageError", "StudyBusyError", "StudyMismatchError", "LayoutWarning"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS studies (
@@ -72,6 +72,10 @@ def _check_path(path: str, read_only: bool) -> None:
 
 class LayoutWarning(UserWarning):
     """A study resumes with another execution layout (devices, chunking, backend, JAX version)."""
+
+
+class StudyBusyError(RuntimeError):
+    """Another process runs the same study in the same storage file right now."""
 
 
 class StudyMismatchError(ValueError):
@@ -169,8 +173,39 @@ class Storage:
             )
 
     def close(self) -> None:
-        """Closes the connection."""
+        """Closes the connection (and releases a study lock held by :meth:`lock_study`)."""
+        for fd in getattr(self, "_locks", []):
+            os.close(fd)  # closing the descriptor releases its flock
+        self._locks = []
         self.conn.close()
+
+    def lock_study(self, name: str) -> None:
+        """Claims study ``name`` for this process until :meth:`close` (or the process ends, kill -9
+        included): a second run of the same study at the same time is refused, not duplicated.
+
+        Raises:
+          StudyBusyError: another process (or another Storage in this one) runs the study now.
+        """
+        if self.path == ":memory:":
+            return
+        import fcntl
+        import hashlib
+
+        digest = hashlib.sha1(name.encode()).hexdigest()[:12]
+        lock_path = f"{self.path}.{digest}.lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 100).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise StudyBusyError(
+                f"study {name!r} in {self.path} is being run by {holder} right now; wait for it to finish, "
+                "or use another study name"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"process {os.getpid()}".encode(), 0)
+        self._locks = [*getattr(self, "_locks", []), fd]
 
     def study_names(self) -> list[str]:
         """Names of the stored studies, oldest first."""

@@ -223,6 +223,7 @@ def tune(
             "objective": getattr(objective, "__qualname__", type(objective).__qualname__),
             "layout": executor.layout(),
         }
+        store.lock_study(study)  # a second run of this study at the same time is refused, not duplicated
         sid = store.open_study(
             study, config, check=("space", "strategy", "trials", "seed", "metric", "mode"), warn=("layout",)
         )

@@ -170,3 +170,35 @@ def test_reading_a_study_writes_nothing(tmp_path):
     assert len(jt.Result.load(db)) == 2
     # (SQLite's own -wal/-shm files may appear beside a WAL database while it is read.)
     assert db.read_bytes() == before
+
+
+def test_a_study_run_twice_at_once_is_refused_and_freed_after(tmp_path):
+    from jaxtune.storage import Storage, StudyBusyError
+
+    db = str(tmp_path / "s.db")
+    holder = Storage(db)
+    holder.lock_study("default")  # as a run in progress holds it
+    with pytest.raises(StudyBusyError, match=f"study 'default' in {db} is being run by process"):
+        jt.tune(quad_objective, SPACE, trials=2, metric="loss", progress=False, storage=db)
+    # Another study in the same file runs meanwhile; the first one runs once the holder is done.
+    jt.tune(quad_objective, SPACE, trials=2, metric="loss", progress=False, storage=db, study="other")
+    holder.close()
+    assert len(jt.tune(quad_objective, SPACE, trials=2, metric="loss", progress=False, storage=db)) == 2
+
+
+def test_a_killed_run_leaves_no_lock(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    db = str(tmp_path / "s.db")
+    script = textwrap.dedent(f"""
+        import os
+        from jaxtune.storage import Storage
+        s = Storage({db!r})
+        s.lock_study("default")
+        os.kill(os.getpid(), 9)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script])
+    assert proc.returncode == -9
+    assert len(jt.tune(quad_objective, SPACE, trials=2, metric="loss", progress=False, storage=db)) == 2
