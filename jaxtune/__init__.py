@@ -11,7 +11,9 @@ hyperparameters, compiles it once, and zooms the search coarse-to-fine between r
     >>> result.best
 """
 
-from jaxtune import layers, strategies, tasks, train
+import importlib
+
+from jaxtune import strategies, tasks
 from jaxtune.execute import Executor, use_cpu_cores
 from jaxtune.result import Result
 from jaxtune.space import Choice, Float, Int, Masked, Space
@@ -19,6 +21,17 @@ from jaxtune.storage import Storage, StudyMismatchError
 from jaxtune.tune import RoundReport, tune
 
 __version__ = "0.1.0"
+
+# Flax and Optax load only when used: a plain-JAX objective needs neither.
+_LAZY = ("layers", "train")
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module = importlib.import_module(f"jaxtune.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'jaxtune' has no attribute {name!r}")
 
 __all__ = [
     "Choice",

@@ -193,3 +193,16 @@ def test_a_round_in_several_chunks_reports_progress_with_rate_and_time_left(caps
     assert err[1].startswith("[jaxtune] round 1/1: 4/8 trials, ") and "trials/s, ~" in err[1] and "s left" in err[1]
     assert err[-1].startswith("[jaxtune] round 1/1: 8 trials in ")  # the round's own line
     assert len(err) == 4
+
+
+def test_import_jaxtune_loads_neither_flax_nor_optax():
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, jaxtune as jt\n"
+        "assert 'flax' not in sys.modules and 'optax' not in sys.modules, 'loaded at import'\n"
+        "assert jt.train.Trainer and jt.layers.PatchConv and 'flax' in sys.modules\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
