@@ -33,6 +33,7 @@ def __getattr__(name: str):
         return module
     raise AttributeError(f"module 'jaxtune' has no attribute {name!r}")
 
+
 __all__ = [
     "Choice",
     "Executor",

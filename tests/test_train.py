@@ -29,10 +29,10 @@ class Net(nnx.Module):
         return self.l2(self.drop(jax.nn.relu(self.l1(x))))
 
 
-def make_trainer(dropout=0.0, batch_size=16, steps=20, eval_every=None):
+def make_trainer(dropout=0.0, batch_size=16, steps=20, eval_every=None, model=None):
     x, y = toy_data()
     return Trainer(
-        model=lambda hp, rngs: Net(int(hp.get("hidden", 8)), dropout, rngs),
+        model=model or (lambda hp, rngs: Net(int(hp.get("hidden", 8)), dropout, rngs)),
         optimizer=lambda hp: optax.adamw(hp["lr"], b1=hp["b1"], weight_decay=1e-4),
         data=(x[:64], y[:64]),
         eval_data={"val": (x[64:], y[64:])},
@@ -294,16 +294,8 @@ class CallTimeRngsNet(nnx.Module):
 
 
 def test_a_model_that_takes_dropout_rngs_at_call_time_trains(key):
-    x, y = toy_data()
-    trainer = Trainer(
-        model=lambda hp, rngs: CallTimeRngsNet(rngs),
-        optimizer=lambda hp: optax.adam(hp["lr"]),
-        data=(x[:64], y[:64]),
-        eval_data={"val": (x[64:], y[64:])},
-        steps=20,
-        batch_size=16,
-    )
-    hp = {"lr": jnp.float32(1e-2)}
+    trainer = make_trainer(model=lambda hp, rngs: CallTimeRngsNet(rngs))
+    hp = {"lr": jnp.float32(1e-2), "b1": jnp.float32(0.9)}
     k1, k2 = jax.random.split(key)
     a, b, c = (jax.jit(trainer)(hp, k) for k in (k1, k1, k2))
     assert np.isfinite(a["train_loss"]) and a["train_loss"] == b["train_loss"]
