@@ -46,7 +46,8 @@ def measure(task_name: str, n: int, steps: int, options: dict, repeats: int) -> 
         return np.concatenate([m[task.metric] for _, m, _ in ex.run(hp, keys)])
 
     t = time.perf_counter()
-    ex._program((), min(1 << (n - 1).bit_length(), n))
+    ndev = ex.placement.devices_for(n)
+    ex.programs.get((), ex.programs.width((), n, n, ndev), ndev)
     compile_s = time.perf_counter() - t
     times, out = [], None
     for _ in range(repeats + 1):  # the first run warms up

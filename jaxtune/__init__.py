@@ -13,7 +13,8 @@ hyperparameters, compiles it once, and zooms the search coarse-to-fine between r
 
 import importlib
 
-from jaxtune import strategies, tasks
+from jaxtune import errors, schedules, strategies, tasks
+from jaxtune.errors import InputError, JaxtuneError
 from jaxtune.execute import Executor, use_cpu_cores
 from jaxtune.result import Result
 from jaxtune.space import Choice, Float, Int, Masked, Space
@@ -38,6 +39,8 @@ __all__ = [
     "Choice",
     "Executor",
     "Float",
+    "InputError",
+    "JaxtuneError",
     "Int",
     "Masked",
     "Result",
@@ -46,6 +49,8 @@ __all__ = [
     "Storage",
     "layers",
     "StudyMismatchError",
+    "errors",
+    "schedules",
     "strategies",
     "tasks",
     "train",

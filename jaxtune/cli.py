@@ -36,12 +36,15 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jaxtune.storage import StudyBusyError
+from jaxtune.errors import InputError, JaxtuneError, Problems
 
-__all__ = ["main", "load_config", "space_from_config", "ConfigError"]
+__all__ = ["main", "load_config", "check_config", "space_from_config", "ConfigError"]
 
 _SECTIONS = ("task", "tune", "strategy", "space")
-_TUNE_KEYS = ("strategy", "trials", "rounds", "seed", "storage", "study", "metric", "mode", "max_batch")
+_TUNE_KEYS = (
+    "strategy", "trials", "rounds", "seed", "storage", "study", "metric", "mode", "max_batch", "timeout", "select",
+    "tie_break",
+)  # fmt: skip
 _PARAM_KEYS = {
     "float": ("low", "high", "scale", "static"),
     "int": ("low", "high", "scale", "static", "masked"),
@@ -51,7 +54,7 @@ CACHE_ENV = "JAXTUNE_CACHE_DIR"
 CPU_DEVICES_ENV = "JAXTUNE_CPU_DEVICES"
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config file that cannot be run, with a message that says what to change."""
 
 
@@ -61,31 +64,49 @@ def _check_keys(where: str, got: Mapping[str, Any], allowed: Sequence[str]) -> N
         raise ConfigError(f"{where}: unknown key(s) {bad}; allowed are {sorted(allowed)}")
 
 
-def space_from_config(table: Mapping[str, Any]):
-    """Builds a :class:`~jaxtune.Space` from ``{name: {type = ..., ...}}`` tables."""
-    from jaxtune.space import Choice, Float, Int, Space
+def _param_from_config(name: str, spec: Any):
+    from jaxtune.space import Choice, Float, Int
 
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"[space.{name}] must be a table with type = 'float' | 'int' | 'choice'")
+    kind = spec.get("type")
+    if kind not in _PARAM_KEYS:
+        raise ConfigError(f"[space.{name}] type must be one of 'float', 'int', 'choice'; got {kind!r}")
+    opts = {k: v for k, v in spec.items() if k != "type"}
+    _check_keys(f"[space.{name}]", opts, _PARAM_KEYS[kind])
+    try:
+        param = {"float": Float, "int": Int, "choice": Choice}[kind](**opts)
+        param.validate(name)
+        return param
+    except (TypeError, InputError) as e:  # a missing required key (low, high, values), or a bad value
+        msg = str(e).removeprefix(f"{name}: ")
+        raise ConfigError(f"[space.{name}] {msg}") from e
+
+
+def space_from_config(table: Mapping[str, Any]):
+    """Builds a :class:`~jaxtune.Space` from ``{name: {type = ..., ...}}`` tables.
+
+    Raises:
+      ConfigError: listing every bad parameter at once.
+    """
+    from jaxtune.space import Space
+
+    if not isinstance(table, Mapping) or not table:
+        raise ConfigError("[space] must hold at least one [space.NAME] table")
+    problems = Problems(ConfigError)
     params = {}
     for name, spec in table.items():
-        if not isinstance(spec, Mapping):
-            raise ConfigError(f"[space.{name}] must be a table with type = 'float' | 'int' | 'choice'")
-        kind = spec.get("type")
-        if kind not in _PARAM_KEYS:
-            raise ConfigError(f"[space.{name}] type must be one of 'float', 'int', 'choice'; got {kind!r}")
-        opts = {k: v for k, v in spec.items() if k != "type"}
-        _check_keys(f"[space.{name}]", opts, _PARAM_KEYS[kind])
-        try:
-            params[name] = {"float": Float, "int": Int, "choice": Choice}[kind](**opts)
-        except TypeError as e:
-            raise ConfigError(f"[space.{name}]: {e}") from e
+        with problems.check():
+            params[name] = _param_from_config(name, spec)
+    problems.raise_if_any("[space]")
     try:
         return Space(params)
-    except (TypeError, ValueError) as e:
+    except InputError as e:
         raise ConfigError(f"[space]: {e}") from e
 
 
 def load_config(path: str) -> dict[str, Any]:
-    """Reads and checks the shape of a TOML config."""
+    """Reads a TOML config and checks its sections and keys (every problem reported at once)."""
     if not os.path.exists(path):
         raise ConfigError(f"config file {path!r} does not exist")
     try:
@@ -93,11 +114,113 @@ def load_config(path: str) -> dict[str, Any]:
             cfg = tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML: {e}") from e
-    _check_keys(path, cfg, _SECTIONS)
-    if "task" not in cfg or "name" not in cfg["task"]:
-        raise ConfigError(f"{path}: needs a [task] section with name = one of the built-in tasks (jaxtune tasks)")
-    _check_keys("[tune]", cfg.get("tune", {}), _TUNE_KEYS)
+    except OSError as e:
+        raise ConfigError(f"config file {path!r} cannot be read ({e.strerror})") from e
+    problems = Problems(ConfigError)
+    with problems.check():
+        _check_keys(path, cfg, _SECTIONS)
+    with problems.check():
+        if not isinstance(cfg.get("task"), Mapping) or "name" not in cfg["task"]:
+            raise ConfigError(f"{path}: needs a [task] section with name = one of the built-in tasks (jaxtune tasks)")
+    for section in ("tune", "strategy"):
+        with problems.check():
+            if not isinstance(cfg.get(section, {}), Mapping):
+                raise ConfigError(f"[{section}] must be a table")
+    with problems.check():
+        if isinstance(cfg.get("tune"), Mapping):
+            _check_keys("[tune]", cfg["tune"], _TUNE_KEYS)
+    problems.raise_if_any(path)
     return cfg
+
+
+def check_config(cfg: Mapping[str, Any], tune_opts: Mapping[str, Any], plot: str | None = None):
+    """Checks every value of a loaded config that needs no data, all at once; returns its space (or None).
+
+    Covers the task's name and option names, every ``[tune]`` value, the strategy and its
+    options, every ``[space.*]`` parameter, and the ``--plot`` path.
+
+    Raises:
+      ConfigError: listing every problem found.
+    """
+    from jaxtune import tasks
+    from jaxtune._checks import check_int
+    from jaxtune.result import MODES, SELECT, tie_break_spec
+    from jaxtune.strategies.base import make_spec
+    from jaxtune.tune import MAX_SEED, MAX_TRIALS
+
+    problems = Problems(ConfigError)
+    task = dict(cfg["task"])
+    name = task.pop("name")
+    with problems.check():
+        tasks.check_options(name, task)
+    checks = {
+        "trials": lambda v: check_int("[tune] trials", v, 1, MAX_TRIALS),
+        "rounds": lambda v: check_int("[tune] rounds", v, 1),
+        "seed": lambda v: check_int("[tune] seed", v, 0, MAX_SEED),
+        "max_batch": lambda v: check_int("[tune] max_batch", v, 1),
+    }
+    for key, check in checks.items():
+        if key in tune_opts:
+            with problems.check():
+                check(tune_opts[key])
+    if "timeout" in tune_opts:
+        with problems.check():
+            tune_opts["timeout"] = parse_duration(tune_opts["timeout"], "[tune] timeout")
+    with problems.check():
+        if tune_opts.get("select", "final") not in SELECT:
+            raise ConfigError(f"[tune] select must be one of {list(SELECT)}, got {tune_opts['select']!r}")
+    if "tie_break" in tune_opts:
+        with problems.check():
+            tie_break_spec(tune_opts["tie_break"])
+    for key in ("storage", "study", "metric"):
+        with problems.check():
+            if key in tune_opts and (not isinstance(tune_opts[key], str) or not tune_opts[key]):
+                raise ConfigError(f"[tune] {key} must be a non-empty string, got {tune_opts[key]!r}")
+    with problems.check():
+        if tune_opts.get("mode", "min") not in MODES:
+            raise ConfigError(f"[tune] mode must be 'min' or 'max', got {tune_opts['mode']!r}")
+    strategy = tune_opts.get("strategy", "coarse_to_fine")
+    with problems.check():  # the strategy and its options alone; with the space when the sweep starts
+        make_spec(strategy, **(cfg.get("strategy") or {}))
+    space = None
+    if "space" in cfg:
+        with problems.check():
+            space = space_from_config(cfg["space"])
+    with problems.check():
+        _check_plot(plot)
+    problems.raise_if_any("the config")
+    return space
+
+
+def parse_duration(value: Any, name: str = "timeout") -> float:
+    """Seconds from a number or a string such as ``"90"``, ``"90s"``, ``"20m"``, ``"1.5h"``."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    seconds = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and value.strip():
+        text = value.strip().lower()
+        factor = units.get(text[-1], None)
+        try:
+            seconds = float(text[:-1] if factor else text) * (factor or 1)
+        except ValueError:
+            seconds = None
+    if seconds is None or not seconds > 0 or seconds == float("inf"):
+        raise ConfigError(f"{name} must be a positive duration such as 90, '90s', '20m' or '1.5h', got {value!r}")
+    return seconds
+
+
+def _check_plot(path: str | None) -> None:
+    """A figure path must be writable before the sweep runs, not found bad after it."""
+    if path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ConfigError(f"--plot {path!r} is a directory; give a file name such as sweep.png")
+    if not os.path.isdir(folder):
+        raise ConfigError(f"--plot {path!r}: its directory {folder!r} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"--plot {path!r}: its directory {folder!r} is not writable")
 
 
 def _enable_compile_cache() -> None:
@@ -130,17 +253,15 @@ def _run(args) -> int:
     cfg = load_config(args.config)
     task_opts = {k: v for k, v in cfg["task"].items() if k != "name"}
     tune_opts = dict(cfg.get("tune", {}))
-    for key in ("trials", "rounds", "seed", "storage", "study"):
+    for key in ("trials", "rounds", "seed", "storage", "study", "timeout"):
         if getattr(args, key) is not None:
             tune_opts[key] = getattr(args, key)
     # Check everything that needs no data before building the task (which generates data).
-    space = space_from_config(cfg["space"]) if "space" in cfg else None
+    space = check_config(cfg, tune_opts, args.plot)
     if tune_opts.get("storage"):
         from jaxtune.storage import Storage, StorageError
 
         path = tune_opts["storage"]
-        if not isinstance(path, str) or not path:
-            raise ConfigError(f"[tune] storage must be a file path, got {path!r}")
         try:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         except OSError as e:
@@ -163,7 +284,7 @@ def _run(args) -> int:
         print(f"figure: {report.plot(result, args.plot)}")
     if result.storage:
         print(f"results: {os.path.abspath(result.storage)} (jaxtune report {result.storage})")
-    return 0 if result.best is not None else 1
+    return 0 if result.best is not None or result.stopped else 1
 
 
 def _report(args) -> int:
@@ -200,6 +321,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int)
     r.add_argument("--storage")
     r.add_argument("--study")
+    r.add_argument("--timeout", help="stop at a safe point after this long (90, 90s, 20m, 1.5h); rerun to resume")
     r.add_argument("--top", type=int, default=5, help="trials to list in the report")
     r.add_argument("--plot", help="write a figure (PNG) here")
     r.add_argument("--quiet", action="store_true", help="no per-round progress")
@@ -225,11 +347,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("jaxtune: interrupted; finished trials are stored, rerun the same command to resume", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, KeyError, FileNotFoundError, ImportError, StudyBusyError) as e:
+    except JaxtuneError as e:  # what the user can fix; anything else is a bug and shows its traceback
         if os.environ.get("JAXTUNE_DEBUG"):
             raise
-        msg = e.args[0] if type(e) is KeyError and e.args else e
-        print(f"jaxtune: error: {msg}", file=sys.stderr)
+        print(f"jaxtune: error: {e}", file=sys.stderr)
         return 2
 
 

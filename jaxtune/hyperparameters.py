@@ -13,10 +13,12 @@ from typing import Any
 
 import jax
 
+from jaxtune.errors import JaxtuneError
+
 __all__ = ["Hyperparameters", "MissingHyperparameterError", "Reads"]
 
 
-class MissingHyperparameterError(KeyError):
+class MissingHyperparameterError(JaxtuneError, KeyError):
     """The objective read a hyperparameter that the search space does not define."""
 
     def __init__(self, name: Any, names: list[str]):

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxtune.errors import InputError, InputTypeError
 from jaxtune.space import Masked
 
 __all__ = ["PatchConv", "PatchConv1d", "patch_convs", "patches", "patches1d", "MaskedLinear", "live_mask"]
@@ -38,19 +39,19 @@ def _pairs(padding, kernel_size: tuple[int, ...], strides: tuple[int, ...], spat
                 total = max((-(-n // s) - 1) * s + k - n, 0)
                 pads.append((total // 2, total - total // 2))
             return pads
-        raise ValueError(f"padding must be 'SAME', 'VALID', an int or (low, high) pairs, got {padding!r}")
+        raise InputError(f"padding must be 'SAME', 'VALID', an int or (low, high) pairs, got {padding!r}")
     if isinstance(padding, int):
         return [(padding, padding)] * len(kernel_size)
     pads = [(p, p) if isinstance(p, int) else tuple(p) for p in padding]
     if len(pads) != len(kernel_size) or any(len(p) != 2 for p in pads):
-        raise ValueError(f"padding needs one (low, high) pair per spatial axis ({len(kernel_size)}), got {padding!r}")
+        raise InputError(f"padding needs one (low, high) pair per spatial axis ({len(kernel_size)}), got {padding!r}")
     return pads
 
 
 def _tuple(v: int | Sequence[int], n: int, name: str) -> tuple[int, ...]:
     t = (v,) * n if isinstance(v, int) else tuple(v)
     if len(t) != n or any(isinstance(i, bool) or not isinstance(i, int) or i < 1 for i in t):
-        raise ValueError(f"{name} must be a positive int or {n} positive ints, got {v!r}")
+        raise InputError(f"{name} must be a positive int or {n} positive ints, got {v!r}")
     return t
 
 
@@ -75,7 +76,7 @@ def patches(
         x = jnp.pad(x, [(0, 0)] * (x.ndim - nd - 1) + list(pads) + [(0, 0)])
     out = [(x.shape[x.ndim - nd - 1 + a] - k) // s + 1 for a, (k, s) in enumerate(zip(kernel_size, strides))]
     if min(out) < 1:
-        raise ValueError(f"patches: window {kernel_size} does not fit the padded input {x.shape[-nd - 1 : -1]}")
+        raise InputError(f"patches: window {kernel_size} does not fit the padded input {x.shape[-nd - 1 : -1]}")
     taps = []
     for offset in itertools.product(*(range(k) for k in kernel_size)):
         index = tuple(slice(o, o + s * (n - 1) + 1, s) for o, s, n in zip(offset, strides, out))
@@ -152,7 +153,7 @@ class PatchConv(nnx.Module):
         """
         reason = _unsupported(conv)
         if reason:
-            raise ValueError(f"cannot compute this nnx.Conv as patches @ kernel: {reason}")
+            raise InputError(f"cannot compute this nnx.Conv as patches @ kernel: {reason}")
         strides = 1 if conv.strides is None else conv.strides
         new = cls(
             conv.in_features,
@@ -264,7 +265,7 @@ def _width(features: int | Masked) -> tuple[int, jax.Array | int]:
     if isinstance(features, Masked):
         return int(features.size), features.value
     if isinstance(features, bool) or not isinstance(features, int) or features < 1:
-        raise TypeError(f"layer width must be a positive int or jt.Masked, got {features!r}")
+        raise InputTypeError(f"layer width must be a positive int or jt.Masked, got {features!r}")
     return features, features
 
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from jaxtune.errors import MissingDependencyError
 from jaxtune.result import Result
 
 __all__ = ["summary", "table", "plot"]
@@ -52,6 +53,8 @@ def summary(result: Result, top: int = 5, metrics: Sequence[str] | None = None) 
     ]
     if result.storage:
         out.append(f"stored in {result.storage}")
+    if result.stopped:
+        out.append(f"stopped by {result.stopped} before its last round: rerun the same sweep to resume")
     curve = result.best_curve()
     if curve:
         out.append("best so far by round: " + ", ".join("-" if not math.isfinite(v) else f"{v:.4g}" for v in curve))
@@ -62,7 +65,9 @@ def summary(result: Result, top: int = 5, metrics: Sequence[str] | None = None) 
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items())
         shown = metrics or list(best["metrics"])
         mets = ", ".join(f"{m}={_fmt(best['metrics'][m])}" for m in shown if m in best["metrics"])
-        out.append(f"best trial (round {best['round']}, slot {best['slot']}): {params}\n  {mets}")
+        step = result.best_step(best) if result.select == "best_step" else None
+        at = "" if step is None else f", at step {step}"
+        out.append(f"best trial (round {best['round']}, slot {best['slot']}{at}): {params}\n  {mets}")
     return "\n".join(out)
 
 
@@ -96,13 +101,13 @@ def plot(result: Result, path: str) -> str:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as e:
-        raise ImportError("plots need matplotlib: pip install 'jaxtune[report]'") from e
+        raise MissingDependencyError("plots need matplotlib: pip install 'jaxtune[report]'") from e
     ok = [t for t in result.trials if t["status"] == "ok"]
     params = list(result.trials[0]["params"]) if result.trials else []
     fig, axes = plt.subplots(1, 1 + len(params), figsize=(4 * (1 + len(params)), 3.5), squeeze=False)
     ax = axes[0, 0]
     curve = result.best_curve()
-    ax.plot(range(1, len(curve) + 1), curve, marker="o")
+    ax.plot(range(len(curve)), curve, marker="o")  # rounds count from 0, as in the tables
     ax.set_xlabel("round")
     ax.set_ylabel(f"best {result.metric}")
     for ax, p in zip(axes[0, 1:], params):

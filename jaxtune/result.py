@@ -8,9 +8,51 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["Result"]
+from jaxtune.errors import InputError, MissingDependencyError
+
+__all__ = ["Result", "minimised", "select_value"]
 
 MODES = ("min", "max")
+# How a trial's selection value is read from its evaluations: the last one, or the best one on
+# its learning curve (the checkpoint a user would keep with early stopping).
+SELECT = ("final", "best_step")
+
+
+def minimised(value: float | None, mode: str, ok: bool = True) -> float:
+    """The score a sweep minimises: ``value`` for ``mode="min"``, ``-value`` for ``"max"``, and
+    +inf for a diverged trial or a non-finite value, so that it is never the best."""
+    if not ok or value is None or not math.isfinite(value):
+        return math.inf
+    return value if mode == "min" else -value
+
+
+def tie_break_spec(tie_break: Any) -> tuple[str, str] | None:
+    """``tie_break`` as ``(metric, mode)``: a bare name is minimised (a loss, the usual tie-breaker)."""
+    if tie_break is None:
+        return None
+    if isinstance(tie_break, str) and tie_break:
+        return tie_break, "min"
+    if (
+        isinstance(tie_break, (tuple, list))
+        and len(tie_break) == 2
+        and isinstance(tie_break[0], str)
+        and tie_break[1] in MODES
+    ):
+        return tie_break[0], tie_break[1]
+    raise InputError(f"tie_break must be a metric name or (name, 'min' | 'max'), got {tie_break!r}")
+
+
+def select_value(final: float, curve: list[float] | None, mode: str, select: str) -> tuple[float, int | None]:
+    """A trial's selection value and the index of its curve point (None: the final evaluation).
+
+    ``select="final"`` takes the final evaluation; ``"best_step"`` the best finite value of the
+    learning curve (the final evaluation is its last point), ties to the earliest step.
+    """
+    if select == "final" or not curve:
+        return final, None
+    scores = [minimised(v, mode) for v in curve]
+    i = min(range(len(scores)), key=scores.__getitem__)
+    return (curve[i], i) if math.isfinite(scores[i]) else (final, None)
 
 
 class Result:
@@ -27,6 +69,11 @@ class Result:
       study: the study's name.
       storage: path of the database it came from, if any.
       curves: optional learning curves ``{(round, slot): [(step, metrics), ...]}``.
+      tie_break: a second metric that orders trials with equal selection values: a name (lower is
+        better, e.g. ``"val_loss"`` among trials of equal ``val_accuracy``) or ``(name, "max")``.
+      select: how each trial's ``value`` was read: ``"final"`` evaluation or ``"best_step"``
+        of its learning curve (see :func:`jaxtune.tune`).
+      stopped: why the sweep stopped before its last round (``"timeout"``), or None.
     """
 
     def __init__(
@@ -38,15 +85,23 @@ class Result:
         study: str = "default",
         storage: str | None = None,
         curves: dict[tuple[int, int], list] | None = None,
+        tie_break: str | tuple[str, str] | None = None,
+        select: str = "final",
+        stopped: str | None = None,
     ):
         if mode not in MODES:
-            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+            raise InputError(f"mode must be 'min' or 'max', got {mode!r}")
+        if select not in SELECT:
+            raise InputError(f"select must be one of {SELECT}, got {select!r}")
         self.trials = sorted(trials, key=lambda t: (t["round"], t["slot"]))
         self.metric = metric
         self.mode = mode
         self.study = study
         self.storage = storage
         self.curves = curves or {}
+        self.tie_break = tie_break_spec(tie_break)
+        self.select = select
+        self.stopped = stopped
 
     @classmethod
     def load(cls, path: str | os.PathLike, study: str | None = None) -> Result:
@@ -58,7 +113,7 @@ class Result:
             names = store.study_names()
             if study is None:
                 if len(names) != 1:
-                    raise ValueError(f"{os.fspath(path)!r} holds studies {names}; pass study=NAME to pick one")
+                    raise InputError(f"{os.fspath(path)!r} holds studies {names}; pass study=NAME to pick one")
                 study = names[0]
             sid = store.study_id(study)
             config = store.study_config(study)
@@ -69,25 +124,47 @@ class Result:
                 study=study,
                 storage=os.fspath(path),
                 curves=store.curves(sid),
+                tie_break=config.get("tie_break"),
+                select=config.get("select", "final"),
             )
         finally:
             store.close()
 
-    def _key(self, t: dict[str, Any]) -> float:
-        v = t["value"]
-        if t["status"] != "ok" or v is None or not math.isfinite(v):
-            return math.inf
-        return v if self.mode == "min" else -v
+    def _score(self, t: dict[str, Any]) -> float:
+        return minimised(t["value"], self.mode, t["status"] == "ok")
+
+    def _key(self, t: dict[str, Any]) -> tuple[float, float]:
+        second = math.inf
+        if self.tie_break is not None:
+            name, mode = self.tie_break
+            second = minimised(t["metrics"].get(name), mode)
+        return self._score(t), second
 
     def ranked(self) -> list[dict[str, Any]]:
-        """Trials from best to worst; diverged trials last."""
+        """Trials from best to worst (equal values ordered by ``tie_break``, then by round and slot);
+        diverged trials last."""
         return sorted(self.trials, key=self._key)
 
     @property
     def best(self) -> dict[str, Any] | None:
-        """The best finished trial (never a diverged one), or None if there is none."""
-        ok = [t for t in self.trials if math.isfinite(self._key(t))]
+        """The best finished trial (never a diverged one), or None if there is none.
+
+        Its ``value`` is its final evaluation, or the best point of its learning curve for a sweep
+        run with ``select="best_step"`` (then :meth:`best_step` says at which step).
+        """
+        ok = [t for t in self.trials if math.isfinite(self._score(t))]
         return min(ok, key=self._key) if ok else None
+
+    def best_step(self, trial: dict[str, Any]) -> int | None:
+        """The training step whose evaluation gave ``trial`` its value (None: the final evaluation,
+        or a trial without a learning curve)."""
+        points = self.curves.get((trial["round"], trial["slot"]))
+        if not points:
+            return None
+        curve = [m.get(self.metric, math.nan) for _, m in points]
+        final = trial["metrics"].get(self.metric, math.nan)
+        _, i = select_value(final, curve, self.mode, self.select)
+        return points[-1][0] if i is None else points[i][0]
 
     @property
     def num_diverged(self) -> int:
@@ -101,7 +178,7 @@ class Result:
         for r in range(last + 1 if rounds is None else rounds):
             for t in self.trials:
                 if t["round"] == r:
-                    best = min(best, self._key(t))
+                    best = min(best, self._score(t))
             out.append(best if self.mode == "min" else -best)
         return out
 
@@ -134,9 +211,9 @@ class Result:
     def curve_rows(self) -> list[dict[str, Any]]:
         """One flat dict per learning-curve point: round, slot, step, then the metrics at that step.
 
-        Curves exist for objectives that return them (the Trainer with ``eval_every``). The
-        selection metric of a trial (``best``, ``ranked``) is its *final* evaluation; pick from
-        these rows to select on the best step instead.
+        Curves exist for objectives that return them (the Trainer with ``eval_every``). A trial's
+        selection value (``best``, ``ranked``) is its *final* evaluation unless the sweep ran with
+        ``select="best_step"``.
         """
         return [
             {"round": r, "slot": slot, "step": step, **metrics}
@@ -149,7 +226,7 @@ class Result:
         try:
             import pandas as pd
         except ImportError as e:
-            raise ImportError(
+            raise MissingDependencyError(
                 "Result.to_pandas needs pandas: pip install pandas (or use Result.to_csv / .rows())"
             ) from e
         return pd.DataFrame(self.rows())
@@ -169,4 +246,8 @@ class Result:
     def __repr__(self) -> str:
         b = self.best
         best = "none" if b is None else f"{self.metric}={b['value']:.6g} at {b['params']}"
-        return f"Result(study={self.study!r}, trials={len(self.trials)}, diverged={self.num_diverged}, best: {best})"
+        stopped = "" if self.stopped is None else f", stopped by {self.stopped}"
+        return (
+            f"Result(study={self.study!r}, trials={len(self.trials)}, diverged={self.num_diverged}{stopped}, "
+            f"best: {best})"
+        )

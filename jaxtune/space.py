@@ -25,6 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxtune._checks import check_int, next_pow2
+from jaxtune.errors import InputError, InputTypeError, UnknownNameError
+
 __all__ = ["Float", "Int", "Choice", "Space", "Masked", "SCALES"]
 
 SCALES = ("linear", "log", "reverse_log")
@@ -44,12 +47,12 @@ class Masked(NamedTuple):
 
 def bucket_size(value: int) -> int:
     """The power-of-two bucket of a masked integer (smallest power of two >= value)."""
-    return 1 << max(0, (int(value) - 1).bit_length())
+    return next_pow2(value)
 
 
 def _check_scale(name: str, scale: str, allowed: Sequence[str]) -> None:
     if scale not in allowed:
-        raise ValueError(f"{name}: unknown scale {scale!r}; allowed scales are {', '.join(map(repr, allowed))}")
+        raise InputError(f"{name}: unknown scale {scale!r}; allowed scales are {', '.join(map(repr, allowed))}")
 
 
 # Values travel as float32 and int32 arrays: bounds must be representable there.
@@ -59,18 +62,18 @@ _I32 = (-(2**31), 2**31 - 1)
 
 def _check_number(name: str, what: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name}: {what} must be a number, got {value!r}")
+        raise InputTypeError(f"{name}: {what} must be a number, got {value!r}")
     if not math.isfinite(value):
-        raise ValueError(f"{name}: {what} must be finite, got {value!r}")
+        raise InputError(f"{name}: {what} must be finite, got {value!r}")
     if abs(value) > _F32_MAX:
-        raise ValueError(f"{name}: {what} must fit in float32 (|x| <= {_F32_MAX:.4g}), got {value!r}")
+        raise InputError(f"{name}: {what} must fit in float32 (|x| <= {_F32_MAX:.4g}), got {value!r}")
     return value
 
 
 def _check_flags(name: str, **flags: Any) -> None:
     for flag, v in flags.items():
         if not isinstance(v, (bool, np.bool_)):
-            raise TypeError(f"{name}: {flag} must be True or False, got {v!r}")
+            raise InputTypeError(f"{name}: {flag} must be True or False, got {v!r}")
 
 
 def _forward(scale: str, low: float, high: float, u: jax.Array) -> jax.Array:
@@ -78,8 +81,9 @@ def _forward(scale: str, low: float, high: float, u: jax.Array) -> jax.Array:
     if scale == "linear":
         return low + u * (high - low)
     if scale == "log":
-        a, b = math.log(low), math.log(high)
-        return jnp.exp(a + u * (b - a))
+        # low * exp(u * log(high / low)), written so that a narrow range (1e6..1e6 + 2) keeps
+        # float32 precision: the offset from low, not log(x) near log(low), carries the signal.
+        return low + low * jnp.expm1(u * math.log(high / low))
     a, b = math.log1p(-low), math.log1p(-high)  # reverse_log: log(1 - x) uniform
     return -jnp.expm1(a + u * (b - a))
 
@@ -89,8 +93,7 @@ def _inverse(scale: str, low: float, high: float, x: jax.Array) -> jax.Array:
     if scale == "linear":
         return (x - low) / (high - low)
     if scale == "log":
-        a, b = math.log(low), math.log(high)
-        return (jnp.log(x) - a) / (b - a)
+        return jnp.log1p((x - low) / low) / math.log(high / low)
     a, b = math.log1p(-low), math.log1p(-high)
     return (jnp.log1p(-x) - a) / (b - a)
 
@@ -142,11 +145,11 @@ class Float(_Param):
         low = _check_number(name, "low", self.low)
         high = _check_number(name, "high", self.high)
         if not low < high:
-            raise ValueError(f"{name}: low must be < high, got low={low!r}, high={high!r}")
+            raise InputError(f"{name}: low must be < high, got low={low!r}, high={high!r}")
         if self.scale == "log" and low <= 0:
-            raise ValueError(f"{name}: scale='log' needs low > 0, got low={low!r}")
+            raise InputError(f"{name}: scale='log' needs low > 0, got low={low!r}")
         if self.scale == "reverse_log" and high >= 1:
-            raise ValueError(f"{name}: scale='reverse_log' needs high < 1 (it samples log(1 - x)), got high={high!r}")
+            raise InputError(f"{name}: scale='reverse_log' needs high < 1 (it samples log(1 - x)), got high={high!r}")
 
     def from_unit(self, u):
         x = _forward(self.scale, float(self.low), float(self.high), u)
@@ -190,19 +193,19 @@ class Int(_Param):
         _check_flags(name, static=self.static, masked=self.masked)
         for what, v in (("low", self.low), ("high", self.high)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise TypeError(f"{name}: {what} must be an int, got {v!r}")
+                raise InputTypeError(f"{name}: {what} must be an int, got {v!r}")
             if not _I32[0] <= v < _I32[1]:
-                raise ValueError(f"{name}: {what} must fit in int32 ({_I32[0]} <= x < {_I32[1]}), got {v!r}")
+                raise InputError(f"{name}: {what} must fit in int32 ({_I32[0]} <= x < {_I32[1]}), got {v!r}")
         if not self.low <= self.high:
-            raise ValueError(f"{name}: low must be <= high, got low={self.low!r}, high={self.high!r}")
+            raise InputError(f"{name}: low must be <= high, got low={self.low!r}, high={self.high!r}")
         if self.scale == "log" and self.low < 1:
-            raise ValueError(f"{name}: scale='log' needs low >= 1, got low={self.low!r}")
+            raise InputError(f"{name}: scale='log' needs low >= 1, got low={self.low!r}")
         if self.masked and self.static:
-            raise ValueError(
+            raise InputError(
                 f"{name}: choose one of static=True (a program per value) and masked=True (per power of two)"
             )
         if self.masked and self.low < 1:
-            raise ValueError(f"{name}: masked=True needs low >= 1 (a width), got low={self.low!r}")
+            raise InputError(f"{name}: masked=True needs low >= 1 (a width), got low={self.low!r}")
 
     # Continuous edges [low, high + 1) on the scale; a value v owns the cell [v, v + 1).
     def from_unit(self, u):
@@ -240,7 +243,7 @@ class Choice(_Param):
 
     def __init__(self, values: Sequence[Any], static: bool = False):
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence | np.ndarray):
-            raise TypeError(f"Choice values must be a list or tuple, got {values!r}")
+            raise InputTypeError(f"Choice values must be a list or tuple, got {values!r}")
         _check_flags("Choice", static=static)
         values = tuple(v.item() if isinstance(v, np.generic) else v for v in values)
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
@@ -249,16 +252,16 @@ class Choice(_Param):
 
     def validate(self, name: str) -> None:
         if not self.values:
-            raise ValueError(f"{name}: Choice needs at least one value, got []")
+            raise InputError(f"{name}: Choice needs at least one value, got []")
         if self._numeric:
             for v in self.values:
                 if isinstance(v, int):
                     if not _I32[0] <= v < _I32[1]:
-                        raise ValueError(f"{name}: Choice values must fit in int32, got {v!r}")
+                        raise InputError(f"{name}: Choice values must fit in int32, got {v!r}")
                 else:
                     _check_number(name, "every Choice value", v)
         if len(set(map(repr, self.values))) != len(self.values):
-            raise ValueError(f"{name}: Choice values must be distinct, got {list(self.values)!r}")
+            raise InputError(f"{name}: Choice values must be distinct, got {list(self.values)!r}")
 
     @property
     def _numeric(self) -> bool:
@@ -306,14 +309,14 @@ class Space:
 
     def __init__(self, params: Mapping[str, _Param]):
         if not isinstance(params, Mapping):
-            raise TypeError(f"Space takes a dict of name -> Float/Int/Choice, got {type(params).__name__}")
+            raise InputTypeError(f"Space takes a dict of name -> Float/Int/Choice, got {type(params).__name__}")
         if not params:
-            raise ValueError("Space needs at least one hyperparameter, got an empty dict")
+            raise InputError("Space needs at least one hyperparameter, got an empty dict")
         for name, p in params.items():
             if not isinstance(name, str) or not name:
-                raise TypeError(f"hyperparameter names must be non-empty strings, got {name!r}")
+                raise InputTypeError(f"hyperparameter names must be non-empty strings, got {name!r}")
             if not isinstance(p, _Param):
-                raise TypeError(f"{name}: expected jt.Float, jt.Int or jt.Choice, got {p!r}")
+                raise InputTypeError(f"{name}: expected jt.Float, jt.Int or jt.Choice, got {p!r}")
             p.validate(name)
         self.params: dict[str, _Param] = dict(params)
 
@@ -341,7 +344,7 @@ class Space:
         """Maps unit coordinates ``u[..., d]`` to ``{name: Array[...]}``."""
         u = jnp.asarray(u, jnp.float32)
         if u.shape[-1] != self.dim:
-            raise ValueError(
+            raise InputError(
                 f"from_unit: last axis of u must be {self.dim} (the space's dimension), got shape {u.shape}"
             )
         return {n: p.from_unit(u[..., i]) for i, (n, p) in enumerate(self.params.items())}
@@ -350,7 +353,7 @@ class Space:
         """Maps ``{name: Array[...]}`` to unit coordinates ``Array[..., d]``."""
         missing = [n for n in self.params if n not in hp]
         if missing:
-            raise KeyError(f"to_unit: missing hyperparameters {missing}; the space has {self.names}")
+            raise UnknownNameError(f"to_unit: missing hyperparameters {missing}; the space has {self.names}")
         return jnp.stack([p.to_unit(hp[n]) for n, p in self.params.items()], axis=-1)
 
     def sample(self, key: jax.Array, n: int) -> dict[str, jax.Array]:
@@ -368,14 +371,13 @@ class Space:
         per = {n: points for n in self.params} if isinstance(points, int) else dict(points)
         unknown = set(per) - set(self.params)
         if unknown:
-            raise KeyError(
+            raise UnknownNameError(
                 f"grid points given for unknown hyperparameters {sorted(unknown)}; the space has {self.names}"
             )
         axes = []
         for n, p in self.params.items():
             k = per.get(n, 5)
-            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-                raise ValueError(f"{n}: grid points must be an int >= 1, got {k!r}")
+            check_int(f"{n}: grid points", k)
             axes.append(p.grid_unit(k))
         return np.array(list(itertools.product(*axes)), dtype=np.float32).reshape(-1, self.dim)
 

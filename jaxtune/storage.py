@@ -15,6 +15,8 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from jaxtune.errors import InputTypeError, JaxtuneError, MissingFileError, UnknownNameError
+
 __all__ = ["Storage", "StorageError", "StudyBusyError", "StudyMismatchError", "LayoutWarning"]
 
 _SCHEMA = """
@@ -60,7 +62,7 @@ def _check_path(path: str, read_only: bool) -> None:
         )
     if read_only:
         if not os.path.exists(path):
-            raise FileNotFoundError(f"no storage file at {path!r}")
+            raise MissingFileError(f"no storage file at {path!r}")
         return
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
@@ -74,11 +76,11 @@ class LayoutWarning(UserWarning):
     """A study resumes with another execution layout (devices, chunking, backend, JAX version)."""
 
 
-class StudyBusyError(RuntimeError):
+class StudyBusyError(JaxtuneError, RuntimeError):
     """Another process runs the same study in the same storage file right now."""
 
 
-class StudyMismatchError(ValueError):
+class StudyMismatchError(JaxtuneError, ValueError):
     """The stored study was made with another space, strategy, batch size, seed or metric."""
 
 
@@ -87,7 +89,7 @@ def _json_default(x: Any) -> Any:
         return x.item()
     if isinstance(x, tuple):
         return list(x)
-    raise TypeError(f"cannot store {x!r} as JSON")
+    raise InputTypeError(f"cannot store {x!r} as JSON")
 
 
 def _dumps(x: Any) -> str:
@@ -109,7 +111,7 @@ _TABLES = {
 }
 
 
-class StorageError(ValueError):
+class StorageError(JaxtuneError, ValueError):
     """A storage path that cannot hold a jaxtune study: not writable, not SQLite, another application's."""
 
 
@@ -322,5 +324,5 @@ class Storage:
         """The id of an existing study; KeyError naming the stored studies otherwise."""
         row = self.conn.execute("SELECT id FROM studies WHERE name = ?", (name,)).fetchone()
         if row is None:
-            raise KeyError(f"no study {name!r} in {self.path}; stored studies: {self.study_names()}")
+            raise UnknownNameError(f"no study {name!r} in {self.path}; stored studies: {self.study_names()}")
         return row[0]

@@ -1,20 +1,93 @@
-import jax
-import pytest
+"""Shared test settings, fixtures and helpers (test modules import the helpers from here)."""
 
-# Strict promotion (equinox style): mixing ranks by accident is a bug, not a broadcast.
-jax.config.update("jax_numpy_rank_promotion", "raise")
-# One CPU device in this process, whichever test runs first (the CLI, run in-process, would
-# otherwise give JAX one device per core); several devices and processes are tested in
-# subprocesses.
-jax.config.update("jax_num_cpu_devices", 1)
-# The tests check equalities that hold in float32 arithmetic (a masked batch = the small batch,
-# patches @ kernel = nnx.Conv, a vmapped trial = the trial alone). On GPUs JAX's default float32
-# matmul and convolution precision is TF32 (~1e-3 relative), under which none of them holds to a
-# float32 tolerance; the H200 run of this suite failed 6 such tests. Check them in full float32 on
-# every backend (a no-op on CPUs, which always compute in float32).
-jax.config.update("jax_default_matmul_precision", "highest")
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+import jaxtune as jt
+
+
+def pytest_configure(config):
+    """JAX settings for the test process (a hook, so a subprocess that imports the helpers below
+    keeps its own device count)."""
+    # Strict promotion (equinox style): mixing ranks by accident is a bug, not a broadcast.
+    jax.config.update("jax_numpy_rank_promotion", "raise")
+    # One CPU device in this process, whichever test runs first (the CLI, run in-process, would
+    # otherwise give JAX one device per core); several devices and processes are tested in
+    # subprocesses.
+    jax.config.update("jax_num_cpu_devices", 1)
+    # The tests check equalities that hold in float32 arithmetic (a masked batch = the small batch,
+    # patches @ kernel = nnx.Conv, a vmapped trial = the trial alone). On GPUs JAX's default float32
+    # matmul and convolution precision is TF32 (~1e-3 relative), under which none of them holds to a
+    # float32 tolerance; the H200 run of this suite failed 6 such tests. Check them in full float32 on
+    # every backend (a no-op on CPUs, which always compute in float32).
+    jax.config.update("jax_default_matmul_precision", "highest")
 
 
 @pytest.fixture
 def key():
     return jax.random.key(0)
+
+
+SPACE = jt.Space(
+    {"lr": jt.Float(1e-3, 1.0, scale="log"), "b1": jt.Float(0.5, 0.99, scale="reverse_log"), "n": jt.Int(1, 3)}
+)
+
+
+def quad_objective(hp, key):
+    """A tiny noisy 'training run': a few gradient steps on a quadratic, scanned."""
+    target = jax.random.normal(key, (4,))
+
+    def step(w, _):
+        g = 2 * (w - target)
+        return w - hp["lr"] * g * hp["b1"], None
+
+    w, _ = jax.lax.scan(step, jnp.zeros(4), None, length=5)
+    loss = jnp.sum((w - target) ** 2) * hp["n"]
+    return {"loss": loss, "acc": 1.0 / (1.0 + loss)}
+
+
+class CompileCounter:
+    """Counts XLA backend compilations (any program, not only the executor's)."""
+
+    def __init__(self):
+        self.count = 0
+        jax.monitoring.register_event_duration_secs_listener(self._on)
+
+    def _on(self, event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            self.count += 1
+
+
+def toy_data(n=96, d=6, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0.5).astype(np.int32)
+    return x, y % classes
+
+
+class Net(nnx.Module):
+    def __init__(self, hidden, dropout, rngs):
+        self.l1 = nnx.Linear(6, hidden, rngs=rngs)
+        self.drop = nnx.Dropout(dropout, rngs=rngs)
+        self.l2 = nnx.Linear(hidden, 3, rngs=rngs)
+
+    def __call__(self, x):
+        return self.l2(self.drop(jax.nn.relu(self.l1(x))))
+
+
+def make_trainer(dropout=0.0, batch_size=16, steps=20, eval_every=None, model=None, optimizer=None, **options):
+    x, y = toy_data()
+    return jt.train.Trainer(
+        model=model or (lambda hp, rngs: Net(int(hp.get("hidden", 8)), dropout, rngs)),
+        optimizer=optimizer or (lambda hp: optax.adamw(hp["lr"], b1=hp["b1"], weight_decay=1e-4)),
+        data=(x[:64], y[:64]),
+        eval_data={"val": (x[64:], y[64:])},
+        steps=steps,
+        batch_size=batch_size,
+        eval_every=eval_every,
+        **options,
+    )

@@ -35,14 +35,14 @@ def test_run_then_report_then_resume(tmp_path, capsys, monkeypatch):
     assert cli.main(["run", cfg, "--plot", str(tmp_path / "fig.png")]) == 0
     out = capsys.readouterr()
     assert "192 trials in 3 rounds" in out.out and "best trial" in out.out and str(db) in out.out
-    assert "round 3/3" in out.err
+    assert "round 2 (3/3)" in out.err
     assert (tmp_path / "fig.png").stat().st_size > 0
     assert cli.main(["report", str(db), "--csv", str(tmp_path / "t.csv")]) == 0
     assert "192 trials" in capsys.readouterr().out
     assert len((tmp_path / "t.csv").read_text().splitlines()) == 193
     assert cli.main(["run", cfg, "--rounds", "4"]) == 0  # resumes: only round 4 runs
     out = capsys.readouterr()
-    assert "256 trials in 4 rounds" in out.out and "round 4/4" in out.err and "round 3/4" not in out.err
+    assert "256 trials in 4 rounds" in out.out and "round 3 (4/4)" in out.err and "round 2 (3/4)" not in out.err
 
 
 @pytest.mark.parametrize(
@@ -57,21 +57,71 @@ def test_run_then_report_then_resume(tmp_path, capsys, monkeypatch):
             "scale='log' needs low > 0",
         ),
         ("[task]\nname = 'branin'\n[space.x1]\ntype = 'normal'\n", "type must be one of"),
-        ("[task]\nname = 'branin'\n[tune]\ntrials = 0\n", "trials must be an int >= 1, got 0"),
+        ("[task]\nname = 'branin'\n[tune]\ntrials = 0\n", "[tune] trials must be an int in [1, 16777216], got 0"),
         ("[task\nname = 'x'", "invalid TOML"),
         ("[task]\nname = 'mnist1d_mlp'\nsteps = -5\n", "steps must be an int >= 1, got -5"),
         ("[task]\nname = 'mnist1d_mlp'\nhidden = 0\n", "hidden (the MLP's width) must be an int >= 1, got 0"),
         ("[task]\nname = 'branin'\n[space.x1]\ntype = 'int'\nlow = 0\nhigh = 3000000000\n", "fit in int32"),
         ("[task]\nname = 'branin'\n[space.x1]\ntype = 'float'\nlow = -1e300\nhigh = 1.0\n", "fit in float32"),
         ("[task]\nname = 'branin'\n[space.x1]\ntype = 'float'\nlow = 0.0\nhigh = 1.0\nstatic = 'no'\n", "static must"),
-        ("[task]\nname = 'branin'\n[tune]\nseed = 4294967296\n", "seed must be an int <= 4294967295"),
-        ("[task]\nname = 'branin'\n[tune]\ntrials = 1000000000\n", "trials must be an int <= 16777216"),
+        (
+            "[task]\nname = 'branin'\n[tune]\nseed = 4294967296\n",
+            "[tune] seed must be an int in [0, 4294967295], got 4294967296",
+        ),
+        (
+            "[task]\nname = 'branin'\n[tune]\ntrials = 1000000000\n",
+            "trials must be an int in [1, 16777216], got 1000000000",
+        ),
+        ("[task]\nname = 'branin'\n[tune]\ntimeout = '5 minutes'\n", "timeout must be a positive duration"),
+        ("[task]\nname = 'branin'\n[tune]\nselect = 'best'\n", "select must be one of ['final', 'best_step']"),
+        ("[task]\nname = 'branin'\n[strategy]\ntop_fraction = 2.0\n", "top_fraction must be in (0, 1]"),
+        ("[task]\nname = 'branin'\n[strategy]\ntop = 2.0\n", "has no option(s) ['top']"),
+        ("[task]\nname = 'branin'\n[space]\n", "[space] must hold at least one"),
     ],
 )
 def test_config_errors_are_clear_and_exit_2(tmp_path, capsys, text, message):
     assert cli.main(["run", write(tmp_path, text)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("jaxtune: error: ") and message in err and "Traceback" not in err
+
+
+def test_every_problem_of_a_config_is_reported_at_once(tmp_path, capsys):
+    text = (
+        "[task]\nname = 'branin'\nsize = 3\n"
+        "[tune]\ntrials = 0\nmode = 'up'\n"
+        "[strategy]\ntop_fraction = 2.0\n"
+        "[space.x1]\ntype = 'float'\nlow = 0.0\nhigh = 1.0\nscale = 'log'\n"
+        "[space.x2]\ntype = 'normal'\n"
+    )
+    plot = str(tmp_path / "missing" / "fig.png")
+    assert cli.main(["run", write(tmp_path, text), "--plot", plot]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("jaxtune: error: 7 problems in the config:\n")
+    for part in ("has no option(s) ['size']", "trials must be", "mode must be", "top_fraction", "[space.x1]",
+                 "[space.x2] type must be", "--plot"):  # fmt: skip
+        assert part in err, part
+
+
+def test_a_bug_is_not_disguised_as_a_config_error(tmp_path, capsys, monkeypatch):
+    """Only errors about the input get the one-line treatment; anything else keeps its traceback."""
+    import jaxtune as jt
+
+    def broken(*args, **kwargs):
+        raise ValueError("an internal bug")
+
+    monkeypatch.setattr(jt, "tune", broken)
+    with pytest.raises(ValueError, match="an internal bug"):
+        cli.main(["run", write(tmp_path, "[task]\nname = 'branin'\n"), "--quiet"])
+
+
+def test_timeout_stops_at_a_safe_point_and_a_rerun_resumes(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("JAXTUNE_CACHE_DIR", "none")
+    cfg = write(tmp_path, CONFIG.format(db=tmp_path / "t.db"))
+    assert cli.main(["run", cfg, "--timeout", "0.001s"]) == 0
+    out = capsys.readouterr()
+    assert "stopped by timeout" in out.out and "stopped after timeout=0.001 s" in out.err
+    assert cli.main(["run", cfg]) == 0
+    assert "192 trials in 3 rounds" in capsys.readouterr().out
 
 
 def test_missing_files(tmp_path, capsys):

@@ -12,7 +12,14 @@ from flax import nnx
 
 import jaxtune as jt
 
-MODULES = ["jaxtune.space", "jaxtune.execute", "jaxtune.tune", "jaxtune.train", "jaxtune.layers"]
+MODULES = [
+    "jaxtune.space",
+    "jaxtune.execute.executor",
+    "jaxtune.tune",
+    "jaxtune.train",
+    "jaxtune.layers",
+    "jaxtune.errors",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

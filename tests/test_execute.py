@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_tune import SPACE, quad_objective
+from conftest import SPACE, quad_objective
 
 import jaxtune as jt
 from jaxtune.execute import Executor
@@ -36,9 +36,11 @@ def test_out_of_memory_halves_the_chunk_and_loses_nothing(key, monkeypatch, capl
     hp = SPACE.sample(key, 16)
     keys = jax.random.split(key, 16)
     reference, _ = collect(Executor(quad_objective, SPACE), hp, keys)
-    original = Executor._program
+    from jaxtune.execute import Programs
 
-    def small_device(self, static, width, ndev=None):
+    original = Programs.get
+
+    def small_device(self, static, width, ndev):
         program = original(self, static, width, ndev)
         if width > 4:
 
@@ -48,7 +50,7 @@ def test_out_of_memory_halves_the_chunk_and_loses_nothing(key, monkeypatch, capl
             return oom
         return program
 
-    monkeypatch.setattr(Executor, "_program", small_device)
+    monkeypatch.setattr(Programs, "get", small_device)
     with caplog.at_level("WARNING", logger="jaxtune"):
         got, sizes = collect(Executor(quad_objective, SPACE), hp, keys)
     assert sizes == [4, 4, 4, 4]
@@ -57,41 +59,79 @@ def test_out_of_memory_halves_the_chunk_and_loses_nothing(key, monkeypatch, capl
     np.testing.assert_allclose(got, reference, rtol=1e-5)
 
 
+def test_out_of_memory_in_one_bucket_halves_that_bucket_only(key, monkeypatch, caplog):
+    from jaxtune.execute import Programs
+
+    space = jt.Space({"x": jt.Float(-1, 1), "depth": jt.Choice([1, 2], static=True)})
+
+    def objective(hp, key):
+        return {"loss": (hp["x"] - 0.1 * hp["depth"]) ** 2}
+
+    hp = space.sample(key, 24)
+    keys = jax.random.split(key, 24)
+    reference = {
+        int(i): m["loss"][j] for idx, m, _ in Executor(objective, space).run(hp, keys) for j, i in enumerate(idx)
+    }
+    original = Programs.get
+
+    def deep_is_big(self, bucket, width, ndev):  # only depth=2 runs out of memory above 2 trials
+        program = original(self, bucket, width, ndev)
+        if bucket == (2,) and width > 2:
+
+            def oom(*args):
+                raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate")
+
+            return oom
+        return program
+
+    monkeypatch.setattr(Programs, "get", deep_is_big)
+    ex = Executor(objective, space)
+    with caplog.at_level("WARNING", logger="jaxtune"):
+        chunks = [(bucket_of, idx, m) for idx, m, _ in ex.run(hp, keys) for bucket_of in [int(hp["depth"][idx[0]])]]
+    sizes = {d: [len(idx) for b, idx, _ in chunks if b == d] for d in (1, 2)}
+    assert len(sizes[1]) == 1 and set(sizes[2]) <= {1, 2} and sum(sizes[2]) == int(np.sum(hp["depth"] == 2))
+    assert ex.programs.caps == {(2,): 2}  # the other bucket keeps its full width
+    got = {int(i): m["loss"][j] for _, idx, m in chunks for j, i in enumerate(idx)}
+    np.testing.assert_allclose([got[i] for i in range(24)], [reference[i] for i in range(24)], rtol=1e-6)
+
+
 def test_memory_analysis_budget_shrinks_chunks(key):
     hp = SPACE.sample(key, 8)
     keys = jax.random.split(key, 8)
     reference, _ = collect(Executor(quad_objective, SPACE), hp, keys)
     ex = Executor(quad_objective, SPACE)
-    ex._memory_budget = 1  # by the estimate nothing fits: chunks shrink to one trial, which still runs
+    ex.programs.budget = 1  # by the estimate nothing fits: chunks shrink to one trial, which still runs
     got, sizes = collect(ex, hp, keys)
     assert sizes == [1] * 8
     np.testing.assert_allclose(got, reference, rtol=1e-5)
 
 
 def test_a_wide_bucket_is_sized_by_a_probe_before_its_full_width_compiles(key, monkeypatch, caplog):
-    import jaxtune.execute as execute
+    import jaxtune.execute.programs as programs
 
-    monkeypatch.setattr(execute, "PROBE_WIDTH", 2)
+    monkeypatch.setattr(programs, "PROBE_WIDTH", 2)
     hp = SPACE.sample(key, 32)
     keys = jax.random.split(key, 32)
     reference, _ = collect(Executor(quad_objective, SPACE), hp, keys)
     ex = Executor(quad_objective, SPACE)
-    per_trial = ex._need((), 2, 1) / 2
-    ex._memory_budget = int(5.5 * per_trial)  # room for 5 trials: chunks of 4
+    per_trial = ex.programs.need((), 2, 1) / 2
+    ex.programs.budget = int(5.5 * per_trial)  # room for 5 trials: chunks of 4
     got, sizes = collect(ex, hp, keys)
     assert sizes == [4] * 8
     # Only the probe and the width that fits were compiled: no 32-wide program found too big,
     # and no out-of-memory recovery to report.
-    assert sorted(width for _, width, _ in ex._programs) == [2, 4]
+    assert sorted(width for _, width, _ in ex.programs.futures) == [2, 4]
     assert "do not fit" not in caplog.text
     np.testing.assert_allclose(got, reference, rtol=1e-5)
 
 
-def test_memory_budget_is_known_on_this_host():
+def test_memory_budget_is_a_share_of_the_available_host_memory():
     from jaxtune.execute import memory_budget
 
-    budget = memory_budget(jax.devices()[0])
-    assert budget is None or budget > 0
+    with open("/proc/meminfo") as f:  # the suite runs on Linux
+        available = int(next(line for line in f if line.startswith("MemAvailable")).split()[1]) * 1024
+    budget = memory_budget(jax.devices()[0], fraction=0.5)
+    assert isinstance(budget, int) and 0.3 * available < budget < 0.7 * available
 
 
 def test_max_batch_chunks(key):
@@ -112,7 +152,7 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path):
         assert jax.device_count() == 4, jax.devices()
         import jaxtune as jt
         from jaxtune.execute import Executor
-        from test_tune import SPACE, quad_objective
+        from conftest import SPACE, quad_objective
         key = jax.random.key(0)
         hp = SPACE.sample(key, 10)
         keys = jax.random.split(key, 10)
@@ -123,15 +163,27 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path):
             return [out[i] for i in range(10)]
         four = Executor(quad_objective, SPACE)
         assert four.num_devices == 4
+        # lax.map groups inside each device's shard (what the CPU benchmarks run): 16 trials,
+        # 4 a device, vmapped 2 at a time.
+        hp16, keys16 = SPACE.sample(jax.random.key(1), 16), jax.random.split(jax.random.key(1), 16)
+        def run16(ex):
+            out = {}
+            for idx, m, _ in ex.run(hp16, keys16):
+                out.update({int(i): float(m["loss"][j]) for j, i in enumerate(idx)})
+            return [out[i] for i in range(16)]
+        grouped = Executor(quad_objective, SPACE, vmap_width=2)
+        np.testing.assert_allclose(run16(grouped), run16(Executor(quad_objective, SPACE, devices=jax.devices()[:1])),
+                                   rtol=1e-6)
+        assert [w for _, w, nd in grouped.programs.futures] == [16] and grouped.vmap_width == 2
         one = Executor(quad_objective, SPACE, devices=jax.devices()[:1])
         r = jt.tune(quad_objective, SPACE, "coarse_to_fine", trials=6, rounds=2, metric="loss", progress=False)
         # Fewer trials than devices: one device per trial, no padded copies on the others.
         few = Executor(quad_objective, SPACE)
         small = {n: v[:3] for n, v in hp.items()}
         got = [float(m["loss"][j]) for idx, m, _ in few.run(small, keys[:3]) for j in range(len(idx))]
-        assert sorted(nd for _, _, nd in few._programs) == [3], list(few._programs)
+        assert sorted(nd for _, _, nd in few.programs.futures) == [3], list(few.programs.futures)
         list(few.run({n: v[:1] for n, v in hp.items()}, keys[:1]))
-        assert sorted(nd for _, _, nd in few._programs) == [1, 3], list(few._programs)
+        assert sorted(nd for _, _, nd in few.programs.futures) == [1, 3], list(few.programs.futures)
         print(json.dumps({"four": losses(four), "one": losses(one), "tuned": len(r), "few": got}))
     """)
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
@@ -152,11 +204,11 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path):
 
 
 def test_executor_argument_errors():
-    with pytest.raises(ValueError, match="vmap_width must be a positive int or None, got 0"):
+    with pytest.raises(ValueError, match="vmap_width must be an int >= 1 or None, got 0"):
         Executor(quad_objective, SPACE, vmap_width=0)
     with pytest.raises(TypeError, match="objective must be callable"):
         Executor("loss", SPACE)
-    with pytest.raises(ValueError, match="max_batch must be a positive int"):
+    with pytest.raises(ValueError, match="max_batch must be an int >= 1 or None"):
         jt.tune(quad_objective, SPACE, trials=2, metric="loss", max_batch=-3, progress=False)
 
 
@@ -169,7 +221,7 @@ def test_every_bucket_compiles_before_the_first_chunk_runs(key):
     ex = Executor(objective, space)
     chunks = ex.run(hp, jax.random.split(key, 24))
     next(chunks)
-    assert ex.compiles == len(ex.buckets(hp)) == 3  # all submitted to the compile threads at once
+    assert ex.compiles == len(ex.trial.buckets(hp)) == 3  # all submitted to the compile threads at once
     rest = list(chunks)
     assert ex.compiles == 3 and len(rest) == 2
 
@@ -196,15 +248,15 @@ def test_two_processes_equal_one_process(tmp_path):
     script = textwrap.dedent("""
         import json, sys
         import jax
-        pid, port, storage = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+        pid, port, storage, rounds = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
         if pid >= 0:
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
             jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=pid)
             assert jax.process_count() == 2 and jax.device_count() == 4, jax.devices()
         sys.path.insert(0, "tests")
         import jaxtune as jt
-        from test_tune import SPACE, quad_objective
-        r = jt.tune(quad_objective, SPACE, "coarse_to_fine", trials=6, rounds=2, metric="loss",
+        from conftest import SPACE, quad_objective
+        r = jt.tune(quad_objective, SPACE, "coarse_to_fine", trials=6, rounds=rounds, metric="loss",
                     progress=False, storage=storage)
         print(json.dumps(sorted((t["round"], t["slot"], t["metrics"]["loss"]) for t in r.trials)))
     """)
@@ -213,25 +265,42 @@ def test_two_processes_equal_one_process(tmp_path):
         port = str(s.getsockname()[1])
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", script, str(pid), port, str(tmp_path / f"sweep-{pid}.db")],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=root,
-        )
-        for pid in (0, 1, -1)  # -1: one process alone, for reference
-    ]
-    outs = []
-    for proc in procs:
-        stdout, stderr = proc.communicate(timeout=300)
-        assert proc.returncode == 0, stderr[-2000:]
-        outs.append(json.loads(stdout.strip().splitlines()[-1]))
+
+    def run(rounds):
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", script, str(pid), port, str(tmp_path / db), str(rounds)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+                cwd=root,
+            )
+            # Both processes of the distributed run name one file; -1: one process alone, for reference.
+            for pid, db in ((0, "sweep.db"), (1, "sweep.db"), (-1, "alone.db"))
+        ]
+        outs = []
+        for proc in procs:
+            stdout, stderr = proc.communicate(timeout=300)
+            assert proc.returncode == 0, stderr[-2000:]
+            outs.append(json.loads(stdout.strip().splitlines()[-1]))
+        return outs
+
+    outs = run(2)
     assert len(outs[0]) == 12
     np.testing.assert_allclose(np.asarray(outs[0]), np.asarray(outs[2]), rtol=1e-5)
-    assert outs[0] == outs[1]  # every process holds every result (its own storage file)
+    assert outs[0] == outs[1]  # every process holds every result
+    # One file, written by process 0 only: it holds each trial once.
+    assert len(jt.Result.load(str(tmp_path / "sweep.db"))) == 12
+    # A resumed distributed run: process 1 learns what is stored from process 0, so both run
+    # only the new round, and both return all of it.
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = str(s.getsockname()[1])
+    outs = run(3)
+    assert len(outs[0]) == 18 and outs[0] == outs[1]
+    np.testing.assert_allclose(np.asarray(outs[0]), np.asarray(outs[2]), rtol=1e-5)
+    assert len(jt.Result.load(str(tmp_path / "sweep.db"))) == 18
 
 
 def test_use_cpu_cores_makes_one_device_per_core_before_jax_starts():
@@ -248,7 +317,7 @@ def test_use_cpu_cores_makes_one_device_per_core_before_jax_starts():
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert not jt.use_cpu_cores()  # this process chose its device count already
-    with pytest.raises(ValueError, match="n must be a positive int"):
+    with pytest.raises(ValueError, match=r"n \(CPU devices\) must be an int >= 1, got 0"):
         jt.use_cpu_cores(0)
 
 

@@ -23,5 +23,11 @@ def test_plot_draws_every_scale(tmp_path):
 
     result = jt.tune(objective, space, "random", trials=16, progress=False)
     path = report.plot(result, str(tmp_path / "fig.png"))
-    assert (tmp_path / "fig.png").stat().st_size > 1000 and path.endswith("fig.png")
+    assert path.endswith("fig.png")
+    import matplotlib.image
+
+    image = matplotlib.image.imread(path)
+    # A PNG with one panel for the best-so-far curve and one per parameter (4 x 3.5 inches at 100 dpi).
+    assert (tmp_path / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert image.shape[:2] == (350, 1200) and image[..., :3].std() > 0.05  # not a blank canvas
     assert "best trial" in report.summary(result)

@@ -2,7 +2,7 @@ import math
 
 import jax.numpy as jnp
 import pytest
-from test_tune import SPACE, quad_objective
+from conftest import SPACE, quad_objective
 
 import jaxtune as jt
 from jaxtune.execute import Executor

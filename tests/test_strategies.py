@@ -80,16 +80,16 @@ def test_coarse_to_fine_box_shrinks_around_the_best(key):
     for r in range(5):
         u, state = strategy.ask(jax.random.fold_in(key, r), state)
         state = strategy.tell(state, u, sphere(u))
-        lo, hi = np.asarray(state["lo"]), np.asarray(state["hi"])
+        lo, hi = np.asarray(state.lo), np.asarray(state.hi)
         widths.append(hi - lo)
         assert np.all(lo >= 0) and np.all(hi <= 1 + 1e-6)
-        best = np.asarray(state["top_u"][0])
+        best = np.asarray(state.top_u[0])
         assert np.all(best >= lo - 1e-6) and np.all(best <= hi + 1e-6)
     widths = np.asarray(widths)
     # Each round shrinks every coordinate by a factor in [min_shrink, max_shrink] = [0.25, 0.5].
     ratios = widths[1:] / widths[:-1]
     assert np.all(ratios <= 0.5 + 1e-5) and np.all(ratios >= 0.25 - 1e-5)
-    np.testing.assert_allclose(np.asarray(state["top_u"][0]), [0.3, 0.7, 0.5], atol=0.05)
+    np.testing.assert_allclose(np.asarray(state.top_u[0]), [0.3, 0.7, 0.5], atol=0.05)
 
 
 def test_coarse_to_fine_ignores_diverged_trials(key):
@@ -98,11 +98,11 @@ def test_coarse_to_fine_ignores_diverged_trials(key):
     u, state = strategy.ask(key, state)
     scores = sphere(u).at[0].set(jnp.nan).at[1].set(-jnp.inf)
     state = strategy.tell(state, u, scores)
-    np.testing.assert_array_equal(state["top_u"][0], u[jnp.argmin(sphere(u).at[0].set(9).at[1].set(9))])
+    np.testing.assert_array_equal(state.top_u[0], u[jnp.argmin(sphere(u).at[0].set(9).at[1].set(9))])
     # All diverged: the box stays where it was.
     u, state2 = strategy.ask(key, state)
     state2 = strategy.tell(state2, u, jnp.full((32,), jnp.nan))
-    np.testing.assert_array_equal(state2["lo"], state["lo"])
+    np.testing.assert_array_equal(state2.lo, state.lo)
 
 
 def test_coarse_to_fine_inner_grid_puts_a_lattice_in_the_box(key):

@@ -90,9 +90,8 @@ def test_the_trainer_runs_convolutions_as_patches_unless_told_not_to():
     assert patches.objective.patch_convs and not plain.objective.patch_convs
     hp = {"lr": jnp.float32(1e-3), "b1": jnp.float32(0.9), "wd": jnp.float32(1e-4)}
     lowered = {t: jax.jit(t.objective).lower(hp, jax.random.key(0)) for t in (patches, plain)}
-    a, b = (lowered[t].compile()(hp, jax.random.key(0)) for t in (patches, plain))
-    np.testing.assert_allclose(a["val_loss"], b["val_loss"], rtol=1e-4)
-    # No convolution op is left in the patches program (its windows are strided slices).
+    # That both compute the same function is tested on the model itself (the test above); here:
+    # no convolution op is left in the patches program (its windows are strided slices).
     assert "convolution" not in lowered[patches].as_text()
     assert "convolution" in lowered[plain].as_text()
 

@@ -5,42 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import Net, make_trainer, toy_data
 from flax import nnx
 
 import jaxtune as jt
 from jaxtune.execute import Executor
 from jaxtune.train import Trainer
-
-
-def toy_data(n=96, d=6, classes=3, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, d)).astype(np.float32)
-    y = (x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0.5).astype(np.int32)
-    return x, y % classes
-
-
-class Net(nnx.Module):
-    def __init__(self, hidden, dropout, rngs):
-        self.l1 = nnx.Linear(6, hidden, rngs=rngs)
-        self.drop = nnx.Dropout(dropout, rngs=rngs)
-        self.l2 = nnx.Linear(hidden, 3, rngs=rngs)
-
-    def __call__(self, x):
-        return self.l2(self.drop(jax.nn.relu(self.l1(x))))
-
-
-def make_trainer(dropout=0.0, batch_size=16, steps=20, eval_every=None, model=None):
-    x, y = toy_data()
-    return Trainer(
-        model=model or (lambda hp, rngs: Net(int(hp.get("hidden", 8)), dropout, rngs)),
-        optimizer=lambda hp: optax.adamw(hp["lr"], b1=hp["b1"], weight_decay=1e-4),
-        data=(x[:64], y[:64]),
-        eval_data={"val": (x[64:], y[64:])},
-        steps=steps,
-        batch_size=batch_size,
-        eval_every=eval_every,
-    )
-
 
 SPACE = jt.Space({"lr": jt.Float(1e-3, 1e-1, scale="log"), "b1": jt.Float(0.8, 0.99, scale="reverse_log")})
 
@@ -141,7 +111,7 @@ def test_learning_curves_are_stored(tmp_path):
 
 def test_trainer_errors():
     x, y = toy_data()
-    with pytest.raises(ValueError, match="eval_every must be an int >= 1 that divides steps=10, got 3"):
+    with pytest.raises(ValueError, match="Trainer: eval_every must divide steps=10, got 3"):
         Trainer(model=None or (lambda hp, r: None), optimizer=lambda hp: None, data=(x, y), steps=10, eval_every=3)
     with pytest.raises(ValueError, match="train x and y differ in length: 96 vs 10"):
         Trainer(model=lambda hp, r: None, optimizer=lambda hp: None, data=(x, y[:10]))
@@ -170,7 +140,7 @@ def masked_mlp_trainer():
 WIDTH_SPACE = jt.Space(
     {
         "lr": jt.Float(1e-3, 1e-1, scale="log"),
-        "hidden": jt.Int(3, 40, scale="log", masked=True),
+        "hidden": jt.Int(3, 12, masked=True),  # buckets of 4, 8 and 16 units
         "batch_size": jt.Choice([4, 8, 16]),
     }
 )
@@ -202,9 +172,9 @@ def test_width_batch_lr_sweep_runs_as_few_programs_with_true_values():
         masked_mlp_trainer(), WIDTH_SPACE, "random", trials=16, rounds=1, metric="val_loss", progress=reports.append
     )
     widths = {t["params"]["hidden"] for t in result.trials}
-    assert len(widths) > 6 and all(isinstance(w, int) and 3 <= w <= 40 for w in widths)
-    # One program per power-of-two bucket (4..64), not one per distinct width.
-    assert reports[-1]["compiles"] <= 5 < len(widths)
+    assert len(widths) > 5 and all(isinstance(w, int) and 3 <= w <= 12 for w in widths)
+    # One program per power-of-two bucket (4, 8, 16), not one per distinct width.
+    assert reports[-1]["compiles"] <= 3 < len(widths)
 
 
 class BNNet(nnx.Module):
@@ -234,8 +204,36 @@ def test_batchnorm_statistics_are_per_trial_state(key):
     for i in range(3):
         one = jax.jit(trainer)({"lr": hp["lr"][i]}, keys[i])
         np.testing.assert_allclose(batched["val_loss"][i], one["val_loss"], rtol=2e-5, atol=1e-6)
-    # Eval mode uses each trial's own running statistics: different data order, different result.
-    assert len(set(np.round(batched["val_loss"], 6))) == 3
+
+
+def test_evaluation_turns_dropout_off_and_batchnorm_to_running_averages(key):
+    x, y = toy_data()
+    xv, yv = x[64:], y[64:]
+    trainer = make_trainer(dropout=0.5)
+    graphdef, params, rest, _ = trainer._init({"lr": 0.01, "b1": 0.9}, key)
+    model = nnx.merge(graphdef, params, rest)
+    # Dropout off: evaluation is the plain forward pass, and it does not change from call to call.
+    plain = optax.softmax_cross_entropy_with_integer_labels(model.l2(jax.nn.relu(model.l1(xv))), yv).mean()
+    first, second = trainer.evaluate(graphdef, params, rest), trainer.evaluate(graphdef, params, rest)
+    np.testing.assert_allclose(first["val_loss"], plain, rtol=1e-6)
+    assert first["val_loss"] == second["val_loss"]
+    weights = jnp.full((xv.shape[0],), 1.0 / xv.shape[0])
+    train_loss, _ = trainer.batch_loss(graphdef, params, rest, xv, yv, weights, jax.random.key(3))
+    assert abs(train_loss - plain) > 1e-3  # train mode drops units
+    # BatchNorm: evaluation normalises with the running averages, not the eval batch's statistics.
+    bn = Trainer(
+        model=lambda hp, rngs: BNNet(rngs), optimizer=lambda hp: optax.sgd(0.1), data=(x[:64], y[:64]),
+        eval_data={"val": (xv, yv)},
+    )  # fmt: skip
+    graphdef, params, rest, _ = bn._init({}, key)
+    net = nnx.merge(graphdef, params, rest)
+    net.bn.mean[...] = jnp.full((8,), 0.3)
+    net.bn.var[...] = jnp.full((8,), 2.0)
+    graphdef, params, rest = nnx.split(net, nnx.Param, ...)
+    h = net.l1(xv)
+    normed = (h - 0.3) / jnp.sqrt(2.0 + net.bn.epsilon) * net.bn.scale[...][None] + net.bn.bias[...][None]
+    expected = optax.softmax_cross_entropy_with_integer_labels(net.l2(jax.nn.relu(normed)), yv).mean()
+    np.testing.assert_allclose(bn.evaluate(graphdef, params, rest)["val_loss"], expected, rtol=1e-5)
 
 
 def test_a_steps_hyperparameter_sets_the_budget_per_trial(key):

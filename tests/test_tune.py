@@ -2,38 +2,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import SPACE, CompileCounter, quad_objective
 
 import jaxtune as jt
 from jaxtune.execute import Executor
-
-SPACE = jt.Space(
-    {"lr": jt.Float(1e-3, 1.0, scale="log"), "b1": jt.Float(0.5, 0.99, scale="reverse_log"), "n": jt.Int(1, 3)}
-)
-
-
-def quad_objective(hp, key):
-    """A tiny noisy 'training run': a few gradient steps on a quadratic, scanned."""
-    target = jax.random.normal(key, (4,))
-
-    def step(w, _):
-        g = 2 * (w - target)
-        return w - hp["lr"] * g * hp["b1"], None
-
-    w, _ = jax.lax.scan(step, jnp.zeros(4), None, length=5)
-    loss = jnp.sum((w - target) ** 2) * hp["n"]
-    return {"loss": loss, "acc": 1.0 / (1.0 + loss)}
-
-
-class CompileCounter:
-    """Counts XLA backend compilations (any program, not only the executor's)."""
-
-    def __init__(self):
-        self.count = 0
-        jax.monitoring.register_event_duration_secs_listener(self._on)
-
-    def _on(self, event, duration, **kwargs):
-        if event == "/jax/core/compile/backend_compile_duration":
-            self.count += 1
 
 
 def test_vmapped_trials_equal_each_trial_alone(key):
@@ -145,17 +117,26 @@ def test_grid_rounds_default_covers_the_grid_and_skips_padding():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(trials=0), "trials must be an int >= 1, got 0"),
-        (dict(rounds=-1), "rounds must be an int >= 1, got -1"),
+        (dict(trials=0), r"trials must be an int in \[1, 16777216\], got 0"),
+        (dict(rounds=-1), "rounds must be an int >= 1 or None, got -1"),
         (dict(mode="maximize"), "mode must be 'min' or 'max', got 'maximize'"),
         (dict(metric="accuracy"), "metric 'accuracy' is not among the objective's metrics \\['acc', 'loss'\\]"),
         (dict(metric=None), "pass metric= to choose one"),
         (dict(strategy="bohb"), "unknown strategy 'bohb'"),
-        (dict(seed=-1), "seed must be an int >= 0"),
-        (dict(max_batch=0), "max_batch must be a positive int"),
-        (dict(seed=2**32), "seed must be an int <= 4294967295"),
-        (dict(trials=10**9), "trials must be an int <= 16777216"),
+        (dict(seed=-1), r"seed must be an int in \[0, 4294967295\], got -1"),
+        (dict(max_batch=0), "max_batch must be an int >= 1 or None, got 0"),
+        (dict(seed=2**32), r"seed must be an int in \[0, 4294967295\], got 4294967296"),
+        (dict(trials=10**9), r"trials must be an int in \[1, 16777216\], got 1000000000"),
         (dict(progress=5), "progress must be True, False or a callable"),
+        (dict(timeout=0), "timeout must be a positive number of seconds or None, got 0"),
+        (dict(select="best"), "select must be one of 'final', 'best_step', got 'best'"),
+        (dict(tie_break="loss"), r"tie_break must be another of the objective's metrics \['acc', 'loss'\]"),
+        (dict(tie_break="x"), r"tie_break must be another of the objective.s metrics"),
+        (dict(tie_break=("acc", "up")), r"tie_break must be a metric name or \(name, .min. \| .max.\)"),
+        (
+            dict(trials=0, mode="up", seed="0"),
+            "3 problems in jt.tune's arguments:\n  - trials .*\n  - mode .*\n  - seed ",
+        ),
     ],
 )
 def test_bad_arguments_fail_before_any_compute(kwargs, message):
@@ -189,10 +170,12 @@ def test_what_the_objective_reads_is_checked_against_the_space(capsys):
 def test_a_round_in_several_chunks_reports_progress_with_rate_and_time_left(capsys):
     jt.tune(quad_objective, SPACE, trials=8, metric="loss", max_batch=2)
     err = capsys.readouterr().err.splitlines()
-    assert err[0].startswith("[jaxtune] round 1/1: 2/8 trials in ") and "compiling included" in err[0]
-    assert err[1].startswith("[jaxtune] round 1/1: 4/8 trials, ") and "trials/s, ~" in err[1] and "s left" in err[1]
-    assert err[-1].startswith("[jaxtune] round 1/1: 8 trials in ")  # the round's own line
-    assert len(err) == 4
+    # Rounds count from 0, as in the tables; the fraction says how far the sweep is.
+    assert err[0] == "[jaxtune] round 0 (1/1): compiling 1 program: all (2 trials)"
+    assert err[1].startswith("[jaxtune] round 0 (1/1): 2/8 trials in ") and "compiling included" in err[1]
+    assert err[2].startswith("[jaxtune] round 0 (1/1): 4/8 trials, ") and "trials/s, ~" in err[2] and "s left" in err[2]
+    assert err[-1].startswith("[jaxtune] round 0 (1/1): 8 trials in ")  # the round's own line
+    assert len(err) == 5
 
 
 def test_import_jaxtune_loads_neither_flax_nor_optax():

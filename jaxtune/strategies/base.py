@@ -28,9 +28,19 @@ from typing import Any, NamedTuple, Protocol
 import jax
 import jax.numpy as jnp
 
+from jaxtune.errors import InputError, InputTypeError
 from jaxtune.space import Space
 
-__all__ = ["Strategy", "StrategySpec", "REGISTRY", "register", "make_strategy", "sanitize_scores", "all_valid"]
+__all__ = [
+    "Strategy",
+    "StrategySpec",
+    "REGISTRY",
+    "register",
+    "make_spec",
+    "make_strategy",
+    "sanitize_scores",
+    "all_valid",
+]
 
 
 def all_valid(num_trials: int) -> Callable[[Any], jax.Array]:
@@ -76,32 +86,36 @@ def register(name: str):
     return wrap
 
 
+def make_spec(name: str, **options) -> StrategySpec:
+    """The strategy spec registered as ``name``, with ``options`` (checked: names, then values)."""
+    if name not in REGISTRY:
+        known = ", ".join(map(repr, sorted(REGISTRY)))
+        raise InputError(f"unknown strategy {name!r}; registered strategies are {known}")
+    cls = REGISTRY[name]
+    fields = {f.name for f in dataclasses.fields(cls)}
+    bad = set(options) - fields
+    if bad:
+        raise InputTypeError(f"strategy {name!r} has no option(s) {sorted(bad)}; its options are {sorted(fields)}")
+    return cls(**options)
+
+
 def make_strategy(strategy: str | StrategySpec | Strategy, space: Space, num_trials: int, **options) -> Strategy:
     """Builds a :class:`Strategy` from a registry name (with ``options``), a spec or a built strategy."""
     if isinstance(strategy, Strategy):
         if options:
-            raise TypeError(f"strategy options {sorted(options)} given with an already built Strategy")
+            raise InputTypeError(f"strategy options {sorted(options)} given with an already built Strategy")
         if strategy.num_trials != num_trials or strategy.dim != space.dim:
-            raise ValueError(
+            raise InputError(
                 f"the Strategy was built for {strategy.num_trials} trials in {strategy.dim} dims, "
                 f"but the sweep has trials={num_trials} and a {space.dim}-dim space"
             )
         return strategy
     if isinstance(strategy, str):
-        if strategy not in REGISTRY:
-            raise ValueError(
-                f"unknown strategy {strategy!r}; registered strategies are {', '.join(map(repr, sorted(REGISTRY)))}"
-            )
-        cls = REGISTRY[strategy]
-        fields = {f.name for f in dataclasses.fields(cls)}
-        bad = set(options) - fields
-        if bad:
-            raise TypeError(f"strategy {strategy!r} has no option(s) {sorted(bad)}; its options are {sorted(fields)}")
-        strategy = cls(**options)
+        strategy = make_spec(strategy, **options)
     elif options:
-        raise TypeError(f"strategy options {sorted(options)} can only go with a strategy name")
+        raise InputTypeError(f"strategy options {sorted(options)} can only go with a strategy name")
     if not hasattr(strategy, "build"):
-        raise TypeError(
+        raise InputTypeError(
             f"strategy must be a name, a spec with .build(space, num_trials) or a Strategy, got {strategy!r}"
         )
     return strategy.build(space, num_trials)

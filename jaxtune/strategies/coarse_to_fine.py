@@ -19,15 +19,27 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxtune.errors import InputError
 from jaxtune.space import Space
 from jaxtune.strategies.base import Strategy, all_valid, register, sanitize_scores
 
 INNER = ("random", "grid")
+
+
+class CoarseToFineState(NamedTuple):
+    """Coarse-to-fine's state: the box to sample next and the archive of the best trials so far."""
+
+    lo: jax.Array  # f32[dim]: the box's lower corner in the unit cube
+    hi: jax.Array  # f32[dim]: its upper corner
+    top_u: jax.Array  # f32[k, dim]: the k best points seen so far
+    top_s: jax.Array  # f32[k]: their scores (lower is better; +inf: none yet or diverged)
+    round: jax.Array  # i32[]: rounds told
 
 
 @register("coarse_to_fine")
@@ -51,16 +63,16 @@ class CoarseToFine:
 
     def __post_init__(self):
         if not 0 < self.top_fraction <= 1:
-            raise ValueError(f"coarse_to_fine: top_fraction must be in (0, 1], got {self.top_fraction!r}")
+            raise InputError(f"coarse_to_fine: top_fraction must be in (0, 1], got {self.top_fraction!r}")
         if not self.margin >= 0:
-            raise ValueError(f"coarse_to_fine: margin must be >= 0, got {self.margin!r}")
+            raise InputError(f"coarse_to_fine: margin must be >= 0, got {self.margin!r}")
         if not 0 < self.min_shrink <= self.max_shrink <= 1:
-            raise ValueError(
+            raise InputError(
                 "coarse_to_fine: need 0 < min_shrink <= max_shrink <= 1, "
                 f"got min_shrink={self.min_shrink!r}, max_shrink={self.max_shrink!r}"
             )
         if self.inner not in INNER:
-            raise ValueError(
+            raise InputError(
                 f"coarse_to_fine: unknown inner sampler {self.inner!r}; allowed are {', '.join(map(repr, INNER))}"
             )
 
@@ -81,37 +93,37 @@ class CoarseToFine:
             return lo[None] + u * (hi - lo)[None]
 
         def init(key):
-            return {
-                "lo": jnp.zeros((dim,)),
-                "hi": jnp.ones((dim,)),
-                "top_u": jnp.full((k, dim), 0.5),
-                "top_s": jnp.full((k,), jnp.inf),
-                "round": jnp.zeros((), jnp.int32),
-            }
+            return CoarseToFineState(
+                lo=jnp.zeros((dim,)),
+                hi=jnp.ones((dim,)),
+                top_u=jnp.full((k, dim), 0.5),
+                top_s=jnp.full((k,), jnp.inf),
+                round=jnp.zeros((), jnp.int32),
+            )
 
         def ask(key, state):
-            return sample(key, state["lo"], state["hi"]), state
+            return sample(key, state.lo, state.hi), state
 
         def tell(state, u, scores):
-            all_u = jnp.concatenate([state["top_u"], u])
+            all_u = jnp.concatenate([state.top_u, u])
             scores = sanitize_scores(scores)
-            all_s = jnp.concatenate([state["top_s"], scores])
+            all_s = jnp.concatenate([state.top_s, scores])
             order = jnp.argsort(all_s)[:k]  # stable: ties keep archive first
             top_u, top_s = all_u[order], all_s[order]
             best = top_u[0]
             finite = jnp.isfinite(top_s)[:, None]
             spread = jnp.max(jnp.where(finite, jnp.abs(top_u - best[None]), 0.0), axis=0)
-            half = (state["hi"] - state["lo"]) / 2
+            half = (state.hi - state.lo) / 2
             new_half = jnp.clip((1 + self.margin) * spread, self.min_shrink * half, self.max_shrink * half)
             lo = jnp.clip(best - new_half, 0.0, 1.0 - 2 * new_half)
             # A round with no finite score brings no evidence: the box stays where it was.
             any_finite = jnp.isfinite(scores).any()
-            return {
-                "lo": jnp.where(any_finite, lo, state["lo"]),
-                "hi": jnp.where(any_finite, lo + 2 * new_half, state["hi"]),
-                "top_u": top_u,
-                "top_s": top_s,
-                "round": state["round"] + 1,
-            }
+            return CoarseToFineState(
+                lo=jnp.where(any_finite, lo, state.lo),
+                hi=jnp.where(any_finite, lo + 2 * new_half, state.hi),
+                top_u=top_u,
+                top_s=top_s,
+                round=state.round + 1,
+            )
 
         return Strategy(init, ask, tell, all_valid(num_trials), num_trials, dim)

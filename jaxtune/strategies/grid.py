@@ -5,12 +5,21 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from jaxtune.space import Space
 from jaxtune.strategies.base import Strategy, register
+
+
+class GridState(NamedTuple):
+    """Grid search's state: the visiting order, the next grid index, and the last batch's real lanes."""
+
+    order: jax.Array  # i32[grid size]: grid indices in visiting order
+    next: jax.Array  # i32[]: position in ``order`` of the next batch's first point
+    valid: jax.Array  # bool[num_trials]: lanes of the last ask that hold a real grid point
 
 
 @register("grid")
@@ -37,18 +46,14 @@ class GridSearch:
 
         def init(key):
             order = jax.random.permutation(key, size) if self.shuffle else jnp.arange(size)
-            return {
-                "order": order.astype(jnp.int32),
-                "next": jnp.zeros((), jnp.int32),
-                "valid": jnp.zeros((num_trials,), bool),
-            }
+            return GridState(order.astype(jnp.int32), jnp.zeros((), jnp.int32), jnp.zeros((num_trials,), bool))
 
         def ask(key, state):
-            idx = state["next"] + jnp.arange(num_trials)
+            idx = state.next + jnp.arange(num_trials)
             valid = idx < size
             # Padded lanes repeat a real point: their work is wasted but the shapes stay fixed.
-            u = table[state["order"][jnp.minimum(idx, size - 1)]]
-            return u, {**state, "next": state["next"] + num_trials, "valid": valid}
+            u = table[state.order[jnp.minimum(idx, size - 1)]]
+            return u, state._replace(next=state.next + num_trials, valid=valid)
 
         def tell(state, u, scores):
             return state
@@ -57,7 +62,7 @@ class GridSearch:
             init,
             ask,
             tell,
-            lambda state: state["valid"],
+            lambda state: state.valid,
             num_trials,
             space.dim,
             num_rounds=math.ceil(size / num_trials),

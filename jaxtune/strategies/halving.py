@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxtune._checks import check_int
+from jaxtune.errors import InputError
 from jaxtune.space import Int, Space
 from jaxtune.strategies.base import Strategy, register, sanitize_scores
 
@@ -19,9 +22,31 @@ def budgets(low: int, high: int, eta: int) -> list[int]:
     return [int(round(high / eta ** (rungs - 1 - k))) for k in range(rungs)]
 
 
+class HalvingState(NamedTuple):
+    """Successive halving's state: the bracket's configurations, which are alive, where it stands."""
+
+    u: jax.Array  # f32[num_trials, dim]: the bracket's configurations (fidelity column set per rung)
+    alive: jax.Array  # bool[num_trials]: lanes that run in the next rung
+    rung: jax.Array  # i32[]: rung within the bracket (0: fresh configurations on the smallest budget)
+    bracket: jax.Array  # i32[]: which bracket of the cycle
+
+
+@dataclasses.dataclass(frozen=True)
+class _Halving:
+    """The options successive halving and Hyperband share (see either for what they mean)."""
+
+    fidelity: str = "steps"
+    eta: int = 3
+    hyperband: ClassVar[bool] = False
+
+    def build(self, space: Space, num_trials: int) -> Strategy:
+        """Binds the schedule to ``space``; the most aggressive bracket has ``num_trials`` configurations."""
+        return _halving(self.registry_name, space, num_trials, self.fidelity, self.eta, hyperband=self.hyperband)
+
+
 @register("successive_halving")
 @dataclasses.dataclass(frozen=True)
-class SuccessiveHalving:
+class SuccessiveHalving(_Halving):
     """Successive halving (Jamieson & Talwalkar, 2016; one bracket of Hyperband, Li et al., 2017).
 
     A *bracket* samples ``num_trials`` configurations and trains them on the smallest budget;
@@ -44,17 +69,10 @@ class SuccessiveHalving:
       eta: keep ``1/eta`` of the trials each round and multiply the budget by ``eta`` (>= 2).
     """
 
-    fidelity: str = "steps"
-    eta: int = 3
-
-    def build(self, space: Space, num_trials: int) -> Strategy:
-        """Binds the schedule to ``space`` and ``num_trials`` configurations a bracket."""
-        return _halving("successive_halving", space, num_trials, self.fidelity, self.eta, hyperband=False)
-
 
 @register("hyperband")
 @dataclasses.dataclass(frozen=True)
-class Hyperband:
+class Hyperband(_Halving):
     """Hyperband (Li et al., 2017): successive halving brackets from aggressive to cautious.
 
     With budgets ``b_0 < ... < b_S`` (as for ``"successive_halving"``), bracket ``s = S, ..., 0``
@@ -69,28 +87,22 @@ class Hyperband:
       eta: keep ``1/eta`` of the trials each round and multiply the budget by ``eta`` (>= 2).
     """
 
-    fidelity: str = "steps"
-    eta: int = 3
-
-    def build(self, space: Space, num_trials: int) -> Strategy:
-        """Binds the brackets to ``space``; the most aggressive bracket has ``num_trials`` configurations."""
-        return _halving("hyperband", space, num_trials, self.fidelity, self.eta, hyperband=True)
+    hyperband: ClassVar[bool] = True
 
 
 def _halving(name: str, space: Space, num_trials: int, fidelity: str, eta: int, hyperband: bool) -> Strategy:
     """Successive halving over a cycle of brackets (one bracket: plain successive halving)."""
-    if isinstance(eta, bool) or not isinstance(eta, int) or eta < 2:
-        raise ValueError(f"{name}: eta must be an int >= 2, got {eta!r}")
+    check_int(f"{name}: eta", eta, 2)
     p = space.params.get(fidelity)
     if p is None:
-        raise ValueError(
+        raise InputError(
             f"{name}: fidelity {fidelity!r} is not in the space {space.names}; add the budget, "
             f'e.g. "steps": jt.Int(100, 2700, scale="log", static=True)'
         )
     if not isinstance(p, Int) or not p.static:
-        raise ValueError(f"{name}: fidelity {fidelity!r} must be a jt.Int(low, high, static=True) budget, got {p!r}")
+        raise InputError(f"{name}: fidelity {fidelity!r} must be a jt.Int(low, high, static=True) budget, got {p!r}")
     if p.high < eta * p.low:
-        raise ValueError(
+        raise InputError(
             f"{name}: fidelity {fidelity!r} spans {p.low}..{p.high}, less than one factor of eta={eta}: make "
             "high >= eta * low"
         )
@@ -114,34 +126,32 @@ def _halving(name: str, space: Space, num_trials: int, fidelity: str, eta: int, 
     lanes = jnp.arange(num_trials)
 
     def init(key):
-        return {
-            "u": jnp.zeros((num_trials, dim), jnp.float32),
-            "alive": lanes < starts[0],
-            "rung": jnp.zeros((), jnp.int32),
-            "bracket": jnp.zeros((), jnp.int32),
-        }
+        zero = jnp.zeros((), jnp.int32)
+        return HalvingState(
+            u=jnp.zeros((num_trials, dim), jnp.float32), alive=lanes < starts[0], rung=zero, bracket=zero
+        )
 
     def ask(key, state):
         fresh = jax.random.uniform(key, (num_trials, dim))
-        u = jnp.where(state["rung"] == 0, fresh, state["u"])
-        u = u.at[:, column].set(units[level[state["bracket"], state["rung"]]])
-        return u, {**state, "u": u}
+        u = jnp.where(state.rung == 0, fresh, state.u)
+        u = u.at[:, column].set(units[level[state.bracket, state.rung]])
+        return u, state._replace(u=u)
 
     def tell(state, u, scores):
-        b = state["bracket"]
-        s = jnp.where(state["alive"], sanitize_scores(scores), jnp.inf)
-        rung = state["rung"] + 1
+        b = state.bracket
+        s = jnp.where(state.alive, sanitize_scores(scores), jnp.inf)
+        rung = state.rung + 1
         rank = jnp.argsort(jnp.argsort(s))  # 0 = best; ties broken by slot
         alive = (rank < sizes[b, jnp.minimum(rung, top)]) & jnp.isfinite(s)
         # After the bracket's largest budget, or when every survivor diverged: the next bracket.
         restart = (rung >= rungs[b]) | ~alive.any()
         b = jnp.where(restart, (b + 1) % len(brackets), b).astype(jnp.int32)
-        return {
-            "u": state["u"],
-            "alive": jnp.where(restart, lanes < starts[b], alive),
-            "rung": jnp.where(restart, 0, rung).astype(jnp.int32),
-            "bracket": b,
-        }
+        return HalvingState(
+            u=state.u,
+            alive=jnp.where(restart, lanes < starts[b], alive),
+            rung=jnp.where(restart, 0, rung).astype(jnp.int32),
+            bracket=b,
+        )
 
     rounds = sum(s + 1 for s in brackets)
-    return Strategy(init, ask, tell, lambda state: state["alive"], num_trials, dim, num_rounds=rounds)
+    return Strategy(init, ask, tell, lambda state: state.alive, num_trials, dim, num_rounds=rounds)

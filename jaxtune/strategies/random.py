@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from jaxtune.space import Space
 from jaxtune.strategies.base import Strategy, all_valid, register
+
+
+class RandomState(NamedTuple):
+    """Random search's state: how many rounds it has been told."""
+
+    round: jax.Array  # i32[]
 
 
 @register("random")
@@ -25,13 +32,13 @@ class RandomSearch:
         dim = space.dim
 
         def init(key):
-            return {"round": jnp.zeros((), jnp.int32)}
+            return RandomState(round=jnp.zeros((), jnp.int32))
 
         def ask(key, state):
             u = jax.random.uniform(key, (num_trials, dim))
             return u, state
 
         def tell(state, u, scores):
-            return {"round": state["round"] + 1}
+            return RandomState(round=state.round + 1)
 
         return Strategy(init, ask, tell, all_valid(num_trials), num_trials, dim)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import inspect
 
+from jaxtune.errors import InputError
 from jaxtune.tasks.base import Task
 from jaxtune.tasks.synthetic import SYNTHETIC, Synthetic, branin, hartmann3, hartmann6, rosenbrock
 
@@ -15,6 +16,7 @@ __all__ = [
     "TASKS",
     "Task",
     "get",
+    "check_options",
     "describe",
     "SYNTHETIC",
     "Synthetic",
@@ -57,7 +59,7 @@ def describe(name: str) -> str:
     """One task's options (with defaults) and default search space, without building it (no data)."""
     registry = _registry()
     if name not in registry:
-        raise ValueError(f"unknown task {name!r}; built-in tasks are {', '.join(TASKS)}")
+        raise InputError(f"unknown task {name!r}; built-in tasks are {', '.join(TASKS)}")
     factory = registry[name]
     options = [
         f"{p.name}={p.default!r}"
@@ -74,14 +76,17 @@ def describe(name: str) -> str:
     return f"{name}\n  options: {', '.join(options) or '-'}\n  default space: {params}"
 
 
-def get(name: str, **options) -> Task:
-    """Builds the built-in task ``name`` with ``options`` (e.g. ``steps=500``)."""
-    registry = _registry()
-    if name not in registry:
-        raise ValueError(f"unknown task {name!r}; built-in tasks are {', '.join(TASKS)}")
-    factory = registry[name]
-    allowed = [p for p in inspect.signature(factory).parameters if p != "model"]
+def check_options(name: str, options: dict) -> None:
+    """Checks a task name and its option names without building it (no data is generated)."""
+    if name not in TASKS:
+        raise InputError(f"unknown task {name!r}; built-in tasks are {', '.join(TASKS)}")
+    allowed = [p for p in inspect.signature(_registry()[name]).parameters if p != "model"]
     bad = sorted(set(options) - set(allowed))
     if bad:
-        raise ValueError(f"task {name!r} has no option(s) {bad}; its options are {allowed}")
-    return factory(**options)
+        raise InputError(f"task {name!r} has no option(s) {bad}; its options are {allowed}")
+
+
+def get(name: str, **options) -> Task:
+    """Builds the built-in task ``name`` with ``options`` (e.g. ``steps=500``)."""
+    check_options(name, options)
+    return _registry()[name](**options)

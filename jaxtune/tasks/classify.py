@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import optax
 
+from jaxtune._checks import check_int
+from jaxtune.errors import InputError, InputTypeError
 from jaxtune.space import Float, Masked, Space
 from jaxtune.tasks import data as data_lib
 from jaxtune.tasks import models
@@ -38,16 +40,15 @@ def default_space() -> Space:
 
 def _make_model(model: str, hidden: int, features_in: int, length: int):
     if model not in MNIST1D_MODELS:
-        raise ValueError(f"unknown MNIST-1D model {model!r}; allowed are {', '.join(map(repr, MNIST1D_MODELS))}")
-    if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
-        raise ValueError(f"hidden (the MLP's width) must be an int >= 1, got {hidden!r}")
+        raise InputError(f"unknown MNIST-1D model {model!r}; allowed are {', '.join(map(repr, MNIST1D_MODELS))}")
+    check_int("hidden (the MLP's width)", hidden)
 
     def build(hp, rngs):
         width = hp.get("hidden", hidden)  # an int, or jt.Masked for a masked=True width
         depth = hp.get("depth", 2)
         for name, v in (("hidden", width), ("depth", depth)):
             if not isinstance(v, (int, Masked)) or (name == "depth" and not isinstance(v, int)):
-                raise TypeError(
+                raise InputTypeError(
                     f"{name} changes array shapes: declare it jt.Int(..., static=True)"
                     + (" or jt.Int(..., masked=True)" if name == "hidden" else "")
                     + f", got {v!r}"
@@ -145,7 +146,7 @@ def digits_cnn(
       space: search space (default: :func:`default_space`).
     """
     if conv not in ("patches", "nnx"):
-        raise ValueError(f"digits_cnn conv must be 'patches' or 'nnx', got {conv!r}")
+        raise InputError(f"digits_cnn conv must be 'patches' or 'nnx', got {conv!r}")
 
     def build(hp, rngs):
         return models.TutorialCNN(8, 10, rngs=rngs)

@@ -15,6 +15,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from jaxtune.errors import InputError, MissingDependencyError, MissingFileError
+
 __all__ = ["Splits", "mnist1d", "digits", "save_npz", "MNIST1D_ENV", "DIGITS_ENV"]
 
 # Points to an .npz with x, y, x_test, y_test to use instead of generating MNIST-1D (for
@@ -34,7 +36,7 @@ class Splits(NamedTuple):
 
 def _split(x, y, xt, yt, val_fraction: float, seed: int) -> Splits:
     if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+        raise InputError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
     x, xt = np.asarray(x, np.float32), np.asarray(xt, np.float32)
     y, yt = np.asarray(y, np.int32), np.asarray(yt, np.int32)
     order = np.random.default_rng(seed).permutation(len(x))
@@ -47,13 +49,13 @@ def _split(x, y, xt, yt, val_fraction: float, seed: int) -> Splits:
 def _mnist1d_raw(path: str | None):
     if path:
         if not os.path.exists(path):
-            raise FileNotFoundError(f"MNIST-1D file {path!r} (from {MNIST1D_ENV} or data_path) does not exist")
+            raise MissingFileError(f"MNIST-1D file {path!r} (from {MNIST1D_ENV} or data_path) does not exist")
         d = np.load(path)
         return d["x"], d["y"], d["x_test"], d["y_test"]
     try:
         from mnist1d.data import get_dataset_args, make_dataset
     except ImportError as e:
-        raise ImportError("MNIST-1D needs the mnist1d package: pip install 'jaxtune[tasks]'") from e
+        raise MissingDependencyError("MNIST-1D needs the mnist1d package: pip install 'jaxtune[tasks]'") from e
     d = make_dataset(get_dataset_args())
     return d["x"], d["y"], d["x_test"], d["y_test"]
 
@@ -87,7 +89,7 @@ def digits(val_fraction: float = 0.2, seed: int = 0, path: str | None = None) ->
         try:
             from sklearn.datasets import load_digits
         except ImportError as e:
-            raise ImportError("the digits task needs scikit-learn: pip install 'jaxtune[tasks]'") from e
+            raise MissingDependencyError("the digits task needs scikit-learn: pip install 'jaxtune[tasks]'") from e
         d = load_digits()
         data, target = d.data, d.target
     x, y = data / 16.0, target

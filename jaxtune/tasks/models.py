@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxtune.errors import InputError
 from jaxtune.layers import MaskedLinear, PatchConv1d
 from jaxtune.space import Masked
 
@@ -57,7 +58,7 @@ class CNN(nnx.Module):
         self, length: int = 40, classes: int = 10, channels: int = 25, conv: str = "patches", *, rngs: nnx.Rngs
     ):
         if conv not in ("patches", "nnx"):
-            raise ValueError(f"CNN conv must be 'patches' or 'nnx', got {conv!r}")
+            raise InputError(f"CNN conv must be 'patches' or 'nnx', got {conv!r}")
 
         def layer(cin, k):
             if conv == "nnx":

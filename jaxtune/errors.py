@@ -1,0 +1,91 @@
+"""The errors jaxtune raises about what it was given (as opposed to its own bugs).
+
+Every exception that means "change your input" derives from :class:`JaxtuneError`, so a caller
+(the ``jaxtune`` CLI among them) can report those in one line and let anything else, a bug, show
+its traceback. Each also derives from the matching built-in (``ValueError``, ``TypeError``,
+``KeyError``, ``ImportError``) so existing ``except ValueError`` code keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "JaxtuneError",
+    "InputError",
+    "InputTypeError",
+    "MissingDependencyError",
+    "MissingFileError",
+    "Problems",
+    "UnknownNameError",
+]
+
+
+class JaxtuneError(Exception):
+    """Base of every error jaxtune raises about its input, configuration, storage or environment."""
+
+
+class InputError(JaxtuneError, ValueError):
+    """A bad argument or config value; the message names the value and what is allowed."""
+
+
+class InputTypeError(InputError, TypeError):
+    """An argument of the wrong type; the message names it and the types allowed."""
+
+
+class UnknownNameError(JaxtuneError, KeyError):
+    """A name that is not there (a study, a hyperparameter); the message lists the names that are."""
+
+    def __str__(self) -> str:  # KeyError's own str() would print the message in quotes
+        return str(self.args[0]) if self.args else ""
+
+
+class MissingFileError(JaxtuneError, FileNotFoundError):
+    """A file the input names does not exist."""
+
+
+class MissingDependencyError(JaxtuneError, ImportError):
+    """An optional dependency a feature needs is not installed; the message says how to install it."""
+
+
+class Problems:
+    """Collects the input errors of independent checks, so a user sees all of them at once.
+
+    Example:
+      >>> problems = Problems()
+      >>> with problems.check():
+      ...     raise InputError("trials must be an int >= 1, got 0")
+      >>> with problems.check():
+      ...     raise InputError("mode must be 'min' or 'max', got 'up'")
+      >>> problems.raise_if_any("jt.tune")
+      Traceback (most recent call last):
+      ...
+      jaxtune.errors.InputError: 2 problems in jt.tune:
+        - trials must be an int >= 1, got 0
+        - mode must be 'min' or 'max', got 'up'
+    """
+
+    def __init__(self, kind: type[InputError] = InputError):
+        self.errors: list[JaxtuneError] = []
+        self.kind = kind
+
+    def check(self):
+        """A context manager that records a :class:`JaxtuneError` raised inside it instead of raising it."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def guard():
+            try:
+                yield
+            except JaxtuneError as e:  # a list of problems from a nested check joins this one
+                self.errors.extend(getattr(e, "problems", None) or [e])
+
+        return guard()
+
+    def raise_if_any(self, where: str) -> None:
+        """Raises the one error recorded, or one :attr:`kind` error listing them all."""
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            lines = "\n".join(f"  - {e}" for e in self.errors)
+            error = self.kind(f"{len(self.errors)} problems in {where}:\n{lines}")
+            error.problems = list(self.errors)
+            raise error

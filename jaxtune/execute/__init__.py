@@ -1,0 +1,40 @@
+"""Batched, compiled execution of single-trial objectives, one idea per module.
+
+* :mod:`.trial` — one trial of a bucket: the objective with static values bound, traced once, checked;
+* :mod:`.programs` — a bucket's trials batched and compiled per (bucket, width, devices), sized to memory;
+* :mod:`.placement` — the devices and the trial axis over them;
+* :mod:`.platform` — machine facts: CPU devices, memory, compiler options, compile threads;
+* :mod:`.executor` — :class:`Executor`, which runs a batch through them chunk by chunk.
+"""
+
+from jaxtune.execute.executor import Executor
+from jaxtune.execute.placement import Placement
+from jaxtune.execute.platform import (
+    COMPILER_OPTIONS,
+    MEMORY_HEADROOM,
+    VMAP_WIDTH,
+    default_compiler_options,
+    default_vmap_width,
+    memory_budget,
+    use_cpu_cores,
+)
+from jaxtune.execute.programs import PROBE_WIDTH, Programs
+from jaxtune.execute.trial import CURVES, UNROLLED_OPS, Trial, as_metrics
+
+__all__ = [
+    "COMPILER_OPTIONS",
+    "CURVES",
+    "MEMORY_HEADROOM",
+    "PROBE_WIDTH",
+    "UNROLLED_OPS",
+    "VMAP_WIDTH",
+    "Executor",
+    "Placement",
+    "Programs",
+    "Trial",
+    "as_metrics",
+    "default_compiler_options",
+    "default_vmap_width",
+    "memory_budget",
+    "use_cpu_cores",
+]

@@ -1,0 +1,140 @@
+"""What the executor knows about the machine: CPU devices, memory, compiler options, compile threads.
+
+Every number here was measured (the benchmark that chose it is named beside it); change one only
+with a new measurement.
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures
+import os
+import warnings
+from typing import Any
+
+import jax
+
+from jaxtune._checks import check_int
+
+__all__ = [
+    "COMPILER_OPTIONS",
+    "MEMORY_HEADROOM",
+    "VMAP_WIDTH",
+    "compile_async",
+    "default_compiler_options",
+    "default_vmap_width",
+    "memory_budget",
+    "use_cpu_cores",
+]
+
+# Trials vmapped together inside one program, per platform, measured with benchmarks/throughput.py
+# (--vmap-widths): on accelerators the whole chunk; on a 2-core CPU groups of 8 in sequence ran
+# 1.2x (N=64) to 1.34x (N=128) faster than one wide vmap, and the same below N=8.
+VMAP_WIDTH = {"cpu": 8}
+
+# XLA options the programs are compiled with, per platform, measured with benchmarks/compile.py.
+# On XLA:CPU, LLVM's -O3 (the default) takes 30-70% of a training program's compile time and buys
+# nothing measurable at run time (the matmuls are library calls); level 2 keeps the loop
+# vectorizer, which level 1 drops (1-4% slower runs), and level 0 changes results.
+COMPILER_OPTIONS: dict[str, dict[str, Any]] = {"cpu": {"xla_backend_optimization_level": 2}}
+
+# Share of the memory budget a program may use, per platform. XLA's GPU autotuner allocates its own
+# scratch copies of a program's operands while compiling (on the H200 100,000-trial run, programs
+# sized to 80% of free memory made it fail 13 allocations of 47.7 GiB, each with an HLO dump):
+# a GPU program is sized to half the budget, so the first compile of a chunk fits.
+MEMORY_HEADROOM = {"gpu": 0.5, "cuda": 0.5, "rocm": 0.5}
+
+
+def default_vmap_width(device: jax.Device) -> int | None:
+    """How many trials to vmap together inside a program on ``device`` (None: all of them)."""
+    return VMAP_WIDTH.get(device.platform)
+
+
+def default_compiler_options(device: jax.Device) -> dict[str, Any]:
+    """XLA compiler options for programs on ``device`` (see :data:`COMPILER_OPTIONS`)."""
+    return dict(COMPILER_OPTIONS.get(device.platform, {}))
+
+
+def memory_budget(device: jax.Device, fraction: float = 0.8) -> int | None:
+    """Bytes one program may use on ``device``: a fraction of its free memory, or of host RAM on CPU."""
+    try:
+        stats = device.memory_stats()
+    except Exception:
+        stats = None
+    if stats and "bytes_limit" in stats:
+        return int(fraction * (stats["bytes_limit"] - stats.get("bytes_in_use", 0)))
+    try:  # host memory: MemAvailable counts reclaimable page cache, unlike the free pages
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return int(fraction * int(info["MemAvailable"].split()[0]) * 1024)
+    except (OSError, KeyError, ValueError):
+        pass
+    try:
+        return int(fraction * os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def program_budget(devices: list[jax.Device]) -> int | None:
+    """Bytes one program on ``devices`` may use: the device's budget, shared on a CPU, with headroom."""
+    budget = memory_budget(devices[0])
+    if budget is None:
+        return None
+    if devices[0].platform == "cpu":
+        budget //= len(devices)  # CPU devices share the host's memory
+    return int(budget * MEMORY_HEADROOM.get(devices[0].platform, 1.0))
+
+
+def use_cpu_cores(n: int | None = None) -> bool:
+    """Gives JAX one CPU device per core, so that the executor shards trials over the cores.
+
+    Inside one XLA:CPU program a trial's small matmuls barely use a second core; programs side
+    by side on separate devices do (1.7x the trials/s on 2 cores, ``benchmarks/throughput.py``).
+    The ``jaxtune`` CLI calls this; in your own script call it right after ``import jax``. GPUs
+    and TPUs are unaffected.
+
+    Args:
+      n: CPU devices to make (default: the cores this process may run on).
+
+    Returns:
+      True if set; False (nothing changed) when the count was chosen already
+      (``jax_num_cpu_devices`` or ``--xla_force_host_platform_device_count``), or once JAX has
+      run anything (with a warning on a CPU: too late to change).
+    """
+    if n is None:
+        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    n = check_int("n (CPU devices)", n)
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "") or jax.config.jax_num_cpu_devices > 0:
+        return False
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError:  # JAX's backends are initialised already
+        if jax.default_backend() == "cpu":
+            warnings.warn(
+                "jt.use_cpu_cores() was called after JAX started, so JAX keeps one CPU device and trials run on "
+                "one core; call it right after `import jax`, before anything runs",
+                stacklevel=2,
+            )
+        return False
+    return True
+
+
+_POOL: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _compile_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """Worker threads for XLA compilations, shared by all executors and shut down at exit.
+
+    Four, whatever the core count: a round's trial program should start compiling at once, not
+    wait behind the driver's small programs (plan, init, tell) on a 2-core machine.
+    """
+    global _POOL
+    if _POOL is None:
+        _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="jaxtune-compile")
+        atexit.register(_POOL.shutdown, wait=False, cancel_futures=True)
+    return _POOL
+
+
+def compile_async(lowered: jax.stages.Lowered, compiler_options: dict[str, Any]) -> concurrent.futures.Future:
+    """Compiles ``lowered`` on a worker thread (XLA releases the GIL); a future of the executable."""
+    return _compile_pool().submit(lowered.compile, compiler_options=compiler_options or None)

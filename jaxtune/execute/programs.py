@@ -1,0 +1,198 @@
+"""Compiled programs: a bucket's trials batched, lowered for their devices, compiled once, sized to memory.
+
+A program runs ``width`` trials of one bucket on ``ndev`` devices. :class:`Programs` is the
+compile cache keyed by ``(bucket, width, ndev)``; widths come from a small fixed set (powers of
+two, the full batch, a memory cap), so later rounds reuse earlier rounds' programs, and a call
+with a new shape never silently recompiles (:attr:`Programs.compiles` counts every compilation).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+
+from jaxtune._checks import next_pow2, round_up
+from jaxtune.execute.placement import Placement
+from jaxtune.execute.platform import compile_async
+
+__all__ = ["PROBE_WIDTH", "Programs", "TooBig", "batched"]
+
+# A bucket that would run more trials at once than this is first compiled at this width to read
+# its memory use, and its chunk is sized from that (memory grows linearly with the trials), so
+# the full-width program is never compiled only to be found too big.
+PROBE_WIDTH = 256
+
+
+class TooBig(MemoryError):
+    """A compiled program would not fit the memory budget."""
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """Whether running or compiling a program failed for lack of memory."""
+    return isinstance(e, TooBig) or "RESOURCE_EXHAUSTED" in str(e)
+
+
+def bytes_needed(compiled) -> int | None:
+    """Bytes a compiled program needs (arguments, outputs, temporaries), by XLA's memory analysis."""
+    try:
+        m = compiled.memory_analysis()
+        return int(m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes)
+    except Exception:  # not every backend reports it
+        return None
+
+
+def batched(single: Callable, width: int, ndev: int, vmap_width: int | None) -> Callable:
+    """``single(hp, key)`` for one trial made into ``(hp[width], key_data[width]) -> metrics[width]``.
+
+    Each device runs ``width // ndev`` trials: one trial alone, a vmap of all of them, or groups of
+    ``vmap_width`` vmapped trials in sequence (``lax.map``), in one program.
+    """
+    local = width // ndev  # trials each device runs
+    if local == 1:
+        # A vmap of one trial still batches every matmul, which XLA:CPU runs slower than
+        # plain ones: run the trial itself and add the trial axis afterwards.
+        def over_trials(hp, keys):
+            out = single(jax.tree.map(lambda v: v[0], hp), keys[0])
+            return jax.tree.map(lambda v: v[None], out)
+    elif vmap_width is None or vmap_width >= local:
+        over_trials = jax.vmap(single)
+    else:
+        # Sequential over groups of `vmap_width` vmapped trials, in one program: on CPUs a
+        # narrow vmap runs faster than a wide one and avoids per-trial dispatch.
+        def over_trials(hp, keys):
+            group = None if vmap_width == 1 else vmap_width  # lax.map's batch_size=1 would still vmap
+            return jax.lax.map(lambda a: single(*a), (hp, keys), batch_size=group)
+
+    def program(hp, key_data):  # keys travel as raw uint32 data: every host can build its shard
+        return over_trials(hp, jax.random.wrap_key_data(key_data))
+
+    return program
+
+
+class Programs:
+    """The compiled programs of one objective: built on demand, compiled on worker threads, cached.
+
+    Args:
+      single: ``bucket -> single-trial function`` (:meth:`Trial.single`).
+      hp_example: ``{name: ShapeDtypeStruct(())}`` of one trial's traced hyperparameters.
+      placement: the devices.
+      vmap_width: trials vmapped together (None: the whole chunk).
+      compiler_options: XLA options for every program.
+      budget: bytes one program may use (None: unknown, no sizing by memory).
+      max_batch: most trials one program runs (None: as many as fit).
+    """
+
+    def __init__(
+        self,
+        single: Callable[[tuple], Callable],
+        hp_example: Callable[[], Mapping[str, jax.ShapeDtypeStruct]],
+        placement: Placement,
+        *,
+        vmap_width: int | None,
+        compiler_options: dict[str, Any],
+        budget: int | None,
+        max_batch: int | None,
+    ):
+        self.single = single
+        self.hp_example = hp_example
+        self.placement = placement
+        self.vmap_width = vmap_width
+        self.compiler_options = compiler_options
+        self.budget = budget
+        self.max_batch = max_batch
+        self.compiles = 0
+        self.futures: dict[tuple, concurrent.futures.Future] = {}
+        self.caps: dict[tuple, int] = {}  # per bucket: most trials at once that fit in memory
+        self._needs: dict[tuple, int | None] = {}
+
+    def lower(self, bucket: tuple, width: int, ndev: int) -> jax.stages.Lowered:
+        """Traces and lowers the program running ``width`` trials of ``bucket`` on ``ndev`` devices."""
+        sharding = self.placement.sharding(ndev) or self.placement.single_device(ndev)
+        hp_spec = {n: jax.ShapeDtypeStruct((width,), s.dtype, sharding=sharding) for n, s in self.hp_example().items()}
+        key_data = jax.eval_shape(lambda: jax.random.key_data(jax.random.split(jax.random.key(0), width)))
+        key_spec = jax.ShapeDtypeStruct(key_data.shape, key_data.dtype, sharding=sharding)
+        program = batched(self.single(bucket), width, ndev, self.vmap_width)
+        out_sharding = sharding
+        if ndev > 1:
+            # Every device runs the one-device program on its own trials (shard_map: no
+            # partitioner guesses, e.g. about lax.map's groups); the metrics come back
+            # replicated: tiny, and readable on every host. check_vma=False: a trial has no
+            # collectives, and its scans may carry values that start equal on every device.
+            program = jax.shard_map(
+                program, mesh=sharding.mesh, in_specs=sharding.spec, out_specs=sharding.spec, check_vma=False
+            )
+            out_sharding = self.placement.sharding(ndev, replicated=True)
+        return jax.jit(program, out_shardings=out_sharding).lower(hp_spec, key_spec)
+
+    def compile_async(self, lowered: jax.stages.Lowered) -> concurrent.futures.Future:
+        """Compiles ``lowered`` with these options on a worker thread; a future of the executable."""
+        return compile_async(lowered, self.compiler_options)
+
+    def prefetch(self, bucket: tuple, width: int, ndev: int) -> None:
+        """Starts compiling the program for ``width`` trials of ``bucket``, unless it exists.
+
+        Tracing and lowering run here, in the caller's thread; XLA's compilation, most of the
+        time and free of the GIL, runs on a worker thread, so the programs of several buckets
+        compile in parallel and the caller goes on meanwhile. :meth:`get` waits for it.
+        """
+        key = (bucket, width, ndev)
+        if key not in self.futures:
+            self.futures[key] = self.compile_async(self.lower(bucket, width, ndev))
+            self.compiles += 1
+
+    def need(self, bucket: tuple, width: int, ndev: int) -> int | None:
+        """Bytes the program for ``width`` trials needs, by its memory analysis (once per program)."""
+        key = (bucket, width, ndev)
+        self.prefetch(bucket, width, ndev)
+        if key not in self._needs:  # memory_analysis() takes milliseconds: once a program
+            self._needs[key] = bytes_needed(self.futures[key].result())
+        return self._needs[key]
+
+    def get(self, bucket: tuple, width: int, ndev: int):
+        """The compiled program for ``width`` trials of ``bucket`` (compiling it if needed).
+
+        Raises :class:`TooBig` if its memory analysis exceeds the budget and a narrower program
+        could run (the narrowest runs anyway: the budget is an estimate, and a real
+        out-of-memory error is still caught by the caller).
+        """
+        need = self.need(bucket, width, ndev)
+        if need is not None and self.budget is not None and need > self.budget and width > ndev:
+            raise TooBig(f"{need / 2**20:.0f} MiB for {width} trials, budget {self.budget / 2**20:.0f} MiB")
+        return self.futures[(bucket, width, ndev)].result()
+
+    def cap(self, bucket: tuple, total: int) -> int:
+        """Most trials of ``bucket`` one program runs, in a batch of ``total``."""
+        return self.caps.get(bucket, self.max_batch or total)
+
+    def halve(self, bucket: tuple, width: int, ndev: int) -> int:
+        """Halves ``bucket``'s cap after its ``width``-trial program ran out of memory; the new cap."""
+        self.caps[bucket] = round_up(max(1, width // 2), ndev)
+        return self.caps[bucket]
+
+    def width(self, bucket: tuple, n: int, total: int, ndev: int) -> int:
+        """The program width for the next ``n`` trials of ``bucket`` in a batch of ``total``.
+
+        Widths come from a small fixed set (powers of two, the full batch, the chunk cap), so
+        later rounds reuse the programs compiled for earlier ones. With several devices the
+        width is a multiple of their number: each holds the same share of trials.
+        """
+        total = round_up(total, ndev)
+        cap = self.cap(bucket, total)
+        return round_up(min(next_pow2(min(n, cap)), total, cap), ndev)
+
+    def size_by_probe(self, bucket: tuple, n: int, total: int, ndev: int) -> None:
+        """Caps a wide bucket's chunk from a narrow probe program's memory use (see :data:`PROBE_WIDTH`)."""
+        probe = round_up(PROBE_WIDTH, ndev)
+        if bucket in self.caps or self.budget is None or self.width(bucket, n, total, ndev) <= 2 * probe:
+            return
+        need = self.need(bucket, probe, ndev)
+        if need is None:
+            return
+        # Linear in the trials from zero: an overestimate (data and code are shared), so it fits.
+        fits = int(self.budget / (need / probe))
+        if fits < self.width(bucket, n, total, ndev):
+            width = max(probe, 1 << (fits.bit_length() - 1))  # a power of two: reused by later rounds
+            self.caps[bucket] = round_up(width, ndev)

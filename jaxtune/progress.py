@@ -1,0 +1,70 @@
+"""What a sweep tells its user while it runs: what compiles, chunks done, rounds finished.
+
+Rounds are numbered from 0 everywhere (progress lines, tables, ``Result`` rows, storage); a
+progress line also says how far the sweep is, as ``(k/R)``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+
+__all__ = ["RoundReport", "print_round", "print_compiling", "ChunkProgress"]
+
+
+class RoundReport(dict):
+    """What a finished round reports to ``progress``: round (from 0), rounds, ran, seconds,
+    trials_per_s, metric, best, diverged, compiles."""
+
+
+def _say(line: str) -> None:
+    print(f"[jaxtune] {line}", file=sys.stderr, flush=True)
+
+
+def _round(r: int, rounds: int) -> str:
+    return f"round {r} ({r + 1}/{rounds})"
+
+
+def print_round(report: RoundReport) -> None:
+    """The default ``progress``: one line per finished round."""
+    best = "none yet" if report["best"] is None else f"{report['best']:.6g}"
+    _say(
+        f"{_round(report['round'], report['rounds'])}: {report['ran']} trials in {report['seconds']:.2f} s "
+        f"({report['trials_per_s']:.1f} trials/s), {report['diverged']} diverged, "
+        f"best {report['metric']} so far {best}"
+    )
+
+
+def print_compiling(r: int, rounds: int, programs: Sequence[tuple[str, int]]) -> None:
+    """Says which programs a round compiles before its first trial can run: ``[(bucket, trials)]``."""
+    what = ", ".join(f"{bucket} ({width} trials)" for bucket, width in programs[:4])
+    more = f" and {len(programs) - 4} more" if len(programs) > 4 else ""
+    s = "s" if len(programs) > 1 else ""
+    _say(f"{_round(r, rounds)}: compiling {len(programs)} program{s}: {what}{more}")
+
+
+class ChunkProgress:
+    """Prints a line after each chunk of a round that runs in several: trials done, rate, time left."""
+
+    def __init__(self, r: int, rounds: int, total: int, compiles: int):
+        self.r, self.rounds, self.total, self.done = r, rounds, total, 0
+        self.start = time.perf_counter()
+        self.compiles = compiles
+        self.steady: tuple[float, int] | None = None  # (time, trials done) once programs are compiled
+
+    def update(self, n: int, compiles: int) -> None:
+        """Counts ``n`` more finished trials; ``compiles`` is the executor's compile count now."""
+        self.done += n
+        now = time.perf_counter()
+        if self.done >= self.total:
+            return  # the round's own line follows
+        head = f"{_round(self.r, self.rounds)}: {self.done}/{self.total} trials"
+        if self.steady is None or compiles != self.compiles:
+            # The first chunk (or one that compiled a new program): its rate says nothing yet.
+            self.steady, self.compiles = (now, self.done), compiles
+            _say(f"{head} in {now - self.start:.1f} s (compiling included)")
+            return
+        rate = (self.done - self.steady[1]) / max(now - self.steady[0], 1e-9)
+        left = (self.total - self.done) / rate
+        _say(f"{head}, {rate:.1f} trials/s, ~{left:.0f} s left")
