@@ -242,12 +242,31 @@ class Trainer:
         live = jnp.arange(self.batch_size) < bs
         return self.batch_size, self.batch_size, live / jnp.asarray(bs, jnp.float32)
 
-    def __call__(self, hp: Mapping[str, Any], key: jax.Array) -> dict[str, Any]:
-        """Trains one trial and returns its final metrics (and curves, with ``eval_every``)."""
+    # The stateful trial protocol (jaxtune.execute.population): init, train a segment, evaluate.
+    def init(self, hp: Mapping[str, Any], key: jax.Array) -> dict[str, Any]:
+        """A trial's state before its first step: parameters, other model state (BatchNorm
+        statistics, RNG counts), optimizer state, the step count and the key of its data order.
+
+        Every leaf is an array with a fixed shape (for a bucket), so a population of states is one
+        pytree with a trial axis. The traced hyperparameters are not in it: they travel beside it
+        (``train`` takes them), so they can change between segments without recompiling.
+        """
+        _, params, rest, k_data = self._init(hp, key)
+        opt_state = self._optimizer(hp).init(params)
+        return {"params": params, "rest": rest, "opt_state": opt_state, "step": jnp.zeros((), jnp.int32), "key": k_data}
+
+    def train(self, hp: Mapping[str, Any], state: dict[str, Any], steps: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Trains ``steps`` more optimizer steps (static) from ``state``; the new state and
+        ``{"train_loss": mean over these steps}``.
+
+        Step ``t`` (counted from the trial's start) draws its batch with ``fold_in(key, t)``, so
+        training in segments of any lengths equals training straight through, bit for bit.
+        The optimizer is rebuilt from ``hp`` at every call: new values of traced hyperparameters
+        (a halved learning rate, an explored momentum) take effect from the next step.
+        """
         x, y = self._arrays["train"]
-        graphdef, params, rest, k_data = self._init(hp, key)
+        graphdef = self._graphdef(hp)
         tx = self._optimizer(hp)
-        opt_state = tx.init(params)
         used, drawn, weights = self._batch(hp)
         grad_fn = jax.value_and_grad(self.batch_loss, argnums=1, has_aux=True)
 
@@ -261,21 +280,40 @@ class Trainer:
             # scan output: no per-step write of a loss array (one more kernel a step on a GPU).
             return (optax.apply_updates(params, updates), rest, opt_state, loss_sum + loss), None
 
-        def segment(carry, keys):
-            (params, rest, opt_state, loss_sum), _ = jax.lax.scan(step, (*carry, jnp.float32(0)), keys)
-            metrics = {"train_loss": loss_sum / keys.shape[0], **self.evaluate(graphdef, params, rest)}
-            return (params, rest, opt_state), metrics
+        # One key per step, made in one batched call before the loop (cheaper on CPUs than a
+        # fold_in inside it); under JAX's partitionable threefry (the default) these equal
+        # split(key, total)[t], the keys of a hand-written loop.
+        t = state["step"] + jnp.arange(steps, dtype=jnp.int32)
+        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(state["key"], t)
+        carry = (state["params"], state["rest"], state["opt_state"], jnp.float32(0))
+        (params, rest, opt_state, loss_sum), _ = jax.lax.scan(step, carry, keys)
+        new = {**state, "params": params, "rest": rest, "opt_state": opt_state, "step": state["step"] + steps}
+        return new, {"train_loss": loss_sum / steps}
+
+    def evaluate_state(self, hp: Mapping[str, Any], state: dict[str, Any]) -> dict[str, jax.Array]:
+        """``{split}_loss`` and ``{split}_{metric}`` of a trial's state, on every eval split."""
+        return self.evaluate(self._graphdef(hp), state["params"], state["rest"])
+
+    def _graphdef(self, hp):
+        """The model's structure for ``hp`` (traced abstractly: no parameters are initialised)."""
+        return jax.eval_shape(lambda k: self._init(hp, k)[0], jax.random.key(0))
+
+    def __call__(self, hp: Mapping[str, Any], key: jax.Array) -> dict[str, Any]:
+        """Trains one trial and returns its final metrics (and curves, with ``eval_every``):
+        :meth:`init`, then :meth:`train` and :meth:`evaluate_state` every ``eval_every`` steps."""
+
+        def segment(state, steps):
+            state, metrics = self.train(hp, state, steps)
+            return state, {**metrics, **self.evaluate_state(hp, state)}
 
         steps = self._steps(hp)
         every = min(self.eval_every or steps, steps)
         full, last = divmod(steps, every)
-        # One key per step, split up front (as a hand-written loop would): cheaper on CPUs than a
-        # fold_in per step inside the scan.
-        step_keys = jax.random.split(k_data, steps)
-        carry, curves = jax.lax.scan(segment, (params, rest, opt_state), step_keys[: full * every].reshape(full, every))
+        state = self.init(hp, key)
+        state, curves = jax.lax.scan(lambda s, _: segment(s, every), state, None, length=full)
         ends = (jnp.arange(full, dtype=jnp.int32) + 1) * every
         if last:  # a tuned budget that eval_every does not divide: one shorter last segment
-            carry, tail = segment(carry, step_keys[full * every :])
+            state, tail = segment(state, last)
             curves = jax.tree.map(lambda c, t: jnp.concatenate([c, t[None]]), curves, tail)
             ends = jnp.append(ends, jnp.int32(steps))
         final = {k: v[-1] for k, v in curves.items()}
