@@ -294,6 +294,10 @@ class Trainer:
         """``{split}_loss`` and ``{split}_{metric}`` of a trial's state, on every eval split."""
         return self.evaluate(self._graphdef(hp), state["params"], state["rest"])
 
+    def reseed(self, state: dict[str, Any], key: jax.Array) -> dict[str, Any]:
+        """``state`` with its own data order from ``key`` (a copied trial must not train as its donor does)."""
+        return {**state, "key": key}
+
     def _graphdef(self, hp):
         """The model's structure for ``hp`` (traced abstractly: no parameters are initialised)."""
         return jax.eval_shape(lambda k: self._init(hp, k)[0], jax.random.key(0))

@@ -95,17 +95,20 @@ class Trial:
         :meth:`output_shapes` is reused by every program of the bucket (vmapped, mapped or single).
         """
         if bucket not in self._singles:
-            n_static = len(self.space.static_names)
-            bound = dict(zip(self.space.static_names, bucket[:n_static]))
-            sizes = dict(zip(self.space.masked_names, bucket[n_static:]))
-            reads = self._reads.setdefault(bucket, Reads())
 
             def trial(hp, key):
-                masked = {n: Masked(hp[n], size) for n, size in sizes.items()}
-                return as_metrics(self.objective(Hyperparameters({**hp, **bound, **masked}, reads), key))
+                return as_metrics(self.objective(self.bind(bucket, hp), key))
 
             self._singles[bucket] = jax.jit(trial)
         return self._singles[bucket]
+
+    def bind(self, bucket: tuple, hp: Mapping[str, Any]) -> Hyperparameters:
+        """One trial's hyperparameters as the objective sees them: the traced values ``hp``, the
+        bucket's static values, and masked values as :class:`Masked` ``(value, size)``."""
+        n_static = len(self.space.static_names)
+        bound = dict(zip(self.space.static_names, bucket[:n_static]))
+        masked = {n: Masked(hp[n], size) for n, size in zip(self.space.masked_names, bucket[n_static:])}
+        return Hyperparameters({**hp, **bound, **masked}, self._reads.setdefault(bucket, Reads()))
 
     def dynamic_example(self) -> dict[str, jax.ShapeDtypeStruct]:
         """Shapes and dtypes of one trial's traced hyperparameters."""

@@ -1,0 +1,269 @@
+"""A population: trials of one bucket whose states stay on the device, trained in segments.
+
+The executor (:class:`~jaxtune.Executor`) runs a trial from initialisation to its final metrics
+in one program. A :class:`Population` keeps each trial's *state* instead, so that between
+segments a scheduler can continue a lane, stop it, restart it with a new configuration
+(refill) or copy another lane's state into it with new hyperparameters (exploit/explore).
+
+It needs an objective that implements the stateful trial protocol (``jt.train.Trainer`` does):
+
+* ``init(hp, key) -> state``: a pytree of arrays (parameters, optimizer state, step, data key);
+* ``train(hp, state, steps) -> (state, {"train_loss": ...})`` with ``steps`` static; training
+  in segments must equal training straight through;
+* ``evaluate_state(hp, state) -> {metric: scalar}``;
+* optionally ``reseed(state, key) -> state``: a copied state's own randomness (its data order).
+
+The traced hyperparameters travel beside the states (``hp``, one value per lane), so changing
+them between segments recompiles nothing. Programs (one per kind and segment length) are
+compiled once and reused; states are donated between segments (updated in place); only the N
+metric values of a segment come back to the host. Every decision between segments is one
+gather over the trial axis and one select, on the device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxtune.errors import InputError, InputTypeError
+from jaxtune.execute.placement import Placement
+from jaxtune.execute.platform import compile_async, default_compiler_options, program_budget
+from jaxtune.execute.programs import bytes_needed
+from jaxtune.execute.trial import Trial
+from jaxtune.space import Space
+
+__all__ = ["Population", "PROTOCOL", "supports_protocol"]
+
+PROTOCOL = ("init", "train", "evaluate_state")
+
+
+def supports_protocol(objective: Any) -> bool:
+    """Whether ``objective`` implements the stateful trial protocol (``init``, ``train``, ``evaluate_state``)."""
+    return all(callable(getattr(objective, name, None)) for name in PROTOCOL)
+
+
+class Population:
+    """``width`` lanes of trials of bucket ``bucket``, their states on the device.
+
+    Args:
+      objective: implements the stateful trial protocol (see the module docstring).
+      space: the space its hyperparameters come from.
+      bucket: the static values (and masked sizes) every lane shares.
+      width: the number of lanes.
+      devices: devices to shard the lanes over (default: all that divide ``width`` evenly).
+      compiler_options: XLA options (``"auto"``: the measured best for the platform).
+    """
+
+    def __init__(
+        self,
+        objective: Any,
+        space: Space,
+        bucket: tuple,
+        width: int,
+        *,
+        devices: Sequence[jax.Device] | None = None,
+        compiler_options: Mapping[str, Any] | str = "auto",
+    ):
+        if not supports_protocol(objective):
+            raise InputTypeError(
+                "a population needs an objective with init(hp, key), train(hp, state, steps) and "
+                f"evaluate_state(hp, state) (jt.train.Trainer has them), got {objective!r}"
+            )
+        self.objective = objective
+        self.trial = Trial(objective, space)
+        self.space = space
+        self.bucket = tuple(bucket)
+        self.width = int(width)
+        placement = Placement(devices)
+        # The most devices that split the lanes evenly: every device holds the same share.
+        ndev = max(d for d in range(1, min(placement.num_devices, self.width) + 1) if self.width % d == 0)
+        self.placement = Placement(placement.devices[:ndev])
+        self.ndev = ndev
+        if compiler_options == "auto":
+            compiler_options = default_compiler_options(self.placement.devices[0])
+        self.compiler_options = dict(compiler_options)
+        self.compiles = 0
+        self._programs: dict[Any, Any] = {}
+        self.hp: dict[str, jax.Array] | None = None
+        self.state: Any = None
+        self._dyn = [n for n in space.names if n not in space.static_names]
+
+    # Single-lane functions with the bucket's static values bound.
+    def _init_one(self, hp, key_data):
+        return self.objective.init(self.trial.bind(self.bucket, hp), jax.random.wrap_key_data(key_data))
+
+    def _segment_one(self, hp, state, steps: int):
+        bound = self.trial.bind(self.bucket, hp)
+        state, metrics = self.objective.train(bound, state, steps)
+        return state, {**metrics, **self.objective.evaluate_state(bound, state)}
+
+    def _reseed_one(self, state, key_data):
+        reseed = getattr(self.objective, "reseed", None)
+        return state if reseed is None else reseed(state, jax.random.wrap_key_data(key_data))
+
+    # Specs and programs.
+    def _sharded(self):
+        return self.placement.sharding(self.ndev) or self.placement.single_device(self.ndev)
+
+    def _replicated(self):
+        return self.placement.sharding(self.ndev, replicated=True) if self.ndev > 1 else self._sharded()
+
+    def _specs(self):
+        sharding = self._sharded()
+        hp = {
+            n: jax.ShapeDtypeStruct((self.width,), s.dtype, sharding=sharding)
+            for n, s in self.trial.dynamic_example().items()
+        }
+        keys = jax.ShapeDtypeStruct((self.width, 2), jnp.uint32, sharding=sharding)
+        return hp, keys
+
+    def _over_lanes(self, fn: Callable, n_args: int) -> Callable:
+        """``fn`` vmapped over lanes; with several devices, each runs its own lanes (shard_map)."""
+        batched = jax.vmap(fn)
+        if self.ndev == 1:
+            return batched
+        sharding = self.placement.sharding(self.ndev)
+        return jax.shard_map(
+            batched,
+            mesh=sharding.mesh,
+            in_specs=(sharding.spec,) * n_args,
+            out_specs=sharding.spec,
+            check_vma=False,
+        )
+
+    def _compile(self, key, fn: Callable, args: tuple, out_shardings, donate: tuple[int, ...] = ()):
+        if key not in self._programs:
+            lowered = jax.jit(fn, out_shardings=out_shardings, donate_argnums=donate).lower(*args)
+            self._programs[key] = compile_async(lowered, self.compiler_options)
+            self.compiles += 1
+        return self._programs[key].result()
+
+    def _state_spec(self):
+        hp, keys = self._specs()
+        shapes = jax.eval_shape(jax.vmap(self._init_one), hp, keys)
+        sharding = self._sharded()
+        return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
+
+    def _init_program(self):
+        hp, keys = self._specs()
+        return self._compile(("init",), self._over_lanes(self._init_one, 2), (hp, keys), self._sharded())
+
+    def _segment_program(self, steps: int):
+        hp, _ = self._specs()
+        state = self._state_spec()
+        fn = self._over_lanes(lambda h, s: self._segment_one(h, s, steps), 2)
+        program = self._compile(("segment", steps), fn, (hp, state), (self._sharded(), self._replicated()), (1,))
+        if ("need", steps) not in self._programs:
+            self._programs[("need", steps)] = need = bytes_needed(program)
+            budget = program_budget(self.placement.devices)
+            if need is not None and budget is not None and need > budget:
+                raise InputError(
+                    f"a population of {self.width} lanes needs {need / 2**20:.0f} MiB per segment, more than the "
+                    f"{budget / 2**20:.0f} MiB this device can give a program: use fewer trials"
+                )
+        return program
+
+    def _mix_program(self, refill: bool):
+        state = self._state_spec()
+        lanes = jax.ShapeDtypeStruct((self.width,), jnp.int32, sharding=self._replicated())
+        mask = jax.ShapeDtypeStruct((self.width,), jnp.bool_, sharding=self._replicated())
+        hp, keys = self._specs()
+
+        def mix(state, src, key_data, rekey, hp, restart):
+            moved = jax.tree.map(lambda s: s[src], state)  # exploit: a lane takes its donor's state
+            reseeded = jax.vmap(self._reseed_one)(moved, key_data)
+            moved = jax.tree.map(lambda r, m: _select(rekey, r, m), reseeded, moved)
+            if not refill:
+                return moved
+            fresh = self._over_lanes(self._init_one, 2)(hp, key_data)  # refill: a lane starts afresh
+            return jax.tree.map(lambda f, m: _select(restart, f, m), fresh, moved)
+
+        args = (state, lanes, keys, mask, hp, mask)
+        return self._compile(("mix", refill), mix, args, self._sharded(), (0,))
+
+    # What the driver calls.
+    def _put_hp(self, hp: Mapping[str, Any]) -> dict[str, jax.Array]:
+        host = {n: np.asarray(hp[n]) for n in self._dyn}
+        if any(v.shape != (self.width,) for v in host.values()):
+            raise InputError(f"a population of {self.width} lanes needs one value per lane for each of {self._dyn}")
+        return self.placement.put(host, self.ndev)
+
+    def _put_keys(self, keys: jax.Array) -> jax.Array:
+        return self.placement.put(np.asarray(jax.random.key_data(keys)), self.ndev)
+
+    def start(self, hp: Mapping[str, Any], keys: jax.Array) -> None:
+        """Initialises every lane: ``hp`` ``{name: [width]}`` (the space's values), one key per lane."""
+        self.hp = self._put_hp(hp)
+        self.state = self._init_program()(self.hp, self._put_keys(keys))
+
+    def train(self, steps: int) -> dict[str, np.ndarray]:
+        """Trains every lane ``steps`` more steps; each lane's metrics after them, on the host."""
+        if self.state is None:
+            raise InputError("Population.train before Population.start")
+        program = self._segment_program(int(steps))
+        self.state, metrics = program(self.hp, self.state)
+        return {n: np.asarray(v) for n, v in jax.device_get(metrics).items()}
+
+    def set_hp(self, hp: Mapping[str, Any]) -> None:
+        """Replaces every lane's traced hyperparameters (from the next segment on; no recompile)."""
+        self.hp = self._put_hp(hp)
+
+    def replace(
+        self,
+        hp: Mapping[str, Any],
+        *,
+        source: np.ndarray | None = None,
+        restart: np.ndarray | None = None,
+        keys: jax.Array | None = None,
+        reseed: np.ndarray | None = None,
+    ) -> None:
+        """Applies a decision to every lane at once, then sets the lanes' hyperparameters to ``hp``.
+
+        Args:
+          hp: every lane's hyperparameters from now on (``{name: [width]}``).
+          source: lane ``i`` takes the state of lane ``source[i]`` (exploit; ``i`` itself to keep its own).
+          restart: lanes that start afresh from ``init(hp[i], keys[i])`` (refill).
+          keys: one key per lane, for restarted and reseeded lanes.
+          reseed: lanes whose (copied) state gets its own randomness from ``keys[i]``.
+        """
+        lanes = np.arange(self.width)
+        source = lanes if source is None else np.asarray(source, np.int32)
+        restart = np.zeros(self.width, bool) if restart is None else np.asarray(restart, bool)
+        reseed = np.zeros(self.width, bool) if reseed is None else np.asarray(reseed, bool)
+        if (restart.any() or reseed.any()) and keys is None:
+            raise InputError("Population.replace: restarted or reseeded lanes need keys")
+        self.hp = self._put_hp(hp)
+        if not restart.any() and not reseed.any() and np.array_equal(source, lanes):
+            return
+        key_data = self._put_keys(keys if keys is not None else jax.random.split(jax.random.key(0), self.width))
+        replicated = self._replicated()
+        # Lanes that restart get their initial state computed in the same program; the other
+        # lanes' is computed and dropped (an init costs far less than a segment).
+        self.state = self._mix_program(bool(restart.any()))(
+            self.state,
+            jax.device_put(source.astype(np.int32), replicated),
+            key_data,
+            jax.device_put(reseed, replicated),
+            self.hp,
+            jax.device_put(restart, replicated),
+        )
+
+    def lanes(self, which: Sequence[int]) -> list[Any]:
+        """The states of lanes ``which`` (one pytree per lane; for checkpoints and export)."""
+        return [jax.tree.map(lambda a, i=i: a[i], self.state) for i in which]
+
+
+def _select(mask: jax.Array, a: jax.Array, b: jax.Array) -> jax.Array:
+    """``a`` where ``mask`` (one flag per lane, leading axis), else ``b``."""
+    return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b)
+
+
+def segment_lengths(total: int, every: int) -> list[int]:
+    """Segments of ``every`` steps covering ``total`` (the last one shorter if ``every`` does not divide it)."""
+    full, last = divmod(total, every)
+    return [every] * full + ([last] if last else [])
+
