@@ -74,6 +74,8 @@ class Result:
       select: how each trial's ``value`` was read: ``"final"`` evaluation or ``"best_step"``
         of its learning curve (see :func:`jaxtune.tune`).
       stopped: why the sweep stopped before its last round (``"timeout"``), or None.
+      lineage: ``{(round, slot): (parent_round, parent_slot, step)}``: trials that continued
+        another trial's state from that step (PBT's exploits).
     """
 
     def __init__(
@@ -88,6 +90,7 @@ class Result:
         tie_break: str | tuple[str, str] | None = None,
         select: str = "final",
         stopped: str | None = None,
+        lineage: dict[tuple[int, int], tuple[int, int, int]] | None = None,
     ):
         if mode not in MODES:
             raise InputError(f"mode must be 'min' or 'max', got {mode!r}")
@@ -102,6 +105,7 @@ class Result:
         self.tie_break = tie_break_spec(tie_break)
         self.select = select
         self.stopped = stopped
+        self.lineage = lineage or {}
 
     @classmethod
     def load(cls, path: str | os.PathLike, study: str | None = None) -> Result:
@@ -126,6 +130,7 @@ class Result:
                 curves=store.curves(sid),
                 tie_break=config.get("tie_break"),
                 select=config.get("select", "final"),
+                lineage=store.lineage(sid),
             )
         finally:
             store.close()
@@ -154,6 +159,19 @@ class Result:
         """
         ok = [t for t in self.trials if math.isfinite(self._score(t))]
         return min(ok, key=self._key) if ok else None
+
+    def history(self, trial: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+        """The hyperparameters ``trial`` trained with, as ``[(from_step, params), ...]``: its own
+        values and those of every ancestor whose state it continued (a PBT schedule), oldest first."""
+        out, key = [], (trial["round"], trial["slot"])
+        by_key = {(t["round"], t["slot"]): t for t in self.trials}
+        while key in by_key:
+            parent = self.lineage.get(key)
+            out.append((0 if parent is None else parent[2], by_key[key]["params"]))
+            if parent is None:
+                break
+            key = parent[:2]
+        return out[::-1]
 
     def best_step(self, trial: dict[str, Any]) -> int | None:
         """The training step whose evaluation gave ``trial`` its value (None: the final evaluation,

@@ -37,6 +37,15 @@ CREATE TABLE IF NOT EXISTS trials (
     value REAL,
     PRIMARY KEY (study_id, round, slot)
 );
+CREATE TABLE IF NOT EXISTS lineage (
+    study_id INTEGER NOT NULL REFERENCES studies(id),
+    round INTEGER NOT NULL,
+    slot INTEGER NOT NULL,
+    parent_round INTEGER NOT NULL,
+    parent_slot INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    PRIMARY KEY (study_id, round, slot)
+);
 CREATE TABLE IF NOT EXISTS curves (
     study_id INTEGER NOT NULL REFERENCES studies(id),
     round INTEGER NOT NULL,
@@ -108,6 +117,7 @@ _TABLES = {
     "studies": {"id", "name", "config", "created"},
     "trials": {"study_id", "round", "slot", "params", "unit", "metrics", "status", "value"},
     "curves": {"study_id", "round", "slot", "step", "metrics"},
+    "lineage": {"study_id", "round", "slot", "parent_round", "parent_slot", "step"},
 }
 
 
@@ -265,9 +275,17 @@ class Storage:
         study_id: int,
         rows: Iterable[Mapping[str, Any]],
         curves: Iterable[tuple[int, int, int, Mapping[str, float]]] = (),
+        lineage: Iterable[tuple[int, int, int, int, int]] = (),
     ) -> None:
-        """Stores finished trials (and their curve points) in one transaction."""
+        """Stores finished trials, their curve points and lineage ``(round, slot, parent_round,
+        parent_slot, step)`` (a trial that started from its parent's state at that step), in one
+        transaction."""
         with self.conn:
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO lineage (study_id, round, slot, parent_round, parent_slot, step) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(study_id, *map(int, row)) for row in lineage],
+            )
             self.conn.executemany(
                 "INSERT OR REPLACE INTO trials (study_id, round, slot, params, unit, metrics, status, value) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -319,6 +337,15 @@ class Storage:
         for r, s, step, m in cur:
             out.setdefault((r, s), []).append((step, _loads_metrics(m)))
         return out
+
+    def lineage(self, study_id: int) -> dict[tuple[int, int], tuple[int, int, int]]:
+        """``{(round, slot): (parent_round, parent_slot, step)}`` for trials that continued a parent's state."""
+        if "lineage" not in {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}:
+            return {}  # a database from before lineage was stored, opened read-only
+        cur = self.conn.execute(
+            "SELECT round, slot, parent_round, parent_slot, step FROM lineage WHERE study_id = ?", (study_id,)
+        )
+        return {(r, s): (pr, ps, step) for r, s, pr, ps, step in cur}
 
     def study_id(self, name: str) -> int:
         """The id of an existing study; KeyError naming the stored studies otherwise."""

@@ -37,6 +37,7 @@ from jaxtune.errors import InputError, InputTypeError, Problems
 from jaxtune.execute import CURVES, Executor
 from jaxtune.progress import ChunkProgress, RoundReport, print_compiling, print_round
 from jaxtune.result import MODES, SELECT, Result, minimised, select_value, tie_break_spec
+from jaxtune.schedulers import is_scheduler
 from jaxtune.space import Space
 from jaxtune.storage import Storage, StudyMismatchError
 from jaxtune.strategies.base import Strategy, describe, make_strategy
@@ -56,7 +57,7 @@ MAX_SEED = 2**32 - 1
 class _Arguments:
     """``tune``'s arguments, checked."""
 
-    strategy: Strategy
+    strategy: Strategy | None  # None: a population scheduler
     trials: int
     rounds: int
     mode: str
@@ -104,11 +105,12 @@ def _check_arguments(
             raise InputError(f"select must be one of {', '.join(map(repr, SELECT))}, got {select!r}")
     problems.raise_if_any("jt.tune's arguments")
     # The strategy needs a valid space and trial count: checked once those are known to be good.
-    built = make_strategy(strategy, space, trials, **(strategy_options or {}))
+    # A population scheduler ("pbt", "asha") is built by its own driver (it needs the step budget).
+    built = None if is_scheduler(strategy) else make_strategy(strategy, space, trials, **(strategy_options or {}))
     return _Arguments(
         strategy=built,
         trials=trials,
-        rounds=rounds if rounds is not None else built.num_rounds or 1,
+        rounds=rounds if rounds is not None else (built.num_rounds if built else None) or 1,
         mode=mode,
         seed=seed,
         study=study,
@@ -235,9 +237,9 @@ class _Study:
         sid = self.store.open_study(self.name, config, check=check, warn=("layout",))
         return sid
 
-    def write(self, rows: list[dict[str, Any]], points: list) -> None:
+    def write(self, rows: list[dict[str, Any]], points: list, lineage: list = ()) -> None:
         """Stores a finished chunk (every process keeps it; process 0 writes it to the file)."""
-        self.store.write_trials(self.sid, rows, points)
+        self.store.write_trials(self.sid, rows, points, lineage)
         self.done.update({(row["round"], row["slot"]): row for row in rows})
 
     def result(self, metric: str, mode: str, tie_break, select: str, stopped: str | None) -> Result:
@@ -250,7 +252,7 @@ class _Study:
             }
         return Result(
             list(self.done.values()), metric, mode, study=self.name, storage=self.storage, curves=curves,
-            tie_break=tie_break, select=select, stopped=stopped,
+            tie_break=tie_break, select=select, stopped=stopped, lineage=self.store.lineage(self.sid),
         )  # fmt: skip
 
     def close(self) -> None:
@@ -417,6 +419,10 @@ def tune(
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     if storage is not None and jax.process_index() == 0:
         Storage.check(storage)  # an unusable path fails now, before any tracing or compiling
+    if args.strategy is None:  # a population scheduler: checked before anything is traced
+        from jaxtune.tune_population import check_population
+
+        check_population(objective, space, strategy)
     if hasattr(objective, "validate_space"):
         objective.validate_space(space)
     executor = Executor(objective, space, max_batch=max_batch, vmap_width=vmap_width)
@@ -426,6 +432,12 @@ def tune(
         fixed = ", ".join(f"{n}={v!r}" for n, v in executor.defaulted.items())
         print(f"[jaxtune] not in the search space, so at the objective's defaults: {fixed}", file=sys.stderr)
 
+    if args.strategy is None:  # a population scheduler: lanes trained in segments
+        from jaxtune.tune_population import tune_population
+
+        return tune_population(
+            objective, space, strategy, strategy_options or {}, args, executor, metric, tie_break, storage
+        )
     config = {
         "space": space.describe(),
         "strategy": describe(strategy) if not isinstance(strategy, Strategy) else {"name": "custom"},

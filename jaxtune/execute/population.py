@@ -266,4 +266,3 @@ def segment_lengths(total: int, every: int) -> list[int]:
     """Segments of ``every`` steps covering ``total`` (the last one shorter if ``every`` does not divide it)."""
     full, last = divmod(total, every)
     return [every] * full + ([last] if last else [])
-

@@ -1,0 +1,109 @@
+"""Population-based training (Jaderberg et al., 2017): exploit the best lanes' weights, explore their hyperparameters.
+
+Every ``ready`` segments after ``burn_in`` steps, lanes are ranked by score. Each lane in the
+bottom ``quantile`` copies the state (parameters and optimizer state) of a lane drawn uniformly
+from the top ``quantile`` and *explores*: with probability ``resample`` each hyperparameter is
+drawn afresh, otherwise its value is multiplied by 0.8 or 1.2 (one coin per hyperparameter) on
+its own scale (for a ``reverse_log`` parameter such as a momentum, ``1 - b1`` is), clipped to the
+space's bounds. A lane whose score is not finite (diverged) always counts as the bottom. The
+copy gets its own data order (reseeded), so clones do not train identically. Every lane trains
+the full budget of steps; a copy continues its donor's step count.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxtune._checks import check_int
+from jaxtune.errors import InputError
+from jaxtune.schedulers.base import Decision, Lanes, Scheduler, explorer, fresh, register_scheduler
+from jaxtune.space import Space
+
+
+class PBTState(NamedTuple):
+    """PBT's state: segments run so far."""
+
+    segment: jax.Array  # i32[]
+
+
+@register_scheduler("pbt")
+@dataclasses.dataclass(frozen=True)
+class PBT:
+    """Population-based training (see the module docstring for the exact rule).
+
+    Args:
+      segment: steps between evaluations (a segment).
+      ready: exploit/explore every this many segments.
+      burn_in: steps before the first exploit.
+      quantile: the bottom and top fractions, in (0, 0.5].
+      resample: probability that an explored hyperparameter is drawn afresh, in [0, 1].
+      factors: the multipliers of a perturbation (down, up).
+    """
+
+    segment: int = 100
+    ready: int = 1
+    burn_in: int = 0
+    quantile: float = 0.25
+    resample: float = 0.25
+    factors: tuple[float, float] = (0.8, 1.2)
+
+    def __post_init__(self):
+        check_int("pbt: segment", self.segment)
+        check_int("pbt: ready", self.ready)
+        check_int("pbt: burn_in", self.burn_in, 0)
+        if not 0 < self.quantile <= 0.5:
+            raise InputError(f"pbt: quantile must be in (0, 0.5], got {self.quantile!r}")
+        if not 0 <= self.resample <= 1:
+            raise InputError(f"pbt: resample must be in [0, 1], got {self.resample!r}")
+        if len(self.factors) != 2 or not 0 < self.factors[0] < 1 < self.factors[1]:
+            raise InputError(f"pbt: factors must be (down < 1, up > 1), got {self.factors!r}")
+
+    def build(self, space: Space, num_lanes: int, steps: int) -> Scheduler:
+        """Binds PBT to ``space``, ``num_lanes`` lanes and ``steps`` training steps per lane."""
+        if num_lanes < 2:
+            raise InputError(f"pbt needs at least 2 lanes (trials), got {num_lanes}")
+        dim = space.dim
+        k = max(1, math.floor(self.quantile * num_lanes))
+        explore = explorer(space)
+        segments = -(-steps // self.segment)
+        down, up = self.factors
+
+        def init(key):
+            return PBTState(segment=jnp.zeros((), jnp.int32))
+
+        def first(key, state):
+            return fresh(key, num_lanes, dim), state
+
+        def decide(key, state, lanes: Lanes):
+            seg = state.segment + 1
+            k_donor, k_coin, k_resample, k_new = jax.random.split(key, 4)
+            order = jnp.argsort(lanes.score)  # best first; non-finite (+inf) last; ties by lane
+            rank = jnp.argsort(order)
+            bottom = rank >= num_lanes - k
+            donors = order[jax.random.randint(k_donor, (num_lanes,), 0, k)]
+            at = seg * self.segment
+            due = (seg % self.ready == 0) & (at >= self.burn_in) & (at < steps)
+            exploit = due & bottom & lanes.active
+            coin = jax.random.bernoulli(k_coin, 0.5, (num_lanes, dim))
+            factor = jnp.where(coin, up, down)
+            explored = explore(lanes.u[donors], factor)
+            redraw = jax.random.bernoulli(k_resample, self.resample, (num_lanes, dim))
+            explored = jnp.where(redraw, fresh(k_new, num_lanes, dim), explored)
+            done = lanes.steps >= steps
+            lane = jnp.arange(num_lanes, dtype=jnp.int32)
+            decision = Decision(
+                source=jnp.where(exploit, donors, lane).astype(jnp.int32),
+                restart=jnp.zeros((num_lanes,), bool),
+                end=exploit | done,
+                finished=done,
+                idle=done,
+                u=jnp.where(exploit[:, None], explored, lanes.u),
+            )
+            return decision, PBTState(segment=seg)
+
+        return Scheduler(init, first, decide, self.segment, segments, num_lanes, dim)

@@ -1,0 +1,195 @@
+"""The population driver: lanes trained in segments, a scheduler deciding between them.
+
+``jt.tune(trainer, space, "pbt" | "asha", trials=N)`` comes here: ``N`` lanes live on the
+device as one :class:`~jaxtune.execute.population.Population`; after every segment the
+scheduler's compiled ``decide`` says, per lane, continue, stop, refill or exploit, and the
+driver applies it as one gather on the device. Each lane-lifetime with one configuration is a
+*trial* in storage: ``round`` is the segment at which it started (its lane is its ``slot``);
+its status is ``"ok"`` when it trained the full budget, ``"stopped"`` when the scheduler ended it
+early (ASHA) or replaced it (PBT), ``"diverged"`` when its metrics were not finite. A trial that
+continued another's state (PBT) records its parent and the step in the lineage, so
+``Result.history(trial)`` gives the hyperparameter schedule that produced it.
+
+A run interrupted midway reruns from its start (deterministically: the same trials are stored
+again with the same values); resuming from the last segment boundary needs checkpoints of the
+population's state, which are not stored yet.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxtune.errors import InputError
+from jaxtune.execute.population import Population, supports_protocol
+from jaxtune.result import Result, minimised
+from jaxtune.schedulers import Lanes, make_scheduler
+from jaxtune.schedulers.base import check_space, make_spec
+from jaxtune.space import Space
+from jaxtune.strategies.base import describe
+
+__all__ = ["tune_population"]
+
+_INIT_STREAM, _DECIDE_STREAM, _TRIAL_STREAM = 1, 2, 3
+
+
+def _budget(objective: Any) -> int:
+    steps = getattr(objective, "steps", None)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise InputError(f"a population scheduler needs the objective's step budget (an int .steps), got {steps!r}")
+    return steps
+
+
+def _trial_keys(root: jax.Array, r: int, n: int) -> jax.Array:
+    """The keys of trials that start at segment ``r``, one per lane."""
+    return jax.random.split(jax.random.fold_in(jax.random.fold_in(root, _TRIAL_STREAM), r), n)
+
+
+def check_population(objective, space: Space, spec) -> None:
+    """Checks, before anything is traced, that ``objective`` and ``space`` can run as a population."""
+    if not supports_protocol(objective):
+        raise InputError(
+            f"strategy {getattr(spec, 'registry_name', spec)!r} trains lanes in segments: the objective must implement "
+            "init(hp, key), train(hp, state, steps) and evaluate_state(hp, state), as jt.train.Trainer does"
+        )
+    check_space(space)
+    _budget(objective)
+
+
+def tune_population(objective, space: Space, spec, options, args, executor, metric: str, tie_break, storage) -> Result:
+    """Runs a population sweep (see the module docstring); called by :func:`jaxtune.tune`."""
+    from jaxtune.tune import _Study
+
+    if args.select != "final":
+        raise InputError("select='best_step' is not available with a population scheduler yet")
+    budget = _budget(objective)
+    lanes = args.trials
+    if isinstance(spec, str):
+        spec = make_spec(spec, **options)
+    elif options:
+        raise InputError(f"strategy options {sorted(options)} can only go with a strategy name")
+    sched = make_scheduler(spec, space, lanes, budget)
+    config = {
+        "space": space.describe(),
+        "strategy": describe(spec),
+        "trials": lanes,
+        "seed": args.seed,
+        "metric": metric,
+        "mode": args.mode,
+        "select": args.select,
+        "tie_break": tie_break,
+        "objective": getattr(objective, "__qualname__", type(objective).__qualname__),
+        "program": executor.trial.fingerprint(()),
+        "layout": executor.layout(),
+        "steps": budget,
+    }
+    study = _Study(storage, args.study, config)
+    try:
+        return _run(objective, space, sched, args, metric, tie_break, study, budget)
+    finally:
+        study.close()
+
+
+def _run(objective, space, sched, args, metric, tie_break, study, budget) -> Result:
+    lanes = sched.num_lanes
+    root = jax.random.key(args.seed)
+    state = jax.jit(sched.init)(jax.random.fold_in(root, _INIT_STREAM))
+    u, state = jax.jit(sched.first)(jax.random.fold_in(root, _INIT_STREAM), state)
+    decide = jax.jit(sched.decide)
+    from_unit = jax.jit(space.from_unit)
+    pop = Population(objective, space, (), lanes)
+    u = np.asarray(u)
+    hp = from_unit(u)
+    pop.start(hp, _trial_keys(root, 0, lanes))
+    start = np.zeros(lanes, np.int64)  # the segment each lane's trial started at: its round
+    steps = np.zeros(lanes, np.int32)  # steps each lane's trial has trained
+    active = np.ones(lanes, bool)
+    busy = 0  # lane-segments that trained a live trial (utilisation)
+    best, t0, every = math.inf, time.perf_counter(), max(1, sched.max_segments // 20)
+    stopped = None
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    for seg in range(sched.max_segments):
+        metrics = pop.train(sched.segment)
+        steps = np.where(active, steps + sched.segment, steps)
+        busy += int(active.sum())
+        values = np.asarray(metrics[metric], np.float64)
+        finite = np.all([np.isfinite(np.asarray(v)) for v in metrics.values()], axis=0)
+        score = np.where(finite, values if args.mode == "min" else -values, np.inf).astype(np.float32)
+        decision, state = decide(
+            jax.random.fold_in(jax.random.fold_in(root, _DECIDE_STREAM), seg),
+            state,
+            Lanes(jnp.asarray(score), jnp.asarray(steps), jnp.asarray(u, jnp.float32), jnp.asarray(active)),
+        )
+        d = jax.tree.map(np.asarray, decision)
+        rows, points, lineage = [], [], []
+        params = space.to_python({n: np.asarray(v) for n, v in hp.items()})
+        for i in np.flatnonzero(active):
+            m = {n: float(v[i]) for n, v in metrics.items()}
+            points.append((int(start[i]), int(i), int(steps[i]), m))
+            if d.end[i]:
+                status = "diverged" if not finite[i] else ("ok" if d.finished[i] else "stopped")
+                row = {"round": int(start[i]), "slot": int(i), "params": params[i], "unit": u[i].tolist()}
+                rows.append({**row, "metrics": m, "value": m[metric], "status": status})
+                if status == "ok":
+                    best = min(best, minimised(m[metric], args.mode))
+        lane = np.arange(lanes)
+        moved = d.source != lane
+        new = d.end & ~d.idle  # lanes that start a new trial: refilled or exploiting
+        for i in np.flatnonzero(new & moved):
+            src = d.source[i]
+            lineage.append((seg + 1, int(i), int(start[src]), int(src), int(steps[src])))
+        steps = np.where(new, np.where(d.restart, 0, steps[d.source]), steps)
+        start = np.where(new, seg + 1, start)
+        active = ~d.idle
+        u = d.u
+        hp = from_unit(u)
+        study.write(rows, points, lineage)
+        if not active.any():
+            break
+        pop.replace(hp, source=d.source, restart=d.restart, keys=_trial_keys(root, seg + 1, lanes), reseed=moved)
+        if args.verbose and (seg + 1) % every == 0:
+            shown = "none yet" if not math.isfinite(best) else f"{minimised(best, args.mode):.6g}"
+            print(
+                f"[jaxtune] segment {seg + 1}/{sched.max_segments} ({sched.segment} steps each): "
+                f"{int(active.sum())}/{lanes} lanes busy, {time.perf_counter() - t0:.1f} s, best {metric} {shown}",
+                file=sys.stderr,
+                flush=True,
+            )
+        if deadline is not None and time.monotonic() > deadline:
+            stopped = "timeout"
+            break
+    # Lanes still training when the run ends: their trials end here.
+    rows = []
+    params = space.to_python({n: np.asarray(v) for n, v in hp.items()})
+    curves = study.store.curves(study.sid)
+    for i in np.flatnonzero(active):
+        key = (int(start[i]), int(i))
+        if key in study.done:
+            continue
+        curve = curves.get(key, [])
+        if not curve:
+            continue
+        m = curve[-1][1]
+        ok = all(math.isfinite(v) for v in m.values())
+        status = "diverged" if not ok else ("ok" if steps[i] >= budget else "stopped")
+        rows.append(
+            {"round": key[0], "slot": key[1], "params": params[i], "unit": u[i].tolist(), "metrics": m,
+             "value": m[metric], "status": status}
+        )  # fmt: skip
+    study.write(rows, [])
+    total = (seg + 1) * lanes
+    if args.verbose:
+        print(
+            f"[jaxtune] {seg + 1} segments of {sched.segment} steps on {lanes} lanes: lane utilisation "
+            f"{busy / max(total, 1):.0%}, {len(study.done)} trials, {pop.compiles} programs compiled",
+            file=sys.stderr,
+        )
+    result = study.result(metric, args.mode, tie_break, args.select, stopped)
+    result.utilisation = busy / max(total, 1)
+    return result

@@ -1,0 +1,124 @@
+"""Population schedulers: PBT and ASHA, their rules on the unit cube and whole sweeps."""
+
+import importlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import make_trainer
+
+import jaxtune as jt
+from jaxtune.errors import InputError
+from jaxtune.schedulers import ASHA, PBT, Lanes
+from jaxtune.schedulers.base import explorer
+
+SPACE = jt.Space({"lr": jt.Float(1e-3, 1e-1, scale="log"), "b1": jt.Float(0.8, 0.99, scale="reverse_log")})
+population_module = importlib.import_module("jaxtune.tune_population")
+
+
+def lanes(score, steps, n=6, active=None):
+    return Lanes(
+        jnp.asarray(score, jnp.float32),
+        jnp.asarray(steps, jnp.int32),
+        jax.random.uniform(jax.random.key(2), (n, 2)),
+        jnp.ones(n, bool) if active is None else jnp.asarray(active),
+    )
+
+
+def test_explore_multiplies_each_value_on_its_own_scale():
+    explore = explorer(SPACE)
+    hp = {"lr": jnp.asarray([0.01, 0.05]), "b1": jnp.asarray([0.9, 0.95])}
+    u = SPACE.to_unit(hp)
+    out = SPACE.from_unit(explore(u, jnp.asarray([[1.2, 0.8], [0.8, 1.2]])))
+    np.testing.assert_allclose(out["lr"], [0.012, 0.04], rtol=1e-4)
+    np.testing.assert_allclose(1 - out["b1"], [0.08, 0.06], rtol=1e-3)  # 1 - b1 is what scales
+    clipped = SPACE.from_unit(explore(SPACE.to_unit({"lr": jnp.asarray([0.095]), "b1": jnp.asarray([0.985])}),
+                                      jnp.asarray([[1.2, 0.8]])))  # fmt: skip
+    np.testing.assert_allclose(clipped["lr"], [0.1], rtol=1e-5)  # clipped to the bounds
+    np.testing.assert_allclose(clipped["b1"], [0.988], rtol=1e-5)
+
+
+def test_pbt_bottom_lanes_copy_a_top_lane_and_explore():
+    sched = PBT(segment=10, quantile=0.34, resample=0.0).build(SPACE, 6, 100)
+    state = sched.init(jax.random.key(0))
+    obs = lanes([0.1, 0.9, 0.2, np.nan, 0.5, 0.3], [10] * 6)
+    d, _ = sched.decide(jax.random.key(1), state, obs)
+    exploit = np.flatnonzero(np.asarray(d.source) != np.arange(6))
+    assert sorted(exploit) == [1, 3]  # the worst two; the diverged lane is among the worst
+    assert set(np.asarray(d.source)[exploit]) <= {0, 2}  # donors from the best two
+    assert np.asarray(d.end)[exploit].all() and not np.asarray(d.restart).any()
+    moved = np.asarray(d.u)[exploit]
+    assert not np.allclose(moved, np.asarray(obs.u)[np.asarray(d.source)[exploit]])  # explored
+    done, _ = sched.decide(jax.random.key(1), state, obs._replace(steps=jnp.full((6,), 100, jnp.int32)))
+    assert np.asarray(done.finished).all() and np.asarray(done.idle).all()
+
+
+def test_asha_decisions_do_not_depend_on_lane_order():
+    sched = ASHA(min_steps=10, eta=2, configs=12).build(SPACE, 6, 40)
+    state = sched.init(jax.random.key(0))
+    score = np.asarray([0.5, 0.1, 0.9, 0.3, 0.7, 0.2])
+    d, state1 = sched.decide(jax.random.key(1), state, lanes(score, [10] * 6))
+    perm = np.asarray([3, 0, 5, 1, 4, 2])
+    dp, _ = sched.decide(jax.random.key(1), state, lanes(score[perm], [10] * 6))
+    np.testing.assert_array_equal(np.asarray(d.end)[perm], np.asarray(dp.end))
+    # The best half of the six arrivals goes on; the rest stop and are refilled at once.
+    assert sorted(np.flatnonzero(~np.asarray(d.end))) == [1, 3, 5]
+    assert np.asarray(d.restart)[np.asarray(d.end)].all() and not np.asarray(d.idle).any()
+    assert int(state1.count[0]) == 6 and int(state1.passed[0]) == 3 and int(state1.started) == 9
+
+
+def test_asha_idles_lanes_once_every_configuration_has_started():
+    sched = ASHA(min_steps=10, eta=2, configs=7).build(SPACE, 6, 40)
+    d, state = sched.decide(
+        jax.random.key(1), sched.init(jax.random.key(0)), lanes([0.5, 0.1, 0.9, 0.3, 0.7, 0.2], [10] * 6)
+    )
+    assert int(np.asarray(d.restart).sum()) == 1 and int(np.asarray(d.idle).sum()) == 2
+
+
+def test_a_pbt_sweep_records_lineage_and_every_final_member_trains_the_full_budget(tmp_path):
+    trainer = make_trainer(steps=30)
+    db = str(tmp_path / "pbt.db")
+    result = jt.tune(trainer, SPACE, "pbt", trials=6, metric="val_loss", strategy_options={"segment": 10},
+                     storage=db, progress=False)  # fmt: skip
+    ok = [t for t in result.trials if t["status"] == "ok"]
+    assert len(ok) == 6 and result.best in ok
+    copies = [t for t in result.trials if (t["round"], t["slot"]) in result.lineage]
+    assert len(copies) == len(result.lineage) > 0
+    assert len(result.trials) == 6 + len(result.lineage)
+    # The history of a copy starts with its ancestors' values and ends with its own.
+    t = copies[-1]
+    history = result.history(t)
+    assert len(history) >= 2 and history[-1][1] == t["params"] and history[0][0] == 0
+    assert history[-1][0] == result.lineage[(t["round"], t["slot"])][2]
+    loaded = jt.Result.load(db)
+    assert loaded.lineage == result.lineage and loaded.history(t) == history
+
+
+def test_an_asha_survivor_equals_the_same_trial_trained_straight(tmp_path):
+    trainer = make_trainer(steps=40)
+    result = jt.tune(trainer, SPACE, "asha", trials=4, metric="val_loss",
+                     strategy_options={"min_steps": 10, "eta": 2, "configs": 8}, progress=False)  # fmt: skip
+    ok = [t for t in result.trials if t["status"] == "ok"]
+    stopped = [t for t in result.trials if t["status"] == "stopped"]
+    assert ok and stopped and len(result.trials) == 8
+    for t in ok:
+        key = population_module._trial_keys(jax.random.key(0), t["round"], 4)[t["slot"]]
+        hp = {n: jnp.float32(v) for n, v in t["params"].items()}
+        straight = jax.jit(trainer)(hp, key)
+        np.testing.assert_allclose(t["metrics"]["val_loss"], straight["val_loss"], rtol=1e-4)
+    steps = {t["slot"]: max(s for s, _ in result.curves[(t["round"], t["slot"])]) for t in stopped}
+    assert all(s < 40 for s in steps.values())
+
+
+def test_population_schedulers_refuse_what_they_cannot_run():
+    shaped = jt.Space({"lr": jt.Float(1e-3, 1e-1), "b1": jt.Float(0.8, 0.9), "hidden": jt.Int(4, 8, static=True)})
+    with pytest.raises(InputError, match="every hyperparameter must be traced"):
+        jt.tune(make_trainer(), shaped, "pbt", trials=4, metric="val_loss", progress=False)
+    with pytest.raises(InputError, match="must implement init"):
+        jt.tune(lambda hp, key: {"loss": hp["lr"]}, jt.Space({"lr": jt.Float(0, 1)}), "pbt", trials=4, progress=False)
+    with pytest.raises(InputError, match="pbt: quantile must be in"):
+        PBT(quantile=0.7)
+    with pytest.raises(InputError, match="less than one rung"):
+        jt.tune(make_trainer(steps=20), SPACE, "asha", trials=4, metric="val_loss",
+                strategy_options={"min_steps": 10, "eta": 3}, progress=False)  # fmt: skip
