@@ -122,3 +122,12 @@ def test_population_schedulers_refuse_what_they_cannot_run():
     with pytest.raises(InputError, match="less than one rung"):
         jt.tune(make_trainer(steps=20), SPACE, "asha", trials=4, metric="val_loss",
                 strategy_options={"min_steps": 10, "eta": 3}, progress=False)  # fmt: skip
+
+
+def test_pbt_solves_the_toy_problem_of_its_paper_where_fixed_hyperparameters_plateau():
+    task = jt.tasks.get("pbt_toy", steps=120)
+    initial = ({"h0": 1.0, "h1": 0.0}, {"h0": 0.0, "h1": 1.0})
+    r = jt.tune(task.objective, task.space, "pbt", trials=2, metric="Q", mode="max", progress=False,
+                strategy_options={"segment": 4, "initial": initial, "quantile": 0.5})  # fmt: skip
+    fixed = [float(jax.jit(task.objective)({k: jnp.float32(v) for k, v in h.items()}, None)["Q"]) for h in initial]
+    assert max(fixed) < 0.4 and r.best["value"] > 1.1

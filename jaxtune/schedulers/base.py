@@ -152,6 +152,19 @@ def explorer(space: Space) -> Callable[[jax.Array, jax.Array], jax.Array]:
     return explore
 
 
+def initial_unit(space: Space, initial: Any, num_lanes: int, name: str) -> jax.Array | None:
+    """Given first configurations (``[{param: value}, ...]``) on the unit cube, checked against the space."""
+    if not initial:
+        return None
+    rows = list(initial)
+    if len(rows) > num_lanes or not all(isinstance(r, dict) and set(r) == set(space.names) for r in rows):
+        raise InputError(
+            f"{name}: initial must be at most {num_lanes} configurations, each a dict of every hyperparameter "
+            f"{space.names}, got {initial!r}"
+        )
+    return space.to_unit({n: jnp.asarray([r[n] for r in rows], jnp.float32) for n in space.names})
+
+
 def fresh(key: jax.Array, n: int, dim: int) -> jax.Array:
     """``n`` uniform configurations on the unit cube."""
     return jax.random.uniform(key, (n, dim))

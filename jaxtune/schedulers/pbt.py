@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from jaxtune._checks import check_int
 from jaxtune.errors import InputError
-from jaxtune.schedulers.base import Decision, Lanes, Scheduler, explorer, fresh, register_scheduler
+from jaxtune.schedulers.base import Decision, Lanes, Scheduler, explorer, fresh, initial_unit, register_scheduler
 from jaxtune.space import Space
 
 
@@ -43,6 +43,8 @@ class PBT:
       quantile: the bottom and top fractions, in (0, 0.5].
       resample: probability that an explored hyperparameter is drawn afresh, in [0, 1].
       factors: the multipliers of a perturbation (down, up).
+      initial: configurations (``{name: value}``) for the first lanes; the other lanes draw theirs
+        uniformly.
     """
 
     segment: int = 100
@@ -51,6 +53,7 @@ class PBT:
     quantile: float = 0.25
     resample: float = 0.25
     factors: tuple[float, float] = (0.8, 1.2)
+    initial: tuple = ()
 
     def __post_init__(self):
         check_int("pbt: segment", self.segment)
@@ -72,12 +75,14 @@ class PBT:
         explore = explorer(space)
         segments = -(-steps // self.segment)
         down, up = self.factors
+        given = initial_unit(space, self.initial, num_lanes, "pbt")
 
         def init(key):
             return PBTState(segment=jnp.zeros((), jnp.int32))
 
         def first(key, state):
-            return fresh(key, num_lanes, dim), state
+            u = fresh(key, num_lanes, dim)
+            return u if given is None else u.at[: given.shape[0]].set(given), state
 
         def decide(key, state, lanes: Lanes):
             seg = state.segment + 1

@@ -10,7 +10,16 @@ import inspect
 
 from jaxtune.errors import InputError
 from jaxtune.tasks.base import Task
-from jaxtune.tasks.synthetic import SYNTHETIC, Synthetic, branin, hartmann3, hartmann6, rosenbrock
+from jaxtune.tasks.synthetic import (
+    SYNTHETIC,
+    TOY_PBT_SPACE,
+    Synthetic,
+    ToyPBT,
+    branin,
+    hartmann3,
+    hartmann6,
+    rosenbrock,
+)
 
 __all__ = [
     "TASKS",
@@ -24,6 +33,7 @@ __all__ = [
     "hartmann3",
     "hartmann6",
     "rosenbrock",
+    "ToyPBT",
 ]
 
 
@@ -39,11 +49,27 @@ def _registry():
     tasks["digits_mlp"] = classify.digits
     tasks["digits_cnn"] = classify.digits_cnn
     tasks.update({n: functools.partial(_synthetic_task, n) for n in SYNTHETIC})
+    tasks["pbt_toy"] = _pbt_toy
     return tasks
 
 
+def _pbt_toy(steps: int = 400, lr: float = 0.01) -> Task:
+    return Task("pbt_toy", ToyPBT(steps=steps, lr=lr), TOY_PBT_SPACE, "Q", "max", report=("Q",))
+
+
 TASKS = tuple(
-    sorted(["mnist1d_linear", "mnist1d_mlp", "mnist1d_cnn", "mnist1d_gru", "digits_mlp", "digits_cnn", *SYNTHETIC])
+    sorted(
+        [
+            "mnist1d_linear",
+            "mnist1d_mlp",
+            "mnist1d_cnn",
+            "mnist1d_gru",
+            "digits_mlp",
+            "digits_cnn",
+            "pbt_toy",
+            *SYNTHETIC,
+        ]
+    )
 )
 
 
@@ -68,6 +94,8 @@ def describe(name: str) -> str:
     ]
     if name in SYNTHETIC:
         space = SYNTHETIC[name].space
+    elif name == "pbt_toy":
+        space = TOY_PBT_SPACE
     else:
         from jaxtune.tasks.classify import default_space
 

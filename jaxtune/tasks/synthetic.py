@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from jaxtune.space import Float, Space
 
-__all__ = ["branin", "hartmann3", "hartmann6", "rosenbrock", "Synthetic", "SYNTHETIC"]
+__all__ = ["branin", "hartmann3", "hartmann6", "rosenbrock", "Synthetic", "SYNTHETIC", "ToyPBT", "TOY_PBT_SPACE"]
 
 
 def branin(hp, key=None):
@@ -72,3 +72,49 @@ SYNTHETIC: dict[str, Synthetic] = {
     "hartmann6": Synthetic(hartmann6, Space({f"x{i}": Float(0.0, 1.0) for i in range(1, 7)}), -3.32237),
     "rosenbrock": Synthetic(rosenbrock, Space({f"x{i}": Float(-2.0, 2.0) for i in range(1, 5)}), 0.0),
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyPBT:
+    """The toy problem of the PBT paper (Jaderberg et al., 2017, section 4.1), as a stateful trial.
+
+    Weights ``theta`` start at ``(0.9, 0.9)`` and climb, by gradient ascent with learning rate
+    ``lr``, the *surrogate* ``1.2 - (h0 * theta0**2 + h1 * theta1**2)``, where the hyperparameters
+    ``h0``, ``h1`` weigh one coordinate each; the trial is scored on the true objective
+    ``Q = 1.2 - (theta0**2 + theta1**2)`` (maximum 1.2 at 0). A fixed ``h = (1, 0)`` or
+    ``(0, 1)`` moves one coordinate only and plateaus at ``Q = 0.39``; PBT, copying the better
+    member's weights and exploring ``h``, reaches 1.2.
+
+    It implements the stateful trial protocol (``init``, ``train``, ``evaluate_state``), so
+    ``jt.tune(ToyPBT(), space, "pbt", ...)`` runs it as a population, and is callable as a
+    one-shot objective for the round-based strategies.
+    """
+
+    steps: int = 400
+    lr: float = 0.01
+
+    def init(self, hp, key):
+        """``theta = (0.9, 0.9)`` at step 0."""
+        return {"theta": jnp.full((2,), 0.9, jnp.float32), "step": jnp.zeros((), jnp.int32)}
+
+    def train(self, hp, state, steps: int):
+        """``steps`` steps of gradient ascent on the surrogate weighted by ``h0``, ``h1``."""
+        h = jnp.stack([hp["h0"], hp["h1"]]).astype(jnp.float32)
+
+        def step(theta, _):
+            return theta + self.lr * 2 * (-h * theta), None  # d/dtheta of -(h . theta^2)
+
+        theta, _ = jax.lax.scan(step, state["theta"], None, length=steps)
+        return {"theta": theta, "step": state["step"] + steps}, {"surrogate": 1.2 - jnp.sum(h * theta**2)}
+
+    def evaluate_state(self, hp, state):
+        """The true objective ``Q``."""
+        return {"Q": 1.2 - jnp.sum(state["theta"] ** 2)}
+
+    def __call__(self, hp, key):
+        """One trial trained straight through with fixed ``h``."""
+        state, metrics = self.train(hp, self.init(hp, key), self.steps)
+        return {**metrics, **self.evaluate_state(hp, state)}
+
+
+TOY_PBT_SPACE = Space({"h0": Float(0.0, 1.0), "h1": Float(0.0, 1.0)})
