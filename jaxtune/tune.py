@@ -121,6 +121,18 @@ def _check_arguments(
     )
 
 
+def _continued_halving(strategy, options, objective):
+    """The halving spec if this sweep continues survivors from their state, else None."""
+    from jaxtune.execute.population import supports_protocol
+    from jaxtune.strategies.base import make_spec
+    from jaxtune.strategies.halving import _Halving
+
+    spec = make_spec(strategy, **(options or {})) if isinstance(strategy, str) else strategy
+    if isinstance(spec, _Halving) and spec.continue_survivors and supports_protocol(objective):
+        return spec
+    return None
+
+
 def _choose_metric(names: list[str], metric: str | None, tie_break: tuple[str, str] | None) -> str:
     """The selection metric among the objective's ``names`` (the only one, if not given)."""
     if metric is None:
@@ -438,6 +450,11 @@ def tune(
         return tune_population(
             objective, space, strategy, strategy_options or {}, args, executor, metric, tie_break, storage
         )
+    halving = _continued_halving(strategy, strategy_options, objective)
+    if halving is not None:  # successive halving whose survivors continue from their state
+        from jaxtune.tune_population import tune_halving
+
+        return tune_halving(objective, space, halving, args, executor, metric, tie_break, storage)
     config = {
         "space": space.describe(),
         "strategy": describe(strategy) if not isinstance(strategy, Strategy) else {"name": "custom"},

@@ -193,3 +193,112 @@ def _run(objective, space, sched, args, metric, tie_break, study, budget) -> Res
     result = study.result(metric, args.mode, tie_break, args.select, stopped)
     result.utilisation = busy / max(total, 1)
     return result
+
+
+def tune_halving(objective, space: Space, spec, args, executor, metric: str, tie_break, storage) -> Result:
+    """Successive halving or Hyperband whose survivors continue from their state (see
+    :class:`~jaxtune.strategies.SuccessiveHalving`); called by :func:`jaxtune.tune`.
+
+    A bracket starts its configurations as one population; each rung trains the steps its budget
+    adds; the best ``1/eta`` (never a diverged one) move, gathered on the device, into a narrower
+    population (one per width, reused by every bracket). ``rounds`` counts rungs, as for the
+    retraining version.
+    """
+    from jaxtune.strategies.halving import bracket_plan, budgets
+    from jaxtune.tune import _Study
+
+    if args.select != "final":
+        raise InputError("select='best_step' is not available with continued successive halving yet")
+    fidelity = space.params[spec.fidelity]
+    levels = budgets(fidelity.low, fidelity.high, spec.eta)
+    plan = bracket_plan(args.trials, len(levels), spec.eta, type(spec).hyperband)
+    sub = Space({n: p for n, p in space.params.items() if n != spec.fidelity})
+    check_space(sub)
+    config = {
+        "space": space.describe(),
+        "strategy": describe(spec),
+        "trials": args.trials,
+        "seed": args.seed,
+        "metric": metric,
+        "mode": args.mode,
+        "select": args.select,
+        "tie_break": tie_break,
+        "objective": getattr(objective, "__qualname__", type(objective).__qualname__),
+        "program": executor.trial.fingerprint(executor.first_bucket()),
+        "layout": executor.layout(),
+    }
+    study = _Study(storage, args.study, config)
+    try:
+        return _run_halving(objective, space, sub, spec, plan, levels, args, metric, tie_break, study)
+    finally:
+        study.close()
+
+
+def _run_halving(objective, space, sub, spec, plan, levels, args, metric, tie_break, study) -> Result:
+    root = jax.random.key(args.seed)
+    from_unit = jax.jit(sub.from_unit)
+    pops: dict[int, Population] = {}
+    compiles = 0
+
+    def population(width: int) -> Population:
+        if width not in pops:
+            pops[width] = Population(objective, sub, (), width)
+        return pops[width]
+
+    r, b, t0 = 0, 0, time.perf_counter()
+    while r < args.rounds:
+        rungs = plan[b % len(plan)]
+        first = r
+        n = rungs[0][0]
+        u = np.asarray(
+            jax.random.uniform(jax.random.fold_in(jax.random.fold_in(root, _DECIDE_STREAM), r), (n, sub.dim))
+        )
+        hp = from_unit(u)
+        params = sub.to_python({k: np.asarray(v) for k, v in hp.items()})
+        pop = population(n)
+        pop.start(hp, _trial_keys(root, first, n))
+        alive = np.arange(n)  # bracket slots of the lanes, in lane order
+        trained = 0
+        for i, (_, level) in enumerate(rungs):
+            if r >= args.rounds:
+                break
+            budget = levels[level]
+            metrics = pop.train(budget - trained)
+            trained = budget
+            values = np.asarray(metrics[metric], np.float64)
+            finite = np.all([np.isfinite(np.asarray(v)) for v in metrics.values()], axis=0)
+            score = np.where(finite, values if args.mode == "min" else -values, np.inf)
+            last = i == len(rungs) - 1 or r == args.rounds - 1
+            keep = np.zeros(len(alive), bool)
+            if not last:
+                k = rungs[i + 1][0]
+                order = np.argsort(score, kind="stable")[:k]
+                keep[order[np.isfinite(score[order])]] = True
+            rows, points = [], []
+            for lane, slot in enumerate(alive):
+                m = {name: float(v[lane]) for name, v in metrics.items()}
+                points.append((first, int(slot), budget, m))
+                if keep[lane]:
+                    continue
+                status = "diverged" if not finite[lane] else ("ok" if level == len(levels) - 1 else "stopped")
+                row = {"round": first, "slot": int(slot), "params": {**params[slot], spec.fidelity: budget}}
+                rows.append({**row, "unit": u[slot].tolist(), "metrics": m, "value": m[metric], "status": status})
+            study.write(rows, points)
+            if args.verbose:
+                print(
+                    f"[jaxtune] round {r} ({r + 1}/{args.rounds}): {len(alive)} trials continued to {budget} steps, "
+                    f"{int(keep.sum())} go on; {time.perf_counter() - t0:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            r += 1
+            if last or not keep.any():
+                break
+            narrow = population(int(keep.sum()))
+            narrow.take(pop, np.flatnonzero(keep))
+            pop, alive = narrow, alive[keep]
+        b += 1
+    compiles = sum(p.compiles for p in pops.values())
+    result = study.result(metric, args.mode, tie_break, args.select, None)
+    result.compiles = compiles
+    return result

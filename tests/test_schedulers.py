@@ -131,3 +131,24 @@ def test_pbt_solves_the_toy_problem_of_its_paper_where_fixed_hyperparameters_pla
                 strategy_options={"segment": 4, "initial": initial, "quantile": 0.5})  # fmt: skip
     fixed = [float(jax.jit(task.objective)({k: jnp.float32(v) for k, v in h.items()}, None)["Q"]) for h in initial]
     assert max(fixed) < 0.4 and r.best["value"] > 1.1
+
+
+def test_successive_halving_continues_survivors_and_a_survivor_equals_straight_training():
+    trainer = make_trainer(steps=90)
+    space = jt.Space({**SPACE.params, "steps": jt.Int(10, 90, scale="log", static=True)})
+    result = jt.tune(trainer, space, "successive_halving", trials=9, metric="val_loss", progress=False)
+    by_status = {s: [t for t in result.trials if t["status"] == s] for s in ("ok", "stopped")}
+    assert len(result.trials) == 9 and len(by_status["ok"]) == 1 and len(by_status["stopped"]) == 8
+    reached = sorted(t["params"]["steps"] for t in result.trials)
+    assert reached == [10] * 6 + [30] * 2 + [90]
+    # 9 x 10 + 3 x 20 + 1 x 60 steps: each rung trains only the steps its budget adds.
+    assert sum(len(points) for points in result.curves.values()) == 9 + 3 + 1
+    best = by_status["ok"][0]
+    key = population_module._trial_keys(jax.random.key(0), best["round"], 9)[best["slot"]]
+    hp = {n: jnp.float32(v) for n, v in best["params"].items() if n != "steps"}
+    straight = jax.jit(trainer)(hp, key)
+    np.testing.assert_allclose(best["metrics"]["val_loss"], straight["val_loss"], rtol=1e-5)
+    # Retraining (the objective's own choice when it cannot continue) still works, and differs in cost.
+    again = jt.tune(trainer, space, jt.strategies.SuccessiveHalving(continue_survivors=False), trials=9,
+                    metric="val_loss", progress=False)  # fmt: skip
+    assert len(again.trials) == 9 + 3 + 1 and all(t["status"] == "ok" for t in again.trials)

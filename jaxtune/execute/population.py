@@ -252,6 +252,16 @@ class Population:
             jax.device_put(restart, replicated),
         )
 
+    def take(self, other: Population, lanes: Sequence[int]) -> None:
+        """Makes this population's lanes the lanes ``lanes`` of ``other`` (states and hyperparameters,
+        gathered on the device): survivors moving into a narrower program."""
+        idx = np.asarray(lanes, np.int32)
+        if idx.shape != (self.width,):
+            raise InputError(f"take needs {self.width} lanes, got {idx.shape[0]}")
+        sharding = self._sharded()
+        self.state = jax.device_put(jax.tree.map(lambda a: a[idx], other.state), sharding)
+        self.hp = jax.device_put({n: v[idx] for n, v in other.hp.items()}, sharding)
+
     def lanes(self, which: Sequence[int]) -> list[Any]:
         """The states of lanes ``which`` (one pytree per lane; for checkpoints and export)."""
         return [jax.tree.map(lambda a, i=i: a[i], self.state) for i in which]

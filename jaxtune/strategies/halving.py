@@ -37,6 +37,7 @@ class _Halving:
 
     fidelity: str = "steps"
     eta: int = 3
+    continue_survivors: bool = True
     hyperband: ClassVar[bool] = False
 
     def build(self, space: Space, num_trials: int) -> Strategy:
@@ -59,14 +60,19 @@ class SuccessiveHalving(_Halving):
     ``high, high/eta, high/eta**2, ...`` down to ``low``: ``Int(100, 2700)`` with ``eta=3`` gives
     100, 300, 900, 2700 steps. Each budget is one compiled program, reused by every bracket.
 
-    A survivor trains again from the start on its larger budget (nothing is carried between
-    rounds), which costs about ``eta / (eta - 1)`` times continuing it and keeps every trial a
-    complete run that is stored and resumable like any other. Slots of stopped trials stay
-    empty (``valid``); a bracket whose survivors all diverged starts over.
+    With an objective that implements the stateful trial protocol (``jt.train.Trainer``), a
+    survivor *continues* from its state: each rung trains only the steps its budget adds, and the
+    survivors move into a narrower compiled program (one per width, reused by every bracket), so
+    no lane idles. Each configuration is then one trial whose ``steps`` is the budget it reached:
+    ``"ok"`` at the top budget, ``"stopped"`` below it. With any other objective (or
+    ``continue_survivors=False``) a survivor trains again from the start on its larger budget,
+    about ``eta / (eta - 1)`` times the steps, and every rung's trial is a complete, resumable run;
+    slots of stopped trials stay empty (``valid``); a bracket whose survivors all diverged starts over.
 
     Args:
       fidelity: name of the budget parameter in the space.
       eta: keep ``1/eta`` of the trials each round and multiply the budget by ``eta`` (>= 2).
+      continue_survivors: continue survivors from their state when the objective can.
     """
 
 
@@ -82,12 +88,30 @@ class Hyperband(_Halving):
     full budget only: a hedge for problems where early results mislead. Rounds default to one
     pass over the brackets (``(S + 1)(S + 2) / 2`` rounds); the next pass starts again.
 
+    Survivors continue from their state as in ``"successive_halving"``.
+
     Args:
       fidelity: name of the budget parameter in the space, a ``jt.Int(low, high, static=True)``.
       eta: keep ``1/eta`` of the trials each round and multiply the budget by ``eta`` (>= 2).
+      continue_survivors: continue survivors from their state when the objective can.
     """
 
     hyperband: ClassVar[bool] = True
+
+
+def bracket_plan(num_trials: int, levels: int, eta: int, hyperband: bool) -> list[list[tuple[int, int]]]:
+    """Each bracket's rungs as ``(configurations, budget index)``, brackets in the order they run.
+
+    With ``S = levels - 1``, bracket ``s`` (``S`` down to 0 for Hyperband, ``S`` alone otherwise)
+    starts ``n_s = min(num_trials, ceil(num_trials * (S + 1) / (s + 1) / eta**(S - s)))``
+    configurations on budget ``S - s`` and keeps ``n_s // eta**i`` (at least 1) at rung ``i``.
+    """
+    top = levels - 1
+    out = []
+    for s in range(top, -1, -1) if hyperband else [top]:
+        n = min(num_trials, math.ceil(num_trials * (top + 1) / (s + 1) / eta ** (top - s)))
+        out.append([(max(1, n // eta**i), top - s + i) for i in range(s + 1)])
+    return out
 
 
 def _halving(name: str, space: Space, num_trials: int, fidelity: str, eta: int, hyperband: bool) -> Strategy:
@@ -108,15 +132,16 @@ def _halving(name: str, space: Space, num_trials: int, fidelity: str, eta: int, 
         )
     steps = budgets(p.low, p.high, eta)
     top = len(steps) - 1  # S: halvings in the most aggressive bracket
-    brackets = list(range(top, -1, -1)) if hyperband else [top]
-    configs = [min(num_trials, math.ceil(num_trials * (top + 1) / (s + 1) / eta ** (top - s))) for s in brackets]
+    plan = bracket_plan(num_trials, len(steps), eta, hyperband)
+    brackets = [len(rungs) - 1 for rungs in plan]
+    configs = [rungs[0][0] for rungs in plan]
     # Per bracket and rung: trials that run, and the index of their budget (padded to top + 1 rungs).
     sizes = np.ones((len(brackets), top + 1), np.int32)
     level = np.zeros((len(brackets), top + 1), np.int32)
-    for b, (s, n) in enumerate(zip(brackets, configs)):
-        for i in range(s + 1):
-            sizes[b, i] = max(1, n // eta**i)
-            level[b, i] = top - s + i
+    for b, rungs in enumerate(plan):
+        for i, (n, budget) in enumerate(rungs):
+            sizes[b, i] = n
+            level[b, i] = budget
     sizes, level = jnp.asarray(sizes), jnp.asarray(level)
     rungs = jnp.asarray([s + 1 for s in brackets], jnp.int32)
     starts = jnp.asarray(configs, jnp.int32)
