@@ -76,6 +76,7 @@ class Result:
       stopped: why the sweep stopped before its last round (``"timeout"``), or None.
       lineage: ``{(round, slot): (parent_round, parent_slot, step)}``: trials that continued
         another trial's state from that step (PBT's exploits).
+      config: the study's configuration (seed, trials, strategy, ...) as stored.
     """
 
     def __init__(
@@ -91,6 +92,7 @@ class Result:
         select: str = "final",
         stopped: str | None = None,
         lineage: dict[tuple[int, int], tuple[int, int, int]] | None = None,
+        config: dict[str, Any] | None = None,
     ):
         if mode not in MODES:
             raise InputError(f"mode must be 'min' or 'max', got {mode!r}")
@@ -106,6 +108,7 @@ class Result:
         self.select = select
         self.stopped = stopped
         self.lineage = lineage or {}
+        self.config = config or {}
 
     @classmethod
     def load(cls, path: str | os.PathLike, study: str | None = None) -> Result:
@@ -131,6 +134,7 @@ class Result:
                 tie_break=config.get("tie_break"),
                 select=config.get("select", "final"),
                 lineage=store.lineage(sid),
+                config=config,
             )
         finally:
             store.close()
@@ -172,6 +176,55 @@ class Result:
                 break
             key = parent[:2]
         return out[::-1]
+
+    def trial_key(self, trial: dict[str, Any]) -> Any:
+        """The PRNG key ``trial`` was trained with (recomputed from the study's seed, its round and slot)."""
+        from jaxtune.keys import trial_key
+
+        if "seed" not in self.config:
+            raise InputError("this Result has no study configuration (seed): load it with jt.Result.load")
+        kind = self.config.get("kind", "rounds")
+        return trial_key(self.config["seed"], kind, trial["round"], trial["slot"], self.config["trials"])
+
+    def replay(self, objective: Any, trial: dict[str, Any] | None = None) -> Any:
+        """Trains ``trial`` (default: the best) again, exactly, and returns its final state.
+
+        ``objective`` is the one the sweep ran (it must implement the stateful trial protocol,
+        as ``jt.train.Trainer`` does). A trial that continued another's state (PBT) is replayed
+        along its lineage: each ancestor's hyperparameters for its stretch of steps, each copy
+        reseeded with its own key, as the population did. ``objective.model_of(hp, state)`` (the
+        Trainer's) turns the state into a ready model.
+        """
+        import jax.numpy as jnp
+
+        trial = self.best if trial is None else trial
+        if trial is None:
+            raise InputError("replay: the study has no finished trial")
+        chain, key = [], (trial["round"], trial["slot"])
+        by_key = {(t["round"], t["slot"]): t for t in self.trials}
+        while True:
+            parent = self.lineage.get(key)
+            chain.append((by_key[key], 0 if parent is None else parent[2]))
+            if parent is None:
+                break
+            key = parent[:2]
+        chain.reverse()
+        fidelity = self.config.get("strategy", {}).get("fidelity")
+
+        def hp_of(t):
+            return {n: jnp.asarray(v) for n, v in t["params"].items() if n != fidelity}
+
+        last_step = max((s for s, _ in self.curves.get((trial["round"], trial["slot"]), [])), default=None)
+        if last_step is None:
+            last_step = trial["params"].get(fidelity) or getattr(objective, "steps", None)
+        state = objective.init(hp_of(chain[0][0]), self.trial_key(chain[0][0]))
+        for i, (t, start) in enumerate(chain):
+            if i:
+                state = objective.reseed(state, self.trial_key(t))
+            end = chain[i + 1][1] if i + 1 < len(chain) else last_step
+            if end > start:
+                state, _ = objective.train(hp_of(t), state, end - start)
+        return state
 
     def best_step(self, trial: dict[str, Any]) -> int | None:
         """The training step whose evaluation gave ``trial`` its value (None: the final evaluation,

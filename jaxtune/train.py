@@ -294,6 +294,10 @@ class Trainer:
         """``{split}_loss`` and ``{split}_{metric}`` of a trial's state, on every eval split."""
         return self.evaluate(self._graphdef(hp), state["params"], state["rest"])
 
+    def model_of(self, hp: Mapping[str, Any], state: dict[str, Any]) -> nnx.Module:
+        """The trained NNX model of a trial's ``state`` (from :meth:`train` or ``Result.replay``), in eval mode."""
+        return set_mode(nnx.merge(self._graphdef(hp), state["params"], state["rest"]), train=False)
+
     def reseed(self, state: dict[str, Any], key: jax.Array) -> dict[str, Any]:
         """``state`` with its own data order from ``key`` (a copied trial must not train as its donor does)."""
         return {**state, "key": key}

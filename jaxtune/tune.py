@@ -35,6 +35,7 @@ import numpy as np
 from jaxtune._checks import check_int
 from jaxtune.errors import InputError, InputTypeError, Problems
 from jaxtune.execute import CURVES, Executor
+from jaxtune.keys import INIT_STREAM, round_keys
 from jaxtune.progress import ChunkProgress, RoundReport, print_compiling, print_round
 from jaxtune.result import MODES, SELECT, Result, minimised, select_value, tie_break_spec
 from jaxtune.schedulers import is_scheduler
@@ -44,8 +45,6 @@ from jaxtune.strategies.base import Strategy, describe, make_strategy
 
 __all__ = ["tune", "RoundReport", "MAX_TRIALS", "MAX_SEED"]
 
-# Keys for the strategy and the trials come from disjoint streams of the seed.
-_INIT_STREAM, _ROUND_STREAM = 1, 2
 
 # A round's points, keys and results are held at once; past this a round would not fit anyway.
 MAX_TRIALS = 2**24
@@ -162,7 +161,7 @@ class _Driver:
 
         def plan(root, r, state):
             """A round's points, strategy state, valid lanes, hyperparameters and trial keys."""
-            ask_key, trial_key = jax.random.split(jax.random.fold_in(jax.random.fold_in(root, _ROUND_STREAM), r))
+            ask_key, trial_key = round_keys(root, r)
             u, state = strategy.ask(ask_key, state)
             return u, state, strategy.valid(state), space.from_unit(u), jax.random.split(trial_key, trials)
 
@@ -170,7 +169,7 @@ class _Driver:
         scores = jax.ShapeDtypeStruct((trials,), jnp.float32)
         self._plan = executor.compile_async(jit(plan).lower(self.root, np.int32(0), state0))
         self._init = executor.compile_async(
-            jit(lambda root: strategy.init(jax.random.fold_in(root, _INIT_STREAM))).lower(self.root)
+            jit(lambda root: strategy.init(jax.random.fold_in(root, INIT_STREAM))).lower(self.root)
         )
         self._tell = executor.compile_async(jit(strategy.tell).lower(state0, u0, scores))
         self.state = None
@@ -265,6 +264,7 @@ class _Study:
         return Result(
             list(self.done.values()), metric, mode, study=self.name, storage=self.storage, curves=curves,
             tie_break=tie_break, select=select, stopped=stopped, lineage=self.store.lineage(self.sid),
+            config=self.store.study_config(self.name),
         )  # fmt: skip
 
     def close(self) -> None:
@@ -467,6 +467,7 @@ def tune(
         "objective": getattr(objective, "__qualname__", type(objective).__qualname__),
         "program": executor.trial.fingerprint(first),
         "layout": executor.layout(),
+        "kind": "rounds",
     }
     sweep = _Study(storage, study, config)
     try:

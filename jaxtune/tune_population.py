@@ -28,6 +28,7 @@ import numpy as np
 
 from jaxtune.errors import InputError
 from jaxtune.execute.population import Population, supports_protocol
+from jaxtune.keys import DECIDE_STREAM, INIT_STREAM, lane_keys
 from jaxtune.result import Result, minimised
 from jaxtune.schedulers import Lanes, make_scheduler
 from jaxtune.schedulers.base import check_space, make_spec
@@ -36,19 +37,12 @@ from jaxtune.strategies.base import describe
 
 __all__ = ["tune_population"]
 
-_INIT_STREAM, _DECIDE_STREAM, _TRIAL_STREAM = 1, 2, 3
-
 
 def _budget(objective: Any) -> int:
     steps = getattr(objective, "steps", None)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise InputError(f"a population scheduler needs the objective's step budget (an int .steps), got {steps!r}")
     return steps
-
-
-def _trial_keys(root: jax.Array, r: int, n: int) -> jax.Array:
-    """The keys of trials that start at segment ``r``, one per lane."""
-    return jax.random.split(jax.random.fold_in(jax.random.fold_in(root, _TRIAL_STREAM), r), n)
 
 
 def check_population(objective, space: Space, spec) -> None:
@@ -88,6 +82,7 @@ def tune_population(objective, space: Space, spec, options, args, executor, metr
         "program": executor.trial.fingerprint(()),
         "layout": executor.layout(),
         "steps": budget,
+        "kind": "population",
     }
     study = _Study(storage, args.study, config)
     try:
@@ -99,14 +94,14 @@ def tune_population(objective, space: Space, spec, options, args, executor, metr
 def _run(objective, space, sched, args, metric, tie_break, study, budget) -> Result:
     lanes = sched.num_lanes
     root = jax.random.key(args.seed)
-    state = jax.jit(sched.init)(jax.random.fold_in(root, _INIT_STREAM))
-    u, state = jax.jit(sched.first)(jax.random.fold_in(root, _INIT_STREAM), state)
+    state = jax.jit(sched.init)(jax.random.fold_in(root, INIT_STREAM))
+    u, state = jax.jit(sched.first)(jax.random.fold_in(root, INIT_STREAM), state)
     decide = jax.jit(sched.decide)
     from_unit = jax.jit(space.from_unit)
     pop = Population(objective, space, (), lanes)
     u = np.asarray(u)
     hp = from_unit(u)
-    pop.start(hp, _trial_keys(root, 0, lanes))
+    pop.start(hp, lane_keys(root, 0, lanes))
     start = np.zeros(lanes, np.int64)  # the segment each lane's trial started at: its round
     steps = np.zeros(lanes, np.int32)  # steps each lane's trial has trained
     active = np.ones(lanes, bool)
@@ -122,7 +117,7 @@ def _run(objective, space, sched, args, metric, tie_break, study, budget) -> Res
         finite = np.all([np.isfinite(np.asarray(v)) for v in metrics.values()], axis=0)
         score = np.where(finite, values if args.mode == "min" else -values, np.inf).astype(np.float32)
         decision, state = decide(
-            jax.random.fold_in(jax.random.fold_in(root, _DECIDE_STREAM), seg),
+            jax.random.fold_in(jax.random.fold_in(root, DECIDE_STREAM), seg),
             state,
             Lanes(jnp.asarray(score), jnp.asarray(steps), jnp.asarray(u, jnp.float32), jnp.asarray(active)),
         )
@@ -152,7 +147,7 @@ def _run(objective, space, sched, args, metric, tie_break, study, budget) -> Res
         study.write(rows, points, lineage)
         if not active.any():
             break
-        pop.replace(hp, source=d.source, restart=d.restart, keys=_trial_keys(root, seg + 1, lanes), reseed=moved)
+        pop.replace(hp, source=d.source, restart=d.restart, keys=lane_keys(root, seg + 1, lanes), reseed=moved)
         if args.verbose and (seg + 1) % every == 0:
             shown = "none yet" if not math.isfinite(best) else f"{minimised(best, args.mode):.6g}"
             print(
@@ -226,6 +221,7 @@ def tune_halving(objective, space: Space, spec, args, executor, metric: str, tie
         "objective": getattr(objective, "__qualname__", type(objective).__qualname__),
         "program": executor.trial.fingerprint(executor.first_bucket()),
         "layout": executor.layout(),
+        "kind": "population",
     }
     study = _Study(storage, args.study, config)
     try:
@@ -250,13 +246,11 @@ def _run_halving(objective, space, sub, spec, plan, levels, args, metric, tie_br
         rungs = plan[b % len(plan)]
         first = r
         n = rungs[0][0]
-        u = np.asarray(
-            jax.random.uniform(jax.random.fold_in(jax.random.fold_in(root, _DECIDE_STREAM), r), (n, sub.dim))
-        )
+        u = np.asarray(jax.random.uniform(jax.random.fold_in(jax.random.fold_in(root, DECIDE_STREAM), r), (n, sub.dim)))
         hp = from_unit(u)
         params = sub.to_python({k: np.asarray(v) for k, v in hp.items()})
         pop = population(n)
-        pop.start(hp, _trial_keys(root, first, n))
+        pop.start(hp, lane_keys(root, first, n))
         alive = np.arange(n)  # bracket slots of the lanes, in lane order
         trained = 0
         for i, (_, level) in enumerate(rungs):

@@ -1,7 +1,5 @@
 """Population schedulers: PBT and ASHA, their rules on the unit cube and whole sweeps."""
 
-import importlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,11 +8,11 @@ from conftest import make_trainer
 
 import jaxtune as jt
 from jaxtune.errors import InputError
+from jaxtune.keys import trial_key
 from jaxtune.schedulers import ASHA, PBT, Lanes
 from jaxtune.schedulers.base import explorer
 
 SPACE = jt.Space({"lr": jt.Float(1e-3, 1e-1, scale="log"), "b1": jt.Float(0.8, 0.99, scale="reverse_log")})
-population_module = importlib.import_module("jaxtune.tune_population")
 
 
 def lanes(score, steps, n=6, active=None):
@@ -103,7 +101,7 @@ def test_an_asha_survivor_equals_the_same_trial_trained_straight(tmp_path):
     stopped = [t for t in result.trials if t["status"] == "stopped"]
     assert ok and stopped and len(result.trials) == 8
     for t in ok:
-        key = population_module._trial_keys(jax.random.key(0), t["round"], 4)[t["slot"]]
+        key = trial_key(0, "population", t["round"], t["slot"], 4)
         hp = {n: jnp.float32(v) for n, v in t["params"].items()}
         straight = jax.jit(trainer)(hp, key)
         np.testing.assert_allclose(t["metrics"]["val_loss"], straight["val_loss"], rtol=1e-4)
@@ -144,7 +142,7 @@ def test_successive_halving_continues_survivors_and_a_survivor_equals_straight_t
     # 9 x 10 + 3 x 20 + 1 x 60 steps: each rung trains only the steps its budget adds.
     assert sum(len(points) for points in result.curves.values()) == 9 + 3 + 1
     best = by_status["ok"][0]
-    key = population_module._trial_keys(jax.random.key(0), best["round"], 9)[best["slot"]]
+    key = trial_key(0, "population", best["round"], best["slot"], 9)
     hp = {n: jnp.float32(v) for n, v in best["params"].items() if n != "steps"}
     straight = jax.jit(trainer)(hp, key)
     np.testing.assert_allclose(best["metrics"]["val_loss"], straight["val_loss"], rtol=1e-5)
@@ -152,3 +150,25 @@ def test_successive_halving_continues_survivors_and_a_survivor_equals_straight_t
     again = jt.tune(trainer, space, jt.strategies.SuccessiveHalving(continue_survivors=False), trials=9,
                     metric="val_loss", progress=False)  # fmt: skip
     assert len(again.trials) == 9 + 3 + 1 and all(t["status"] == "ok" for t in again.trials)
+
+
+@pytest.mark.parametrize("strategy, options", [("random", {}), ("pbt", {"segment": 10})])
+def test_the_best_trial_replays_exactly_into_a_ready_model(tmp_path, strategy, options):
+    """The best trial's weights are not lost: its key is part of the record, and a PBT winner is
+    replayed along its lineage; the model reproduces the stored validation accuracy."""
+    trainer = make_trainer(steps=30)
+    db = str(tmp_path / "s.db")
+    jt.tune(trainer, SPACE, strategy, trials=4, metric="val_accuracy", mode="max", storage=db, progress=False,
+            strategy_options=options)  # fmt: skip
+    result = jt.Result.load(db)
+    best = result.best
+    if strategy == "pbt":
+        assert len(result.history(best)) >= 1
+    hp = {n: jnp.float32(v) for n, v in best["params"].items()}
+    state = jax.jit(lambda hp: result.replay(trainer, best))(hp)
+    again = jax.jit(trainer.evaluate_state)(hp, state)
+    np.testing.assert_allclose(again["val_loss"], best["metrics"]["val_loss"], rtol=1e-5)
+    model = trainer.model_of(hp, state)
+    x, y = trainer._arrays["val"]
+    accuracy = float(jnp.mean(jnp.argmax(model(x), -1) == y))
+    assert accuracy == pytest.approx(best["metrics"]["val_accuracy"], abs=1e-6)

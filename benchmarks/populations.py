@@ -1,0 +1,164 @@
+"""Living trials on MNIST-1D: what continuing, refilling and segmenting buy and cost.
+
+* ``halving``: successive halving whose survivors continue from their state vs the same
+  schedule retraining every survivor from scratch (trial-steps, wall time, selected accuracy);
+* ``asha``: ASHA with refill vs synchronous successive halving with continuation, the same
+  number of configurations (lane utilisation, wall time, selected accuracy);
+* ``boundary``: the cost of a segment boundary at N lanes: one population trained S steps in
+  one segment vs in k segments with a decision (an exploit of a quarter of the lanes) at each.
+
+Every method runs the same Trainer (the MNIST-1D MLP of the demo, AdamW on lr / b1 / wd) on
+the same devices; seeds change the sampled configurations. Selection is on the validation split;
+test accuracy of the selected trial is reported.
+
+    python benchmarks/populations.py                 # writes results/populations_<backend>.json
+    python benchmarks/populations.py --seeds 1       # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+import jaxtune as jt  # noqa: E402
+from jaxtune.execute.population import Population  # noqa: E402
+from jaxtune.tasks import classify  # noqa: E402
+
+
+def selected(result) -> dict:
+    b = result.best
+    return {"val_accuracy": b["metrics"]["val_accuracy"], "test_accuracy": b["metrics"]["test_accuracy"]}
+
+
+def trial_steps(result) -> int:
+    """Optimizer steps trained in all: the last curve point of every trial (a continued trial
+    counts the steps of its own lifetime only)."""
+    total = 0
+    for key, points in result.curves.items():
+        parent = result.lineage.get(key)
+        total += points[-1][0] - (parent[2] if parent else 0)
+    return total
+
+
+def halving(task, low: int, high: int, trials: int, seed: int) -> list[dict]:
+    space = jt.Space({**task.space.params, "steps": jt.Int(low, high, scale="log", static=True)})
+    rows = []
+    for name, spec in (
+        ("continue", jt.strategies.SuccessiveHalving(eta=3)),
+        ("retrain", jt.strategies.SuccessiveHalving(eta=3, continue_survivors=False)),
+    ):
+        t = time.perf_counter()
+        r = jt.tune(task.objective, space, spec, trials=trials, metric="val_accuracy", mode="max", seed=seed,
+                    progress=False)  # fmt: skip
+        seconds = time.perf_counter() - t
+        steps = sum(t["params"]["steps"] for t in r.trials) if name == "retrain" else trial_steps(r)
+        rows.append({"method": name, "seed": seed, "seconds": seconds, "trial_steps": steps, **selected(r)})
+    return rows
+
+
+def asha_vs_halving(task, low: int, high: int, lanes: int, configs: int, seed: int) -> list[dict]:
+    rows = []
+    t = time.perf_counter()
+    r = jt.tune(task.objective, task.space, "asha", trials=lanes, metric="val_accuracy", mode="max", seed=seed,
+                progress=False, strategy_options={"min_steps": low, "eta": 3, "configs": configs})  # fmt: skip
+    rows.append(
+        {"method": "asha", "seed": seed, "seconds": time.perf_counter() - t, "lanes": lanes, "configs": configs,
+         "utilisation": r.utilisation, "trial_steps": trial_steps(r), **selected(r)}
+    )  # fmt: skip
+    space = jt.Space({**task.space.params, "steps": jt.Int(low, high, scale="log", static=True)})
+    t = time.perf_counter()
+    r = jt.tune(task.objective, space, "successive_halving", trials=configs, metric="val_accuracy", mode="max",
+                seed=seed, progress=False)  # fmt: skip
+    rows.append(
+        {"method": "successive_halving", "seed": seed, "seconds": time.perf_counter() - t, "configs": configs,
+         "trial_steps": trial_steps(r), **selected(r)}
+    )  # fmt: skip
+    return rows
+
+
+def boundary(task, lanes: int, steps: int, segments: int, repeats: int = 3) -> dict:
+    """Seconds to train ``steps`` steps in 1 segment vs ``segments`` segments with a decision at each."""
+    key = jax.random.key(0)
+    hp = task.space.sample(key, lanes)
+    keys = jax.random.split(key, lanes)
+    source = np.arange(lanes)
+    source[: lanes // 4] = np.arange(lanes // 4, lanes // 2)  # a quarter of the lanes exploit others
+    reseed = source != np.arange(lanes)
+
+    def run(k: int) -> float:
+        pop = Population(task.objective, task.space, (), lanes)
+        pop.start(hp, keys)
+        pop.train(steps // k)  # compiles (and warms) the segment program
+        pop.replace(hp, source=source, keys=keys, reseed=reseed)
+        best = float("inf")
+        for _ in range(repeats):
+            pop.start(hp, keys)
+            jax.block_until_ready(pop.state)
+            t = time.perf_counter()
+            for _ in range(k):
+                pop.train(steps // k)
+                if k > 1:
+                    pop.replace(hp, source=source, keys=keys, reseed=reseed)
+            jax.block_until_ready(pop.state)
+            best = min(best, time.perf_counter() - t)
+        return best
+
+    one, many = run(1), run(segments)
+    return {
+        "lanes": lanes,
+        "steps": steps,
+        "segments": segments,
+        "one_segment_s": one,
+        "segmented_s": many,
+        "overhead": many / one - 1,
+        "per_boundary_ms": 1e3 * (many - one) / (segments - 1),
+    }
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--low", type=int, default=50)
+    p.add_argument("--high", type=int, default=450)
+    p.add_argument("--trials", type=int, default=27)
+    p.add_argument("--lanes", type=int, default=256)
+    p.add_argument("--boundary-steps", type=int, default=500)
+    p.add_argument("--segments", type=int, default=10)
+    p.add_argument("--out")
+    a = p.parse_args()
+    jt.use_cpu_cores()
+    task = classify.mnist1d("mlp", steps=a.high, batch_size=128)
+    out = {"devices": jax.device_count(), "halving": [], "asha": []}
+    for seed in range(a.seeds):
+        out["halving"] += halving(task, a.low, a.high, a.trials, seed)
+        out["asha"] += asha_vs_halving(task, a.low, a.high, a.trials // 3, a.trials, seed)
+    bt = classify.mnist1d("mlp", steps=a.boundary_steps, batch_size=128)
+    out["boundary"] = boundary(bt, a.lanes, a.boundary_steps, a.segments)
+    common.write(f"populations_{jax.default_backend()}", out, a.out)
+
+    def table(rows, cols):
+        print("  ".join(f"{c:>14}" for c in cols))
+        for r in rows:
+            cells = (f"{r[c]:>14.4g}" if isinstance(r.get(c), float) else f"{r.get(c, '-')!s:>14}" for c in cols)
+            print("  ".join(cells))
+
+    table(out["halving"], ["method", "seed", "seconds", "trial_steps", "val_accuracy", "test_accuracy"])
+    table(out["asha"], ["method", "seed", "seconds", "utilisation", "trial_steps", "val_accuracy", "test_accuracy"])
+    b = out["boundary"]
+    print(
+        f"segment boundary at N={b['lanes']}: {b['steps']} steps in 1 segment {b['one_segment_s']:.3f} s, in "
+        f"{b['segments']} with a decision each {b['segmented_s']:.3f} s: +{100 * b['overhead']:.1f}% "
+        f"({b['per_boundary_ms']:.1f} ms a boundary)"
+    )
+
+
+if __name__ == "__main__":
+    main()
