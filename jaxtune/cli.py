@@ -145,6 +145,8 @@ def check_config(cfg: Mapping[str, Any], tune_opts: Mapping[str, Any], plot: str
     from jaxtune import tasks
     from jaxtune._checks import check_int
     from jaxtune.result import MODES, SELECT, tie_break_spec
+    from jaxtune.schedulers import is_scheduler
+    from jaxtune.schedulers.base import make_spec as make_scheduler_spec
     from jaxtune.strategies.base import make_spec
     from jaxtune.tune import MAX_SEED, MAX_TRIALS
 
@@ -181,7 +183,10 @@ def check_config(cfg: Mapping[str, Any], tune_opts: Mapping[str, Any], plot: str
             raise ConfigError(f"[tune] mode must be 'min' or 'max', got {tune_opts['mode']!r}")
     strategy = tune_opts.get("strategy", "coarse_to_fine")
     with problems.check():  # the strategy and its options alone; with the space when the sweep starts
-        make_spec(strategy, **(cfg.get("strategy") or {}))
+        if is_scheduler(strategy):
+            make_scheduler_spec(strategy, **(cfg.get("strategy") or {}))
+        else:
+            make_spec(strategy, **(cfg.get("strategy") or {}))
     space = None
     if "space" in cfg:
         with problems.check():

@@ -166,18 +166,41 @@ def test_rerun_loads_compiled_programs_from_the_persistent_cache(tmp_path):
     assert runs[1].get("/jax/compilation_cache/cache_misses", 0) < runs[0].get("/jax/compilation_cache/cache_misses", 1)
 
 
-@pytest.mark.parametrize("name", ["demo.toml", "halving.toml"])
+@pytest.mark.parametrize("name", ["demo.toml", "halving.toml", "asha.toml", "pbt.toml"])
 def test_shipped_configs_are_valid(name):
     import os
 
     import jaxtune as jt
+    from jaxtune.schedulers import is_scheduler, make_scheduler
     from jaxtune.strategies import make_strategy
 
     cfg = cli.load_config(os.path.join(os.path.dirname(__file__), "..", "configs", name))
-    space = cli.space_from_config(cfg["space"])
-    built = make_strategy(cfg["tune"]["strategy"], space, cfg["tune"]["trials"], **cfg.get("strategy", {}))
-    assert built.num_trials == cfg["tune"]["trials"]
+    task_options = {k: v for k, v in cfg["task"].items() if k != "name"}
+    space = cli.check_config(cfg, cfg["tune"])  # None: the task's default space
     assert cfg["task"]["name"] in jt.tasks.TASKS
+    strategy, options = cfg["tune"]["strategy"], cfg.get("strategy", {})
+    if is_scheduler(strategy):
+        from jaxtune.tasks import TOY_PBT_SPACE, classify
+
+        space = space or (TOY_PBT_SPACE if cfg["task"]["name"] == "pbt_toy" else classify.default_space())
+        built = make_scheduler(strategy, space, cfg["tune"]["trials"], task_options["steps"], **options)
+        assert built.num_lanes == cfg["tune"]["trials"]
+    else:
+        built = make_strategy(strategy, space, cfg["tune"]["trials"], **options)
+        assert built.num_trials == cfg["tune"]["trials"]
+
+
+def test_pbt_runs_from_the_command_line(tmp_path, capsys, monkeypatch):
+    import os
+
+    monkeypatch.setenv("JAXTUNE_CACHE_DIR", "none")
+    cfg = os.path.join(os.path.dirname(__file__), "..", "configs", "pbt.toml")
+    db = str(tmp_path / "pbt.db")
+    assert cli.main(["run", cfg, "--storage", db, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "selecting on Q (max)" in out
+    best = __import__("jaxtune").Result.load(db).best
+    assert best["value"] > 1.19
 
 
 def test_bad_cpu_device_count_is_a_clear_error(tmp_path, capsys, monkeypatch):

@@ -42,3 +42,8 @@ def test_research_code():
 def test_examples_have_docstrings_and_main(name):
     module = load(name)
     assert module.__doc__ and callable(module.main)
+
+
+def test_living_trials():
+    pbt, asha = load("living_trials").main(["--steps", "18", "--lanes", "4"])
+    assert pbt.best["status"] == "ok" and asha.best["status"] == "ok"
