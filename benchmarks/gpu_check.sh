@@ -25,6 +25,9 @@ mkdir -p "$OUT"
     --out "$OUT/cnn_gpu.json" 2>&1 | tail -4
   python benchmarks/cnn2d.py --parts equality,plan,one --n 256 --plan-steps 500 --repeats 2 \
     --out "$OUT/cnn2d_gpu.json" 2>&1 | tail -8
+  # A population's segment boundary (evaluation, decision) at N=1024 lanes.
+  python benchmarks/populations.py --only boundary --lanes 1024 --boundary-steps 1000 --segments 10 \
+    --out "$OUT/populations_gpu.json" 2>&1 | tail -2
   # The one line a user sees if a chunk does not fit; XLA's own allocator messages are counted.
   python benchmarks/scale.py --trials 100000 --steps 1000 --data "$JAXTUNE_MNIST1D_NPZ" \
     --out "$OUT/scale_gpu.json" > "$OUT/scale_log.txt" 2>&1

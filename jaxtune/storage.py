@@ -46,6 +46,11 @@ CREATE TABLE IF NOT EXISTS lineage (
     step INTEGER NOT NULL,
     PRIMARY KEY (study_id, round, slot)
 );
+CREATE TABLE IF NOT EXISTS checkpoints (
+    study_id INTEGER PRIMARY KEY REFERENCES studies(id),
+    segment INTEGER NOT NULL,
+    state BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS curves (
     study_id INTEGER NOT NULL REFERENCES studies(id),
     round INTEGER NOT NULL,
@@ -118,6 +123,7 @@ _TABLES = {
     "trials": {"study_id", "round", "slot", "params", "unit", "metrics", "status", "value"},
     "curves": {"study_id", "round", "slot", "step", "metrics"},
     "lineage": {"study_id", "round", "slot", "parent_round", "parent_slot", "step"},
+    "checkpoints": {"study_id", "segment", "state"},
 }
 
 
@@ -276,11 +282,18 @@ class Storage:
         rows: Iterable[Mapping[str, Any]],
         curves: Iterable[tuple[int, int, int, Mapping[str, float]]] = (),
         lineage: Iterable[tuple[int, int, int, int, int]] = (),
+        checkpoint: tuple[int, bytes] | None = None,
     ) -> None:
         """Stores finished trials, their curve points and lineage ``(round, slot, parent_round,
-        parent_slot, step)`` (a trial that started from its parent's state at that step), in one
-        transaction."""
+        parent_slot, step)`` (a trial that started from its parent's state at that step), and a
+        population's ``(segment, state)`` checkpoint (replacing the last one), in one transaction:
+        a kill leaves either all of them or none."""
         with self.conn:
+            if checkpoint is not None:
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO checkpoints (study_id, segment, state) VALUES (?, ?, ?)",
+                    (study_id, int(checkpoint[0]), sqlite3.Binary(checkpoint[1])),
+                )
             self.conn.executemany(
                 "INSERT OR REPLACE INTO lineage (study_id, round, slot, parent_round, parent_slot, step) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -337,6 +350,14 @@ class Storage:
         for r, s, step, m in cur:
             out.setdefault((r, s), []).append((step, _loads_metrics(m)))
         return out
+
+    def checkpoint(self, study_id: int) -> tuple[int, bytes] | None:
+        """The last ``(segment, state)`` checkpoint of a population study, or None."""
+        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "checkpoints" not in tables:
+            return None
+        row = self.conn.execute("SELECT segment, state FROM checkpoints WHERE study_id = ?", (study_id,)).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
 
     def lineage(self, study_id: int) -> dict[tuple[int, int], tuple[int, int, int]]:
         """``{(round, slot): (parent_round, parent_slot, step)}`` for trials that continued a parent's state."""

@@ -248,9 +248,10 @@ class _Study:
         sid = self.store.open_study(self.name, config, check=check, warn=("layout",))
         return sid
 
-    def write(self, rows: list[dict[str, Any]], points: list, lineage: list = ()) -> None:
-        """Stores a finished chunk (every process keeps it; process 0 writes it to the file)."""
-        self.store.write_trials(self.sid, rows, points, lineage)
+    def write(self, rows: list[dict[str, Any]], points: list, lineage: list = (), checkpoint=None) -> None:
+        """Stores a finished chunk (every process keeps it; process 0 writes it to the file), with
+        a population's checkpoint when given (in the same transaction)."""
+        self.store.write_trials(self.sid, rows, points, lineage, checkpoint if self.writer else None)
         self.done.update({(row["round"], row["slot"]): row for row in rows})
 
     def result(self, metric: str, mode: str, tie_break, select: str, stopped: str | None) -> Result:

@@ -107,9 +107,25 @@ def _run(objective, space, sched, args, metric, tie_break, study, budget) -> Res
     active = np.ones(lanes, bool)
     busy = 0  # lane-segments that trained a live trial (utilisation)
     best, t0, every = math.inf, time.perf_counter(), max(1, sched.max_segments // 20)
+    first = 0
+    saved = study.store.checkpoint(study.sid) if jax.process_count() == 1 else None
+    if saved is not None and saved[0] == _FINISHED:  # a finished run: nothing to do
+        return study.result(metric, args.mode, tie_break, args.select, None)
+    if saved is not None:  # resume at the last segment boundary stored
+        book, state = _unpack(saved[1], pop, state)
+        first, u, start, steps, active, busy, best = (
+            saved[0] + 1, book["u"], book["start"], book["steps"], book["active"], int(book["busy"]),
+            float(book["best"]),
+        )  # fmt: skip
+        hp = from_unit(u)
+        pop.set_hp(hp)
+        if args.verbose:
+            print(f"[jaxtune] resuming at segment {first} (the last checkpoint)", file=sys.stderr)
+    checkpoints = _Checkpoints()
     stopped = None
+    seg = first - 1
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
-    for seg in range(sched.max_segments):
+    for seg in range(first, sched.max_segments):
         metrics = pop.train(sched.segment)
         steps = np.where(active, steps + sched.segment, steps)
         busy += int(active.sum())
@@ -144,10 +160,18 @@ def _run(objective, space, sched, args, metric, tie_break, study, budget) -> Res
         active = ~d.idle
         u = d.u
         hp = from_unit(u)
-        study.write(rows, points, lineage)
         if not active.any():
+            study.write(rows, points, lineage)
             break
         pop.replace(hp, source=d.source, restart=d.restart, keys=lane_keys(root, seg + 1, lanes), reseed=moved)
+        # The population as it starts segment seg + 1, stored with this segment's trials (one
+        # transaction), as often as keeps its cost small (see _Checkpoints).
+        checkpoint = None
+        if checkpoints.due():
+            with checkpoints.timed():
+                book = {"u": u, "start": start, "steps": steps, "active": active, "busy": busy, "best": best}
+                checkpoint = (seg, _pack(pop, state, book))
+        study.write(rows, points, lineage, checkpoint)
         if args.verbose and (seg + 1) % every == 0:
             shown = "none yet" if not math.isfinite(best) else f"{minimised(best, args.mode):.6g}"
             print(
@@ -177,8 +201,9 @@ def _run(objective, space, sched, args, metric, tie_break, study, budget) -> Res
             {"round": key[0], "slot": key[1], "params": params[i], "unit": u[i].tolist(), "metrics": m,
              "value": m[metric], "status": status}
         )  # fmt: skip
-    study.write(rows, [])
-    total = (seg + 1) * lanes
+    # A finished run replaces its last checkpoint by a mark: a rerun returns what is stored.
+    study.write(rows, [], [], None if stopped else (_FINISHED, b""))
+    total = max(seg + 1, 1) * lanes
     if args.verbose:
         print(
             f"[jaxtune] {seg + 1} segments of {sched.segment} steps on {lanes} lanes: lane utilisation "
@@ -296,3 +321,67 @@ def _run_halving(objective, space, sub, spec, plan, levels, args, metric, tie_br
     result = study.result(metric, args.mode, tie_break, args.select, None)
     result.compiles = compiles
     return result
+
+
+_FINISHED = -1  # the checkpoint "segment" of a run that has finished
+
+
+class _Checkpoints:
+    """When to store the population: after the first segment, then once the time since the last
+    checkpoint is at least ``RATIO`` times what that checkpoint took (its cost stays under ~5%)."""
+
+    RATIO = 20
+
+    def __init__(self):
+        self.last, self.cost = None, 0.0
+
+    def due(self) -> bool:
+        return self.last is None or time.perf_counter() - self.last >= self.RATIO * self.cost
+
+    def timed(self):
+        import contextlib
+
+        @contextlib.contextmanager
+        def clock():
+            t = time.perf_counter()
+            yield
+            self.last, self.cost = time.perf_counter(), time.perf_counter() - t
+
+        return clock()
+
+
+def _host(x) -> np.ndarray:
+    """An array on the host; a PRNG key as its raw data."""
+    return np.asarray(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
+
+
+def _pack(pop: Population, sched_state, book: dict[str, Any]) -> bytes:
+    """The population's states and hyperparameters, the scheduler's state and the driver's
+    bookkeeping, as one ``.npz`` blob."""
+    import io
+
+    arrays = {f"state{i}": _host(x) for i, x in enumerate(jax.tree.leaves(jax.device_get(pop.state)))}
+    arrays.update({f"sched{i}": _host(x) for i, x in enumerate(jax.tree.leaves(sched_state))})
+    arrays.update({f"book_{k}": np.asarray(v) for k, v in book.items()})
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _unpack(blob: bytes, pop: Population, sched_state) -> tuple[dict[str, np.ndarray], Any]:
+    """Restores ``pop``'s states from a :func:`_pack` blob; the bookkeeping and the scheduler's state."""
+    import io
+
+    data = np.load(io.BytesIO(blob))
+
+    def restore(prefix, template):
+        leaves, treedef = jax.tree.flatten(template)
+        out = []
+        for i, t in enumerate(leaves):
+            a = data[f"{prefix}{i}"]
+            out.append(jax.random.wrap_key_data(a) if jnp.issubdtype(t.dtype, jax.dtypes.prng_key) else a)
+        return jax.tree.unflatten(treedef, out)
+
+    pop.state = jax.device_put(restore("state", pop._state_spec()), pop._sharded())
+    book = {k[5:]: data[k] for k in data.files if k.startswith("book_")}
+    return book, restore("sched", sched_state)

@@ -169,3 +169,51 @@ def test_the_best_trial_replays_exactly_into_a_ready_model(tmp_path, strategy, o
     x, y = trainer._arrays["val"]
     accuracy = float(jnp.mean(jnp.argmax(model(x), -1) == y))
     assert accuracy == pytest.approx(best["metrics"]["val_accuracy"], abs=1e-6)
+
+
+KILL_SCRIPT = """
+import os, signal, sys
+import jaxtune as jt
+from jaxtune.execute.population import Population
+import jaxtune.tune_population as tp
+
+tp._Checkpoints.RATIO = 0  # a checkpoint at every boundary
+kill_at = int(sys.argv[2])
+calls = []
+original = Population.train
+
+def train(self, steps):
+    calls.append(steps)
+    if len(calls) == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)  # kill -9 in the middle of a segment
+    return original(self, steps)
+
+Population.train = train
+task = jt.tasks.get("pbt_toy", steps=60)
+r = jt.tune(task.objective, task.space, "pbt", trials=4, metric="Q", mode="max", storage=sys.argv[1],
+            strategy_options={"segment": 5}, progress=False)
+print("segments run", len(calls))
+"""
+
+
+def test_a_population_killed_mid_run_resumes_at_its_last_boundary(tmp_path):
+    import subprocess
+    import sys
+
+    db = str(tmp_path / "k.db")
+    killed = subprocess.run([sys.executable, "-c", KILL_SCRIPT, db, "7"], capture_output=True, text=True)
+    assert killed.returncode == -9
+    resumed = subprocess.run([sys.executable, "-c", KILL_SCRIPT, db, "0"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "segments run 6" in resumed.stdout  # 12 segments in all; the 6 before the kill are not run again
+    straight = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "s.db"), "0"], capture_output=True,
+                              text=True)  # fmt: skip
+    assert "segments run 12" in straight.stdout
+    a, b = jt.Result.load(db), jt.Result.load(str(tmp_path / "s.db"))
+    assert [(t["round"], t["slot"], t["status"]) for t in a.trials] == [
+        (t["round"], t["slot"], t["status"]) for t in b.trials
+    ]
+    assert [t["metrics"] for t in a.trials] == [t["metrics"] for t in b.trials]  # bit for bit
+    again = subprocess.run([sys.executable, "-c", KILL_SCRIPT, db, "0"], capture_output=True, text=True)
+    assert "segments run 0" in again.stdout  # a finished run is not run again
+    assert a.lineage == b.lineage
