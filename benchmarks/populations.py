@@ -71,7 +71,7 @@ def asha_vs_halving(task, low: int, high: int, lanes: int, configs: int, seed: i
                 progress=False, strategy_options={"min_steps": low, "eta": 3, "configs": configs})  # fmt: skip
     rows.append(
         {"method": "asha", "seed": seed, "seconds": time.perf_counter() - t, "lanes": lanes, "configs": configs,
-         "utilisation": r.utilisation, "trial_steps": trial_steps(r), **selected(r)}
+         "utilisation": r.utilisation, "rungs": r.rungs, "trial_steps": trial_steps(r), **selected(r)}
     )  # fmt: skip
     space = jt.Space({**task.space.params, "steps": jt.Int(low, high, scale="log", static=True)})
     t = time.perf_counter()

@@ -70,7 +70,7 @@ def _param_from_config(name: str, spec: Any):
     if not isinstance(spec, Mapping):
         raise ConfigError(f"[space.{name}] must be a table with type = 'float' | 'int' | 'choice'")
     kind = spec.get("type")
-    if kind not in _PARAM_KEYS:
+    if not isinstance(kind, str) or kind not in _PARAM_KEYS:
         raise ConfigError(f"[space.{name}] type must be one of 'float', 'int', 'choice'; got {kind!r}")
     opts = {k: v for k, v in spec.items() if k != "type"}
     _check_keys(f"[space.{name}]", opts, _PARAM_KEYS[kind])

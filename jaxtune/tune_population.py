@@ -10,9 +10,11 @@ early (ASHA) or replaced it (PBT), ``"diverged"`` when its metrics were not fini
 continued another's state (PBT) records its parent and the step in the lineage, so
 ``Result.history(trial)`` gives the hyperparameter schedule that produced it.
 
-A run interrupted midway reruns from its start (deterministically: the same trials are stored
-again with the same values); resuming from the last segment boundary needs checkpoints of the
-population's state, which are not stored yet.
+A run is checkpointed at segment boundaries: the population's states and hyperparameters, the
+scheduler's state and the driver's bookkeeping, stored with that segment's trials in one SQLite
+transaction, as often as keeps the cost small (:class:`_Checkpoints`). A run killed midway
+resumes at its last checkpoint and ends bit for bit as an uninterrupted one; a finished run
+is marked, and a rerun returns what is stored.
 """
 
 from __future__ import annotations
@@ -212,6 +214,11 @@ def _run(objective, space, sched, args, metric, tie_break, study, budget) -> Res
         )
     result = study.result(metric, args.mode, tie_break, args.select, stopped)
     result.utilisation = busy / max(total, 1)
+    if hasattr(state, "passed"):  # ASHA: how many reached each rung, and how many went on
+        result.rungs = [
+            {"steps": int(r), "arrived": int(n), "passed": int(p)}
+            for r, n, p in zip(sched.rungs, np.asarray(state.count), np.asarray(state.passed))
+        ]
     return result
 
 

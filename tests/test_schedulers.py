@@ -100,6 +100,8 @@ def test_an_asha_survivor_equals_the_same_trial_trained_straight(tmp_path):
     ok = [t for t in result.trials if t["status"] == "ok"]
     stopped = [t for t in result.trials if t["status"] == "stopped"]
     assert ok and stopped and len(result.trials) == 8
+    assert [r["steps"] for r in result.rungs] == [10, 20] and result.rungs[0]["arrived"] == 8
+    assert 0 < result.rungs[0]["passed"] < 8
     for t in ok:
         key = trial_key(0, "population", t["round"], t["slot"], 4)
         hp = {n: jnp.float32(v) for n, v in t["params"].items()}
@@ -206,14 +208,25 @@ def test_a_population_killed_mid_run_resumes_at_its_last_boundary(tmp_path):
     resumed = subprocess.run([sys.executable, "-c", KILL_SCRIPT, db, "0"], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "segments run 6" in resumed.stdout  # 12 segments in all; the 6 before the kill are not run again
-    straight = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "s.db"), "0"], capture_output=True,
-                              text=True)  # fmt: skip
-    assert "segments run 12" in straight.stdout
-    a, b = jt.Result.load(db), jt.Result.load(str(tmp_path / "s.db"))
+    task = jt.tasks.get("pbt_toy", steps=60)
+    options = {"segment": 5}
+    b = jt.tune(task.objective, task.space, "pbt", trials=4, metric="Q", mode="max", storage=str(tmp_path / "s.db"),
+                strategy_options=options, progress=False)  # fmt: skip
+    a = jt.Result.load(db)
     assert [(t["round"], t["slot"], t["status"]) for t in a.trials] == [
         (t["round"], t["slot"], t["status"]) for t in b.trials
     ]
     assert [t["metrics"] for t in a.trials] == [t["metrics"] for t in b.trials]  # bit for bit
-    again = subprocess.run([sys.executable, "-c", KILL_SCRIPT, db, "0"], capture_output=True, text=True)
-    assert "segments run 0" in again.stdout  # a finished run is not run again
+    # A finished run is marked as such: running it again trains nothing.
+    from jaxtune.execute.population import Population
+
+    calls = []
+    original = Population.train
+    Population.train = lambda self, steps: calls.append(steps) or original(self, steps)
+    try:
+        again = jt.tune(task.objective, task.space, "pbt", trials=4, metric="Q", mode="max", storage=db,
+                        strategy_options=options, progress=False)  # fmt: skip
+    finally:
+        Population.train = original
+    assert calls == [] and len(again) == len(a)
     assert a.lineage == b.lineage

@@ -121,4 +121,4 @@ class ASHA:
             )
             return decision, ASHAState(record=record, count=count, passed=passed, started=started)
 
-        return Scheduler(init, first, decide, self.min_steps, max_segments, num_lanes, dim)
+        return Scheduler(init, first, decide, self.min_steps, max_segments, num_lanes, dim, tuple(milestones))

@@ -66,6 +66,7 @@ class Scheduler(NamedTuple):
     max_segments: int  # the run ends after this many segments, or once every lane is idle
     num_lanes: int
     dim: int
+    rungs: tuple[int, ...] = ()  # the step counts at which lanes are compared (ASHA)
 
 
 class SchedulerSpec(Protocol):
