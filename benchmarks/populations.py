@@ -132,6 +132,37 @@ def boundary(task, lanes: int, steps: int, segments: int, repeats: int = 2) -> d
     }
 
 
+def checkpoint_cost(task, lanes: int, segment_s: float) -> dict:
+    """Size and seconds of one checkpoint of ``lanes`` lanes (packed and written to SQLite)."""
+    import tempfile
+
+    from jaxtune.storage import Storage
+    from jaxtune.tune_population import _pack
+
+    key = jax.random.key(0)
+    pop = Population(task.objective, task.space, (), lanes)
+    pop.start(task.space.sample(key, lanes), jax.random.split(key, lanes))
+    book = {"u": np.zeros((lanes, task.space.dim)), "start": np.zeros(lanes), "busy": 0}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Storage(os.path.join(tmp, "c.db"))
+        sid = store.open_study("c", {})
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            blob = _pack(pop, (), book)
+            store.write_trials(sid, [], [], [], (0, blob))
+            times.append(time.perf_counter() - t)
+        store.close()
+    seconds = min(times)
+    return {
+        "lanes": lanes,
+        "megabytes": len(blob) / 2**20,
+        "seconds": seconds,
+        "segment_s": segment_s,
+        "every_segments_for_5_percent": int(np.ceil(seconds / (0.05 * segment_s))),
+    }
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3)
@@ -161,6 +192,7 @@ def main():
     if a.only in (None, "boundary"):
         bt = classify.mnist1d("mlp", steps=a.boundary_steps, batch_size=128)
         out["boundary"] = boundary(bt, a.lanes, a.boundary_steps, a.segments)
+        out["checkpoint"] = checkpoint_cost(bt, a.lanes, out["boundary"]["one_segment_s"] / a.segments)
     common.write(f"populations_{jax.default_backend()}", out, a.out)
 
     def table(rows, cols):
@@ -178,6 +210,13 @@ def main():
         f"(+{100 * b['evaluation_overhead']:.1f}%); with a decision at each {b['segmented_with_decisions_s']:.2f} s "
         f"(+{100 * b['total_overhead']:.1f}%, {b['per_decision_ms']:.1f} ms a decision)"
     )
+    c = out.get("checkpoint")
+    if c:
+        print(
+            f"a checkpoint of {c['lanes']} lanes: {c['megabytes']:.1f} MB in {c['seconds']:.2f} s "
+            f"(a segment: {c['segment_s']:.2f} s; under 5% when taken every "
+            f"{c['every_segments_for_5_percent']} segments)"
+        )
 
 
 if __name__ == "__main__":

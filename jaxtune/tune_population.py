@@ -124,6 +124,7 @@ def _run(objective, space, sched, args, metric, tie_break, study, budget) -> Res
         if args.verbose:
             print(f"[jaxtune] resuming at segment {first} (the last checkpoint)", file=sys.stderr)
     checkpoints = _Checkpoints()
+    bar = _bar(sched.max_segments, first) if args.verbose else None
     stopped = None
     seg = first - 1
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
@@ -174,7 +175,11 @@ def _run(objective, space, sched, args, metric, tie_break, study, budget) -> Res
                 book = {"u": u, "start": start, "steps": steps, "active": active, "busy": busy, "best": best}
                 checkpoint = (seg, _pack(pop, state, book))
         study.write(rows, points, lineage, checkpoint)
-        if args.verbose and (seg + 1) % every == 0:
+        if bar is not None:
+            shown = "-" if not math.isfinite(best) else f"{minimised(best, args.mode):.4g}"
+            bar.update(1)
+            bar.set_postfix_str(f"busy {int(active.sum())}/{lanes}, best {metric} {shown}", refresh=False)
+        elif args.verbose and (seg + 1) % every == 0:
             shown = "none yet" if not math.isfinite(best) else f"{minimised(best, args.mode):.6g}"
             print(
                 f"[jaxtune] segment {seg + 1}/{sched.max_segments} ({sched.segment} steps each): "
@@ -185,6 +190,8 @@ def _run(objective, space, sched, args, metric, tie_break, study, budget) -> Res
         if deadline is not None and time.monotonic() > deadline:
             stopped = "timeout"
             break
+    if bar is not None:
+        bar.close()
     # Lanes still training when the run ends: their trials end here.
     rows = []
     params = space.to_python({n: np.asarray(v) for n, v in hp.items()})
@@ -331,6 +338,17 @@ def _run_halving(objective, space, sub, spec, plan, levels, args, metric, tie_br
 
 
 _FINISHED = -1  # the checkpoint "segment" of a run that has finished
+
+
+def _bar(total: int, done: int):
+    """A progress bar of segments on a terminal (tqdm, if installed); None: print lines instead."""
+    if not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, initial=done, unit="segment", desc="[jaxtune]", file=sys.stderr, leave=True)
 
 
 class _Checkpoints:
