@@ -25,6 +25,13 @@ def pytest_configure(config):
     # float32 tolerance; the H200 run of this suite failed 6 such tests. Check them in full float32 on
     # every backend (a no-op on CPUs, which always compute in float32).
     jax.config.update("jax_default_matmul_precision", "highest")
+    # Many tests compile the same small programs (the same toy trainer, in new closures): a
+    # compilation cache for the session lets them share one compile. Its own directory, so no
+    # stale entry from another run or version can answer.
+    import tempfile
+
+    jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="jaxtune-test-xla-"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
 @pytest.fixture
