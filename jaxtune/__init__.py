@@ -13,7 +13,7 @@ hyperparameters, compiles it once, and zooms the search coarse-to-fine between r
 
 import importlib
 
-from jaxtune import errors, schedules, strategies, tasks
+from jaxtune import errors, schedulers, schedules, strategies, tasks
 from jaxtune.errors import InputError, JaxtuneError
 from jaxtune.execute import Executor, use_cpu_cores
 from jaxtune.result import Result
@@ -50,6 +50,7 @@ __all__ = [
     "layers",
     "StudyMismatchError",
     "errors",
+    "schedulers",
     "schedules",
     "strategies",
     "tasks",

@@ -230,3 +230,17 @@ def test_a_population_killed_mid_run_resumes_at_its_last_boundary(tmp_path):
         Population.train = original
     assert calls == [] and len(again) == len(a)
     assert a.lineage == b.lineage
+
+
+def test_median_stopping_stops_below_the_median_and_refills():
+    sched = jt.schedulers.MedianStopping(segment=10, grace=10, min_count=3, configs=9).build(SPACE, 6, 40)
+    state = sched.init(jax.random.key(0))
+    score = np.asarray([0.5, 0.1, 0.9, np.nan, 0.7, 0.2])
+    d, state = sched.decide(jax.random.key(1), state, lanes(score, [10] * 6))
+    # Median of the 6 arrivals (the diverged one counts as the worst): lanes above it stop.
+    assert sorted(np.flatnonzero(np.asarray(d.end))) == [2, 3, 4]
+    assert np.asarray(d.restart).sum() == 3 and int(state.started) == 9
+    assert sched.rungs == (10, 20, 30)
+    result = jt.tune(make_trainer(steps=30), SPACE, "median", trials=4, metric="val_loss", progress=False,
+                     strategy_options={"segment": 10, "grace": 10, "min_count": 2})  # fmt: skip
+    assert len(result.trials) == 8 and {t["status"] for t in result.trials} <= {"ok", "stopped"}

@@ -1,11 +1,11 @@
 """Schedulers: what each lane of a live population does next (continue, stop, refill, exploit).
 
-See :mod:`jaxtune.schedulers.base` for the interface; ``jt.tune(trainer, space, "pbt")`` or
-``"asha"`` runs one (the objective must implement the stateful trial protocol, as
+See :mod:`jaxtune.schedulers.base` for the interface; ``jt.tune(trainer, space, "pbt")``,
+``"asha"`` or ``"median"`` runs one (the objective must implement the stateful trial protocol, as
 ``jt.train.Trainer`` does).
 """
 
-from jaxtune.schedulers.asha import ASHA
+from jaxtune.schedulers.asha import ASHA, MedianStopping
 from jaxtune.schedulers.base import (
     SCHEDULERS,
     Decision,
@@ -19,6 +19,7 @@ from jaxtune.schedulers.pbt import PBT
 
 __all__ = [
     "ASHA",
+    "MedianStopping",
     "PBT",
     "SCHEDULERS",
     "Decision",

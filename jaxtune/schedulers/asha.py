@@ -1,4 +1,5 @@
-"""Asynchronous successive halving (Li et al., 2020), stopping variant, in a synchronous batch of lanes.
+"""Asynchronous successive halving (Li et al., 2020), stopping variant, in a synchronous batch of
+lanes; and median stopping, the same machinery with a comparison at every segment.
 
 Rungs sit at ``min_steps * eta**k`` steps up to ``max_steps``. After each segment, every lane
 that has just reached a rung adds its score to that rung's record; then (so that the outcome
@@ -62,7 +63,7 @@ class ASHA:
                 f"asha: the budget of {steps} steps is less than one rung above min_steps={self.min_steps} "
                 f"(eta={self.eta}): train longer or lower min_steps"
             )
-        dim, eta = space.dim, self.eta
+        eta = self.eta
         configs = self.configs or 4 * num_lanes
         if configs < num_lanes:
             raise InputError(f"asha: configs={configs} must be at least the number of lanes ({num_lanes})")
@@ -71,54 +72,110 @@ class ASHA:
         while r < steps:
             milestones.append(r)
             r *= eta
-        rungs = jnp.asarray(milestones, jnp.int32)  # the top rung, `steps`, is the end
-        n_rungs = len(milestones)
-        # Every configuration trains at most `steps`: lane-steps <= configs * steps.
-        max_segments = math.ceil(configs * steps / (num_lanes * self.min_steps)) + math.ceil(steps / self.min_steps)
+        return rung_scheduler(space, num_lanes, steps, self.min_steps, milestones, 1.0 / eta, configs, min_count=1)
 
-        def init(key):
-            return ASHAState(
-                record=jnp.full((n_rungs, configs), jnp.nan, jnp.float32),
-                count=jnp.zeros((n_rungs,), jnp.int32),
-                passed=jnp.zeros((n_rungs,), jnp.int32),
-                started=jnp.asarray(num_lanes, jnp.int32),
-            )
 
-        def first(key, state):
-            return fresh(key, num_lanes, dim), state
+def rung_scheduler(
+    space: Space,
+    num_lanes: int,
+    steps: int,
+    segment: int,
+    milestones: list[int],
+    quantile: float,
+    configs: int,
+    min_count: int,
+) -> Scheduler:
+    """Lanes compared at ``milestones`` (step counts): a lane arriving at one goes on only if its
+    score is within the best ``quantile`` of that milestone's record (this segment's arrivals
+    included; a record of fewer than ``min_count`` lets every arrival go on); ended lanes are
+    refilled while fewer than ``configs`` configurations have started. ASHA and median stopping."""
+    dim = space.dim
+    rungs = jnp.asarray(milestones, jnp.int32)  # the end, `steps`, is not a rung
+    n_rungs = len(milestones)
+    # Every configuration trains at most `steps`: lane-steps <= configs * steps.
+    max_segments = math.ceil(configs * steps / (num_lanes * segment)) + math.ceil(steps / segment)
 
-        def decide(key, state, lanes: Lanes):
-            score = jnp.where(jnp.isfinite(lanes.score), lanes.score, _WORST)
-            arrive = lanes.active[:, None] & (lanes.steps[:, None] == rungs[None, :])  # [N, rungs]
-            # Record every arrival first: the decision does not depend on lane order.
-            slot = state.count[None, :] + jnp.cumsum(arrive, axis=0) - 1
-            record = state.record
-            for k in range(n_rungs):
-                at = jnp.where(arrive[:, k], slot[:, k], configs)  # out of range: dropped
-                record = record.at[k, at].set(score, mode="drop")
-            count = state.count + arrive.sum(0)
-            cutoff = jnp.nanquantile(record, 1.0 / eta, axis=1)  # [rungs]
-            at_rung = arrive.any(1)
-            rung = jnp.argmax(arrive, axis=1)
-            go_on = score <= cutoff[rung]
-            diverged = lanes.active & ~jnp.isfinite(lanes.score)
-            finished = lanes.active & (lanes.steps >= steps) & ~diverged
-            stopped = (lanes.active & at_rung & ~go_on) | diverged
-            end = finished | stopped
-            passed = state.passed + (arrive & go_on[:, None] & ~diverged[:, None]).sum(0)
-            # Refill ended lanes, in lane order, while configurations remain.
-            order = jnp.cumsum(end) - 1
-            refill = end & (state.started + order < configs)
-            started = state.started + refill.sum()
-            u = jnp.where(refill[:, None], fresh(key, num_lanes, dim), lanes.u)
-            decision = Decision(
-                source=jnp.arange(num_lanes, dtype=jnp.int32),
-                restart=refill,
-                end=end,
-                finished=finished,
-                idle=(~lanes.active) | (end & ~refill),
-                u=u,
-            )
-            return decision, ASHAState(record=record, count=count, passed=passed, started=started)
+    def init(key):
+        return ASHAState(
+            record=jnp.full((n_rungs, configs), jnp.nan, jnp.float32),
+            count=jnp.zeros((n_rungs,), jnp.int32),
+            passed=jnp.zeros((n_rungs,), jnp.int32),
+            started=jnp.asarray(num_lanes, jnp.int32),
+        )
 
-        return Scheduler(init, first, decide, self.min_steps, max_segments, num_lanes, dim, tuple(milestones))
+    def first(key, state):
+        return fresh(key, num_lanes, dim), state
+
+    def decide(key, state, lanes: Lanes):
+        score = jnp.where(jnp.isfinite(lanes.score), lanes.score, _WORST)
+        arrive = lanes.active[:, None] & (lanes.steps[:, None] == rungs[None, :])  # [N, rungs]
+        # Record every arrival first: the decision does not depend on lane order.
+        slot = state.count[None, :] + jnp.cumsum(arrive, axis=0) - 1
+        record = state.record
+        for k in range(n_rungs):
+            at = jnp.where(arrive[:, k], slot[:, k], configs)  # out of range: dropped
+            record = record.at[k, at].set(score, mode="drop")
+        count = state.count + arrive.sum(0)
+        cutoff = jnp.nanquantile(record, quantile, axis=1)  # [rungs]
+        at_rung = arrive.any(1)
+        rung = jnp.argmax(arrive, axis=1)
+        go_on = (score <= cutoff[rung]) | (count[rung] < min_count)
+        diverged = lanes.active & ~jnp.isfinite(lanes.score)
+        finished = lanes.active & (lanes.steps >= steps) & ~diverged
+        stopped = (lanes.active & at_rung & ~go_on) | diverged
+        end = finished | stopped
+        passed = state.passed + (arrive & go_on[:, None] & ~diverged[:, None]).sum(0)
+        # Refill ended lanes, in lane order, while configurations remain.
+        order = jnp.cumsum(end) - 1
+        refill = end & (state.started + order < configs)
+        started = state.started + refill.sum()
+        u = jnp.where(refill[:, None], fresh(key, num_lanes, dim), lanes.u)
+        decision = Decision(
+            source=jnp.arange(num_lanes, dtype=jnp.int32),
+            restart=refill,
+            end=end,
+            finished=finished,
+            idle=(~lanes.active) | (end & ~refill),
+            u=u,
+        )
+        return decision, ASHAState(record=record, count=count, passed=passed, started=started)
+
+    return Scheduler(init, first, decide, segment, max_segments, num_lanes, dim, tuple(milestones))
+
+
+@register_scheduler("median")
+@dataclasses.dataclass(frozen=True)
+class MedianStopping:
+    """Median stopping (Golovin et al., 2017, as a synchronous rule): after ``grace`` steps, at the
+    end of every segment a trial goes on only if its score is no worse than the median of the
+    scores recorded at the same step (this segment's arrivals included, once ``min_count`` are
+    recorded); a diverged trial stops at once. Stopped and finished lanes are refilled with fresh
+    configurations while fewer than ``configs`` have started.
+
+    Args:
+      segment: steps between comparisons.
+      grace: steps before the first comparison (a multiple of ``segment``).
+      min_count: scores recorded at a step before any trial is stopped there.
+      configs: configurations to start in all (None: 2 per lane).
+    """
+
+    segment: int = 100
+    grace: int = 100
+    min_count: int = 3
+    configs: int | None = None
+
+    def __post_init__(self):
+        check_int("median: segment", self.segment)
+        check_int("median: grace", self.grace, 0)
+        check_int("median: min_count", self.min_count)
+        check_int("median: configs", self.configs, none=True)
+        if self.grace % self.segment:
+            raise InputError(f"median: grace must be a multiple of segment={self.segment}, got {self.grace}")
+
+    def build(self, space: Space, num_lanes: int, steps: int) -> Scheduler:
+        """Binds the rule to ``space``, ``num_lanes`` lanes and ``steps`` steps per trial."""
+        configs = self.configs or 2 * num_lanes
+        if configs < num_lanes:
+            raise InputError(f"median: configs={configs} must be at least the number of lanes ({num_lanes})")
+        milestones = list(range(max(self.grace, self.segment), steps, self.segment))
+        return rung_scheduler(space, num_lanes, steps, self.segment, milestones, 0.5, configs, self.min_count)
