@@ -1,7 +1,7 @@
 """Living trials on MNIST-1D: population-based training, then ASHA, then the PBT winner as a model.
 
-    python examples/living_trials.py                # 16 lanes, 600 steps (a few minutes on a CPU)
-    python examples/living_trials.py --steps 60     # a quick look
+python examples/living_trials.py                # 16 lanes, 600 steps (a few minutes on a CPU)
+python examples/living_trials.py --steps 60     # a quick look
 """
 
 from __future__ import annotations
