@@ -142,16 +142,18 @@ class Result:
     def _score(self, t: dict[str, Any]) -> float:
         return minimised(t["value"], self.mode, t["status"] == "ok")
 
-    def _key(self, t: dict[str, Any]) -> tuple[float, float]:
+    def _key(self, t: dict[str, Any]) -> tuple[float, float, float]:
         second = math.inf
         if self.tie_break is not None:
             name, mode = self.tie_break
             second = minimised(t["metrics"].get(name), mode)
-        return self._score(t), second
+        # Trials stopped early (halving, ASHA) rank after every complete one, by their own value.
+        early = minimised(t["value"], self.mode) if t["status"] == "stopped" else math.inf
+        return self._score(t), second, early
 
     def ranked(self) -> list[dict[str, Any]]:
         """Trials from best to worst (equal values ordered by ``tie_break``, then by round and slot);
-        diverged trials last."""
+        then trials stopped early (halving, ASHA), by the value they reached; diverged trials last."""
         return sorted(self.trials, key=self._key)
 
     @property
