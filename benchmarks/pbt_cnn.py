@@ -26,15 +26,6 @@ import jaxtune as jt  # noqa: E402
 from jaxtune.tasks import classify  # noqa: E402
 
 
-def steps_of(result) -> int:
-    """Optimizer steps trained in all (a continued trial counts its own stretch only)."""
-    total = 0
-    for key, points in result.curves.items():
-        parent = result.lineage.get(key)
-        total += points[-1][0] - (parent[2] if parent else 0)
-    return total
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3)
@@ -61,7 +52,7 @@ def main():
                         seed=seed, strategy_options=options or None, progress=False)  # fmt: skip
             b = r.best
             rows.append(
-                {"method": name, "seed": seed, "seconds": time.perf_counter() - t, "trial_steps": steps_of(r),
+                {"method": name, "seed": seed, "seconds": time.perf_counter() - t, "trial_steps": common.trial_steps(r),
                  "budget": budget, "val_accuracy": b["metrics"]["val_accuracy"],
                  "test_accuracy": b["metrics"]["test_accuracy"]}
             )  # fmt: skip

@@ -38,16 +38,6 @@ def selected(result) -> dict:
     return {"val_accuracy": b["metrics"]["val_accuracy"], "test_accuracy": b["metrics"]["test_accuracy"]}
 
 
-def trial_steps(result) -> int:
-    """Optimizer steps trained in all: the last curve point of every trial (a continued trial
-    counts the steps of its own lifetime only)."""
-    total = 0
-    for key, points in result.curves.items():
-        parent = result.lineage.get(key)
-        total += points[-1][0] - (parent[2] if parent else 0)
-    return total
-
-
 def halving(task, low: int, high: int, trials: int, seed: int) -> list[dict]:
     space = jt.Space({**task.space.params, "steps": jt.Int(low, high, scale="log", static=True)})
     rows = []
@@ -59,7 +49,7 @@ def halving(task, low: int, high: int, trials: int, seed: int) -> list[dict]:
         r = jt.tune(task.objective, space, spec, trials=trials, metric="val_accuracy", mode="max", seed=seed,
                     progress=False)  # fmt: skip
         seconds = time.perf_counter() - t
-        steps = sum(t["params"]["steps"] for t in r.trials) if name == "retrain" else trial_steps(r)
+        steps = sum(t["params"]["steps"] for t in r.trials) if name == "retrain" else common.trial_steps(r)
         rows.append({"method": name, "seed": seed, "seconds": seconds, "trial_steps": steps, **selected(r)})
     return rows
 
@@ -71,7 +61,7 @@ def asha_vs_halving(task, low: int, high: int, lanes: int, configs: int, seed: i
                 progress=False, strategy_options={"min_steps": low, "eta": 3, "configs": configs})  # fmt: skip
     rows.append(
         {"method": "asha", "seed": seed, "seconds": time.perf_counter() - t, "lanes": lanes, "configs": configs,
-         "utilisation": r.utilisation, "rungs": r.rungs, "trial_steps": trial_steps(r), **selected(r)}
+         "utilisation": r.utilisation, "rungs": r.rungs, "trial_steps": common.trial_steps(r), **selected(r)}
     )  # fmt: skip
     space = jt.Space({**task.space.params, "steps": jt.Int(low, high, scale="log", static=True)})
     t = time.perf_counter()
@@ -79,7 +69,7 @@ def asha_vs_halving(task, low: int, high: int, lanes: int, configs: int, seed: i
                 seed=seed, progress=False)  # fmt: skip
     rows.append(
         {"method": "successive_halving", "seed": seed, "seconds": time.perf_counter() - t, "configs": configs,
-         "trial_steps": trial_steps(r), **selected(r)}
+         "trial_steps": common.trial_steps(r), **selected(r)}
     )  # fmt: skip
     return rows
 

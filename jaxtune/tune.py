@@ -132,6 +132,25 @@ def _continued_halving(strategy, options, objective):
     return None
 
 
+def study_config(space, strategy: dict, args, metric, tie_break, objective, executor, kind: str, **extra) -> dict:
+    """What a study is made of, stored with it and checked on resume (see :class:`_Study`)."""
+    return {
+        "space": space.describe(),
+        "strategy": strategy,
+        "trials": args.trials,
+        "seed": args.seed,
+        "metric": metric,
+        "mode": args.mode,
+        "select": args.select,
+        "tie_break": tie_break,
+        "objective": getattr(objective, "__qualname__", type(objective).__qualname__),
+        "program": executor.trial.fingerprint(executor.first_bucket()),
+        "layout": executor.layout(),
+        "kind": kind,  # "rounds" or "population": how trial keys were made (jaxtune.keys)
+        **extra,
+    }
+
+
 def _choose_metric(names: list[str], metric: str | None, tie_break: tuple[str, str] | None) -> str:
     """The selection metric among the objective's ``names`` (the only one, if not given)."""
     if metric is None:
@@ -456,20 +475,8 @@ def tune(
         from jaxtune.tune_population import tune_halving
 
         return tune_halving(objective, space, halving, args, executor, metric, tie_break, storage)
-    config = {
-        "space": space.describe(),
-        "strategy": describe(strategy) if not isinstance(strategy, Strategy) else {"name": "custom"},
-        "trials": args.trials,
-        "seed": args.seed,
-        "metric": metric,
-        "mode": args.mode,
-        "select": args.select,
-        "tie_break": tie_break,
-        "objective": getattr(objective, "__qualname__", type(objective).__qualname__),
-        "program": executor.trial.fingerprint(first),
-        "layout": executor.layout(),
-        "kind": "rounds",
-    }
+    described = describe(strategy) if not isinstance(strategy, Strategy) else {"name": "custom"}
+    config = study_config(space, described, args, metric, tie_break, objective, executor, "rounds")
     sweep = _Study(storage, study, config)
     try:
         if not sweep.done:  # a fresh study: its first program may be known already

@@ -60,7 +60,7 @@ def check_population(objective, space: Space, spec) -> None:
 
 def tune_population(objective, space: Space, spec, options, args, executor, metric: str, tie_break, storage) -> Result:
     """Runs a population sweep (see the module docstring); called by :func:`jaxtune.tune`."""
-    from jaxtune.tune import _Study
+    from jaxtune.tune import _Study, study_config
 
     if args.select != "final":
         raise InputError("select='best_step' is not available with a population scheduler yet")
@@ -71,21 +71,9 @@ def tune_population(objective, space: Space, spec, options, args, executor, metr
     elif options:
         raise InputError(f"strategy options {sorted(options)} can only go with a strategy name")
     sched = make_scheduler(spec, space, lanes, budget)
-    config = {
-        "space": space.describe(),
-        "strategy": describe(spec),
-        "trials": lanes,
-        "seed": args.seed,
-        "metric": metric,
-        "mode": args.mode,
-        "select": args.select,
-        "tie_break": tie_break,
-        "objective": getattr(objective, "__qualname__", type(objective).__qualname__),
-        "program": executor.trial.fingerprint(()),
-        "layout": executor.layout(),
-        "steps": budget,
-        "kind": "population",
-    }
+    config = study_config(
+        space, describe(spec), args, metric, tie_break, objective, executor, "population", steps=budget
+    )
     study = _Study(storage, args.study, config)
     try:
         return _run(objective, space, sched, args, metric, tie_break, study, budget)
@@ -239,7 +227,7 @@ def tune_halving(objective, space: Space, spec, args, executor, metric: str, tie
     retraining version.
     """
     from jaxtune.strategies.halving import bracket_plan, budgets
-    from jaxtune.tune import _Study
+    from jaxtune.tune import _Study, study_config
 
     if args.select != "final":
         raise InputError("select='best_step' is not available with continued successive halving yet")
@@ -248,20 +236,7 @@ def tune_halving(objective, space: Space, spec, args, executor, metric: str, tie
     plan = bracket_plan(args.trials, len(levels), spec.eta, type(spec).hyperband)
     sub = Space({n: p for n, p in space.params.items() if n != spec.fidelity})
     check_space(sub)
-    config = {
-        "space": space.describe(),
-        "strategy": describe(spec),
-        "trials": args.trials,
-        "seed": args.seed,
-        "metric": metric,
-        "mode": args.mode,
-        "select": args.select,
-        "tie_break": tie_break,
-        "objective": getattr(objective, "__qualname__", type(objective).__qualname__),
-        "program": executor.trial.fingerprint(executor.first_bucket()),
-        "layout": executor.layout(),
-        "kind": "population",
-    }
+    config = study_config(space, describe(spec), args, metric, tie_break, objective, executor, "population")
     study = _Study(storage, args.study, config)
     try:
         return _run_halving(objective, space, sub, spec, plan, levels, args, metric, tie_break, study)

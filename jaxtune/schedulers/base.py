@@ -14,7 +14,6 @@ parameter's own scale.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
@@ -80,13 +79,9 @@ SCHEDULERS: dict[str, type] = {}
 
 def register_scheduler(name: str):
     """Class decorator that adds a scheduler spec to :data:`SCHEDULERS` under ``name``."""
+    from jaxtune.strategies.base import add_to_registry
 
-    def wrap(cls):
-        SCHEDULERS[name] = cls
-        cls.registry_name = name
-        return cls
-
-    return wrap
+    return add_to_registry(SCHEDULERS, name)
 
 
 def is_scheduler(strategy: Any) -> bool:
@@ -98,14 +93,9 @@ def is_scheduler(strategy: Any) -> bool:
 
 def make_spec(name: str, **options) -> SchedulerSpec:
     """The scheduler spec registered as ``name``, with ``options`` (checked: names, then values)."""
-    if name not in SCHEDULERS:
-        raise InputError(f"unknown scheduler {name!r}; registered schedulers are {sorted(SCHEDULERS)}")
-    cls = SCHEDULERS[name]
-    fields = {f.name for f in dataclasses.fields(cls)}
-    bad = sorted(set(options) - fields)
-    if bad:
-        raise InputTypeError(f"scheduler {name!r} has no option(s) {bad}; its options are {sorted(fields)}")
-    return cls(**options)
+    from jaxtune.strategies.base import spec_from_registry
+
+    return spec_from_registry(SCHEDULERS, "scheduler", name, options)
 
 
 def make_scheduler(spec: Any, space: Space, num_lanes: int, steps: int, **options) -> Scheduler:

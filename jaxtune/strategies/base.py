@@ -75,28 +75,40 @@ def sanitize_scores(scores: jax.Array) -> jax.Array:
 REGISTRY: dict[str, type] = {}
 
 
-def register(name: str):
-    """Class decorator that adds a strategy spec to :data:`REGISTRY` under ``name``."""
+def add_to_registry(registry: dict[str, type], name: str):
+    """Class decorator that adds a spec to ``registry`` under ``name`` (and names the class so)."""
 
     def wrap(cls):
-        REGISTRY[name] = cls
+        registry[name] = cls
         cls.registry_name = name
         return cls
 
     return wrap
 
 
-def make_spec(name: str, **options) -> StrategySpec:
-    """The strategy spec registered as ``name``, with ``options`` (checked: names, then values)."""
-    if name not in REGISTRY:
-        known = ", ".join(map(repr, sorted(REGISTRY)))
-        raise InputError(f"unknown strategy {name!r}; registered strategies are {known}")
-    cls = REGISTRY[name]
+def register(name: str):
+    """Class decorator that adds a strategy spec to :data:`REGISTRY` under ``name``."""
+    return add_to_registry(REGISTRY, name)
+
+
+def spec_from_registry(registry: dict[str, type], kind: str, name: str, options: dict[str, Any]) -> Any:
+    """The spec registered as ``name`` in ``registry`` (of ``kind``: "strategy", "scheduler"),
+    with ``options`` checked: unknown names first, then the spec's own checks of the values."""
+    if name not in registry:
+        known = ", ".join(map(repr, sorted(registry)))
+        plural = "strategies" if kind == "strategy" else f"{kind}s"
+        raise InputError(f"unknown {kind} {name!r}; registered {plural} are {known}")
+    cls = registry[name]
     fields = {f.name for f in dataclasses.fields(cls)}
     bad = set(options) - fields
     if bad:
-        raise InputTypeError(f"strategy {name!r} has no option(s) {sorted(bad)}; its options are {sorted(fields)}")
+        raise InputTypeError(f"{kind} {name!r} has no option(s) {sorted(bad)}; its options are {sorted(fields)}")
     return cls(**options)
+
+
+def make_spec(name: str, **options) -> StrategySpec:
+    """The strategy spec registered as ``name``, with ``options`` (checked: names, then values)."""
+    return spec_from_registry(REGISTRY, "strategy", name, options)
 
 
 def make_strategy(strategy: str | StrategySpec | Strategy, space: Space, num_trials: int, **options) -> Strategy:
