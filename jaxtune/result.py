@@ -188,8 +188,10 @@ class Result:
         kind = self.config.get("kind", "rounds")
         return trial_key(self.config["seed"], kind, trial["round"], trial["slot"], self.config["trials"])
 
-    def replay(self, objective: Any, trial: dict[str, Any] | None = None) -> Any:
-        """Trains ``trial`` (default: the best) again, exactly, and returns its final state.
+    def replay(self, objective: Any, trial: dict[str, Any] | None = None, step: int | None = None) -> Any:
+        """Trains ``trial`` (default: the best) again, exactly, and returns its state at ``step``
+        (default: the step its value was read at: the last, or with ``select="best_step"`` its
+        best checkpoint).
 
         ``objective`` is the one the sweep ran (it must implement the stateful trial protocol,
         as ``jt.train.Trainer`` does). A trial that continued another's state (PBT) is replayed
@@ -216,14 +218,18 @@ class Result:
         def hp_of(t):
             return {n: jnp.asarray(v) for n, v in t["params"].items() if n != fidelity}
 
-        last_step = max((s for s, _ in self.curves.get((trial["round"], trial["slot"]), [])), default=None)
+        last_step = step if step is not None else self.best_step(trial) if self.select == "best_step" else None
+        if last_step is None:
+            last_step = max((s for s, _ in self.curves.get((trial["round"], trial["slot"]), [])), default=None)
         if last_step is None:
             last_step = trial["params"].get(fidelity) or getattr(objective, "steps", None)
         state = objective.init(hp_of(chain[0][0]), self.trial_key(chain[0][0]))
         for i, (t, start) in enumerate(chain):
+            if start >= last_step:
+                break
             if i:
                 state = objective.reseed(state, self.trial_key(t))
-            end = chain[i + 1][1] if i + 1 < len(chain) else last_step
+            end = min(chain[i + 1][1] if i + 1 < len(chain) else last_step, last_step)
             if end > start:
                 state, _ = objective.train(hp_of(t), state, end - start)
         return state

@@ -31,7 +31,7 @@ import numpy as np
 from jaxtune.errors import InputError
 from jaxtune.execute.population import Population, supports_protocol
 from jaxtune.keys import DECIDE_STREAM, INIT_STREAM, lane_keys
-from jaxtune.result import Result, minimised
+from jaxtune.result import Result, minimised, select_value
 from jaxtune.schedulers import Lanes, make_scheduler
 from jaxtune.schedulers.base import check_space, make_spec
 from jaxtune.space import Space
@@ -62,8 +62,6 @@ def tune_population(objective, space: Space, spec, options, args, executor, metr
     """Runs a population sweep (see the module docstring); called by :func:`jaxtune.tune`."""
     from jaxtune.tune import _Study, study_config
 
-    if args.select != "final":
-        raise InputError("select='best_step' is not available with a population scheduler yet")
     budget = _budget(objective)
     lanes = args.trials
     if isinstance(spec, str):
@@ -137,7 +135,8 @@ def _run(objective, space, sched, args, metric, tie_break, study, budget) -> Res
             if d.end[i]:
                 status = "diverged" if not finite[i] else ("ok" if d.finished[i] else "stopped")
                 row = {"round": int(start[i]), "slot": int(i), "params": params[i], "unit": u[i].tolist()}
-                rows.append({**row, "metrics": m, "value": m[metric], "status": status})
+                value = _value(study, row, points, m, metric, args)
+                rows.append({**row, "metrics": m, "value": value, "status": status})
                 if status == "ok":
                     best = min(best, minimised(m[metric], args.mode))
         lane = np.arange(lanes)
@@ -194,9 +193,10 @@ def _run(objective, space, sched, args, metric, tie_break, study, budget) -> Res
         m = curve[-1][1]
         ok = all(math.isfinite(v) for v in m.values())
         status = "diverged" if not ok else ("ok" if steps[i] >= budget else "stopped")
+        value, _ = select_value(m[metric], [p[metric] for _, p in curve], args.mode, args.select)
         rows.append(
             {"round": key[0], "slot": key[1], "params": params[i], "unit": u[i].tolist(), "metrics": m,
-             "value": m[metric], "status": status}
+             "value": value, "status": status}
         )  # fmt: skip
     # A finished run replaces its last checkpoint by a mark: a rerun returns what is stored.
     study.write(rows, [], [], None if stopped else (_FINISHED, b""))
@@ -229,8 +229,6 @@ def tune_halving(objective, space: Space, spec, args, executor, metric: str, tie
     from jaxtune.strategies.halving import bracket_plan, budgets
     from jaxtune.tune import _Study, study_config
 
-    if args.select != "final":
-        raise InputError("select='best_step' is not available with continued successive halving yet")
     fidelity = space.params[spec.fidelity]
     levels = budgets(fidelity.low, fidelity.high, spec.eta)
     plan = bracket_plan(args.trials, len(levels), spec.eta, type(spec).hyperband)
@@ -290,7 +288,8 @@ def _run_halving(objective, space, sub, spec, plan, levels, args, metric, tie_br
                     continue
                 status = "diverged" if not finite[lane] else ("ok" if level == len(levels) - 1 else "stopped")
                 row = {"round": first, "slot": int(slot), "params": {**params[slot], spec.fidelity: budget}}
-                rows.append({**row, "unit": u[slot].tolist(), "metrics": m, "value": m[metric], "status": status})
+                value = _value(study, row, points, m, metric, args)
+                rows.append({**row, "unit": u[slot].tolist(), "metrics": m, "value": value, "status": status})
             study.write(rows, points)
             if args.verbose:
                 print(
@@ -310,6 +309,17 @@ def _run_halving(objective, space, sub, spec, plan, levels, args, metric, tie_br
     result = study.result(metric, args.mode, tie_break, args.select, None)
     result.compiles = compiles
     return result
+
+
+def _value(study, row, points, final, metric: str, args) -> float:
+    """A trial's selection value: its final evaluation, or with ``select="best_step"`` the best
+    point of its curve (the stored points and this segment's, not yet stored)."""
+    if args.select == "final":
+        return final[metric]
+    key = (row["round"], row["slot"])
+    stored = study.store.curves(study.sid).get(key, [])
+    curve = [m[metric] for _, m in stored] + [m[metric] for r, s, _, m in points if (r, s) == key]
+    return select_value(final[metric], curve, args.mode, args.select)[0]
 
 
 _FINISHED = -1  # the checkpoint "segment" of a run that has finished

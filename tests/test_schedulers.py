@@ -244,3 +244,38 @@ def test_median_stopping_stops_below_the_median_and_refills():
     result = jt.tune(make_trainer(steps=30), SPACE, "median", trials=4, metric="val_loss", progress=False,
                      strategy_options={"segment": 10, "grace": 10, "min_count": 2})  # fmt: skip
     assert len(result.trials) == 8 and {t["status"] for t in result.trials} <= {"ok", "stopped"}
+
+
+class Dip:
+    """A stateful 'trial' whose loss is lowest at step 20 of 40, then rises."""
+
+    steps = 40
+
+    def init(self, hp, key):
+        return {"step": jnp.zeros((), jnp.int32), "key": key}
+
+    def train(self, hp, state, steps):
+        return {**state, "step": state["step"] + steps}, {"train_loss": jnp.float32(0)}
+
+    def evaluate_state(self, hp, state):
+        return {"loss": (state["step"].astype(jnp.float32) - 20) ** 2 / 100 + hp["x"]}
+
+    def reseed(self, state, key):
+        return {**state, "key": key}
+
+    def __call__(self, hp, key):
+        state, _ = self.train(hp, self.init(hp, key), self.steps)
+        return self.evaluate_state(hp, state)
+
+
+@pytest.mark.parametrize("strategy, options", [("pbt", {"segment": 10}), ("median", {"segment": 10, "grace": 10})])
+def test_a_population_can_select_and_replay_each_trials_best_checkpoint(strategy, options):
+    space = jt.Space({"x": jt.Float(0, 1)})
+    r = jt.tune(Dip(), space, strategy, trials=4, metric="loss", select="best_step", strategy_options=options,
+                progress=False)  # fmt: skip
+    best = r.best
+    assert best["value"] == pytest.approx(best["params"]["x"], abs=1e-6)  # the step-20 loss, not the final one
+    assert best["metrics"]["loss"] > best["value"]
+    assert r.best_step(best) == 20
+    state = r.replay(Dip(), best)  # the best checkpoint, not the last state
+    assert int(state["step"]) == 20
