@@ -227,7 +227,7 @@ class Result:
         for i, (t, start) in enumerate(chain):
             if start >= last_step:
                 break
-            if i:
+            if i and hasattr(objective, "reseed"):  # a copy trains with its own randomness
                 state = objective.reseed(state, self.trial_key(t))
             end = min(chain[i + 1][1] if i + 1 < len(chain) else last_step, last_step)
             if end > start:

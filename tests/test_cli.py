@@ -201,6 +201,14 @@ def test_pbt_runs_from_the_command_line(tmp_path, capsys, monkeypatch):
     assert "selecting on Q (max)" in out
     best = __import__("jaxtune").Result.load(db).best
     assert best["value"] > 1.19
+    # The winner, replayed along its lineage, exported as arrays; its Q is reproduced.
+    out = str(tmp_path / "best.npz")
+    assert cli.main(["export", db, cfg, "--out", out]) == 0
+    printed = capsys.readouterr().out
+    assert f"replayed Q: {best['value']:.6g} (stored {best['value']:.6g})" in printed
+    import numpy as np
+
+    assert np.load(out)["['theta']"].shape == (2,)
 
 
 def test_bad_cpu_device_count_is_a_clear_error(tmp_path, capsys, monkeypatch):
