@@ -1,7 +1,8 @@
 """Living trials on MNIST-1D: what continuing, refilling and segmenting buy and cost.
 
-* ``halving``: successive halving whose survivors continue from their state vs the same
-  schedule retraining every survivor from scratch (trial-steps, wall time, selected accuracy);
+* ``halving``: successive halving (and Hyperband, one pass over its brackets) whose survivors
+  continue from their state vs the same schedule retraining every survivor from scratch
+  (trial-steps, wall time, selected accuracy);
 * ``asha``: ASHA with refill vs synchronous successive halving with continuation, the same
   number of configurations (lane utilisation, wall time, selected accuracy);
 * ``boundary``: the cost of a segment boundary at N lanes: one population trained S steps in
@@ -44,12 +45,14 @@ def halving(task, low: int, high: int, trials: int, seed: int) -> list[dict]:
     for name, spec in (
         ("continue", jt.strategies.SuccessiveHalving(eta=3)),
         ("retrain", jt.strategies.SuccessiveHalving(eta=3, continue_survivors=False)),
+        ("hyperband continue", jt.strategies.Hyperband(eta=3)),
+        ("hyperband retrain", jt.strategies.Hyperband(eta=3, continue_survivors=False)),
     ):
         t = time.perf_counter()
         r = jt.tune(task.objective, space, spec, trials=trials, metric="val_accuracy", mode="max", seed=seed,
                     progress=False)  # fmt: skip
         seconds = time.perf_counter() - t
-        steps = sum(t["params"]["steps"] for t in r.trials) if name == "retrain" else common.trial_steps(r)
+        steps = sum(t["params"]["steps"] for t in r.trials) if "retrain" in name else common.trial_steps(r)
         rows.append({"method": name, "seed": seed, "seconds": seconds, "trial_steps": steps, **selected(r)})
     return rows
 
