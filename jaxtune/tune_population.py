@@ -19,6 +19,7 @@ is marked, and a rerun returns what is stored.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -128,6 +129,7 @@ def _run(objective, space, sched, args, metric, tie_break, study, budget) -> Res
         )
         d = jax.tree.map(np.asarray, decision)
         rows, points, lineage = [], [], []
+        stored_curves = functools.cache(lambda: study.store.curves(study.sid))
         params = space.to_python({n: np.asarray(v) for n, v in hp.items()})
         for i in np.flatnonzero(active):
             m = {n: float(v[i]) for n, v in metrics.items()}
@@ -135,7 +137,7 @@ def _run(objective, space, sched, args, metric, tie_break, study, budget) -> Res
             if d.end[i]:
                 status = "diverged" if not finite[i] else ("ok" if d.finished[i] else "stopped")
                 row = {"round": int(start[i]), "slot": int(i), "params": params[i], "unit": u[i].tolist()}
-                value = _value(study, row, points, m, metric, args)
+                value = _value(stored_curves, row, points, m, metric, args)
                 rows.append({**row, "metrics": m, "value": value, "status": status})
                 if status == "ok":
                     best = min(best, minimised(m[metric], args.mode))
@@ -281,6 +283,7 @@ def _run_halving(objective, space, sub, spec, plan, levels, args, metric, tie_br
                 order = np.argsort(score, kind="stable")[:k]
                 keep[order[np.isfinite(score[order])]] = True
             rows, points = [], []
+            stored_curves = functools.cache(lambda: study.store.curves(study.sid))
             for lane, slot in enumerate(alive):
                 m = {name: float(v[lane]) for name, v in metrics.items()}
                 points.append((first, int(slot), budget, m))
@@ -288,7 +291,7 @@ def _run_halving(objective, space, sub, spec, plan, levels, args, metric, tie_br
                     continue
                 status = "diverged" if not finite[lane] else ("ok" if level == len(levels) - 1 else "stopped")
                 row = {"round": first, "slot": int(slot), "params": {**params[slot], spec.fidelity: budget}}
-                value = _value(study, row, points, m, metric, args)
+                value = _value(stored_curves, row, points, m, metric, args)
                 rows.append({**row, "unit": u[slot].tolist(), "metrics": m, "value": value, "status": status})
             study.write(rows, points)
             if args.verbose:
@@ -311,13 +314,14 @@ def _run_halving(objective, space, sub, spec, plan, levels, args, metric, tie_br
     return result
 
 
-def _value(study, row, points, final, metric: str, args) -> float:
+def _value(stored_curves, row, points, final, metric: str, args) -> float:
     """A trial's selection value: its final evaluation, or with ``select="best_step"`` the best
-    point of its curve (the stored points and this segment's, not yet stored)."""
+    point of its curve (the stored points, read once per segment by ``stored_curves()``, and
+    this segment's, not yet stored)."""
     if args.select == "final":
         return final[metric]
     key = (row["round"], row["slot"])
-    stored = study.store.curves(study.sid).get(key, [])
+    stored = stored_curves().get(key, [])
     curve = [m[metric] for _, m in stored] + [m[metric] for r, s, _, m in points if (r, s) == key]
     return select_value(final[metric], curve, args.mode, args.select)[0]
 
