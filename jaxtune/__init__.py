@@ -16,6 +16,7 @@ import importlib
 from jaxtune import errors, schedulers, schedules, strategies, tasks
 from jaxtune.errors import InputError, JaxtuneError
 from jaxtune.execute import Executor, use_cpu_cores
+from jaxtune.priorities import Importance, importance
 from jaxtune.result import Result
 from jaxtune.space import Choice, Float, Int, Masked, Space
 from jaxtune.storage import Storage, StudyMismatchError
@@ -24,7 +25,7 @@ from jaxtune.tune import RoundReport, tune
 __version__ = "0.1.0"
 
 # Flax and Optax load only when used: a plain-JAX objective needs neither.
-_LAZY = ("layers", "train")
+_LAZY = ("figures", "layers", "report", "train")
 
 
 def __getattr__(name: str):
@@ -39,6 +40,7 @@ __all__ = [
     "Choice",
     "Executor",
     "Float",
+    "Importance",
     "InputError",
     "JaxtuneError",
     "Int",
@@ -48,8 +50,11 @@ __all__ = [
     "Space",
     "Storage",
     "layers",
+    "report",
     "StudyMismatchError",
     "errors",
+    "figures",
+    "importance",
     "schedulers",
     "schedules",
     "strategies",

@@ -401,6 +401,19 @@ class Space:
             out[n] = d
         return out
 
+    @classmethod
+    def from_description(cls, description: Mapping[str, Mapping[str, Any]]) -> Space:
+        """The space :meth:`describe` described (as a stored study keeps it)."""
+        kinds = {"Float": Float, "Int": Int, "Choice": Choice}
+        params = {}
+        for n, d in description.items():
+            d = dict(d)
+            kind = kinds.get(d.pop("type", None))
+            if kind is None:
+                raise InputError(f"{n}: unknown parameter type in a space description: {description[n]!r}")
+            params[n] = kind(**d)
+        return cls(params)
+
     def __repr__(self) -> str:
         inner = ", ".join(f"{n!r}: {p!r}" for n, p in self.params.items())
         return f"Space({{{inner}}})"
