@@ -37,11 +37,11 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jaxtune.errors import InputError, JaxtuneError, Problems
+from jaxtune.errors import InputError, JaxtuneError, MissingDependencyError, Problems
 
 __all__ = ["main", "load_config", "check_config", "space_from_config", "ConfigError"]
 
-_SECTIONS = ("task", "tune", "strategy", "space")
+_SECTIONS = ("task", "tune", "strategy", "space", "babysit")
 _TUNE_KEYS = (
     "strategy", "trials", "rounds", "seed", "storage", "study", "metric", "mode", "max_batch", "timeout", "select",
     "tie_break",
@@ -307,6 +307,17 @@ def _report(args) -> int:
         print(f"learning curves: {args.curves_csv} ({len(result.curve_rows())} points)")
     if args.plot:
         print(f"figure: {report.plot(result, args.plot)}")
+    if not args.no_html:
+        folder = args.html or os.path.splitext(args.storage)[0] + "-report"
+        parent = os.path.dirname(os.path.abspath(folder))
+        if not os.access(parent, os.W_OK):
+            raise ConfigError(f"--html {folder!r}: its directory {parent!r} is not writable (pass --html DIR)")
+        try:
+            print(f"report: {report.html(result, folder)} (figures beside it)")
+        except MissingDependencyError:
+            if args.html:
+                raise
+            print("(no HTML report: figures need matplotlib, pip install 'jaxtune[report]')")
     return 0
 
 
@@ -376,6 +387,8 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--csv", help="also write every trial to this CSV file")
     rep.add_argument("--curves-csv", help="also write every learning-curve point to this CSV file")
     rep.add_argument("--plot", help="write a figure (PNG) here")
+    rep.add_argument("--html", help="folder for the HTML report and its figures (default: STORAGE's name + '-report')")
+    rep.add_argument("--no-html", action="store_true", help="print the summary only")
     rep.set_defaults(func=_report)
     e = sub.add_parser("export", help="train a study's best trial again and write its state (.npz)")
     e.add_argument("storage")
@@ -383,6 +396,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--study")
     e.add_argument("--out", default="best.npz")
     e.set_defaults(func=_export)
+    from jaxtune import cli_babysit
+
+    cli_babysit.add_parser(sub)
     t = sub.add_parser("tasks", help="list the built-in tasks")
     t.set_defaults(func=_tasks)
     return p

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 
-import numpy as np
-
-from jaxtune.errors import MissingDependencyError
+from jaxtune import priorities
+from jaxtune.errors import InputError
 from jaxtune.result import Result
 
-__all__ = ["summary", "table", "plot"]
+__all__ = ["summary", "table", "plot", "html"]
 
 
 def _fmt(v) -> str:
@@ -68,64 +68,113 @@ def summary(result: Result, top: int = 5, metrics: Sequence[str] | None = None) 
         step = result.best_step(best) if result.select == "best_step" else None
         at = "" if step is None else f", at step {step}"
         out.append(f"best trial (round {best['round']}, slot {best['slot']}{at}): {params}\n  {mets}")
+    imps = _importance(result)
+    if imps:
+        out.append(_importance_heading(result) + "\n" + priorities.table(imps))
     return "\n".join(out)
 
 
-_REVERSE_LOG_TICKS = (0.5, 0.8, 0.9, 0.99, 0.999, 0.9999)
+def _importance(result: Result) -> list[priorities.Importance] | None:
+    """The study's importances, or None where there are too few trials to say."""
+    try:
+        return priorities.importance(result)
+    except InputError:
+        return None
 
 
-def _reverse_log(x):
-    return -np.log10(np.clip(1.0 - np.asarray(x, float), 1e-12, None))
-
-
-def _reverse_log_inverse(y):
-    return 1.0 - 10.0 ** -np.asarray(y, float)
-
-
-def _axis_scale(xs: Sequence[float]) -> str:
-    """How to draw a parameter's axis: ``"log"`` for values over decades, ``"reverse_log"`` for
-    values below 1 whose distance to 1 spans a decade (momentum-like), else ``"linear"``."""
-    lo, hi = min(xs), max(xs)
-    if lo > 0 and hi / lo > 50:
-        return "log"
-    if 0 <= lo and hi < 1 and (1 - lo) / (1 - hi) > 10:
-        return "reverse_log"
-    return "linear"
+def _importance_heading(result: Result) -> str:
+    rounds = priorities.uniform_rounds(result)
+    which = "every round" if rounds is None else f"round{'s' if len(rounds) > 1 else ''} {', '.join(map(str, rounds))}"
+    return f"which hyperparameters mattered (first-order share of the variance of {result.metric}'s rank; {which}):"
 
 
 def plot(result: Result, path: str) -> str:
-    """Saves a figure: best-so-far by round, and the selection metric against each parameter."""
-    try:
-        import matplotlib
+    """Saves the main figure (the metric against each hyperparameter on its own scale, rounds
+    coloured, the best trial starred, coarse-to-fine's boxes drawn) as PNG; returns ``path``."""
+    from jaxtune import figures
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        raise MissingDependencyError("plots need matplotlib: pip install 'jaxtune[report]'") from e
-    ok = [t for t in result.trials if t["status"] == "ok"]
-    params = list(result.trials[0]["params"]) if result.trials else []
-    fig, axes = plt.subplots(1, 1 + len(params), figsize=(4 * (1 + len(params)), 3.5), squeeze=False)
-    ax = axes[0, 0]
-    curve = result.best_curve()
-    ax.plot(range(len(curve)), curve, marker="o")  # rounds count from 0, as in the tables
-    ax.set_xlabel("round")
-    ax.set_ylabel(f"best {result.metric}")
-    for ax, p in zip(axes[0, 1:], params):
-        xs = [t["params"][p] for t in ok]
-        ys = [t["value"] for t in ok]
-        if xs and all(isinstance(x, (int, float)) for x in xs):
-            ax.scatter(xs, ys, c=[t["round"] for t in ok], s=10, cmap="viridis")
-            scale = _axis_scale(xs)
-            if scale == "log":
-                ax.set_xscale("log")
-            elif scale == "reverse_log":  # momentum-like: 0.9, 0.99, 0.999 equally spaced
-                ax.set_xscale("function", functions=(_reverse_log, _reverse_log_inverse))
-                span = _reverse_log([min(xs), max(xs)])
-                ticks = [t for t in _REVERSE_LOG_TICKS if span[0] - 0.15 <= _reverse_log(t) <= span[1] + 0.15]
-                ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-        ax.set_xlabel(p)
-        ax.set_ylabel(result.metric)
-    fig.tight_layout()
+    plt = figures.pyplot()
+    fig = figures.plot_parameters(result)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+h1 {{ font-size: 1.4em; }} h2 {{ font-size: 1.1em; margin-top: 2em; }}
+table {{ border-collapse: collapse; font-size: 0.85em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
+th {{ background: #f3f3f3; cursor: pointer; }}
+img {{ max-width: 100%; border: 1px solid #eee; }}
+pre {{ background: #f7f7f7; padding: 0.8em; overflow-x: auto; }}
+</style></head><body>
+<h1>{title}</h1>
+<pre>{summary}</pre>
+{sections}
+<script>
+// Click a column header to sort the trials table by it.
+document.querySelectorAll("table.sortable th").forEach((th, col) => {{
+  th.addEventListener("click", () => {{
+    const body = th.closest("table").tBodies[0];
+    const rows = Array.from(body.rows);
+    const key = (r) => {{ const v = r.cells[col].textContent; const x = parseFloat(v); return isNaN(x) ? v : x; }};
+    const asc = th.dataset.order !== "asc";
+    rows.sort((a, b) => (key(a) > key(b) ? 1 : key(a) < key(b) ? -1 : 0) * (asc ? 1 : -1));
+    th.dataset.order = asc ? "asc" : "desc";
+    rows.forEach((r) => body.appendChild(r));
+  }});
+}});
+document.body.dataset.ready = "1";
+</script>
+</body></html>
+"""
+
+_CAPTIONS = {
+    "history": "Optimisation history: every trial in the order it ran, coloured by round; the best so far in red.",
+    "parameters": "The metric against each hyperparameter on its own scale; bars under the points: each round's box.",
+    "importance": "Which hyperparameters mattered: first-order share of the variance, 90% bootstrap intervals.",
+    "curves": "Learning curves of the best trials.",
+    "parallel": "Parallel coordinates of every trial; the best in red.",
+    "lineage": "Population-based training: each member's value over its life, and who copied whom.",
+}
+
+
+def html(result: Result, folder: str, top: int = 20) -> str:
+    """Writes the study's figures (PNG) and one self-contained HTML page (figures embedded) to
+    ``folder``; returns the page's path."""
+    import base64
+    import html as escape
+
+    from jaxtune import figures
+
+    imps = _importance(result)
+    paths = figures.write_figures(result, folder, imps)
+    sections = []
+    for name, path in paths.items():
+        with open(path, "rb") as f:
+            data = base64.b64encode(f.read()).decode()
+        sections.append(
+            f"<h2>{name}</h2><p>{escape.escape(_CAPTIONS[name])}</p>"
+            f'<img alt="{name}" src="data:image/png;base64,{data}">'
+        )
+    by_key = {(r["round"], r["slot"]): r for r in result.rows()}
+    rows = [by_key[(t["round"], t["slot"])] for t in result.ranked()[:top]]
+    if rows:
+        head = "".join(f"<th>{escape.escape(str(k))}</th>" for k in rows[0])
+        body = "".join(
+            "<tr>" + "".join(f"<td>{escape.escape(_fmt(v))}</td>" for v in r.values()) + "</tr>" for r in rows
+        )
+        sections.insert(0, f'<h2>best {len(rows)} trials</h2><table class="sortable"><thead><tr>{head}</tr></thead>'
+                           f"<tbody>{body}</tbody></table>")  # fmt: skip
+    page = os.path.join(folder, "index.html")
+    title = f"jaxtune study {result.study!r}: {result.metric} ({result.mode}), {len(result)} trials"
+    with open(page, "w", encoding="utf-8") as f:
+        f.write(
+            _PAGE.format(
+                title=escape.escape(title), summary=escape.escape(summary(result)), sections="\n".join(sections)
+            )
+        )
+    return page

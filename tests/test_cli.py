@@ -38,7 +38,10 @@ def test_run_then_report_then_resume(tmp_path, capsys, monkeypatch):
     assert "round 2 (3/3)" in out.err
     assert (tmp_path / "fig.png").stat().st_size > 0
     assert cli.main(["report", str(db), "--csv", str(tmp_path / "t.csv")]) == 0
-    assert "192 trials" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "192 trials" in out and "which hyperparameters mattered" in out
+    assert f"report: {tmp_path / 'runs' / 'b-report' / 'index.html'}" in out  # beside the storage by default
+    assert (tmp_path / "runs" / "b-report" / "parameters.png").stat().st_size > 0
     assert len((tmp_path / "t.csv").read_text().splitlines()) == 193
     assert cli.main(["run", cfg, "--rounds", "4"]) == 0  # resumes: only round 4 runs
     out = capsys.readouterr()

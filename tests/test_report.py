@@ -1,33 +1,118 @@
+import os
+import re
+import shutil
+import subprocess
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import jaxtune as jt
-from jaxtune import report
+from jaxtune import figures, report
+
+SPACE = jt.Space(
+    {
+        "lr": jt.Float(1e-4, 1.0, scale="log"),
+        "b1": jt.Float(0.9, 0.999, scale="reverse_log"),
+        "width": jt.Int(4, 256, scale="log"),
+        "act": jt.Choice(["relu", "tanh", "gelu"]),
+    }
+)
 
 
-def test_axis_scale_follows_the_values():
-    assert report._axis_scale([1e-4, 3e-3, 0.1]) == "log"
-    assert report._axis_scale([0.9, 0.95, 0.999]) == "reverse_log"
-    assert report._axis_scale([0.2, 0.5, 0.7]) == "linear"
-    np.testing.assert_allclose(report._reverse_log([0.9, 0.99, 0.999]), [1, 2, 3])
-    np.testing.assert_allclose(report._reverse_log_inverse(report._reverse_log([0.9, 0.995])), [0.9, 0.995])
+def objective(hp, key):
+    act = {"relu": 0.0, "tanh": 0.1, "gelu": 0.2}[hp["act"]]
+    return {"loss": (jnp.log10(hp["lr"]) + 2) ** 2 + jnp.log10(1 - hp["b1"]) ** 2 + act + 0 * hp["width"]}
 
 
-def test_plot_draws_every_scale(tmp_path):
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    db = tmp_path_factory.mktemp("report") / "s.db"
+    jt.tune(objective, SPACE, "coarse_to_fine", trials=16, rounds=3, metric="loss", storage=str(db), progress=False)
+    return jt.Result.load(db)
+
+
+def test_axis_scales_follow_the_space_and_the_values(study):
+    assert [figures.axis_kind(study, n, []) for n in SPACE.names] == ["log", "reverse_log", "log", "choice"]
+    bare = jt.Result(study.trials, "loss")  # no stored space: guessed from the values
+    assert figures._guess_scale([1e-4, 3e-3, 0.1]) == "log"
+    assert figures._guess_scale([0.9, 0.95, 0.999]) == "reverse_log"
+    assert figures._guess_scale([0.2, 0.5, 0.7]) == "linear"
+    assert figures.axis_kind(bare, "act", ["relu", "tanh"]) == "choice"
+    np.testing.assert_allclose(figures._reverse_log([0.9, 0.99, 0.999]), [1, 2, 3])
+
+
+def test_parameter_figure_draws_each_scale_rounds_boxes_and_the_best(study):
     pytest.importorskip("matplotlib")
-    space = jt.Space({"lr": jt.Float(1e-4, 1.0, scale="log"), "b1": jt.Float(0.9, 0.999, scale="reverse_log")})
+    boxes = figures.round_boxes(study)
+    assert len(boxes) == 3 and np.allclose(boxes[0][0], 0) and np.allclose(boxes[0][1], 1)
+    assert all((hi - lo).max() < (hi0 - lo0).max() for (lo, hi), (lo0, hi0) in zip(boxes[1:], boxes))  # it zooms
+    fig = figures.plot_parameters(study)
+    axes = [ax for ax in fig.axes if ax.get_visible() and ax.get_label() != "<colorbar>"]
+    assert [ax.get_xscale() for ax in axes] == ["log", "function", "log", "linear"]
+    assert [t.get_text() for t in axes[3].get_xticklabels()] == ["relu", "tanh", "gelu"]
+    assert "study 'default': loss (min), 48 trials" in fig._suptitle.get_text()
+    for ax in axes:
+        assert len(ax.collections) >= 3 + 1 + 0  # a scatter per round and the best trial's star
+    assert sum(len(c.get_segments()) for c in axes[0].collections if hasattr(c, "get_segments")) == 3  # boxes
+    bar = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"][0]
+    assert [t.get_text() for t in bar.get_yticklabels()] == ["0", "1", "2"]  # whole rounds only
+    figures.pyplot().close(fig)
 
-    def objective(hp, key):
-        return {"loss": jnp.log10(hp["lr"]) ** 2 + jnp.log10(1 - hp["b1"]) ** 2}
 
-    result = jt.tune(objective, space, "random", trials=16, progress=False)
-    path = report.plot(result, str(tmp_path / "fig.png"))
-    assert path.endswith("fig.png")
+def test_html_report_is_self_contained_with_every_figure(study, tmp_path):
+    pytest.importorskip("matplotlib")
+    page = report.html(study, str(tmp_path / "rep"))
+    with open(page) as f:
+        text = f.read()
+    assert sorted(os.listdir(tmp_path / "rep")) == sorted(
+        ["index.html", "history.png", "parameters.png", "importance.png", "parallel.png"]
+    )
+    assert text.count("data:image/png;base64,") == 4 and not re.search(r"(src|href)=\"(https?:|//)", text)
+    assert "which hyperparameters mattered" in text and 'class="sortable"' in text
+
+
+def chromium():
+    found = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if found is None:
+        if os.environ.get("JAXTUNE_REQUIRE_CHROMIUM"):
+            pytest.fail("JAXTUNE_REQUIRE_CHROMIUM is set but no chromium is installed")
+        pytest.skip("no headless chromium here (CI installs it)")
+    return found
+
+
+def load_in_chromium(path, tmp_path, *extra):
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'chrome'}", "--enable-logging=stderr", "--v=0"]  # fmt: skip
+    run = subprocess.run([chromium(), *flags, *extra, f"file://{path}"], capture_output=True, text=True, timeout=120)
+    console = [line for line in run.stderr.splitlines() if "CONSOLE" in line]
+    errors = [line for line in console if "Uncaught" in line or ":ERROR:CONSOLE" in line]
+    return run, errors
+
+
+def test_html_report_loads_in_headless_chromium_without_errors(study, tmp_path):
+    pytest.importorskip("matplotlib")
+    page = report.html(study, str(tmp_path / "rep"))
+    run, errors = load_in_chromium(page, tmp_path, "--dump-dom")
+    assert errors == [] and 'data-ready="1"' in run.stdout  # its script ran to the end
+    shot = tmp_path / "shot.png"
+    load_in_chromium(page, tmp_path, f"--screenshot={shot}", "--window-size=1200,1600")
     import matplotlib.image
 
-    image = matplotlib.image.imread(path)
-    # A PNG with one panel for the best-so-far curve and one per parameter (4 x 3.5 inches at 100 dpi).
-    assert (tmp_path / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert image.shape[:2] == (350, 1200) and image[..., :3].std() > 0.05  # not a blank canvas
-    assert "best trial" in report.summary(result)
+    assert matplotlib.image.imread(shot)[..., :3].std() > 0.05  # something was drawn
+    broken = tmp_path / "broken.html"
+    broken.write_text("<html><body><script>notDefined();</script></body></html>")
+    assert load_in_chromium(broken, tmp_path, "--dump-dom")[1]  # the check can fail
+
+
+def test_population_figures_draw_curves_and_lineage(tmp_path):
+    pytest.importorskip("matplotlib")
+    from jaxtune.tasks import get
+
+    task = get("pbt_toy", steps=40)
+    result = jt.tune(task.objective, task.space, "pbt", trials=4, metric="Q", mode="max",
+                     strategy_options={"segment": 4, "quantile": 0.5}, progress=False)  # fmt: skip
+    assert result.lineage
+    paths = figures.write_figures(result, tmp_path)
+    assert {"curves", "lineage", "history", "parameters", "parallel"} <= set(paths)

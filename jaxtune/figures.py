@@ -1,0 +1,389 @@
+"""Figures of a study (matplotlib, optional: ``pip install 'jaxtune[report]'``).
+
+Each ``plot_*`` function draws one figure from a :class:`~jaxtune.Result` and returns it;
+:func:`write_figures` saves all that apply as PNGs. Every hyperparameter is drawn on its own
+scale, read from the stored space: a log axis for ``scale="log"`` (floats and ints), a ``1 - x``
+axis for ``reverse_log`` (0.9, 0.99, 0.999 equally spaced) and a categorical axis for a
+``Choice``; the coarse-to-fine box of every round is drawn under the points.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from jaxtune import priorities
+from jaxtune.errors import InputError, MissingDependencyError
+from jaxtune.result import Result
+
+_REVERSE_LOG_TICKS = (0.5, 0.8, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9999)
+COLUMNS = 3  # parameter panels per row: 5 parameters make 2 rows, not a 2400 px strip
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (no screen needed), or a clear error."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise MissingDependencyError("figures need matplotlib: pip install 'jaxtune[report]'") from e
+    return plt
+
+
+def _reverse_log(x):
+    return -np.log10(np.clip(1.0 - np.asarray(x, float), 1e-12, None))
+
+
+def _reverse_log_inverse(y):
+    return 1.0 - 10.0 ** -np.asarray(y, float)
+
+
+def _guess_scale(xs) -> str:
+    """The axis for values whose space is unknown: log over decades, 1-x for momentum-like values."""
+    lo, hi = min(xs), max(xs)
+    if lo > 0 and hi / lo > 50:
+        return "log"
+    if 0 <= lo and hi < 1 and (1 - lo) / (1 - hi) > 10:
+        return "reverse_log"
+    return "linear"
+
+
+def axis_kind(result: Result, name: str, xs) -> str:
+    """How to draw parameter ``name``: ``"log"``, ``"reverse_log"``, ``"linear"`` or ``"choice"``."""
+    desc = (result.config.get("space") or {}).get(name)
+    if desc is None:
+        if xs and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs):
+            return _guess_scale(xs)
+        return "choice"
+    if desc["type"] == "Choice":
+        return "choice"
+    return desc.get("scale", "linear")
+
+
+def _set_axis(ax, kind: str, xs, choices=None) -> None:
+    if kind == "log":
+        ax.set_xscale("log")
+    elif kind == "reverse_log":
+        ax.set_xscale("function", functions=(_reverse_log, _reverse_log_inverse))
+        span = _reverse_log([min(xs), max(xs)])
+        ticks, last = [], -np.inf
+        for t in _REVERSE_LOG_TICKS:  # in range, and at least a third of a decade apart
+            at = float(_reverse_log(t))
+            if span[0] - 0.15 <= at <= span[1] + 0.15 and at - last >= 0.33:
+                ticks.append(t)
+                last = at
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    elif kind == "choice":
+        ax.set_xticks(range(len(choices)), [str(c) for c in choices], rotation=30 if len(choices) > 4 else 0)
+        ax.set_xlim(-0.5, len(choices) - 0.5)
+
+
+def _rounds(result: Result):
+    """(number of rounds, colormap, norm) with one colour per round."""
+    import matplotlib as mpl
+
+    n = max((t["round"] for t in result.trials), default=0) + 1
+    cmap = mpl.colormaps["viridis"].resampled(max(n, 2))
+    norm = mpl.colors.BoundaryNorm(np.arange(-0.5, max(n, 2) + 0.5), cmap.N)
+    return n, cmap, norm
+
+
+def _round_colorbar(fig, ax, result: Result) -> None:
+    import matplotlib as mpl
+
+    n, cmap, norm = _rounds(result)
+    if n < 2:
+        return  # one round: nothing to tell apart
+    bar = fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="round")
+    step = max(1, math.ceil(n / 10))
+    bar.set_ticks(range(0, max(n, 2), step))  # whole rounds only
+
+
+def _title(result: Result) -> str:
+    return f"study {result.study!r}: {result.metric} ({result.mode}), {len(result)} trials"
+
+
+def round_boxes(result: Result) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """Coarse-to-fine's box in the unit cube for every round (replayed from the stored trials
+    with the strategy's own ``tell``), or None for other strategies."""
+    import jax
+
+    from jaxtune.space import Space
+    from jaxtune.strategies.base import make_strategy
+
+    cfg = dict(result.config.get("strategy") or {})
+    if cfg.pop("name", None) != "coarse_to_fine" or "space" not in result.config:
+        return None
+    space, trials = Space.from_description(result.config["space"]), result.config["trials"]
+    strategy = make_strategy("coarse_to_fine", space, trials, **cfg)
+    state = strategy.init(jax.random.key(0))  # its initial box is the whole cube, whatever the key
+    boxes = [(np.asarray(state.lo), np.asarray(state.hi))]
+    n = max((t["round"] for t in result.trials), default=-1) + 1
+    for r in range(n - 1):
+        rows = sorted((t for t in result.trials if t["round"] == r), key=lambda t: t["slot"])
+        if len(rows) != trials:
+            break  # an unfinished round (a timeout): later boxes are unknown
+        u = np.asarray([t["unit"] for t in rows], np.float32)
+        scores = np.asarray([result._score(t) for t in rows], np.float32)
+        state = strategy.tell(state, u, scores)
+        boxes.append((np.asarray(state.lo), np.asarray(state.hi)))
+    return boxes
+
+
+def plot_history(result: Result):
+    """Every trial's value in the order it ran, coloured by round, with the best so far and the best trial."""
+    plt = pyplot()
+    _, cmap, norm = _rounds(result)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ok = [(i, t) for i, t in enumerate(result.trials) if t["status"] == "ok"]
+    if ok:
+        ax.scatter(
+            [i for i, _ in ok], [t["value"] for _, t in ok], c=[t["round"] for _, t in ok], cmap=cmap, norm=norm, s=14
+        )
+        sign = 1 if result.mode == "min" else -1
+        best, running = math.inf, []
+        for t in result.trials:
+            if t["status"] == "ok":
+                best = min(best, sign * t["value"])
+            running.append(sign * best if math.isfinite(best) else np.nan)
+        ax.step(range(len(running)), running, where="post", color="tab:red", lw=1.5, label="best so far")
+        b = result.best
+        i = result.trials.index(b)
+        ax.scatter([i], [b["value"]], marker="*", s=220, color="tab:red", edgecolor="k", zorder=5, label="best trial")
+        ax.legend(loc="best", fontsize=8)
+    diverged = sum(t["status"] != "ok" for t in result.trials)
+    ax.set_xlabel("trial (in the order run)" + (f"; {diverged} diverged, not shown" if diverged else ""))
+    ax.set_ylabel(result.metric)
+    ax.set_title(_title(result), fontsize=10)
+    _round_colorbar(fig, ax, result)
+    fig.tight_layout()
+    return fig
+
+
+def plot_parameters(result: Result):
+    """The metric against each hyperparameter on its own scale, coloured by round; the best trial
+    starred; coarse-to-fine's box of each round as a bar under the points."""
+    plt = pyplot()
+    names = list(result.trials[0]["params"]) if result.trials else []
+    if not names:
+        raise InputError("plot_parameters: the study has no trials")
+    n, cmap, norm = _rounds(result)
+    rows = math.ceil(len(names) / COLUMNS)
+    cols = min(len(names), COLUMNS)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols + 1, 3.3 * rows), squeeze=False)
+    ok = [t for t in result.trials if t["status"] == "ok"]
+    boxes = round_boxes(result)
+    space = (result.config.get("space") or {}) if boxes else {}
+    best = result.best
+    for j, name in enumerate(names):
+        ax = axes[j // cols, j % cols]
+        xs = [t["params"][name] for t in ok]
+        kind = axis_kind(result, name, xs)
+        choices = None
+        if kind == "choice":
+            desc = (result.config.get("space") or {}).get(name)
+            choices = list(desc["values"]) if desc else sorted({str(x) for x in xs})
+            lookup = {str(c): i for i, c in enumerate(choices)}
+
+            def pos(t, name=name, lookup=lookup):  # a choice's index, jittered so points do not stack
+                return lookup[str(t["params"][name])] + 0.25 * (((t["slot"] * 0.618 + t["round"] * 0.31) % 1) - 0.5)
+        else:
+
+            def pos(t, name=name):
+                return t["params"][name]
+
+        # Early rounds drawn last: later rounds cluster in a small box and would hide them.
+        for t_round in sorted({t["round"] for t in ok}, reverse=True):
+            part = [t for t in ok if t["round"] == t_round]
+            ax.scatter([pos(t) for t in part], [t["value"] for t in part], color=cmap(norm(t_round)), s=12, alpha=0.8)
+        if best is not None:
+            ax.scatter([pos(best)], [best["value"]], marker="*", s=200, color="tab:red", edgecolor="k", zorder=5)
+        if boxes and kind != "choice" and name in space:
+            from jaxtune.space import Space
+
+            param = Space.from_description({name: space[name]}).params[name]
+            j_unit = list(space).index(name)
+            bottom, top = ax.get_ylim()
+            room = 0.05 + 0.035 * min(len(boxes), n)  # lower the axis so the bars sit under the points
+            ax.set_ylim((bottom - room * top) / (1 - room), top)
+            for r, (lo, hi) in enumerate(boxes[:n]):
+                ends = np.asarray(param.from_unit(np.asarray([lo[j_unit], hi[j_unit]], np.float32)), float)
+                ax.hlines(0.03 + 0.035 * r, ends[0], ends[1], transform=ax.get_xaxis_transform(),
+                          color=cmap(norm(r)), lw=3, alpha=0.9)  # fmt: skip
+        if xs:
+            _set_axis(ax, kind, xs, choices)
+        ax.set_xlabel(name + ("  (1 - x scale)" if kind == "reverse_log" else ""))
+        ax.set_ylabel(result.metric)
+    for j in range(len(names), rows * cols):
+        axes[j // cols, j % cols].set_visible(False)
+    fig.suptitle(_title(result) + ("; bars: each round's search box" if boxes else ""), fontsize=10)
+    fig.tight_layout()
+    _round_colorbar(fig, axes, result)
+    return fig
+
+
+def _life_curve(result: Result, trial: dict) -> list:
+    """A trial's learning curve over its whole life: a PBT copy's ancestors' points up to the step
+    it copied them, then its own."""
+    k = (trial["round"], trial["slot"])
+    points = list(result.curves.get(k, []))
+    while k in result.lineage:
+        parent_r, parent_s, step = result.lineage[k]
+        k = (parent_r, parent_s)
+        points = [p for p in result.curves.get(k, []) if p[0] <= step and (not points or p[0] < points[0][0])] + points
+    return points
+
+
+def plot_curves(result: Result, top: int = 5):
+    """Learning curves (the selection metric against the step) of the best ``top`` trials, or None
+    when the study stored no curves."""
+    ranked = [t for t in result.ranked() if (t["round"], t["slot"]) in result.curves][:top]
+    if not ranked:
+        return None
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, t in enumerate(ranked):
+        points = _life_curve(result, t)
+        steps = [s for s, _ in points]
+        ys = [m.get(result.metric, np.nan) for _, m in points]
+        label = f"#{i + 1} (round {t['round']}, slot {t['slot']}): {t['value']:.4g}"
+        ax.plot(steps, ys, marker="o", ms=3, lw=2.5 if i == 0 else 1.2, label=label)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(result.metric)
+    lived = " (a PBT member's curve includes its ancestors')" if result.lineage else ""
+    ax.set_title(f"learning curves of the best {len(ranked)} trials{lived}", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_importance(imps: list[priorities.Importance], title: str = "which hyperparameters mattered"):
+    """Horizontal bars of importance with their intervals and directions."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(imps) + 1.4))
+    names = [i.name for i in imps][::-1]
+    vals = np.asarray([i.value for i in imps][::-1])
+    err = np.asarray([[i.value - i.low, i.high - i.value] for i in imps][::-1]).T
+    ax.barh(names, vals, xerr=np.clip(err, 0, None), color="tab:blue", alpha=0.8, capsize=3)
+    for y, i in enumerate(imps[::-1]):
+        best = f"{i.best_at:.3g}" if isinstance(i.best_at, float) else str(i.best_at)
+        ax.text(i.high + 0.01, y, f"{i.direction}; best near {best}", va="center", fontsize=8)
+    ax.set_xlim(0, max(1.0, float(max(i.high for i in imps)) + 0.45))
+    ax.set_xlabel("first-order share of the variance (90% bootstrap interval)")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_parallel(result: Result):
+    """Parallel coordinates: each trial a line across the hyperparameters' unit-cube axes (their
+    own scales), coloured by value; the best trial in red."""
+    plt = pyplot()
+    import matplotlib as mpl
+
+    ok = [t for t in result.trials if t["status"] == "ok"]
+    names = list(result.trials[0]["params"])
+    fig, ax = plt.subplots(figsize=(1.8 * len(names) + 3, 4))
+    if not ok:
+        return fig
+    vals = np.asarray([t["value"] for t in ok])
+    norm = mpl.colors.Normalize(vals.min(), vals.max())
+    cmap = mpl.colormaps["viridis" if result.mode == "max" else "viridis_r"]
+    order = np.argsort(vals if result.mode == "max" else -vals)  # best drawn last, on top
+    for i in order:
+        ax.plot(range(len(names)), ok[i]["unit"], color=cmap(norm(vals[i])), alpha=0.5, lw=0.8)
+    best = result.best
+    if best is not None:
+        ax.plot(range(len(names)), best["unit"], color="tab:red", lw=2.5, label="best trial")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0, -0.12))
+    space = result.config.get("space") or {}
+    for j, n in enumerate(names):
+        ax.axvline(j, color="0.3", lw=0.8)
+        if n in space:  # label the axis with the space's values at 0, 1/2 and 1
+            from jaxtune.space import Space
+
+            param = Space.from_description({n: space[n]}).params[n]
+            at = (
+                (np.arange(len(space[n]["values"])) + 0.5) / len(space[n]["values"])
+                if space[n]["type"] == "Choice"
+                else np.asarray([0, 0.5, 1])
+            )
+            ends = [param.to_python(v) for v in np.asarray(param.from_unit(np.asarray(at, np.float32)))]
+        else:  # an in-memory result without a stored space: the sampled extremes
+            xs = sorted((t["unit"][j], t["params"][n]) for t in ok)
+            at, ends = (0, 1), [xs[0][1], xs[-1][1]]
+        for v, y in zip(ends, at):
+            ax.text(j + 0.03, y, f"{v:.3g}" if isinstance(v, float) else str(v), va="center", fontsize=7)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_yticks([])
+    ax.set_title("parallel coordinates: each axis a hyperparameter on its own scale", fontsize=10)
+    fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=result.metric)
+    fig.tight_layout()
+    return fig
+
+
+def plot_lineage(result: Result, param: str | None = None):
+    """PBT's lineage: each trial a segment at its value of ``param`` (default: the first
+    hyperparameter) over the steps it trained, dotted jumps where a trial copied another, the
+    winner's path in red. None when the study has no lineage."""
+    if not result.lineage:
+        return None
+    plt = pyplot()
+    names = list(result.trials[0]["params"])
+    param = param or names[0]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    span = {}
+    for t in result.trials:
+        k = (t["round"], t["slot"])
+        start = result.lineage[k][2] if k in result.lineage else 0
+        steps = [s for s, _ in result.curves.get(k, [])]
+        span[k] = (start, max(steps, default=start), t["params"][param])
+        ax.plot(span[k][:2], [span[k][2]] * 2, color="0.6", lw=1)
+    for k, (parent_r, parent_s, step) in result.lineage.items():
+        if (parent_r, parent_s) in span and k in span:
+            ax.plot([step, step], [span[(parent_r, parent_s)][2], span[k][2]], color="0.75", lw=0.6, ls=":")
+    best = result.best
+    if best is not None:
+        k, until = (best["round"], best["slot"]), None
+        while k in span:  # each ancestor up to the step its descendant copied it
+            start, end, v = span[k]
+            ax.plot([start, end if until is None else until], [v, v], color="tab:red", lw=2.5)
+            if k not in result.lineage:
+                break
+            parent = result.lineage[k][:2]
+            if parent in span:
+                ax.plot([start, start], [span[parent][2], v], color="tab:red", lw=1.2, ls=":")
+            k, until = parent, start
+    xs = [v for _, _, v in span.values()]
+    _set_axis(ax, axis_kind(result, param, xs), xs)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(param)
+    ax.set_title(f"lineage: {param} of every member over its life; the winner's path in red", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def write_figures(result: Result, folder: str | os.PathLike, imps: Any = None) -> dict[str, str]:
+    """Saves every figure that applies to ``folder`` as PNG; returns ``{name: path}``."""
+    plt = pyplot()
+    os.makedirs(folder, exist_ok=True)
+    figs = {"history": plot_history(result), "parameters": plot_parameters(result)}
+    figs["curves"] = plot_curves(result)
+    if imps:
+        figs["importance"] = plot_importance(imps)
+    figs["parallel"] = plot_parallel(result)
+    figs["lineage"] = plot_lineage(result)
+    out = {}
+    for name, fig in figs.items():
+        if fig is None:
+            continue
+        out[name] = os.path.join(os.fspath(folder), f"{name}.png")
+        fig.savefig(out[name], dpi=100)
+        plt.close(fig)
+    return out
