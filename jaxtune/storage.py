@@ -51,6 +51,23 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     segment INTEGER NOT NULL,
     state BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS nodes (
+    study_id INTEGER NOT NULL REFERENCES studies(id),
+    id INTEGER NOT NULL,
+    parent INTEGER,
+    step INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    hp TEXT NOT NULL,
+    metrics TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    lane INTEGER NOT NULL,
+    state BLOB,
+    PRIMARY KEY (study_id, id)
+);
+CREATE TABLE IF NOT EXISTS heads (
+    study_id INTEGER PRIMARY KEY REFERENCES studies(id),
+    node INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS curves (
     study_id INTEGER NOT NULL REFERENCES studies(id),
     round INTEGER NOT NULL,
@@ -124,6 +141,8 @@ _TABLES = {
     "curves": {"study_id", "round", "slot", "step", "metrics"},
     "lineage": {"study_id", "round", "slot", "parent_round", "parent_slot", "step"},
     "checkpoints": {"study_id", "segment", "state"},
+    "nodes": {"study_id", "id", "parent", "step", "event", "hp", "metrics", "width", "lane", "state"},
+    "heads": {"study_id", "node"},
 }
 
 
@@ -367,6 +386,52 @@ class Storage:
             "SELECT round, slot, parent_round, parent_slot, step FROM lineage WHERE study_id = ?", (study_id,)
         )
         return {(r, s): (pr, ps, step) for r, s, pr, ps, step in cur}
+
+    def add_nodes(self, study_id: int, nodes: Iterable[Mapping[str, Any]], head: int) -> None:
+        """Stores babysitting nodes (checkpoints and events: ``id``, ``parent``, ``step``, ``event``,
+        ``hp``, ``metrics``, ``width``, ``lane`` and ``state`` bytes or None) and moves the run's
+        head to node ``head``, in one transaction."""
+        with self.conn:
+            self.conn.executemany(
+                "INSERT INTO nodes (study_id, id, parent, step, event, hp, metrics, width, lane, state) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        study_id,
+                        n["id"],
+                        n["parent"],
+                        n["step"],
+                        n["event"],
+                        _dumps(n["hp"]),
+                        _dumps(n["metrics"]),
+                        n["width"],
+                        n["lane"],
+                        None if n["state"] is None else sqlite3.Binary(n["state"]),
+                    )
+                    for n in nodes
+                ],  # fmt: skip
+            )
+            self.conn.execute("INSERT OR REPLACE INTO heads (study_id, node) VALUES (?, ?)", (study_id, int(head)))
+
+    def nodes(self, study_id: int) -> tuple[list[dict[str, Any]], int | None]:
+        """A babysitting run's nodes (without their state bytes), in id order, and its head."""
+        cur = self.conn.execute(
+            "SELECT id, parent, step, event, hp, metrics, width, lane, state IS NOT NULL FROM nodes "
+            "WHERE study_id = ? ORDER BY id",
+            (study_id,),
+        )
+        nodes = [
+            {"id": i, "parent": p, "step": st, "event": e, "hp": json.loads(h), "metrics": _loads_metrics(m),
+             "width": w, "lane": ln, "has_state": bool(hs)}
+            for i, p, st, e, h, m, w, ln, hs in cur
+        ]  # fmt: skip
+        row = self.conn.execute("SELECT node FROM heads WHERE study_id = ?", (study_id,)).fetchone()
+        return nodes, None if row is None else row[0]
+
+    def node_state(self, study_id: int, node: int) -> bytes | None:
+        """The state bytes stored with a babysitting node (None for an event that kept its parent's)."""
+        row = self.conn.execute("SELECT state FROM nodes WHERE study_id = ? AND id = ?", (study_id, node)).fetchone()
+        return None if row is None or row[0] is None else bytes(row[0])
 
     def study_id(self, name: str) -> int:
         """The id of an existing study; KeyError naming the stored studies otherwise."""
