@@ -16,6 +16,8 @@ import importlib
 from jaxtune import errors, schedulers, schedules, strategies, tasks
 from jaxtune.errors import InputError, JaxtuneError
 from jaxtune.execute import Executor, use_cpu_cores
+from jaxtune.panda import Babysitter, babysit
+from jaxtune.planning import Plan, plan
 from jaxtune.priorities import Importance, importance
 from jaxtune.result import Result
 from jaxtune.space import Choice, Float, Int, Masked, Space
@@ -37,6 +39,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "Babysitter",
     "Choice",
     "Executor",
     "Float",
@@ -45,13 +48,16 @@ __all__ = [
     "JaxtuneError",
     "Int",
     "Masked",
+    "Plan",
     "Result",
     "RoundReport",
     "Space",
     "Storage",
     "layers",
+    "plan",
     "report",
     "StudyMismatchError",
+    "babysit",
     "errors",
     "figures",
     "importance",

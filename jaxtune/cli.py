@@ -293,10 +293,29 @@ def _run(args) -> int:
     return 0 if result.best is not None or result.stopped else 1
 
 
+def _is_babysit(path: str, study: str | None) -> bool:
+    """Whether the study to report is a babysitting run (the only study, or the one named)."""
+    from jaxtune.storage import Storage
+
+    store = Storage(path, read_only=True)
+    try:
+        names = store.study_names() if study is None else [study]
+        kinds = {(store.study_config(n) or {}).get("kind") for n in names}
+    finally:
+        store.close()
+    return kinds == {"babysit"}
+
+
 def _report(args) -> int:
     from jaxtune import report
     from jaxtune.result import Result
 
+    if _is_babysit(args.storage, args.study):
+        folder = None if args.no_html else args.html or os.path.splitext(args.storage)[0] + "-report"
+        print(report.babysit_report(args.storage, args.study, folder))
+        if folder:
+            print(f"report: {os.path.join(folder, 'index.html')} (figures beside it)")
+        return 0
     result = Result.load(args.storage, study=args.study)
     print(report.summary(result, top=args.top))
     if args.csv:
@@ -396,9 +415,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--study")
     e.add_argument("--out", default="best.npz")
     e.set_defaults(func=_export)
-    from jaxtune import cli_babysit
+    from jaxtune import cli_panda, cli_plan
 
-    cli_babysit.add_parser(sub)
+    cli_panda.add_parser(sub)
+    cli_plan.add_parser(sub)
     t = sub.add_parser("tasks", help="list the built-in tasks")
     t.set_defaults(func=_tasks)
     return p

@@ -376,7 +376,10 @@ def write_figures(result: Result, folder: str | os.PathLike, imps: Any = None) -
     figs = {"history": plot_history(result), "parameters": plot_parameters(result)}
     figs["curves"] = plot_curves(result)
     if imps:
-        figs["importance"] = plot_importance(imps)
+        rounds = priorities.uniform_rounds(result)
+        which = "every round" if rounds is None else "round " + ", ".join(map(str, rounds))
+        local = " — a zoomed region" if any(i.local for i in imps) else ""
+        figs["importance"] = plot_importance(imps, f"which hyperparameters mattered ({which}{local})")
     figs["parallel"] = plot_parallel(result)
     figs["lineage"] = plot_lineage(result)
     out = {}
@@ -387,3 +390,42 @@ def write_figures(result: Result, folder: str | os.PathLike, imps: Any = None) -
         fig.savefig(out[name], dpi=100)
         plt.close(fig)
     return out
+
+
+def plot_babysit(nodes, head: int, metric: str, name: str = "babysit"):
+    """A babysitting run: ``metric`` along every branch of its tree (grey), the path to the head
+    in red, and each edit (set, fork, rollback, adopt) marked at its step."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+
+    def checkpoint(i):
+        while i is not None and not nodes[i]["has_state"]:
+            i = nodes[i]["parent"]
+        return i
+
+    on_path = set()
+    i = head
+    while i is not None:
+        on_path.add(i)
+        i = nodes[i]["parent"]
+    for n in nodes:
+        if not n["has_state"] or n["parent"] is None or metric not in n["metrics"]:
+            continue
+        p = checkpoint(n["parent"])
+        xs, ys = [nodes[p]["step"], n["step"]], [nodes[p]["metrics"].get(metric, np.nan), n["metrics"][metric]]
+        red = n["id"] in on_path
+        style = {"color": "tab:red", "lw": 2.2, "zorder": 3} if red else {"color": "0.6", "lw": 1.0, "zorder": 2}
+        ax.plot(xs, ys, marker="o", ms=3, **style)
+    stacked: dict[int, int] = {}  # events at the same step: labels stacked, not overprinted
+    for n in nodes:
+        if n["event"] not in ("train", "start") and metric in n["metrics"]:
+            k = stacked[n["step"]] = stacked.get(n["step"], -1) + 1
+            colour = "tab:red" if n["id"] in on_path else "0.35"
+            ax.scatter([n["step"]], [n["metrics"][metric]], marker="v", s=30, color=colour, zorder=4)
+            ax.annotate(n["event"], (n["step"], n["metrics"][metric]), textcoords="offset points",
+                        xytext=(5, -14 - 10 * k), fontsize=7, color=colour)  # fmt: skip
+    ax.set_xlabel("training step")
+    ax.set_ylabel(metric)
+    ax.set_title(f"babysitting run {name!r}: {metric} along every branch; the current path in red", fontsize=10)
+    fig.tight_layout()
+    return fig

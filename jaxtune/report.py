@@ -178,3 +178,47 @@ def html(result: Result, folder: str, top: int = 20) -> str:
             )
         )
     return page
+
+
+def babysit_report(path: str, study: str | None = None, folder: str | None = None) -> str:
+    """A stored babysitting run as text (its tree and the learning curve along its current
+    path); with ``folder``, also its figure and an HTML page there. Returns the text."""
+    import html as escape
+
+    from jaxtune.panda import render_tree
+    from jaxtune.storage import Storage
+
+    store = Storage(path, read_only=True)
+    try:
+        names = [n for n in store.study_names() if (store.study_config(n) or {}).get("kind") == "babysit"]
+        if study is None:
+            if len(names) != 1:
+                raise InputError(f"{path!r} holds babysitting runs {names}; pass --study NAME to pick one")
+            study = names[0]
+        config = store.study_config(study)
+        nodes, head = store.nodes(store.study_id(study))
+    finally:
+        store.close()
+    metric = config["metric"]
+    lines = [f"babysitting run {study!r} in {path}: {len(nodes)} nodes, head #{head} at step {nodes[head]['step']}"]
+    lines.append(render_tree(nodes, head, metric))
+    text = "\n".join(lines)
+    if folder is not None:
+        import base64
+
+        from jaxtune import figures
+
+        plt = figures.pyplot()
+        os.makedirs(folder, exist_ok=True)
+        png = os.path.join(folder, "babysit.png")
+        fig = figures.plot_babysit(nodes, head, metric, study)
+        fig.savefig(png, dpi=100)
+        plt.close(fig)
+        with open(png, "rb") as f:
+            data = base64.b64encode(f.read()).decode()
+        section = f'<h2>learning curve</h2><img alt="babysit" src="data:image/png;base64,{data}">'
+        page = os.path.join(folder, "index.html")
+        with open(page, "w", encoding="utf-8") as f:
+            title = escape.escape(f"jaxtune babysitting run {study!r}")
+            f.write(_PAGE.format(title=title, summary=escape.escape(text), sections=section))
+    return text

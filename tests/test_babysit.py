@@ -10,7 +10,7 @@ from conftest import SPACE, make_trainer
 
 import jaxtune as jt
 from jaxtune import cli
-from jaxtune.babysit import Babysitter, babysit
+from jaxtune.panda import Babysitter, babysit
 from jaxtune.errors import InputError, UnknownNameError
 
 
@@ -156,7 +156,7 @@ def test_cli_runs_a_command_file_and_resumes(tmp_path, capsys):
     cfg = tmp_path / "b.toml"
     cfg.write_text(CONFIG.format(db=tmp_path / "b.db"))
     cmds = tmp_path / "cmds.txt"
-    cmds.write_text("train 2\nset h1=1.0\ntrain\nfork h0=0.5 | h0=0.0 for 2\nadopt a\nshow\ntree\n")
+    cmds.write_text("train 2\nset h1=1.0\ntrain\nfork h0*=0.5 | h0=0.0 for 2\nadopt a\nshow\ntree\n")
     assert cli.main(["babysit", str(cfg), "--commands", str(cmds)]) == 0
     out = capsys.readouterr().out
     assert "started step 0" in out and "from step 8: h0=1.0, h1=1.0" in out and "step 12: " in out
@@ -169,6 +169,11 @@ def test_cli_runs_a_command_file_and_resumes(tmp_path, capsys):
     assert cli.main(["babysit", str(cfg), "--commands", str(cmds)]) == 2
     captured = capsys.readouterr()
     assert "unknown command 'frobnicate'" in captured.err and captured.out.count("babysit> train") == 1
+    # The report of a babysitting run: its tree, and a figure of every branch.
+    assert cli.main(["report", str(tmp_path / "b.db")]) == 0
+    out = capsys.readouterr().out
+    assert "babysitting run 'babysit'" in out and "├─ #" in out and "rollback to step 8" in out
+    assert (tmp_path / "b-report" / "babysit.png").stat().st_size > 0
 
 
 # pexpect forks a pseudo-terminal child that at once execs the jaxtune command: JAX's warning about

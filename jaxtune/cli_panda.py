@@ -15,7 +15,7 @@ The config names a task (``[task]``), optionally a ``[space]``, and a ``[babysit
 Commands (one per line, at the ``babysit>`` prompt or in ``--commands FILE``)::
 
     train [N]                      train N segments (default 1)
-    set lr=1e-3 [b1=0.95 ...]      change traced hyperparameters from now on
+    set lr=1e-3 [b1=0.95 ...]      change traced hyperparameters from now on (lr*=0.5 halves it)
     rollback STEP                  back to the checkpoint at STEP (its hyperparameters come back too)
     fork lr=1e-3 | lr=3e-3 [for N] train the edits side by side for N segments (default 1)
     adopt LABEL                    continue from branch LABEL (a, b, ...) of the last fork
@@ -30,8 +30,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from jaxtune.babysit import fmt
 from jaxtune.errors import InputError, JaxtuneError
+from jaxtune.panda import fmt
 
 BABYSIT_KEYS = ("segment", "seed", "storage", "name", "metric", "mode", "hp")
 COMMANDS = ("train", "set", "rollback", "fork", "adopt", "show", "tree", "best", "help", "quit")
@@ -52,12 +52,20 @@ def _value(text: str) -> Any:
     return text
 
 
-def _assignments(words: list[str], where: str) -> dict[str, Any]:
+def _assignments(words: list[str], where: str, current: Mapping[str, Any]) -> dict[str, Any]:
+    """``name=value`` pairs; ``name*=factor`` scales the current value (``lr*=0.5`` halves it)."""
     out = {}
     for w in words:
         name, eq, value = w.partition("=")
         if not eq or not name or not value:
-            raise CommandError(f"{where}: expected name=value, got {w!r}")
+            raise CommandError(f"{where}: expected name=value or name*=factor, got {w!r}")
+        if name.endswith("*"):
+            name, factor = name[:-1], _value(value)
+            if name not in current or isinstance(current[name], str) or isinstance(factor, str):
+                raise CommandError(f"{where}: {w!r} scales a numeric hyperparameter by a number")
+            value = current[name] * factor
+            out[name] = int(round(value)) if isinstance(current[name], int) else float(value)
+            continue
         out[name] = _value(value)
     if not out:
         raise CommandError(f"{where}: give at least one name=value")
@@ -65,13 +73,14 @@ def _assignments(words: list[str], where: str) -> dict[str, Any]:
 
 
 class Session:
-    """Reads babysitting commands and carries them out on a :class:`~jaxtune.babysit.Babysitter`."""
+    """Reads babysitting commands and carries them out on a :class:`~jaxtune.panda.Babysitter`."""
 
     def __init__(self, sitter, out=None):
         self.sitter = sitter
         self.out = out or sys.stdout
 
     def say(self, text: str) -> None:
+        """Prints a line of the session (flushed: a pseudo-terminal or a pipe sees it at once)."""
         print(text, file=self.out, flush=True)
 
     def _status(self) -> str:
@@ -102,7 +111,7 @@ class Session:
             s.train(n)
             self.say(self._status())
         elif cmd == "set":
-            s.set(**_assignments(args, "set"))
+            s.set(**_assignments(args, "set", s.hp))
             self.say(f"from step {s.step}: " + ", ".join(f"{k}={fmt(v)}" for k, v in s.hp.items()))
         elif cmd == "rollback":
             if len(args) != 1 or not args[0].isdigit():
@@ -118,7 +127,7 @@ class Session:
             edits, current = [], []
             for w in args + ["|"]:
                 if w == "|":
-                    edits.append(_assignments(current, "fork"))
+                    edits.append(_assignments(current, "fork", s.hp))
                     current = []
                 else:
                     current.append(w)
@@ -182,8 +191,8 @@ def main(args) -> int:
     import os
 
     import jaxtune as jt
-    from jaxtune.babysit import Babysitter
     from jaxtune.cli import ConfigError, _enable_compile_cache, check_config, load_config
+    from jaxtune.panda import Babysitter
 
     cfg = load_config(args.config)
     table = _check_babysit(cfg.get("babysit", {}))

@@ -386,25 +386,7 @@ class Babysitter:
     def tree(self) -> str:
         """The run as a tree of checkpoints and events, branches drawn with ``├─``/``└─``
         (the head marked ``*``)."""
-        children: dict[int | None, list[int]] = {}
-        for n in self.nodes:
-            children.setdefault(n["parent"], []).append(n["id"])
-        lines = []
-        stack = [(0, "", "")]  # (node, prefix of its line, prefix of its descendants' lines)
-        while stack:
-            i, first, rest = stack.pop()
-            n = self.nodes[i]
-            m = n["metrics"].get(self.metric)
-            value = "" if m is None else f"  {self.metric}={m:.4g}"
-            lines.append(f"{'*' if i == self.head else ' '} {first}#{i} step {n['step']}: {n['event']}{value}")
-            kids = children.get(i, [])
-            if len(kids) == 1:
-                stack.append((kids[0], rest, rest))
-            else:
-                for k, c in reversed(list(enumerate(kids))):
-                    last = k == len(kids) - 1
-                    stack.append((c, rest + ("└─ " if last else "├─ "), rest + ("   " if last else "│  ")))
-        return "\n".join(lines)
+        return render_tree(self.nodes, self.head, self.metric)
 
     def best(self) -> dict[str, Any]:
         """The checkpoint with the best value of the watched metric anywhere in the tree."""
@@ -420,6 +402,31 @@ class Babysitter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def render_tree(nodes: Sequence[Mapping[str, Any]], head: int | None, metric: str) -> str:
+    """A babysitting run's nodes (as :meth:`Storage.nodes` returns them) as an indented tree."""
+    if not nodes:
+        return "(no nodes)"
+    children: dict[int | None, list[int]] = {}
+    for n in nodes:
+        children.setdefault(n["parent"], []).append(n["id"])
+    lines = []
+    stack = [(0, "", "")]  # (node, prefix of its line, prefix of its descendants' lines)
+    while stack:
+        i, first, rest = stack.pop()
+        n = nodes[i]
+        m = n["metrics"].get(metric)
+        value = "" if m is None else f"  {metric}={m:.4g}"
+        lines.append(f"{'*' if i == head else ' '} {first}#{i} step {n['step']}: {n['event']}{value}")
+        kids = children.get(i, [])
+        if len(kids) == 1:
+            stack.append((kids[0], rest, rest))
+        else:
+            for k, c in reversed(list(enumerate(kids))):
+                last = k == len(kids) - 1
+                stack.append((c, rest + ("└─ " if last else "├─ "), rest + ("   " if last else "│  ")))
+    return "\n".join(lines)
 
 
 def babysit(objective: Any, space: Space, hp: Mapping[str, Any] | None = None, **options: Any) -> Babysitter:

@@ -1,0 +1,82 @@
+"""Plan's predictions against measured sweeps on this machine (round time, trials/s).
+
+For each case: ``jt.plan`` (its own wall time too), then the planned sweep run for real with
+``jt.tune``; the measured round is the mean of the warm rounds (round 0 also compiles).
+
+    python benchmarks/plan.py           # writes results/plan_<backend>.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import jax
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+import jaxtune as jt  # noqa: E402
+
+CASES = {
+    # name: (task, task options, trials, rounds)
+    "mnist1d_mlp": ("mnist1d_mlp", {"steps": 2000, "batch_size": 128, "hidden": 256, "eval_every": 500}, 32, 3),
+    "mnist1d_cnn": ("mnist1d_cnn", {"steps": 500, "batch_size": 128}, 16, 3),
+    "digits_mlp": ("digits_mlp", {"steps": 1000, "batch_size": 64}, 64, 3),
+}
+
+
+def case(name: str) -> dict:
+    task_name, options, trials, rounds = CASES[name]
+    task = jt.tasks.get(task_name, **options)
+    t = time.perf_counter()
+    p = jt.plan(task.objective, task.space, trials=trials, rounds=rounds, budget=600)
+    plan_s = time.perf_counter() - t
+    print(p)
+    reports = []
+    t = time.perf_counter()
+    jt.tune(task.objective, task.space, "random", trials=trials, rounds=rounds, metric=task.metric, mode=task.mode,
+            progress=reports.append)  # fmt: skip
+    sweep_s = time.perf_counter() - t
+    warm = [r["seconds"] for r in reports[1:]]
+    measured = sum(warm) / len(warm)
+    return {
+        "task": task_name,
+        "options": options,
+        "trials": trials,
+        "rounds": rounds,
+        "plan_seconds": plan_s,
+        "predicted_round_s": p.round_s,
+        "measured_round_s": measured,
+        "round_ratio": p.round_s / measured,
+        "predicted_sweep_s": p.sweep_s,
+        "measured_sweep_s": sweep_s,
+        "sweep_ratio": p.sweep_s / sweep_s,
+        "measurements": [m.__dict__ for m in p.measurements],
+        "bytes_per_trial": p.bytes_per_trial,
+        "fits": p.fits,
+        "recommendation": p.recommendation,
+        "advice": p.advice,
+    }
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cases", nargs="*", default=list(CASES))
+    p.add_argument("--out")
+    a = p.parse_args()
+    jt.use_cpu_cores()  # as `jaxtune run` and `jaxtune plan` do
+    results = {name: case(name) for name in a.cases}
+    payload = {"cases": results, "predicted": "round and sweep times within 30% of the measured ones"}
+    path = common.write(f"plan_{jax.default_backend()}", payload, a.out)
+    print(f"{'case':<14} {'predicted s':>12} {'measured s':>11} {'ratio':>6} {'sweep ratio':>12} {'plan s':>7}")
+    for name, r in results.items():
+        print(f"{name:<14} {r['predicted_round_s']:>12.2f} {r['measured_round_s']:>11.2f} {r['round_ratio']:>6.2f} "
+              f"{r['sweep_ratio']:>12.2f} {r['plan_seconds']:>7.1f}")  # fmt: skip
+    print(path)
+
+
+if __name__ == "__main__":
+    main()
