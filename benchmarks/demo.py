@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ROUND = re.compile(r"round (\d+)/\d+: (\d+) trials in ([\d.]+) s")
+ROUND = re.compile(r"round (\d+) \(\d+/\d+\): (\d+) trials in ([\d.]+) s")
 
 
 def run_once() -> dict:

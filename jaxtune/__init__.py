@@ -27,7 +27,7 @@ from jaxtune.tune import RoundReport, tune
 __version__ = "0.1.0"
 
 # Flax and Optax load only when used: a plain-JAX objective needs neither.
-_LAZY = ("figures", "layers", "report", "train")
+_LAZY = ("bench", "figures", "layers", "report", "train")
 
 
 def __getattr__(name: str):

@@ -415,10 +415,11 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--study")
     e.add_argument("--out", default="best.npz")
     e.set_defaults(func=_export)
-    from jaxtune import cli_panda, cli_plan
+    from jaxtune import cli_bench, cli_panda, cli_plan
 
     cli_panda.add_parser(sub)
     cli_plan.add_parser(sub)
+    cli_bench.add_parser(sub)
     t = sub.add_parser("tasks", help="list the built-in tasks")
     t.set_defaults(func=_tasks)
     return p

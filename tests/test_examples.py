@@ -38,7 +38,9 @@ def test_research_code():
     assert len(result) == 8 and result.best["status"] == "ok"
 
 
-@pytest.mark.parametrize("name", ["quickstart", "mnist1d_cnn", "width_batch_sweep", "research_code"])
+@pytest.mark.parametrize(
+    "name", ["quickstart", "mnist1d_cnn", "width_batch_sweep", "research_code", "compare_strategies"]
+)
 def test_examples_have_docstrings_and_main(name):
     module = load(name)
     assert module.__doc__ and callable(module.main)
@@ -47,3 +49,8 @@ def test_examples_have_docstrings_and_main(name):
 def test_living_trials():
     pbt, asha = load("living_trials").main(["--steps", "18", "--lanes", "4"])
     assert pbt.best["status"] == "ok" and asha.best["status"] == "ok"
+
+
+def test_compare_strategies():
+    res = load("compare_strategies").main(["--seeds", "16", "--evals", "100"])
+    assert res.strategies == ["random", "coarse_to_fine"] and res.curves[("valley", "random")].shape == (16, 4)

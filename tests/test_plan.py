@@ -9,7 +9,6 @@ import jaxtune as jt
 from jaxtune import cli
 from jaxtune.errors import InputError
 
-
 SPACE = jt.Space({n: FULL.params[n] for n in ("lr", "b1")})  # what the trainer reads
 
 

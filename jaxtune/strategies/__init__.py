@@ -4,6 +4,7 @@ from jaxtune.strategies.base import REGISTRY, Strategy, StrategySpec, make_strat
 from jaxtune.strategies.coarse_to_fine import CoarseToFine
 from jaxtune.strategies.grid import GridSearch
 from jaxtune.strategies.halving import Hyperband, SuccessiveHalving
+from jaxtune.strategies.quasirandom import Halton
 from jaxtune.strategies.random import RandomSearch
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "sanitize_scores",
     "CoarseToFine",
     "GridSearch",
+    "Halton",
     "Hyperband",
     "RandomSearch",
     "SuccessiveHalving",

@@ -1,0 +1,13 @@
+"""Benchmarking search strategies: problems with known optima, whole sweeps on the device.
+
+    >>> res = jt.bench.run(["branin", "hartmann6"], ["random", "halton", "coarse_to_fine"], seeds=1000, evals=1000)
+    >>> print(res.table())       # median final regret [quartiles] per problem, average rank
+    >>> res.plot("regret.png")   # anytime regret curves
+
+Command line: ``jaxtune bench --problems branin,hartmann6 --strategies random,coarse_to_fine``.
+"""
+
+from jaxtune.bench.problems import PROBLEMS, Problem, get_problem, register_problem
+from jaxtune.bench.runner import BenchResult, run, sweep_curves
+
+__all__ = ["PROBLEMS", "Problem", "BenchResult", "get_problem", "register_problem", "run", "sweep_curves"]

@@ -1,0 +1,256 @@
+"""Strategies × problems × seeds, each whole sweep one ``lax.scan`` and all seeds one ``vmap``.
+
+A strategy is pure ask/tell on the unit cube and a benchmark problem is a jittable function, so
+a sweep of ``evals / trials`` rounds (ask, evaluate the batch, tell) is one scan, and ``seeds``
+sweeps of it run as one vmapped program: a thousand seeds of a thousand evaluations cost about
+what one sweep of a real task's round costs. Seed ``s`` proposes exactly what
+``jt.tune(problem, space, strategy, trials=..., seed=s)`` would (the same keys).
+
+Regret is the best value found minus the problem's optimum; *normalised* regret divides it by
+the median regret of a uniformly random point (so problems of different scales average). The
+rank of a strategy on a problem is its place by median final regret; the average rank across
+problems orders the strategies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxtune._checks import check_int
+from jaxtune.bench.problems import Problem, get_problem, random_scale
+from jaxtune.errors import InputError, MissingDependencyError
+from jaxtune.keys import INIT_STREAM, round_keys
+from jaxtune.strategies.base import make_spec, make_strategy, sanitize_scores
+
+__all__ = ["BenchResult", "run", "sweep_curves"]
+
+
+def sweep_curves(problem: Problem, strategy: Any, seeds: Sequence[int] | int, evals: int, trials: int,
+                 options: dict | None = None) -> np.ndarray:  # fmt: skip
+    """Best value found after each round, ``f[seeds, rounds]``, for every seed in one program.
+
+    Args:
+      problem: the benchmark problem.
+      strategy: a registry name, a spec, or a built strategy (``trials`` points a round).
+      seeds: seed values, or a count (``0 .. seeds - 1``).
+      evals: evaluations per sweep (``evals // trials`` rounds).
+      trials: points per round (the batch a strategy proposes at once).
+      options: strategy options, with a registry name.
+    """
+    check_int("trials", trials)
+    check_int("evals", evals, low=trials)
+    seeds = np.arange(seeds) if isinstance(seeds, int) else np.asarray(seeds)
+    rounds = evals // trials
+    built = make_strategy(strategy, problem.space, trials, **(options or {}))
+
+    def one(seed):
+        root = jax.random.key(seed)
+        state = built.init(jax.random.fold_in(root, INIT_STREAM))
+
+        def round_(carry, r):
+            state, best = carry
+            ask_key, _ = round_keys(root, r)
+            u, state = built.ask(ask_key, state)
+            valid = built.valid(state)
+            values = jax.vmap(problem.fn)(problem.space.from_unit(u))
+            scores = jnp.where(valid, sanitize_scores(values), jnp.inf)
+            state = built.tell(state, u, scores)
+            best = jnp.minimum(best, scores.min())
+            return (state, best), best
+
+        _, curve = jax.lax.scan(round_, (state, jnp.float32(jnp.inf)), jnp.arange(rounds))
+        return curve
+
+    return np.asarray(jax.jit(jax.vmap(one))(jnp.asarray(seeds)))
+
+
+@dataclasses.dataclass
+class BenchResult:
+    """Curves and summaries of a benchmark: ``curves[(problem, strategy)] = regret[seeds, rounds]``."""
+
+    problems: list[str]
+    strategies: list[str]
+    seeds: int
+    evals: int
+    trials: int
+    curves: dict[tuple[str, str], np.ndarray]
+    scales: dict[str, float]
+    seconds: dict[tuple[str, str], float]
+
+    def final(self, problem: str, strategy: str, normalised: bool = False) -> np.ndarray:
+        """Final regret of every seed (normalised: divided by the random-point scale)."""
+        out = self.curves[(problem, strategy)][:, -1]
+        return out / self.scales[problem] if normalised else out
+
+    def ranks(self) -> dict[str, dict[str, float]]:
+        """``{problem: {strategy: rank}}`` by median final regret (1 = best; ties share a rank)."""
+        out = {}
+        for p in self.problems:
+            med = {s: float(np.median(self.final(p, s))) for s in self.strategies}
+            order = sorted(set(med.values()))
+            out[p] = {s: 1 + sum(v < med[s] for v in med.values()) + 0.5 * (sum(v == med[s] for v in med.values()) - 1)
+                      for s in self.strategies}  # fmt: skip
+            del order
+        return out
+
+    def average_rank(self) -> dict[str, float]:
+        """Each strategy's rank averaged over the problems."""
+        ranks = self.ranks()
+        return {s: float(np.mean([ranks[p][s] for p in self.problems])) for s in self.strategies}
+
+    def summary(self) -> list[dict[str, Any]]:
+        """One row per (problem, strategy): median and quartiles of the final regret, normalised
+        regret, rank and seconds."""
+        ranks = self.ranks()
+        rows = []
+        for p in self.problems:
+            for s in self.strategies:
+                q1, med, q3 = np.quantile(self.final(p, s), [0.25, 0.5, 0.75])
+                rows.append({"problem": p, "strategy": s, "median_regret": float(med), "q25": float(q1),
+                             "q75": float(q3), "median_normalised": float(np.median(self.final(p, s, True))),
+                             "rank": ranks[p][s], "seconds": self.seconds[(p, s)]})  # fmt: skip
+        return rows
+
+    def table(self) -> str:
+        """A markdown table: median final regret [quartiles] per problem, and the average rank."""
+        avg = self.average_rank()
+        order = sorted(self.strategies, key=lambda s: avg[s])
+        head = "| strategy | " + " | ".join(self.problems) + " | average rank |"
+        lines = [head, "|" + "---|" * (len(self.problems) + 2)]
+        for s in order:
+            cells = []
+            for p in self.problems:
+                q1, med, q3 = np.quantile(self.final(p, s), [0.25, 0.5, 0.75])
+                cells.append(f"{med:.3g} [{q1:.3g}, {q3:.3g}]")
+            lines.append(f"| {s} | " + " | ".join(cells) + f" | {avg[s]:.2f} |")
+        return "\n".join(lines)
+
+    def to_json(self, path: str, **extra: Any) -> None:
+        """Writes the settings, the summary rows and the median/quartile curves as JSON."""
+        curves = {f"{p}/{s}": {q: np.quantile(c, v, axis=0).tolist() for q, v in (("q25", 0.25), ("median", 0.5),
+                                                                                   ("q75", 0.75))}
+                  for (p, s), c in self.curves.items()}  # fmt: skip
+        payload = {"problems": self.problems, "strategies": self.strategies, "seeds": self.seeds, "evals": self.evals,
+                   "trials": self.trials, "summary": self.summary(), "average_rank": self.average_rank(),
+                   "curves": curves, **extra}  # fmt: skip
+        with open(path, "w") as f:
+            json.dump(payload, f, indent=1)
+
+    def to_csv(self, path: str) -> None:
+        """Writes the summary rows as CSV."""
+        import csv
+
+        rows = self.summary()
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def plot(self, path: str) -> str:
+        """Anytime regret curves (median and quartile band over seeds, log scale), a panel per problem."""
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError as e:
+            raise MissingDependencyError("plots need matplotlib: pip install 'jaxtune[report]'") from e
+        cols = min(3, len(self.problems))
+        rows = math.ceil(len(self.problems) / cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
+        evals = np.arange(1, self.evals // self.trials + 1) * self.trials
+        for k, p in enumerate(self.problems):
+            ax = axes[k // cols, k % cols]
+            for s in self.strategies:
+                c = np.maximum(self.curves[(p, s)], 1e-12)
+                q1, med, q3 = np.quantile(c, [0.25, 0.5, 0.75], axis=0)
+                (line,) = ax.plot(evals, med, label=s)
+                ax.fill_between(evals, q1, q3, color=line.get_color(), alpha=0.2)
+            ax.set_yscale("log")
+            ax.set_title(p, fontsize=10)
+            ax.set_xlabel("evaluations")
+            ax.set_ylabel("regret (median, quartiles)")
+        for k in range(len(self.problems), rows * cols):
+            axes[k // cols, k % cols].set_visible(False)
+        axes[0, 0].legend(fontsize=8)
+        fig.suptitle(f"{self.seeds} seeds, {self.trials} evaluations a round", fontsize=10)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path
+
+
+def _parse(entry: str | tuple[str, dict]) -> tuple[str, str, dict]:
+    """``"name"`` or ``"name:key=value,key=value"`` or ``(name, options)``: (label, name, options)."""
+    if isinstance(entry, tuple):
+        name, options = entry
+        label = name + (":" + ",".join(f"{k}={v}" for k, v in options.items()) if options else "")
+        return label, name, dict(options)
+    name, _, rest = entry.partition(":")
+    options = {}
+    for pair in filter(None, rest.split(",")):
+        k, eq, v = pair.partition("=")
+        if not eq:
+            raise InputError(f"strategy {entry!r}: options are key=value, got {pair!r}")
+        try:
+            options[k] = json.loads(v)
+        except json.JSONDecodeError:
+            options[k] = v
+    return entry, name, options
+
+
+def run(
+    problems: Sequence[str | Problem],
+    strategies: Sequence[str | tuple[str, dict]],
+    *,
+    seeds: int = 100,
+    evals: int = 1000,
+    trials: int = 50,
+    progress: bool = False,
+) -> BenchResult:
+    """Runs every strategy on every problem for ``seeds`` seeds (vectorized) and collects regret.
+
+    Args:
+      problems: registered names (``jt.bench.PROBLEMS``) or :class:`Problem` objects.
+      strategies: registry names, ``"name:key=value,..."`` with options (e.g.
+        ``"coarse_to_fine:inner=\\"grid\\""``), or ``(name, options)`` pairs. A ``"grid"`` without
+        ``points`` gets ``floor(evals ** (1 / dim))`` points a side (2 at least: in many
+        dimensions more points than evaluations, of which it runs the first ``evals``).
+      seeds: sweeps per (problem, strategy), seeds ``0 .. seeds - 1``.
+      evals: evaluations per sweep.
+      trials: evaluations a round (what each strategy proposes at once).
+      progress: print one line per (problem, strategy).
+
+    Example:
+      >>> res = jt.bench.run(["branin", "hartmann3"], ["random", "coarse_to_fine"], seeds=100, evals=500)
+      >>> print(res.table())
+    """
+    check_int("seeds", seeds)
+    probs = [p if isinstance(p, Problem) else get_problem(p) for p in problems]
+    parsed = [_parse(s) for s in strategies]
+    for _, name, options in parsed:  # names and options checked before anything runs
+        make_spec(name, **options)
+    curves, seconds, scales = {}, {}, {}
+    for p in probs:
+        scales[p.name] = random_scale(p)
+        for label, name, options in parsed:
+            if name == "grid" and "points" not in options:  # a grid of about `evals` points, 2 a side at least
+                options = {**options, "points": max(2, int(math.floor(evals ** (1 / p.space.dim) + 1e-9)))}
+            t = time.perf_counter()
+            best = sweep_curves(p, name, seeds, evals, trials, options)
+            seconds[(p.name, label)] = time.perf_counter() - t
+            curves[(p.name, label)] = np.maximum(best - p.optimum, 0.0)
+            if progress:
+                med = float(np.median(curves[(p.name, label)][:, -1]))
+                print(f"{p.name:<16} {label:<28} median final regret {med:.4g}  ({seconds[(p.name, label)]:.2f} s)")
+    return BenchResult([p.name for p in probs], [label for label, _, _ in parsed], seeds, evals, trials, curves,
+                       scales, seconds)  # fmt: skip

@@ -1,0 +1,83 @@
+"""Benchmarking strategies: vectorized sweeps equal jt.tune's, known findings, outputs, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+import jaxtune as jt
+from jaxtune import cli
+from jaxtune.bench import Problem, get_problem, register_problem, run, sweep_curves
+from jaxtune.errors import InputError, UnknownNameError
+
+
+@pytest.mark.parametrize("strategy", ["random", "coarse_to_fine", "halton"])
+def test_a_vectorized_seed_proposes_what_jt_tune_would(strategy):
+    problem = get_problem("branin")
+    curves = sweep_curves(problem, strategy, [0, 3], evals=48, trials=16)
+    for row, seed in zip(curves, (0, 3)):
+        result = jt.tune(lambda hp, key: {"value": problem.fn(hp)}, problem.space, strategy, trials=16, rounds=3,
+                         seed=seed, progress=False)  # fmt: skip
+        np.testing.assert_allclose(row, result.best_curve(), rtol=1e-5)
+    assert not np.array_equal(curves[0], curves[1])  # each seed its own sweep
+
+
+def test_known_findings_hold_and_the_outputs_are_written(tmp_path):
+    res = run(["branin", "branin_in_10d"], ["random", "grid", "coarse_to_fine"], seeds=32, evals=400, trials=40)
+    final = {(p, s): np.median(res.final(p, s)) for p in res.problems for s in res.strategies}
+    # Few of many hyperparameters matter: random search beats a grid (Bergstra & Bengio 2012) ...
+    assert final[("branin_in_10d", "random")] < final[("branin_in_10d", "grid")] / 10
+    # ... and on a smooth low-dimensional problem coarse-to-fine beats random search.
+    assert final[("branin", "coarse_to_fine")] < final[("branin", "random")] / 10
+    assert res.average_rank()["coarse_to_fine"] == 1.0
+    assert res.curves[("branin", "random")].shape == (32, 10)
+    assert (np.diff(res.curves[("branin", "random")], axis=1) <= 0).all()  # best so far never worsens
+    res.to_json(tmp_path / "b.json")
+    payload = json.loads((tmp_path / "b.json").read_text())
+    assert len(payload["summary"]) == 6 and set(payload["curves"]["branin/random"]) == {"q25", "median", "q75"}
+    res.to_csv(tmp_path / "b.csv")
+    assert len((tmp_path / "b.csv").read_text().splitlines()) == 7
+    assert res.table().startswith("| strategy | branin | branin_in_10d | average rank |")
+    pytest.importorskip("matplotlib")
+    assert (tmp_path / "r.png").exists() is False and res.plot(str(tmp_path / "r.png"))
+
+
+def test_users_register_problems_and_pass_strategy_options():
+    space = jt.Space({"x": jt.Float(-1.0, 1.0)})
+    register_problem(Problem("parabola", space, lambda hp: (hp["x"] - 0.3) ** 2, 0.0))
+    res = run(["parabola"], ["random", 'coarse_to_fine:inner="grid",top_fraction=0.2'], seeds=4, evals=40, trials=8)
+    assert res.strategies == ["random", 'coarse_to_fine:inner="grid",top_fraction=0.2']
+    assert np.median(res.final("parabola", res.strategies[1])) < 1e-3
+    with pytest.raises(UnknownNameError, match="unknown problem 'nope'"):
+        run(["nope"], ["random"], seeds=2)
+    with pytest.raises(InputError, match="unknown strategy 'annealing'"):
+        run(["parabola"], ["annealing"], seeds=2)
+    with pytest.raises(jt.JaxtuneError, match="no option"):
+        run(["parabola"], ["random:foo=1"], seeds=2)
+
+
+def test_halton_points_fill_the_cube_and_differ_by_seed():
+    space = jt.Space({"a": jt.Float(0.0, 1.0), "b": jt.Float(0.0, 1.0)})
+    strategy = jt.strategies.make_strategy("halton", space, 64)
+    import jax
+
+    u = [np.asarray(strategy.ask(None, strategy.init(jax.random.key(s)))[0]) for s in (0, 1)]
+    assert u[0].shape == (64, 2) and (u[0] >= 0).all() and (u[0] < 1).all() and not np.allclose(u[0], u[1])
+    # Low discrepancy: unshifted, the 64 first points put one point in each 1/64 of the first axis
+    # (base 2) and 7 to 9 in each 1/8 of the second (base 3); uniform draws would not.
+    base = np.mod(u[0] - np.asarray(strategy.init(jax.random.key(0)).shift), 1.0)
+    assert len(set(np.floor(base[:, 0] * 64).astype(int))) == 64
+    assert set(np.bincount(np.floor(base[:, 1] * 8).astype(int), minlength=8)) <= {7, 8, 9}
+
+
+def test_bench_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "bench"
+    args = ["bench", "--problems", "branin", "--strategies", "random,halton", "--seeds", "4", "--evals", "40",
+            "--trials", "8", "--out", str(out)]  # fmt: skip
+    assert cli.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "| strategy | branin | average rank |" in printed and "1 problems x 2 strategies x 4 seeds" in printed
+    assert {p.name for p in out.iterdir()} >= {"bench.json", "bench.csv", "table.md"}
+    assert cli.main(["bench", "--problems", "nope", "--seeds", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown problem 'nope'" in err and "--seeds must be" in err
