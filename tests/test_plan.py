@@ -6,7 +6,7 @@ from conftest import SPACE as FULL
 from conftest import make_trainer, quad_objective
 
 import jaxtune as jt
-from jaxtune import cli
+from jaxtune import cli, planning
 from jaxtune.errors import InputError
 
 SPACE = jt.Space({n: FULL.params[n] for n in ("lr", "b1")})  # what the trainer reads
@@ -17,12 +17,11 @@ def trainer():
     return make_trainer(steps=400, batch_size=32, eval_every=100)
 
 
-def test_plan_measures_two_widths_and_predicts_a_real_round(trainer):
-    p = jt.plan(trainer, SPACE, trials=32, rounds=3)
+def test_plan_measures_two_widths_predicts_a_real_round_and_advises(trainer, monkeypatch):
+    p = jt.plan(trainer, SPACE, trials=32, rounds=3, budget=1e-3)
     assert [m.width for m in p.measurements] == [1, 32] and p.width == 32
     big, small = p.measurements[1], p.measurements[0]
     assert big.bytes > small.bytes > 0 and p.bytes_per_trial > 0 and p.fits > 32
-    assert p.recommendation == "caviar" and p.budget_trials is None
     assert p.sweep_s == pytest.approx(3 * p.round_s + p.compile_s)
     reports = []
     jt.tune(trainer, SPACE, "random", trials=32, rounds=3, metric="val_loss", progress=reports.append)
@@ -30,19 +29,16 @@ def test_plan_measures_two_widths_and_predicts_a_real_round(trainer):
     # Tiny trials on a shared 2-core machine: a generous band here; benchmarks/plan.py reports
     # predicted against measured for real models (within 30%).
     assert 0.5 < p.round_s / measured < 2.0, (p.round_s, measured)
-    assert "recommendation: caviar" in str(p) and "trials fit at once" in str(p)
-
-
-def test_plan_recommends_panda_when_the_budget_or_the_memory_is_short(trainer, monkeypatch):
-    p = jt.plan(trainer, SPACE, trials=32, rounds=3, budget=1e-3)
+    assert "trials fit at once" in str(p) and "recommendation: panda" in str(p)
+    # The advice: a budget that trains a handful of trials, or memory for less than two, is panda.
     assert p.recommendation == "panda" and "babysit" in p.advice and p.budget_trials < 8
-    roomy = jt.plan(trainer, SPACE, trials=32, rounds=3, budget=3600)
-    assert roomy.recommendation == "caviar" and "coarse_to_fine" in roomy.advice
-    from jaxtune.execute import executor
-
-    monkeypatch.setattr(executor, "program_budget", lambda devices: 1)  # nothing fits: one model at most
-    tight = jt.plan(trainer, SPACE, trials=32, rounds=3)
-    assert tight.fits == 0 and tight.recommendation == "panda" and "barely fits" in tight.advice
+    advise = lambda budget, fits: planning._recommend(  # noqa: E731
+        SPACE, 32, 3, 32, fits, budget, None if budget is None else int(budget / p.round_s * 32), p.round_s, 1.0
+    )
+    kind, advice = advise(3600, p.fits)
+    assert kind == "caviar" and "coarse_to_fine" in advice
+    assert advise(None, p.fits)[0] == "caviar" and advise(None, 1) == ("panda", advise(None, 0)[1])
+    assert "barely fits" in advise(None, 1)[1]
 
 
 def test_plan_times_a_plain_objective_whole():

@@ -2,6 +2,7 @@
 
 from jaxtune.strategies.base import REGISTRY, Strategy, StrategySpec, make_strategy, register, sanitize_scores
 from jaxtune.strategies.coarse_to_fine import CoarseToFine
+from jaxtune.strategies.evolution import CMAES
 from jaxtune.strategies.grid import GridSearch
 from jaxtune.strategies.halving import Hyperband, SuccessiveHalving
 from jaxtune.strategies.quasirandom import Halton
@@ -14,6 +15,7 @@ __all__ = [
     "make_strategy",
     "register",
     "sanitize_scores",
+    "CMAES",
     "CoarseToFine",
     "GridSearch",
     "Halton",
