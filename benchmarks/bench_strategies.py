@@ -1,6 +1,7 @@
 """Search strategies on problems with known optima: 1,000 seeds each, every sweep on the device.
 
-Five strategies (random, grid, Halton, coarse-to-fine and CMA-ES through evosax) on Branin, Hartmann-3, Hartmann-6, Rosenbrock-4 and Branin hidden in 10 dimensions
+Five strategies (random, grid, Halton, coarse-to-fine and CMA-ES through evosax) on Branin,
+Hartmann-3, Hartmann-6, Rosenbrock-4 and Branin hidden in 10 dimensions
 (8 that do not matter), 1,000 evaluations each (20 rounds of 50), 1,000 seeds, each (problem,
 strategy) one vmapped program. Writes the summary, curves and timing as JSON, the rank table as
 markdown and the anytime regret curves as PNG.

@@ -42,6 +42,7 @@ from jaxtune.schedulers import is_scheduler
 from jaxtune.space import Space
 from jaxtune.storage import Storage, StudyMismatchError
 from jaxtune.strategies.base import Strategy, describe, make_strategy
+from jaxtune.strategies.optuna_sampler import HostStrategy
 
 __all__ = ["tune", "RoundReport", "MAX_TRIALS", "MAX_SEED"]
 
@@ -203,6 +204,25 @@ class _Driver:
     def tell(self, u: jax.Array, scores: np.ndarray) -> None:
         """Tells the strategy a round's scores (lower is better, +inf for diverged or empty lanes)."""
         self.state = self._tell.result()(self.state, u, jnp.asarray(scores))
+
+
+class _HostDriver:
+    """:class:`_Driver`'s interface for a strategy that proposes on the host (Optuna's samplers):
+    the same trial keys, its points asked and told once a round, in order."""
+
+    def __init__(self, strategy: HostStrategy, space: Space, trials: int, seed: int, executor: Executor):
+        self.strategy, self.space, self.trials, self.seed = strategy, space, trials, seed
+        self.root = jax.random.key(seed)
+
+    def plan(self, r: int):
+        """Round ``r``'s ``(u, valid, hp, keys)``."""
+        u = jnp.asarray(self.strategy.ask(self.seed, r), jnp.float32)
+        _, trial_key = round_keys(self.root, r)
+        return u, np.ones((self.trials,), bool), self.space.from_unit(u), jax.random.split(trial_key, self.trials)
+
+    def tell(self, u: jax.Array, scores: np.ndarray) -> None:
+        """Tells the host strategy a round's scores (lower is better, +inf for diverged)."""
+        self.strategy.tell(np.asarray(u), np.asarray(scores))
 
 
 def _from_process_0(obj: Any) -> Any:
@@ -481,7 +501,8 @@ def tune(
     try:
         if not sweep.done:  # a fresh study: its first program may be known already
             executor.prefetch_batch(args.trials)
-        driver = _Driver(args.strategy, space, args.trials, args.seed, executor)
+        host = isinstance(args.strategy, HostStrategy)  # an Optuna sampler proposes on the host
+        driver = (_HostDriver if host else _Driver)(args.strategy, space, args.trials, args.seed, executor)
         best, stopped, announced = math.inf, None, set()
         ran = False  # every run makes progress: the deadline is checked once a chunk is stored
         for r in range(args.rounds):

@@ -94,3 +94,39 @@ def test_cma_es_runs_on_the_device_in_the_bench_and_in_jt_tune():
                                rtol=1e-5)  # fmt: skip
     with pytest.raises(InputError, match="sigma must be in"):
         jt.strategies.make_strategy("cma_es", problem.space, 16, sigma=2.0)
+
+
+def test_a_table_built_from_a_real_sweep_is_looked_up_by_nearest_configuration(tmp_path):
+    from jaxtune.bench.tables import build_table, lookup_test_accuracy, table_problem
+
+    space = jt.Space({"lr": jt.Float(1e-3, 1.0, scale="log"), "b1": jt.Float(0.5, 0.99, scale="reverse_log")})
+    path = str(tmp_path / "digits.npz")
+    arrays = build_table(path, task="digits_mlp", space=space, configs=8, steps=8, eval_every=4)
+    assert arrays["unit"].shape == (8, 2) and list(arrays["budgets"]) == [4, 8]
+    assert arrays["val_accuracy"].shape == (8, 2) and np.isfinite(arrays["val_accuracy"]).all()
+    problem = table_problem(path)
+    assert problem.name == "digits_table" and problem.optimum == -arrays["val_accuracy"][:, -1].max()
+    hp = space.from_unit(arrays["unit"][3])  # a recorded configuration scores its own entry
+    assert float(problem.fn(hp)) == -arrays["val_accuracy"][3, -1]
+    assert lookup_test_accuracy(path, {k: float(v) for k, v in hp.items()}) == arrays["test_accuracy"][3]
+    early = table_problem(path, budget=4)
+    assert float(early.fn(hp)) == -arrays["val_accuracy"][3, 0]
+    res = run([problem], ["random", "halton"], seeds=4, evals=16, trials=4)
+    assert (res.final("digits_table", "random") >= 0).all()
+
+
+def test_optuna_samplers_propose_batches_in_jt_tune_and_the_bench(tmp_path):
+    pytest.importorskip("optuna")
+    problem = get_problem("branin")
+    objective = lambda hp, key: {"value": problem.fn(hp)}  # noqa: E731
+    db = str(tmp_path / "o.db")
+    first = jt.tune(objective, problem.space, "optuna", trials=8, rounds=3, storage=db, progress=False)
+    assert len(first) == 24 and len({tuple(t["unit"]) for t in first.trials}) == 24
+    again = jt.tune(objective, problem.space, "optuna", trials=8, rounds=4, storage=db, progress=False)
+    assert len(again) == 32  # resumed: three rounds replayed (the same proposals), one more run
+    fresh = jt.tune(objective, problem.space, "optuna", trials=8, rounds=3, progress=False)
+    assert [t["unit"] for t in fresh.trials] == [t["unit"] for t in first.trials]  # seeded: the same points
+    res = run(["branin"], [("optuna", {"sampler": "tpe"}), "random"], seeds=3, evals=48, trials=8)
+    assert res.curves[("branin", "optuna:sampler=tpe")].shape == (3, 6)
+    with pytest.raises(InputError, match="unknown sampler 'bayes'"):
+        jt.tune(objective, problem.space, "optuna", trials=8, strategy_options={"sampler": "bayes"})

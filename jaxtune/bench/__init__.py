@@ -9,5 +9,18 @@ Command line: ``jaxtune bench --problems branin,hartmann6 --strategies random,co
 
 from jaxtune.bench.problems import PROBLEMS, Problem, get_problem, register_problem
 from jaxtune.bench.runner import BenchResult, run, sweep_curves
+from jaxtune.bench.tables import _register_shipped, build_table, table_problem
 
-__all__ = ["PROBLEMS", "Problem", "BenchResult", "get_problem", "register_problem", "run", "sweep_curves"]
+_register_shipped()  # mnist1d_mlp_table: the shipped tabular benchmark of a real task
+
+__all__ = [
+    "PROBLEMS",
+    "Problem",
+    "BenchResult",
+    "build_table",
+    "get_problem",
+    "register_problem",
+    "run",
+    "sweep_curves",
+    "table_problem",
+]

@@ -30,6 +30,7 @@ from jaxtune.bench.problems import Problem, get_problem, random_scale
 from jaxtune.errors import InputError, MissingDependencyError
 from jaxtune.keys import INIT_STREAM, round_keys
 from jaxtune.strategies.base import make_spec, make_strategy, sanitize_scores
+from jaxtune.strategies.optuna_sampler import HostStrategy
 
 __all__ = ["BenchResult", "run", "sweep_curves"]
 
@@ -51,6 +52,8 @@ def sweep_curves(problem: Problem, strategy: Any, seeds: Sequence[int] | int, ev
     seeds = np.arange(seeds) if isinstance(seeds, int) else np.asarray(seeds)
     rounds = evals // trials
     built = make_strategy(strategy, problem.space, trials, **(options or {}))
+    if isinstance(built, HostStrategy):  # proposes on the host: a Python loop of seeds and rounds
+        return _host_curves(problem, strategy, seeds, rounds, trials, options)
 
     def one(seed):
         root = jax.random.key(seed)
@@ -71,6 +74,21 @@ def sweep_curves(problem: Problem, strategy: Any, seeds: Sequence[int] | int, ev
         return curve
 
     return np.asarray(jax.jit(jax.vmap(one))(jnp.asarray(seeds)))
+
+
+def _host_curves(problem: Problem, strategy: Any, seeds: np.ndarray, rounds: int, trials: int, options) -> np.ndarray:
+    """:func:`sweep_curves` for a host strategy (an Optuna sampler): seed by seed, round by round,
+    each batch evaluated in one jitted call."""
+    evaluate = jax.jit(lambda u: jax.vmap(problem.fn)(problem.space.from_unit(u)))
+    out = np.zeros((len(seeds), rounds), np.float32)
+    for i, seed in enumerate(seeds):
+        built, best = make_strategy(strategy, problem.space, trials, **(options or {})), np.inf
+        for r in range(rounds):
+            u = built.ask(int(seed), r)
+            scores = np.asarray(sanitize_scores(evaluate(jnp.asarray(u))))
+            built.tell(u, scores)
+            out[i, r] = best = min(best, float(scores.min()))
+    return out
 
 
 @dataclasses.dataclass

@@ -5,6 +5,7 @@ from jaxtune.strategies.coarse_to_fine import CoarseToFine
 from jaxtune.strategies.evolution import CMAES
 from jaxtune.strategies.grid import GridSearch
 from jaxtune.strategies.halving import Hyperband, SuccessiveHalving
+from jaxtune.strategies.optuna_sampler import HostStrategy, OptunaSampler
 from jaxtune.strategies.quasirandom import Halton
 from jaxtune.strategies.random import RandomSearch
 
@@ -19,7 +20,9 @@ __all__ = [
     "CoarseToFine",
     "GridSearch",
     "Halton",
+    "HostStrategy",
     "Hyperband",
+    "OptunaSampler",
     "RandomSearch",
     "SuccessiveHalving",
 ]

@@ -2,7 +2,8 @@
 
 The rule, each round after the first (``k = ceil(top_fraction * num_trials)``):
 
-1. Keep the ``k`` best trials seen so far (an archive, so one bad round cannot undo progress).
+1. Keep the ``k`` best trials seen so far (an archive, so one bad round cannot undo progress;
+   ``k`` is at least ``dim + 1``, enough points to have a spread along every axis).
 2. ``best`` is the best of them; ``spread_j = max_i |top_ij - best_j|`` over the finite ones.
 3. The new half-width per coordinate is ``(1 + margin) * spread_j``, clipped to
    ``[min_shrink, max_shrink] * old half-width`` (so the box always zooms, by at most 4x and at
@@ -79,7 +80,9 @@ class CoarseToFine:
     def build(self, space: Space, num_trials: int) -> Strategy:
         """Binds the search to ``space`` and ``num_trials`` trials a round."""
         dim = space.dim
-        k = max(1, math.ceil(self.top_fraction * num_trials))
+        # At least dim + 1 archived points: the spread of one or two points says nothing of a
+        # direction, and a box shrunk around a single point locks onto it (rounds of 8 did).
+        k = max(math.ceil(self.top_fraction * num_trials), dim + 1)
         side = max(1, int(math.floor(num_trials ** (1 / dim) + 1e-9)))
         if self.inner == "grid":
             axis = (np.arange(side) + 0.5) / side
