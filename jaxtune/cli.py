@@ -365,12 +365,10 @@ def _export(args) -> int:
           for n, v in best["params"].items() if n != fidelity}  # fmt: skip
     state = result.replay(task.objective, best)
     again = {k: float(v) for k, v in task.objective.evaluate_state(hp, state).items()}
+    from jaxtune._trees import host_leaf
+
     leaves = jax.tree_util.tree_flatten_with_path(state)[0]
-
-    def host(x):
-        return np.asarray(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
-
-    np.savez(args.out, **{jax.tree_util.keystr(path): host(leaf) for path, leaf in leaves})
+    np.savez(args.out, **{jax.tree_util.keystr(path): host_leaf(leaf) for path, leaf in leaves})
     print(f"best trial (round {best['round']}, slot {best['slot']}): {best['params']}")
     print(f"replayed {result.metric}: {again.get(result.metric, float('nan')):.6g} (stored {best['value']:.6g})")
     print(f"state: {args.out} ({len(leaves)} arrays)")

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxtune._checks import check_int
+from jaxtune._trees import restore_tree, tree_arrays
 from jaxtune.errors import InputError, InputTypeError, UnknownNameError
 from jaxtune.execute.population import Population, supports_protocol
 from jaxtune.keys import TRIAL_STREAM
@@ -443,21 +444,10 @@ def fmt(v: Any) -> str:
 
 
 def _pack(state: Any) -> bytes:
-    leaves = jax.tree.leaves(state)
-    arrays = {
-        f"s{i}": np.asarray(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
-        for i, x in enumerate(leaves)
-    }
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, **tree_arrays(state, "s"))
     return buf.getvalue()
 
 
 def _unpack(blob: bytes, template: Any) -> Any:
-    data = np.load(io.BytesIO(blob))
-    leaves, treedef = jax.tree.flatten(template)
-    out = []
-    for i, t in enumerate(leaves):
-        a = data[f"s{i}"]
-        out.append(jax.random.wrap_key_data(a) if jnp.issubdtype(t.dtype, jax.dtypes.prng_key) else a)
-    return jax.tree.unflatten(treedef, out)
+    return restore_tree(np.load(io.BytesIO(blob)), "s", template)

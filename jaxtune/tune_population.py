@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxtune._trees import restore_tree, tree_arrays
 from jaxtune.errors import InputError
 from jaxtune.execute.population import Population, supports_protocol
 from jaxtune.keys import DECIDE_STREAM, INIT_STREAM, lane_keys
@@ -364,18 +365,12 @@ class _Checkpoints:
         return clock()
 
 
-def _host(x) -> np.ndarray:
-    """An array on the host; a PRNG key as its raw data."""
-    return np.asarray(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
-
-
 def _pack(pop: Population, sched_state, book: dict[str, Any]) -> bytes:
     """The population's states and hyperparameters, the scheduler's state and the driver's
     bookkeeping, as one ``.npz`` blob."""
     import io
 
-    arrays = {f"state{i}": _host(x) for i, x in enumerate(jax.tree.leaves(jax.device_get(pop.state)))}
-    arrays.update({f"sched{i}": _host(x) for i, x in enumerate(jax.tree.leaves(sched_state))})
+    arrays = {**tree_arrays(pop.state, "state"), **tree_arrays(sched_state, "sched")}
     arrays.update({f"book_{k}": np.asarray(v) for k, v in book.items()})
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -389,12 +384,7 @@ def _unpack(blob: bytes, pop: Population, sched_state) -> tuple[dict[str, np.nda
     data = np.load(io.BytesIO(blob))
 
     def restore(prefix, template):
-        leaves, treedef = jax.tree.flatten(template)
-        out = []
-        for i, t in enumerate(leaves):
-            a = data[f"{prefix}{i}"]
-            out.append(jax.random.wrap_key_data(a) if jnp.issubdtype(t.dtype, jax.dtypes.prng_key) else a)
-        return jax.tree.unflatten(treedef, out)
+        return restore_tree(data, prefix, template)
 
     pop.state = jax.device_put(restore("state", pop._state_spec()), pop._sharded())
     book = {k[5:]: data[k] for k in data.files if k.startswith("book_")}
