@@ -130,3 +130,18 @@ def test_optuna_samplers_propose_batches_in_jt_tune_and_the_bench(tmp_path):
     assert res.curves[("branin", "optuna:sampler=tpe")].shape == (3, 6)
     with pytest.raises(InputError, match="unknown sampler 'bayes'"):
         jt.tune(objective, problem.space, "optuna", trials=8, strategy_options={"sampler": "bayes"})
+
+
+def test_a_multi_fidelity_problem_counts_budget_and_only_full_budget_finds(tmp_path):
+    from jaxtune.bench.tables import build_table, table_problem
+
+    space = jt.Space({"lr": jt.Float(1e-3, 1.0, scale="log"), "b1": jt.Float(0.5, 0.99, scale="reverse_log")})
+    path = str(tmp_path / "d.npz")
+    arrays = build_table(path, task="digits_mlp", space=space, configs=8, steps=8, eval_every=2)
+    mf = table_problem(path, fidelity="steps")
+    assert mf.fidelity == "steps" and list(arrays["budgets"]) == [2, 4, 6, 8]
+    curves, spent = sweep_curves(mf, "successive_halving", 2, 8 * 3, 8, {"eta": 2}, cost=True)
+    # Rungs of 8, 4 and 2 configurations on 2, 4 and 8 steps: 16 steps a rung.
+    np.testing.assert_array_equal(spent, [[16, 32, 48]] * 2)
+    assert np.isinf(curves[:, :2]).all() and np.isfinite(curves[:, 2]).all()  # found only at 8 steps
+    assert (curves[:, 2] >= mf.optimum).all()

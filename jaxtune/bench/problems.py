@@ -31,12 +31,16 @@ class Problem:
       space: the hyperparameters and their scales.
       fn: ``fn(hp) -> scalar`` to minimise; pure and jittable (``hp`` maps names to scalars).
       optimum: the known minimum (regret is measured from it).
+      fidelity: for a multi-fidelity problem, the hyperparameter that sets the budget (an ``Int``
+        of the space, e.g. ``"steps"``): an evaluation costs its value, and only evaluations at
+        the largest budget count as found (what a sweep would select and deploy).
     """
 
     name: str
     space: Space
     fn: Callable[[Mapping[str, jax.Array]], jax.Array]
     optimum: float
+    fidelity: str | None = None
 
 
 PROBLEMS: dict[str, Problem] = {}

@@ -36,7 +36,7 @@ __all__ = ["BenchResult", "run", "sweep_curves"]
 
 
 def sweep_curves(problem: Problem, strategy: Any, seeds: Sequence[int] | int, evals: int, trials: int,
-                 options: dict | None = None) -> np.ndarray:  # fmt: skip
+                 options: dict | None = None, *, cost: bool = False) -> np.ndarray:  # fmt: skip
     """Best value found after each round, ``f[seeds, rounds]``, for every seed in one program.
 
     Args:
@@ -46,6 +46,8 @@ def sweep_curves(problem: Problem, strategy: Any, seeds: Sequence[int] | int, ev
       evals: evaluations per sweep (``evals // trials`` rounds).
       trials: points per round (the batch a strategy proposes at once).
       options: strategy options, with a registry name.
+      cost: also return the budget spent by the end of each round, ``f[seeds, rounds]`` (a
+        multi-fidelity problem's evaluation costs its budget; any other costs 1).
     """
     check_int("trials", trials)
     check_int("evals", evals, low=trials)
@@ -60,20 +62,28 @@ def sweep_curves(problem: Problem, strategy: Any, seeds: Sequence[int] | int, ev
         state = built.init(jax.random.fold_in(root, INIT_STREAM))
 
         def round_(carry, r):
-            state, best = carry
+            state, best, spent = carry
             ask_key, _ = round_keys(root, r)
             u, state = built.ask(ask_key, state)
             valid = built.valid(state)
-            values = jax.vmap(problem.fn)(problem.space.from_unit(u))
+            hp = problem.space.from_unit(u)
+            values = jax.vmap(problem.fn)(hp)
             scores = jnp.where(valid, sanitize_scores(values), jnp.inf)
             state = built.tell(state, u, scores)
-            best = jnp.minimum(best, scores.min())
-            return (state, best), best
+            if problem.fidelity is None:
+                found, price = scores, valid.astype(jnp.float32)
+            else:  # only full-budget evaluations count as found; each costs its budget
+                full = hp[problem.fidelity] >= problem.space.params[problem.fidelity].high
+                found, price = jnp.where(full, scores, jnp.inf), jnp.where(valid, hp[problem.fidelity], 0)
+            best = jnp.minimum(best, found.min())
+            spent = spent + price.sum().astype(jnp.float32)
+            return (state, best, spent), (best, spent)
 
-        _, curve = jax.lax.scan(round_, (state, jnp.float32(jnp.inf)), jnp.arange(rounds))
-        return curve
+        _, (curve, spent) = jax.lax.scan(round_, (state, jnp.float32(jnp.inf), jnp.float32(0)), jnp.arange(rounds))
+        return curve, spent
 
-    return np.asarray(jax.jit(jax.vmap(one))(jnp.asarray(seeds)))
+    curves, spent = jax.jit(jax.vmap(one))(jnp.asarray(seeds))
+    return (np.asarray(curves), np.asarray(spent)) if cost else np.asarray(curves)
 
 
 def _host_curves(problem: Problem, strategy: Any, seeds: np.ndarray, rounds: int, trials: int, options) -> np.ndarray:

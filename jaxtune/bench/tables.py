@@ -85,9 +85,16 @@ def build_table(
     return arrays
 
 
-def table_problem(path: str, name: str | None = None, budget: int | None = None) -> Problem:
+def table_problem(
+    path: str, name: str | None = None, budget: int | None = None, fidelity: str | None = None
+) -> Problem:
     """A :class:`Problem` that scores a point with the nearest configuration of the table at
-    ``path``: minus its validation accuracy at ``budget`` steps (default: the largest)."""
+    ``path``: minus its validation accuracy at ``budget`` steps (default: the largest).
+
+    With ``fidelity`` (e.g. ``"steps"``) the problem is multi-fidelity: the space gains that
+    integer hyperparameter over the table's budgets (log scale), and a point is scored at the
+    recorded budget nearest to its value (for successive halving and Hyperband).
+    """
     import json
 
     if not os.path.exists(path):
@@ -96,22 +103,33 @@ def table_problem(path: str, name: str | None = None, budget: int | None = None)
     space = Space.from_description(json.loads(str(data["space"])))
     budgets = [int(b) for b in data["budgets"]]
     column = budgets.index(budget) if budget is not None else len(budgets) - 1
-    values = np.nan_to_num(data["val_accuracy"][:, column], nan=0.0)  # a diverged run scores 0
+    values = np.nan_to_num(data["val_accuracy"], nan=0.0)  # a diverged run scores 0
     points = jnp.asarray(data["unit"])
     table = jnp.asarray(-values)
-
-    def fn(hp):
-        u = space.to_unit(hp)
-        return table[jnp.argmin(jnp.sum((points - u[None]) ** 2, axis=-1))]
-
     label = name or os.path.splitext(os.path.basename(path))[0] + "_table"
-    return Problem(label, space, fn, float(-values.max()))
+    if fidelity is None:
+
+        def fn(hp):
+            u = space.to_unit(hp)
+            return table[jnp.argmin(jnp.sum((points - u[None]) ** 2, axis=-1)), column]
+
+        return Problem(label, space, fn, float(-values[:, column].max()))
+    full = Space({**space.params, fidelity: Int(budgets[0], budgets[-1], scale="log", static=True)})
+    steps = jnp.asarray(budgets, jnp.float32)
+
+    def fn_mf(hp):
+        u = space.to_unit({n: hp[n] for n in space.params})
+        row = jnp.argmin(jnp.sum((points - u[None]) ** 2, axis=-1))
+        return table[row, jnp.argmin(jnp.abs(steps - hp[fidelity]))]
+
+    return Problem(label + "_mf", full, fn_mf, float(-values[:, -1].max()), fidelity=fidelity)
 
 
 def _register_shipped() -> None:
     shipped = os.path.join(DATA, "mnist1d_mlp.npz")
     if os.path.exists(shipped):
         register_problem(table_problem(shipped, "mnist1d_mlp_table"))
+        register_problem(table_problem(shipped, "mnist1d_mlp_table", fidelity="steps"))
 
 
 def lookup_test_accuracy(path: str, hp: dict[str, Any]) -> float:
