@@ -153,7 +153,8 @@ class Float(_Param):
 
     def from_unit(self, u):
         x = _forward(self.scale, float(self.low), float(self.high), u)
-        return jnp.clip(x, self.low, self.high)
+        # As floats: an int bound past int32 (Float(0, 2**31)) would overflow as a weak int.
+        return jnp.clip(x, float(self.low), float(self.high))
 
     def to_unit(self, x):
         return jnp.clip(_inverse(self.scale, float(self.low), float(self.high), jnp.asarray(x, jnp.float32)), 0.0, 1.0)

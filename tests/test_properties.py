@@ -2,6 +2,7 @@
 working object or a clear InputError, and the unit-cube maps stay inside their bounds."""
 
 import math
+import os
 
 import jax.numpy as jnp
 import numpy as np
@@ -12,7 +13,14 @@ import jaxtune as jt
 from jaxtune import cli
 from jaxtune.errors import InputError
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Derandomized, so CI sees the same examples every run; JAXTUNE_HYPOTHESIS_EXPLORE=1 draws new
+# ones (how Float(0, 2**31) was found).
+SETTINGS = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    derandomize=not os.environ.get("JAXTUNE_HYPOTHESIS_EXPLORE"),
+)
 F32_MAX = float(np.finfo(np.float32).max)
 
 anything = st.one_of(

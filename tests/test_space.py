@@ -135,3 +135,10 @@ def test_space_errors():
 def test_values_that_float32_int32_or_flags_cannot_hold_are_refused(make, error, message):
     with pytest.raises(error, match=message):
         jt.Space({"p": make()})
+
+
+def test_float_bounds_given_as_ints_past_int32_sample_as_floats():
+    # Found by Hypothesis: Float(0, 2**31) overflowed in clip, the bound taken for an int32.
+    space = jt.Space({"x": jt.Float(0, 2**31)})
+    x = np.asarray(space.sample(jax.random.key(0), 64)["x"])
+    assert x.dtype == np.float32 and (0 <= x).all() and (x <= 2**31).all()
