@@ -195,6 +195,9 @@ def test_cli_prompt_in_a_real_terminal(tmp_path):
         child.sendline("set h0=2.0")  # out of range: said, and the prompt comes back
         child.expect(r"error: h0: 2.0 is outside its range")
         child.expect("babysit> ")
+        child.sendline("set h0*=0.5")
+        child.expect(r"from step 8: h0=0.5, h1=0.0")
+        child.expect("babysit> ")
         child.sendline("fork h1=1.0 | h1=0.5")
         child.expect(r"best: (a|b)")
         child.expect("babysit> ")
@@ -210,3 +213,15 @@ def test_cli_prompt_in_a_real_terminal(tmp_path):
     finally:
         child.close()
     assert child.exitstatus == 0
+    again = pexpect.spawn(jaxtune, ["babysit", str(cfg)], env=env, encoding="utf-8", timeout=120)
+    try:  # the same command resumes at the head: the rollback to step 4, its hyperparameters
+        again.expect(r"resumed step 4: .*\[h0=1.0, h1=0.0\]")
+        again.expect("babysit> ")
+        again.sendline("tree")
+        again.expect("rollback to step 4")
+        again.expect("babysit> ")
+        again.sendeof()
+        again.expect(pexpect.EOF)
+    finally:
+        again.close()
+    assert again.exitstatus == 0
