@@ -198,8 +198,7 @@ class Babysitter:
 
     def _state_of(self, node: int) -> Any:
         """The state at ``node`` (an event node's is its nearest ancestor's with a checkpoint)."""
-        while not self.nodes[node]["has_state"]:
-            node = self.nodes[node]["parent"]
+        node = self._checkpoint(node)
         if node not in self._states:
             _, template = self._abstract(self._pop(1))
             self._states[node] = _unpack(self.store.node_state(self.sid, node), template)

@@ -124,10 +124,8 @@ class BenchResult:
         out = {}
         for p in self.problems:
             med = {s: float(np.median(self.final(p, s))) for s in self.strategies}
-            order = sorted(set(med.values()))
-            out[p] = {s: 1 + sum(v < med[s] for v in med.values()) + 0.5 * (sum(v == med[s] for v in med.values()) - 1)
-                      for s in self.strategies}  # fmt: skip
-            del order
+            out[p] = {s: 1 + sum(v < m for v in med.values()) + 0.5 * (sum(v == m for v in med.values()) - 1)
+                      for s, m in med.items()}  # fmt: skip
         return out
 
     def average_rank(self) -> dict[str, float]:
