@@ -47,9 +47,9 @@ _TUNE_KEYS = (
     "tie_break",
 )  # fmt: skip
 _PARAM_KEYS = {
-    "float": ("low", "high", "scale", "static"),
-    "int": ("low", "high", "scale", "static", "masked"),
-    "choice": ("values", "static"),
+    "float": ("low", "high", "scale", "static", "when"),
+    "int": ("low", "high", "scale", "static", "masked", "when"),
+    "choice": ("values", "static", "when"),
 }
 CACHE_ENV = "JAXTUNE_CACHE_DIR"
 CPU_DEVICES_ENV = "JAXTUNE_CPU_DEVICES"

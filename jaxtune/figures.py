@@ -165,23 +165,31 @@ def plot_history(result: Result):
     return fig
 
 
+def _param(space: dict, name: str):
+    """One hyperparameter of a stored space description, on its own (its condition dropped)."""
+    from jaxtune.space import Space
+
+    return Space.from_description({name: {k: v for k, v in space[name].items() if k != "when"}}).params[name]
+
+
 def plot_parameters(result: Result):
     """The metric against each hyperparameter on its own scale, coloured by round; the best trial
     starred; coarse-to-fine's box of each round as a bar under the points."""
     plt = pyplot()
-    names = list(result.trials[0]["params"]) if result.trials else []
+    names = result.param_names if result.trials else []
     if not names:
         raise InputError("plot_parameters: the study has no trials")
     n, cmap, norm = _rounds(result)
     rows = math.ceil(len(names) / COLUMNS)
     cols = min(len(names), COLUMNS)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols + 1, 3.3 * rows), squeeze=False)
-    ok = [t for t in result.trials if t["status"] == "ok"]
+    ok_all = [t for t in result.trials if t["status"] == "ok"]
     boxes = round_boxes(result)
     space = (result.config.get("space") or {}) if boxes else {}
     best = result.best
     for j, name in enumerate(names):
         ax = axes[j // cols, j % cols]
+        ok = [t for t in ok_all if name in t["params"]]  # a conditional one: trials where it is active
         xs = [t["params"][name] for t in ok]
         kind = axis_kind(result, name, xs)
         choices = None
@@ -201,12 +209,10 @@ def plot_parameters(result: Result):
         for t_round in sorted({t["round"] for t in ok}, reverse=True):
             part = [t for t in ok if t["round"] == t_round]
             ax.scatter([pos(t) for t in part], [t["value"] for t in part], color=cmap(norm(t_round)), s=12, alpha=0.8)
-        if best is not None:
+        if best is not None and name in best["params"]:
             ax.scatter([pos(best)], [best["value"]], marker="*", s=200, color="tab:red", edgecolor="k", zorder=5)
         if boxes and kind != "choice" and name in space:
-            from jaxtune.space import Space
-
-            param = Space.from_description({name: space[name]}).params[name]
+            param = _param(space, name)
             j_unit = list(space).index(name)
             bottom, top = ax.get_ylim()
             room = 0.05 + 0.035 * min(len(boxes), n)  # lower the axis so the bars sit under the points
@@ -287,7 +293,7 @@ def plot_parallel(result: Result):
     import matplotlib as mpl
 
     ok = [t for t in result.trials if t["status"] == "ok"]
-    names = list(result.trials[0]["params"])
+    names = result.param_names
     fig, ax = plt.subplots(figsize=(1.8 * len(names) + 3, 4))
     if not ok:
         return fig
@@ -305,9 +311,7 @@ def plot_parallel(result: Result):
     for j, n in enumerate(names):
         ax.axvline(j, color="0.3", lw=0.8)
         if n in space:  # label the axis with the space's values at 0, 1/2 and 1
-            from jaxtune.space import Space
-
-            param = Space.from_description({n: space[n]}).params[n]
+            param = _param(space, n)
             at = (
                 (np.arange(len(space[n]["values"])) + 0.5) / len(space[n]["values"])
                 if space[n]["type"] == "Choice"
@@ -315,7 +319,7 @@ def plot_parallel(result: Result):
             )
             ends = [param.to_python(v) for v in np.asarray(param.from_unit(np.asarray(at, np.float32)))]
         else:  # an in-memory result without a stored space: the sampled extremes
-            xs = sorted((t["unit"][j], t["params"][n]) for t in ok)
+            xs = sorted((t["unit"][j], t["params"][n]) for t in ok if n in t["params"]) or [(0, "-"), (1, "-")]
             at, ends = (0, 1), [xs[0][1], xs[-1][1]]
         for v, y in zip(ends, at):
             ax.text(j + 0.03, y, f"{v:.3g}" if isinstance(v, float) else str(v), va="center", fontsize=7)
@@ -335,8 +339,7 @@ def plot_lineage(result: Result, param: str | None = None):
     if not result.lineage:
         return None
     plt = pyplot()
-    names = list(result.trials[0]["params"])
-    param = param or names[0]
+    param = param or result.param_names[0]
     fig, ax = plt.subplots(figsize=(8, 4.5))
     span = {}
     for t in result.trials:

@@ -19,13 +19,20 @@ __all__ = ["Hyperparameters", "MissingHyperparameterError", "Reads"]
 
 
 class MissingHyperparameterError(JaxtuneError, KeyError):
-    """The objective read a hyperparameter that the search space does not define."""
+    """The objective read a hyperparameter that the search space does not define, or a conditional
+    one that is inactive in this trial."""
 
-    def __init__(self, name: Any, names: list[str]):
+    def __init__(self, name: Any, names: list[str], when: Any = None):
         super().__init__(name)
-        self.name, self.names = name, names
+        self.name, self.names, self.when = name, names, when
 
     def __str__(self) -> str:
+        if self.when is not None:
+            cond = " and ".join(f"{a} in {list(v)!r}" for a, v in self.when)
+            return (
+                f"the objective reads hyperparameter {self.name!r}, which is inactive in this trial: it exists only "
+                f"when {cond}; read it in that branch only, or with hp.get({self.name!r}, default)"
+            )
         return (
             f"the objective reads hyperparameter {self.name!r}, which the search space does not define "
             f"(it has {self.names}); add it to the space, or read it with hp.get({self.name!r}, default)"
@@ -43,9 +50,10 @@ class Reads:
 class Hyperparameters(dict):
     """A dict of one trial's hyperparameters that records reads into a :class:`Reads`."""
 
-    def __init__(self, values: dict[str, Any], reads: Reads | None = None):
+    def __init__(self, values: dict[str, Any], reads: Reads | None = None, inactive: dict[str, Any] | None = None):
         super().__init__(values)
         self._reads = reads
+        self._inactive = inactive or {}  # conditional names absent from this trial: {name: when}
 
     def __getitem__(self, name):
         if self._reads is not None:
@@ -53,13 +61,13 @@ class Hyperparameters(dict):
         return super().__getitem__(name)
 
     def __missing__(self, name):
-        raise MissingHyperparameterError(name, list(self))
+        raise MissingHyperparameterError(name, list(self), self._inactive.get(name))
 
     def get(self, name, default=None):
         """``hp.get(name, default)``; a default taken because the space lacks ``name`` is noted."""
         if self._reads is not None:
             self._reads.read.add(name)
-            if name not in self:
+            if name not in self and name not in self._inactive:
                 self._reads.defaulted[name] = default
         return super().get(name, default)
 

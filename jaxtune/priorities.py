@@ -231,7 +231,8 @@ def importance(
     name = (result.config.get("strategy") or {}).get("name")
     local = name == "coarse_to_fine" and any(t["round"] > 0 for t in trials)
     fidelity = (result.config.get("strategy") or {}).get("fidelity")
-    names = [n for n in (result.trials[0]["params"] if result.trials else []) if n != fidelity]
+    every = result.param_names
+    names = [n for n in every if n != fidelity]
     scores = np.asarray([result._score(t) for t in trials], np.float64)  # minimised; +inf: diverged
     if transform == "none":
         keep = np.isfinite(scores)
@@ -243,24 +244,39 @@ def importance(
             f"importance: {len(trials)} usable trials in rounds {chosen if chosen is not None else 'all'}; "
             "need at least 8 (try rounds='all')"
         )
-    index = [list(result.trials[0]["params"]).index(n) for n in names]
+    index = [every.index(n) for n in names]
     u = np.asarray([[t["unit"][i] for i in index] for t in trials], np.float64)
-    values = [[t["params"][n] for n in names] for t in trials]
-    if method == "variance":
-        value, low, high, best = first_order(u, scores, bootstrap=bootstrap, seed=seed)
-    else:
-        value, low, high, best = _optuna(method, names, u, scores, seed)
+    # A conditional hyperparameter is judged on the trials where it is active (and left out with
+    # fewer than 8 of them): its share says how much it matters within its branch.
+    active = np.asarray([[n in t["params"] for n in names] for t in trials])
+    if not active.all() and method != "variance":
+        raise InputError(
+            f"importance: method {method!r} needs every hyperparameter in every trial; this space is conditional "
+            "(some are absent where inactive): use method='variance', which judges each on the trials that have it"
+        )
     out = []
     for j, n in enumerate(names):
-        near = int(np.argmin(np.abs(u[:, j] - best[j])))
+        rows = np.flatnonzero(active[:, j])
+        if rows.size < 8:
+            continue
+        if active.all():
+            if j == 0:
+                whole = (first_order(u, scores, bootstrap=bootstrap, seed=seed) if method == "variance"
+                         else _optuna(method, names, u, scores, seed))  # fmt: skip
+            value, low, high, best = (a[j] for a in whole)
+        else:
+            value, low, high, best = (
+                a[0] for a in first_order(u[rows, j : j + 1], scores[rows], bootstrap=bootstrap, seed=seed)
+            )
+        near = rows[int(np.argmin(np.abs(u[rows, j] - best)))]
         out.append(
             Importance(
                 name=n,
-                value=float(value[j]),
-                low=float(low[j]),
-                high=float(high[j]),
-                direction=_direction(u[:, j], scores),
-                best_at=values[near][j],
+                value=float(value),
+                low=float(low),
+                high=float(high),
+                direction=_direction(u[rows, j], scores[rows]),
+                best_at=trials[near]["params"][n],
                 local=local,
             )
         )

@@ -24,14 +24,14 @@ def table(result: Result, top: int = 10, metrics: Sequence[str] | None = None) -
     ranked = result.ranked()[:top]
     if not ranked:
         return "(no trials)"
-    params = list(ranked[0]["params"])
+    params = result.param_names
     names = list(metrics) if metrics else [result.metric] + [m for m in ranked[0]["metrics"] if m != result.metric]
     header = ["rank", "round", *params, *names, "status"]
     rows = [
         [
             str(i + 1),
             str(t["round"]),
-            *(_fmt(t["params"][p]) for p in params),
+            *(_fmt(t["params"][p]) if p in t["params"] else "-" for p in params),  # "-": inactive
             *(_fmt(t["metrics"].get(m, float("nan"))) for m in names),
             t["status"],
         ]

@@ -246,6 +246,15 @@ class Result:
         return points[-1][0] if i is None else points[i][0]
 
     @property
+    def param_names(self) -> list[str]:
+        """The hyperparameters' names in the space's order (a conditional one is absent from the
+        ``params`` of trials where it was inactive, so no single trial need have them all)."""
+        names = list(self.config.get("space") or {})
+        for t in self.trials:
+            names += [n for n in t["params"] if n not in names]
+        return names
+
+    @property
     def num_diverged(self) -> int:
         """How many trials diverged (NaN/Inf selection metric)."""
         return sum(t["status"] == "diverged" for t in self.trials)

@@ -11,6 +11,11 @@ Scales:
 * ``"reverse_log"``: ``log(1 - x)`` is uniform. For momentum-like values this is the true log
   scale of ``1 - beta``: on ``[0.9, 0.999]`` each of ``[0.9, 0.99]`` and ``[0.99, 0.999]`` gets
   half of the mass.
+
+Conditional hyperparameters: ``when={"opt": "sgd"}`` makes a parameter exist only in trials whose
+``opt`` (a static parameter defined earlier) takes one of the given values. Such a parameter keeps
+its unit coordinate (strategies still see ``d`` dimensions), but in a trial where it is inactive it
+is not in the trial's ``hp``, not stored, and not zoomed on by coarse-to-fine.
 """
 
 from __future__ import annotations
@@ -98,10 +103,35 @@ def _inverse(scale: str, low: float, high: float, x: jax.Array) -> jax.Array:
     return (jnp.log1p(-x) - a) / (b - a)
 
 
+def _normalise_when(when: Any) -> tuple[tuple[str, tuple], ...] | None:
+    """``when`` as ``((parent, (value, ...)), ...)``: hashable, in the order given.
+
+    ``{"opt": "sgd"}`` is one value; a list (or set) of values means any of them.
+    """
+    if when is None:
+        return None
+    if isinstance(when, tuple) and all(isinstance(c, tuple) and len(c) == 2 for c in when):
+        when = dict(when)  # already normalised (dataclasses.replace, copies)
+    if not isinstance(when, Mapping) or not when:
+        raise InputTypeError(
+            f'when must be a non-empty dict {{parent: value or [values]}}, e.g. {{"opt": "sgd"}}, got {when!r}'
+        )
+    out = []
+    for parent, values in when.items():
+        if not isinstance(parent, str):
+            raise InputTypeError(f"when: parent names must be strings, got {parent!r}")
+        values = tuple(values) if isinstance(values, (list, set, frozenset, tuple)) else (values,)
+        if not values:
+            raise InputError(f"when: {parent!r} needs at least one value, got []")
+        out.append((parent, tuple(v.item() if isinstance(v, np.generic) else v for v in values)))
+    return tuple(out)
+
+
 class _Param:
     """Common interface of one dimension of a space (abstract)."""
 
     static: bool
+    when: tuple[tuple[str, tuple], ...] | None = None
 
     def validate(self, name: str) -> None:  # pragma: no cover - every subclass overrides
         raise NotImplementedError
@@ -129,15 +159,22 @@ class Float(_Param):
       scale: ``"linear"``, ``"log"`` (needs ``low > 0``) or ``"reverse_log"`` (needs
         ``high < 1``; ``log(1 - x)`` is uniform).
       static: pass the value to the trial as a Python float (one compiled program per value).
+      when: ``{parent: value or [values]}``: the parameter exists only in trials where each
+        parent (a static parameter defined earlier) takes one of those values.
 
     Example:
       >>> b1 = Float(0.9, 0.999, scale="reverse_log")
+      >>> momentum = Float(0.5, 0.99, scale="reverse_log", when={"opt": "sgd"})
     """
 
     low: float
     high: float
     scale: str = "linear"
     static: bool = False
+    when: Any = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "when", _normalise_when(self.when))
 
     def validate(self, name: str) -> None:
         _check_scale(name, self.scale, SCALES)
@@ -181,6 +218,8 @@ class Int(_Param):
         compiled program per distinct value.
       masked: pass the value as :class:`Masked` ``(value, size)`` with a traced value and a
         power-of-two ``size``: one program per power of two, layers mask the unused units.
+      when: ``{parent: value or [values]}``: the parameter exists only in trials where each
+        parent (a static parameter defined earlier) takes one of those values.
     """
 
     low: int
@@ -188,6 +227,10 @@ class Int(_Param):
     scale: str = "linear"
     static: bool = False
     masked: bool = False
+    when: Any = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "when", _normalise_when(self.when))
 
     def validate(self, name: str) -> None:
         _check_scale(name, self.scale, ("linear", "log"))
@@ -237,12 +280,15 @@ class Choice(_Param):
     Args:
       values: a non-empty sequence of distinct values.
       static: pass the value as a Python object.
+      when: ``{parent: value or [values]}``: the parameter exists only in trials where each
+        parent (a static parameter defined earlier) takes one of those values.
     """
 
     values: tuple
     static: bool = False
+    when: Any = None
 
-    def __init__(self, values: Sequence[Any], static: bool = False):
+    def __init__(self, values: Sequence[Any], static: bool = False, when: Any = None):
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence | np.ndarray):
             raise InputTypeError(f"Choice values must be a list or tuple, got {values!r}")
         _check_flags("Choice", static=static)
@@ -250,6 +296,7 @@ class Choice(_Param):
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
         object.__setattr__(self, "values", values)
         object.__setattr__(self, "static", bool(static) or not numeric)
+        object.__setattr__(self, "when", _normalise_when(when))
 
     def validate(self, name: str) -> None:
         if not self.values:
@@ -295,6 +342,45 @@ class Choice(_Param):
         return self.values[int(np.argmin([abs(float(x) - v) for v in self.values]))]
 
 
+def _position(values: tuple, v: Any) -> int:
+    """Index of ``v`` in a Choice's ``values`` (by repr, so ``1`` and ``True`` differ)."""
+    return [repr(x) for x in values].index(repr(v))
+
+
+def _matches(value: Any, allowed: tuple) -> bool:
+    """Whether a parent's Python value is one of a condition's ``allowed`` values (by repr, as
+    :func:`_check_when` checked them against the parent's values)."""
+    return any(repr(value) == repr(v) for v in allowed)
+
+
+def _check_when(name: str, p: _Param, params: Mapping[str, _Param]) -> None:
+    """Checks ``p.when``: parents defined earlier, static (each branch is its own program), and
+    values the parent can take."""
+    earlier = list(params)[: list(params).index(name)]
+    for parent, allowed in p.when or ():
+        if parent not in earlier:
+            where = "defined after it" if parent in params else "not in the space"
+            raise InputError(
+                f"{name}: when={{{parent!r}: ...}} refers to {parent!r}, which is {where}; a condition's parent "
+                f"must be a parameter defined before {name!r} (the space has {list(params)})"
+            )
+        q = params[parent]
+        if not isinstance(q, (Choice, Int)) or not q.static:
+            raise InputError(
+                f"{name}: the parent {parent!r} of a condition must be a static Choice or Int (strings are static; "
+                f"numbers need static=True): each branch runs as its own program; got {q!r}"
+            )
+        for v in allowed:
+            ok = (
+                any(repr(v) == repr(x) for x in q.values)
+                if isinstance(q, Choice)
+                else isinstance(v, (int, np.integer)) and not isinstance(v, bool) and q.low <= v <= q.high
+            )
+            if not ok:
+                can = list(q.values) if isinstance(q, Choice) else f"integers in [{q.low}, {q.high}]"
+                raise InputError(f"{name}: when={{{parent!r}: {v!r}}}: {parent!r} takes {can}, not {v!r}")
+
+
 class Space:
     """An ordered set of named hyperparameters.
 
@@ -320,6 +406,8 @@ class Space:
                 raise InputTypeError(f"{name}: expected jt.Float, jt.Int or jt.Choice, got {p!r}")
             p.validate(name)
         self.params: dict[str, _Param] = dict(params)
+        for name, p in self.params.items():
+            _check_when(name, p, self.params)
 
     @property
     def names(self) -> list[str]:
@@ -337,6 +425,38 @@ class Space:
         return [n for n, p in self.params.items() if p.static]
 
     @property
+    def conditional(self) -> bool:
+        """Whether any parameter has a ``when`` condition."""
+        return any(p.when for p in self.params.values())
+
+    def active(self, values: Mapping[str, Any]) -> dict[str, bool]:
+        """Which parameters exist in a trial with these (Python) ``values``: ``{name: bool}``.
+
+        Only the static parents of conditions are read, so a bucket's static values suffice.
+        """
+        out: dict[str, bool] = {}
+        for n, p in self.params.items():
+            out[n] = all(out[a] and _matches(values.get(a), allowed) for a, allowed in (p.when or ()))
+        return out
+
+    def active_unit(self, u: jax.Array) -> jax.Array:
+        """Which coordinates of unit points ``u[..., d]`` are active: ``bool[..., d]`` (pure jnp)."""
+        u = jnp.asarray(u, jnp.float32)
+        index = {n: i for i, n in enumerate(self.params)}
+        cols: dict[str, jax.Array] = {}
+        for n, p in self.params.items():
+            on = jnp.ones(u.shape[:-1], bool)
+            for a, allowed in p.when or ():
+                parent, x = self.params[a], u[..., index[a]]
+                if isinstance(parent, Choice):  # by index: the values may be strings
+                    hit = jnp.isin(parent.index(x), jnp.asarray([_position(parent.values, v) for v in allowed]))
+                else:
+                    hit = jnp.isin(parent.from_unit(x), jnp.asarray(allowed, jnp.int32))
+                on = on & cols[a] & hit
+            cols[n] = on
+        return jnp.stack([cols[n] for n in self.params], axis=-1)
+
+    @property
     def masked_names(self) -> list[str]:
         """Names of the ``masked=True`` integers (a traced value in a power-of-two bucket)."""
         return [n for n, p in self.params.items() if getattr(p, "masked", False)]
@@ -352,10 +472,14 @@ class Space:
 
     def to_unit(self, hp: Mapping[str, jax.Array]) -> jax.Array:
         """Maps ``{name: Array[...]}`` to unit coordinates ``Array[..., d]``."""
-        missing = [n for n in self.params if n not in hp]
+        missing = [n for n, p in self.params.items() if n not in hp and not p.when]
         if missing:
             raise UnknownNameError(f"to_unit: missing hyperparameters {missing}; the space has {self.names}")
-        return jnp.stack([p.to_unit(hp[n]) for n, p in self.params.items()], axis=-1)
+        shape = jnp.shape(hp[next(n for n, p in self.params.items() if not p.when)])
+        # An absent conditional parameter (inactive in that trial) sits at its range's centre.
+        return jnp.stack(
+            [p.to_unit(hp[n]) if n in hp else jnp.full(shape, 0.5) for n, p in self.params.items()], axis=-1
+        )
 
     def sample(self, key: jax.Array, n: int) -> dict[str, jax.Array]:
         """Draws ``n`` independent points, uniform on each parameter's scale."""
@@ -380,17 +504,28 @@ class Space:
             k = per.get(n, 5)
             check_int(f"{n}: grid points", k)
             axes.append(p.grid_unit(k))
-        return np.array(list(itertools.product(*axes)), dtype=np.float32).reshape(-1, self.dim)
+        grid = np.array(list(itertools.product(*axes)), dtype=np.float32).reshape(-1, self.dim)
+        if self.conditional:  # points that differ only where a parameter is inactive are one point
+            grid = np.where(np.asarray(self.active_unit(grid)), grid, np.float32(0.5))
+            _, first = np.unique(grid, axis=0, return_index=True)
+            grid = grid[np.sort(first)]
+        return grid
 
     def grid(self, points: int | Mapping[str, int] = 5) -> dict[str, jax.Array]:
         """The grid of :meth:`grid_unit` as hyperparameter values."""
         return self.from_unit(self.grid_unit(points))
 
     def to_python(self, hp: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Converts a batch ``{name: Array[N]}`` to N dicts of plain Python values (choices resolved)."""
+        """Converts a batch ``{name: Array[N]}`` to N dicts of plain Python values (choices resolved).
+
+        A conditional parameter that is inactive in a trial is left out of its dict.
+        """
         cols = {n: np.asarray(hp[n]).reshape(-1) for n in self.params}
         size = len(next(iter(cols.values())))
-        return [{n: p.to_python(cols[n][i]) for n, p in self.params.items()} for i in range(size)]
+        rows = [{n: p.to_python(cols[n][i]) for n, p in self.params.items()} for i in range(size)]
+        if self.conditional:
+            rows = [{n: v for n, v in row.items() if on[n]} for row in rows for on in [self.active(row)]]
+        return rows
 
     def describe(self) -> dict[str, dict[str, Any]]:
         """A JSON-friendly description (used to tell whether a stored study matches)."""
@@ -399,6 +534,10 @@ class Space:
             d = {"type": type(p).__name__, **dataclasses.asdict(p)}
             if isinstance(p, Choice):
                 d["values"] = list(p.values)
+            if p.when is None:
+                del d["when"]  # unconditional spaces describe themselves as before
+            else:
+                d["when"] = {a: list(v) for a, v in p.when}
             out[n] = d
         return out
 

@@ -169,7 +169,7 @@ def test_rerun_loads_compiled_programs_from_the_persistent_cache(tmp_path):
     assert runs[1].get("/jax/compilation_cache/cache_misses", 0) < runs[0].get("/jax/compilation_cache/cache_misses", 1)
 
 
-@pytest.mark.parametrize("name", ["demo.toml", "halving.toml", "asha.toml", "pbt.toml"])
+@pytest.mark.parametrize("name", ["demo.toml", "halving.toml", "asha.toml", "pbt.toml", "conditional.toml"])
 def test_shipped_configs_are_valid(name):
     import os
 

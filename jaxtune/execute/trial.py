@@ -72,7 +72,8 @@ class Trial:
         rows = self.space.to_python({n: hp[n] for n in self.space.params})
         groups: dict[tuple, list[int]] = {}
         for i, row in enumerate(rows):
-            key = tuple(row[n] for n in static) + tuple(bucket_size(row[n]) for n in masked)
+            # A conditional parameter absent from the trial (inactive) is None in its bucket.
+            key = tuple(row.get(n) for n in static) + tuple(bucket_size(row[n]) if n in row else None for n in masked)
             groups.setdefault(key, []).append(i)
         return {k: np.asarray(v) for k, v in groups.items()}
 
@@ -86,7 +87,17 @@ class Trial:
     def describe(self, bucket: tuple) -> str:
         """``bucket`` in words: ``"hidden=64, depth=2"`` (masked sizes as ``"width<=64"``)."""
         names = list(self.space.static_names) + [f"{n}<=" for n in self.space.masked_names]
-        return ", ".join(f"{n}{v}" if n.endswith("<=") else f"{n}={v}" for n, v in zip(names, bucket)) or "all"
+        on = self.active(bucket)
+        return (
+            ", ".join(
+                f"{n}{v}" if n.endswith("<=") else f"{n}={v}" for n, v in zip(names, bucket) if on[n.removesuffix("<=")]
+            )
+            or "all"
+        )
+
+    def active(self, bucket: tuple) -> dict[str, bool]:
+        """Which parameters exist in the trials of ``bucket`` (conditions read its static values)."""
+        return self.space.active(dict(zip(self.space.static_names, bucket)))
 
     def single(self, bucket: tuple) -> Callable[[Mapping[str, jax.Array], jax.Array], Metrics]:
         """The jitted single-trial function of ``bucket``: ``(dynamic hp, key) -> metrics``.
@@ -108,7 +119,11 @@ class Trial:
         n_static = len(self.space.static_names)
         bound = dict(zip(self.space.static_names, bucket[:n_static]))
         masked = {n: Masked(hp[n], size) for n, size in zip(self.space.masked_names, bucket[n_static:])}
-        return Hyperparameters({**hp, **bound, **masked}, self._reads.setdefault(bucket, Reads()))
+        values = {**hp, **bound, **masked}
+        on = self.active(bucket)
+        inactive = {n: self.space.params[n].when for n in values if not on[n]}
+        values = {n: v for n, v in values.items() if on[n]}  # inactive conditionals are not in the trial
+        return Hyperparameters(values, self._reads.setdefault(bucket, Reads()), inactive=inactive)
 
     def dynamic_example(self) -> dict[str, jax.ShapeDtypeStruct]:
         """Shapes and dtypes of one trial's traced hyperparameters."""
@@ -178,7 +193,8 @@ class Trial:
         """Warns (once) about space parameters the objective never reads; notes defaults it used."""
         reads = self._reads[bucket]
         self.defaulted.update(reads.defaulted)
-        unread = [n for n in self.space.names if n not in reads.read]
+        on = self.active(bucket)
+        unread = [n for n in self.space.names if on[n] and n not in reads.read]
         if unread and not self._warned_unread:
             self._warned_unread = True
             warnings.warn(

@@ -139,5 +139,9 @@ def describe(strategy: Any) -> dict[str, Any]:
         strategy = REGISTRY[strategy]()
     if dataclasses.is_dataclass(strategy):
         name = getattr(type(strategy), "registry_name", type(strategy).__qualname__)
-        return {"name": name, **{k: v for k, v in dataclasses.asdict(strategy).items()}}
+        values = dataclasses.asdict(strategy)
+        for f in dataclasses.fields(strategy):  # options added later: left out at their defaults
+            if f.metadata.get("describe") == "if_changed" and values[f.name] == f.default:
+                del values[f.name]
+        return {"name": name, **values}
     return {"name": type(strategy).__qualname__}

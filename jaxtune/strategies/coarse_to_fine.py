@@ -6,12 +6,17 @@ The rule, each round after the first (``k = ceil(top_fraction * num_trials)``):
    ``k`` is at least ``dim + 1``, enough points to have a spread along every axis).
 2. ``best`` is the best of them; ``spread_j = max_i |top_ij - best_j|`` over the finite ones.
 3. The new half-width per coordinate is ``(1 + margin) * spread_j``, clipped to
-   ``[min_shrink, max_shrink] * old half-width`` (so the box always zooms, by at most 4x and at
-   least 2x a round with the defaults; coordinates where the good trials agree zoom faster
-   than those that do not matter).
+   ``[min_shrink, max_shrink] * old half-width`` after a round that did not improve the best, and
+   to ``[min_shrink, max_grow] * old half-width`` after one that did (and to the cube). With
+   ``max_grow = max_shrink = 0.5`` the box always zooms, by at most 4x and at least 2x a round;
+   coordinates where the good trials agree zoom faster than those that do not matter.
 4. The box is centred on ``best`` and shifted, not cut, to lie inside the unit cube.
 
-The inner sampler draws ``num_trials`` points in the box: uniform (``inner="random"``) or a
+A conditional hyperparameter (``when=``) is zoomed on only by the archived trials in which it is
+active: its centre is the best of those, its spread theirs; with none, its range stays as it was.
+
+The inner sampler draws ``num_trials`` points in the box (all but the last ``round(explore *
+num_trials)``, which sample the whole cube): uniform (``inner="random"``) or a
 Cartesian grid with ``floor(num_trials ** (1/d))`` points a side plus uniform points for the
 remaining lanes (``inner="grid"``). After a round in which every trial diverged the box stays put.
 """
@@ -52,7 +57,12 @@ class CoarseToFine:
       top_fraction: fraction of a round's trials whose spread sets the next box, in (0, 1].
       margin: how far the box reaches past the spread of the top trials, >= 0.
       min_shrink: smallest factor the half-width is multiplied by in a round, in (0, 1].
-      max_shrink: largest factor, in [min_shrink, 1].
+      max_shrink: largest factor after a round that did not improve the best, in [min_shrink, 1].
+      max_grow: largest factor after a round that improved the best, >= max_shrink (a box that
+        finds better points may stay as wide, or grow, to follow them; equal to ``max_shrink``:
+        every round zooms alike).
+      explore: fraction of each round's trials sampled in the whole cube instead of the box, in
+        [0, 1): a share of global samples, so a box that zoomed onto the wrong region can be left.
       inner: ``"random"`` or ``"grid"`` sampling inside the box.
     """
 
@@ -60,6 +70,9 @@ class CoarseToFine:
     margin: float = 0.5
     min_shrink: float = 0.25
     max_shrink: float = 0.5
+    # Options added after studies were stored: described only when set (old studies still match).
+    max_grow: float = dataclasses.field(default=0.5, metadata={"describe": "if_changed"})
+    explore: float = dataclasses.field(default=0.0, metadata={"describe": "if_changed"})
     inner: str = "random"
 
     def __post_init__(self):
@@ -72,6 +85,12 @@ class CoarseToFine:
                 "coarse_to_fine: need 0 < min_shrink <= max_shrink <= 1, "
                 f"got min_shrink={self.min_shrink!r}, max_shrink={self.max_shrink!r}"
             )
+        if not self.max_grow >= self.max_shrink:
+            raise InputError(
+                f"coarse_to_fine: max_grow must be >= max_shrink={self.max_shrink!r}, got {self.max_grow!r}"
+            )
+        if not 0 <= self.explore < 1:
+            raise InputError(f"coarse_to_fine: explore must be in [0, 1), got {self.explore!r}")
         if self.inner not in INNER:
             raise InputError(
                 f"coarse_to_fine: unknown inner sampler {self.inner!r}; allowed are {', '.join(map(repr, INNER))}"
@@ -84,16 +103,20 @@ class CoarseToFine:
         # direction, and a box shrunk around a single point locks onto it (rounds of 8 did).
         k = max(math.ceil(self.top_fraction * num_trials), dim + 1)
         side = max(1, int(math.floor(num_trials ** (1 / dim) + 1e-9)))
+        active = space.active_unit if space.conditional else (lambda u: jnp.ones(u.shape, bool))
         if self.inner == "grid":
             axis = (np.arange(side) + 0.5) / side
             lattice = np.stack(np.meshgrid(*[axis] * dim, indexing="ij"), -1).reshape(-1, dim)
             lattice = jnp.asarray(lattice, jnp.float32)
 
+        wide = int(round(self.explore * num_trials))  # the last `wide` lanes sample the whole cube
+
         def sample(key, lo, hi):
             u = jax.random.uniform(key, (num_trials, dim))
             if self.inner == "grid":
                 u = u.at[: lattice.shape[0]].set(lattice)
-            return lo[None] + u * (hi - lo)[None]
+            box = lo[None] + u * (hi - lo)[None]
+            return box if not wide else box.at[num_trials - wide :].set(u[num_trials - wide :])
 
         def init(key):
             return CoarseToFineState(
@@ -113,17 +136,22 @@ class CoarseToFine:
             all_s = jnp.concatenate([state.top_s, scores])
             order = jnp.argsort(all_s)[:k]  # stable: ties keep archive first
             top_u, top_s = all_u[order], all_s[order]
-            best = top_u[0]
-            finite = jnp.isfinite(top_s)[:, None]
-            spread = jnp.max(jnp.where(finite, jnp.abs(top_u - best[None]), 0.0), axis=0)
+            # Per coordinate, the archived points that say something about it: finite, and (for a
+            # conditional hyperparameter) active. Unconditional coordinates: row 0 is the best.
+            seen = jnp.isfinite(top_s)[:, None] & active(top_u)
+            best = jnp.take_along_axis(top_u, jnp.argmax(seen, axis=0)[None], axis=0)[0]
+            spread = jnp.max(jnp.where(seen, jnp.abs(top_u - best[None]), 0.0), axis=0)
             half = (state.hi - state.lo) / 2
-            new_half = jnp.clip((1 + self.margin) * spread, self.min_shrink * half, self.max_shrink * half)
+            improved = top_s[0] < state.top_s[0]
+            top = jnp.where(improved, self.max_grow, self.max_shrink) * half
+            new_half = jnp.minimum(jnp.clip((1 + self.margin) * spread, self.min_shrink * half, top), 0.5)
             lo = jnp.clip(best - new_half, 0.0, 1.0 - 2 * new_half)
-            # A round with no finite score brings no evidence: the box stays where it was.
-            any_finite = jnp.isfinite(scores).any()
+            # A round with no finite score brings no evidence: the box stays where it was; so does
+            # a coordinate no archived point has active.
+            moved = jnp.isfinite(scores).any() & seen.any(axis=0)
             return CoarseToFineState(
-                lo=jnp.where(any_finite, lo, state.lo),
-                hi=jnp.where(any_finite, lo + 2 * new_half, state.hi),
+                lo=jnp.where(moved, lo, state.lo),
+                hi=jnp.where(moved, lo + 2 * new_half, state.hi),
                 top_u=top_u,
                 top_s=top_s,
                 round=state.round + 1,

@@ -17,14 +17,39 @@ from jaxtune.tasks import models
 from jaxtune.tasks.base import Task
 from jaxtune.train import Trainer
 
-__all__ = ["mnist1d", "digits", "digits_cnn", "adamw", "default_space", "MNIST1D_MODELS"]
+__all__ = ["mnist1d", "digits", "digits_cnn", "adamw", "optimizer", "OPTIMIZERS", "default_space", "MNIST1D_MODELS"]
 
 MNIST1D_MODELS = ("linear", "mlp", "cnn", "gru")
+
+
+OPTIMIZERS = ("adamw", "sgd")
 
 
 def adamw(hp) -> optax.GradientTransformation:
     """AdamW from traced ``lr``, ``b1`` and ``wd`` (each optional: 1e-2, 0.9, 0)."""
     return optax.adamw(hp.get("lr", 1e-2), b1=hp.get("b1", 0.9), b2=0.999, eps=1e-8, weight_decay=hp.get("wd", 0.0))
+
+
+def optimizer(hp) -> optax.GradientTransformation:
+    """The built-in tasks' optimizer: ``hp["optimizer"]`` (a static choice, default ``"adamw"``).
+
+    * ``"adamw"``: :func:`adamw` (``lr``, ``b1``, ``wd``; β2 = 0.999 and ε = 1e-8 fixed).
+    * ``"sgd"``: SGD with heavy-ball ``momentum`` (default 0.9) and decoupled weight decay ``wd``
+      (``lr * wd`` a step, as AdamW decays).
+
+    With a conditional space the branch's own hyperparameters exist only in its trials, e.g.
+    ``"momentum": jt.Float(0.5, 0.99, scale="reverse_log", when={"optimizer": "sgd"})``.
+    """
+    name = hp["optimizer"] if "optimizer" in hp else "adamw"  # not a "default" worth a notice
+    if name == "adamw":
+        return adamw(hp)
+    if name == "sgd":
+        return optax.chain(
+            optax.trace(decay=hp.get("momentum", 0.9)),
+            optax.add_decayed_weights(hp.get("wd", 0.0)),
+            optax.scale_by_learning_rate(hp.get("lr", 1e-2)),
+        )
+    raise InputError(f"optimizer must be one of {list(OPTIMIZERS)}, got {name!r}")
 
 
 def default_space() -> Space:
@@ -96,7 +121,7 @@ def _task(name, model, splits, steps, batch_size, eval_every, space, **trainer_o
     trainer = Trainer(
         **trainer_options,
         model=model,
-        optimizer=adamw,
+        optimizer=optimizer,
         data=splits.train,
         eval_data={"val": splits.val, "test": splits.test},
         steps=steps,
