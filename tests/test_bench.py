@@ -145,3 +145,38 @@ def test_a_multi_fidelity_problem_counts_budget_and_only_full_budget_finds(tmp_p
     np.testing.assert_array_equal(spent, [[16, 32, 48]] * 2)
     assert np.isinf(curves[:, :2]).all() and np.isfinite(curves[:, 2]).all()  # found only at 8 steps
     assert (curves[:, 2] >= mf.optimum).all()
+
+
+def test_the_gaussian_process_proposes_batches_on_the_device_and_beats_random():
+    res = run(["hartmann3"], ["random", ("gp", {"capacity": 64, "fit_steps": 20})], seeds=4, evals=64, trials=16)
+    gp = res.strategies[1]
+    # Every seed: after 4 rounds of 16 (one Halton round, three fitted) better than random's median.
+    assert np.max(res.final("hartmann3", gp)) < np.median(res.final("hartmann3", "random"))
+    problem = get_problem("hartmann3")
+    options = {"capacity": 64, "fit_steps": 20}
+    first = jt.tune(lambda hp, key: {"value": problem.fn(hp)}, problem.space, "gp", trials=16, rounds=3,
+                    progress=False, strategy_options=options)  # fmt: skip
+    again = jt.tune(lambda hp, key: {"value": problem.fn(hp)}, problem.space, "gp", trials=16, rounds=3,
+                    progress=False, strategy_options=options)  # fmt: skip
+    assert [t["unit"] for t in first.trials] == [t["unit"] for t in again.trials]  # same seed, same trials
+    for r in range(3):  # a batch without duplicates
+        assert len({tuple(t["unit"]) for t in first.trials if t["round"] == r}) == 16
+    with pytest.raises(InputError, match="candidates must be >= 2 x trials"):
+        jt.strategies.make_strategy("gp", problem.space, 16, candidates=16)
+
+
+def test_the_gaussian_process_keeps_the_best_points_and_survives_diverged_trials():
+    import jax
+    import jax.numpy as jnp
+
+    space = jt.Space({"a": jt.Float(0.0, 1.0), "b": jt.Float(0.0, 1.0)})
+    strategy = jt.strategies.make_strategy("gp", space, 4, capacity=6, candidates=64, fit_steps=5)
+    state = strategy.init(jax.random.key(0))
+    for r in range(3):
+        u, state = strategy.ask(jax.random.key(r), state)
+        assert np.isfinite(np.asarray(u)).all() and (np.asarray(u) >= 0).all() and (np.asarray(u) <= 1).all()
+        scores = jnp.sum(u, axis=1).at[0].set(jnp.nan)  # one diverged trial a round
+        state = strategy.tell(state, u, scores)
+    y = np.asarray(state.y)
+    assert np.asarray(state.used).all() and np.isfinite(y[:6]).all()  # 12 told, 9 finite: the 6 best kept
+    assert (np.diff(y) >= 0).all()

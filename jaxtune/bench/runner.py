@@ -114,6 +114,25 @@ class BenchResult:
     scales: dict[str, float]
     seconds: dict[tuple[str, str], float]
 
+    def merge(self, other: BenchResult) -> BenchResult:
+        """This result and ``other``'s strategies as one (same problems, evaluations and rounds).
+        ``other`` may have run fewer seeds (an expensive strategy): summaries, ranks and tables
+        use each strategy's own seeds, and say how many where they differ from ``seeds``."""
+        if (other.problems, other.evals, other.trials) != (self.problems, self.evals, self.trials):
+            raise InputError(
+                "merge: results must share problems, evaluations and trials a round; got "
+                f"{(other.problems, other.evals, other.trials)} and {(self.problems, self.evals, self.trials)}"
+            )
+        both = set(self.strategies) & set(other.strategies)
+        if both:
+            raise InputError(f"merge: strategies {sorted(both)} are in both results")
+        return BenchResult(self.problems, self.strategies + other.strategies, self.seeds, self.evals, self.trials,
+                           {**self.curves, **other.curves}, self.scales, {**self.seconds, **other.seconds})  # fmt: skip
+
+    def seeds_of(self, strategy: str) -> int:
+        """How many seeds ``strategy`` ran."""
+        return self.curves[(self.problems[0], strategy)].shape[0]
+
     def final(self, problem: str, strategy: str, normalised: bool = False) -> np.ndarray:
         """Final regret of every seed (normalised: divided by the random-point scale)."""
         out = self.curves[(problem, strategy)][:, -1]
@@ -143,7 +162,8 @@ class BenchResult:
                 q1, med, q3 = np.quantile(self.final(p, s), [0.25, 0.5, 0.75])
                 rows.append({"problem": p, "strategy": s, "median_regret": float(med), "q25": float(q1),
                              "q75": float(q3), "median_normalised": float(np.median(self.final(p, s, True))),
-                             "rank": ranks[p][s], "seconds": self.seconds[(p, s)]})  # fmt: skip
+                             "rank": ranks[p][s], "seeds": self.seeds_of(s),
+                             "seconds": self.seconds[(p, s)]})  # fmt: skip
         return rows
 
     def table(self) -> str:
@@ -157,7 +177,8 @@ class BenchResult:
             for p in self.problems:
                 q1, med, q3 = np.quantile(self.final(p, s), [0.25, 0.5, 0.75])
                 cells.append(f"{med:.3g} [{q1:.3g}, {q3:.3g}]")
-            lines.append(f"| {s} | " + " | ".join(cells) + f" | {avg[s]:.2f} |")
+            label = s if self.seeds_of(s) == self.seeds else f"{s} ({self.seeds_of(s)} seeds)"
+            lines.append(f"| {label} | " + " | ".join(cells) + f" | {avg[s]:.2f} |")
         return "\n".join(lines)
 
     def to_json(self, path: str, **extra: Any) -> None:

@@ -1,6 +1,7 @@
 """Search strategies: pure ask/tell functions on the unit cube, and their registry."""
 
 from jaxtune.strategies.base import REGISTRY, Strategy, StrategySpec, make_strategy, register, sanitize_scores
+from jaxtune.strategies.bayesian import GaussianProcess
 from jaxtune.strategies.coarse_to_fine import CoarseToFine
 from jaxtune.strategies.evolution import CMAES
 from jaxtune.strategies.grid import GridSearch
@@ -18,6 +19,7 @@ __all__ = [
     "sanitize_scores",
     "CMAES",
     "CoarseToFine",
+    "GaussianProcess",
     "GridSearch",
     "Halton",
     "HostStrategy",

@@ -7,9 +7,11 @@ The rule, each round after the first (``k = ceil(top_fraction * num_trials)``):
 2. ``best`` is the best of them; ``spread_j = max_i |top_ij - best_j|`` over the finite ones.
 3. The new half-width per coordinate is ``(1 + margin) * spread_j``, clipped to
    ``[min_shrink, max_shrink] * old half-width`` after a round that did not improve the best, and
-   to ``[min_shrink, max_grow] * old half-width`` after one that did (and to the cube). With
-   ``max_grow = max_shrink = 0.5`` the box always zooms, by at most 4x and at least 2x a round;
-   coordinates where the good trials agree zoom faster than those that do not matter.
+   to ``[min_shrink, max_grow] * old half-width`` after one that did (and to the cube). With the
+   defaults the box zooms by 2-4x after a round without progress and by 1.33-4x while it keeps
+   finding better points, so a box on a ridge follows it for longer instead of locking on; a
+   ``max_grow`` above 1 lets an improving box grow. Coordinates where the good trials agree zoom
+   faster than those that do not matter.
 4. The box is centred on ``best`` and shifted, not cut, to lie inside the unit cube.
 
 A conditional hyperparameter (``when=``) is zoomed on only by the archived trials in which it is
@@ -59,8 +61,8 @@ class CoarseToFine:
       min_shrink: smallest factor the half-width is multiplied by in a round, in (0, 1].
       max_shrink: largest factor after a round that did not improve the best, in [min_shrink, 1].
       max_grow: largest factor after a round that improved the best, >= max_shrink (a box that
-        finds better points may stay as wide, or grow, to follow them; equal to ``max_shrink``:
-        every round zooms alike).
+        finds better points zooms more slowly, or with 1 or more may stay as wide or grow;
+        equal to ``max_shrink``: every round zooms alike, the rule before 0.75 was measured best).
       explore: fraction of each round's trials sampled in the whole cube instead of the box, in
         [0, 1): a share of global samples, so a box that zoomed onto the wrong region can be left.
       inner: ``"random"`` or ``"grid"`` sampling inside the box.
@@ -71,7 +73,7 @@ class CoarseToFine:
     min_shrink: float = 0.25
     max_shrink: float = 0.5
     # Options added after studies were stored: described only when set (old studies still match).
-    max_grow: float = dataclasses.field(default=0.5, metadata={"describe": "if_changed"})
+    max_grow: float = dataclasses.field(default=0.75, metadata={"describe": "if_changed"})
     explore: float = dataclasses.field(default=0.0, metadata={"describe": "if_changed"})
     inner: str = "random"
 
