@@ -24,7 +24,7 @@ import common  # noqa: E402
 
 import jaxtune as jt  # noqa: E402
 
-TASKS = ["digits_mlp", "digits_cnn", "mnist1d_linear", "mnist1d_mlp", "mnist1d_cnn", "mnist1d_gru"]
+TASKS = ["digits_mlp", "mnist1d_linear", "mnist1d_mlp", "mnist1d_gru", "digits_cnn", "mnist1d_cnn"]  # cheap first
 STRATEGIES = ["random", "coarse_to_fine"]
 
 
@@ -38,6 +38,14 @@ def main():
     p.add_argument("--out")
     a = p.parse_args()
     rows = {}
+    out_name = f"tasks_strategies_{jax.default_backend()}"
+    settings = {
+        "trials": a.trials,
+        "rounds": a.rounds,
+        "steps": a.steps,
+        "seeds": a.seeds,
+        "predicted": "coarse-to-fine's median selected validation accuracy at least random's on every task",
+    }
     for name in a.tasks.split(","):
         task = jt.tasks.get(name, steps=a.steps)
         for strategy in STRATEGIES:
@@ -53,17 +61,10 @@ def main():
                 "median_val": float(np.median(val)), "median_test": float(np.median(test)),
                 "seconds": time.perf_counter() - t,
             }  # fmt: skip
+            # Written after every (task, strategy): a long run stopped early keeps what finished.
+            path = common.write(out_name, {**settings, "rows": rows}, a.out)
             print(f"{name:<16} {strategy:<16} val {np.median(val):.4f} {np.round(val, 4).tolist()}  "
                   f"test {np.median(test):.4f}  ({time.perf_counter() - t:.0f} s)", flush=True)  # fmt: skip
-    payload = {
-        "trials": a.trials,
-        "rounds": a.rounds,
-        "steps": a.steps,
-        "seeds": a.seeds,
-        "rows": rows,
-        "predicted": "coarse-to-fine's median selected validation accuracy at least random's on every task",
-    }
-    path = common.write(f"tasks_strategies_{jax.default_backend()}", payload, a.out)
     print(path)
 
 

@@ -180,3 +180,16 @@ def test_the_gaussian_process_keeps_the_best_points_and_survives_diverged_trials
     y = np.asarray(state.y)
     assert np.asarray(state.used).all() and np.isfinite(y[:6]).all()  # 12 told, 9 finite: the 6 best kept
     assert (np.diff(y) >= 0).all()
+
+
+def test_results_with_fewer_seeds_merge_into_one_table():
+    many = run(["branin"], ["random"], seeds=8, evals=40, trials=8)
+    few = run(["branin"], ["coarse_to_fine"], seeds=3, evals=40, trials=8)
+    both = many.merge(few)
+    assert both.strategies == ["random", "coarse_to_fine"] and both.seeds_of("coarse_to_fine") == 3
+    assert "| coarse_to_fine (3 seeds) |" in both.table() and "| random |" in both.table()
+    assert {r["strategy"]: r["seeds"] for r in both.summary()} == {"random": 8, "coarse_to_fine": 3}
+    with pytest.raises(InputError, match="are in both results"):
+        both.merge(few)
+    with pytest.raises(InputError, match="must share problems"):
+        many.merge(run(["branin"], ["halton"], seeds=2, evals=80, trials=8))

@@ -220,7 +220,8 @@ class BenchResult:
             for s in self.strategies:
                 c = np.maximum(self.curves[(p, s)], 1e-12)
                 q1, med, q3 = np.quantile(c, [0.25, 0.5, 0.75], axis=0)
-                (line,) = ax.plot(evals, med, label=s)
+                label = s if self.seeds_of(s) == self.seeds else f"{s} ({self.seeds_of(s)} seeds)"
+                (line,) = ax.plot(evals, med, label=label)
                 ax.fill_between(evals, q1, q3, color=line.get_color(), alpha=0.2)
             ax.set_yscale("log")
             ax.set_title(p, fontsize=10)
