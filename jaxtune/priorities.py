@@ -254,20 +254,21 @@ def importance(
             f"importance: method {method!r} needs every hyperparameter in every trial; this space is conditional "
             "(some are absent where inactive): use method='variance', which judges each on the trials that have it"
         )
+    whole = None  # every parameter in every trial: one analysis of all columns
+    if active.all():
+        whole = (first_order(u, scores, bootstrap=bootstrap, seed=seed) if method == "variance"
+                 else _optuna(method, names, u, scores, seed))  # fmt: skip
     out = []
     for j, n in enumerate(names):
         rows = np.flatnonzero(active[:, j])
         if rows.size < 8:
             continue
-        if active.all():
-            if j == 0:
-                whole = (first_order(u, scores, bootstrap=bootstrap, seed=seed) if method == "variance"
-                         else _optuna(method, names, u, scores, seed))  # fmt: skip
-            value, low, high, best = (a[j] for a in whole)
-        else:
-            value, low, high, best = (
-                a[0] for a in first_order(u[rows, j : j + 1], scores[rows], bootstrap=bootstrap, seed=seed)
-            )
+        column = (
+            whole
+            if whole is not None
+            else first_order(u[rows, j : j + 1], scores[rows], bootstrap=bootstrap, seed=seed)
+        )
+        value, low, high, best = (a[0 if whole is None else j] for a in column)
         near = rows[int(np.argmin(np.abs(u[rows, j] - best)))]
         out.append(
             Importance(

@@ -133,6 +133,11 @@ class BenchResult:
         """How many seeds ``strategy`` ran."""
         return self.curves[(self.problems[0], strategy)].shape[0]
 
+    def label(self, strategy: str) -> str:
+        """``strategy`` as tables and figures name it: with its seed count where that differs."""
+        n = self.seeds_of(strategy)
+        return strategy if n == self.seeds else f"{strategy} ({n} seeds)"
+
     def final(self, problem: str, strategy: str, normalised: bool = False) -> np.ndarray:
         """Final regret of every seed (normalised: divided by the random-point scale)."""
         out = self.curves[(problem, strategy)][:, -1]
@@ -177,8 +182,7 @@ class BenchResult:
             for p in self.problems:
                 q1, med, q3 = np.quantile(self.final(p, s), [0.25, 0.5, 0.75])
                 cells.append(f"{med:.3g} [{q1:.3g}, {q3:.3g}]")
-            label = s if self.seeds_of(s) == self.seeds else f"{s} ({self.seeds_of(s)} seeds)"
-            lines.append(f"| {label} | " + " | ".join(cells) + f" | {avg[s]:.2f} |")
+            lines.append(f"| {self.label(s)} | " + " | ".join(cells) + f" | {avg[s]:.2f} |")
         return "\n".join(lines)
 
     def to_json(self, path: str, **extra: Any) -> None:
@@ -220,8 +224,7 @@ class BenchResult:
             for s in self.strategies:
                 c = np.maximum(self.curves[(p, s)], 1e-12)
                 q1, med, q3 = np.quantile(c, [0.25, 0.5, 0.75], axis=0)
-                label = s if self.seeds_of(s) == self.seeds else f"{s} ({self.seeds_of(s)} seeds)"
-                (line,) = ax.plot(evals, med, label=label)
+                (line,) = ax.plot(evals, med, label=self.label(s))
                 ax.fill_between(evals, q1, q3, color=line.get_color(), alpha=0.2)
             ax.set_yscale("log")
             ax.set_title(p, fontsize=10)

@@ -135,13 +135,11 @@ class GaussianProcess:
 
         def standardised(state):
             finite = state.used & jnp.isfinite(state.y)
-            n = jnp.maximum(finite.sum(), 1)
             worst = jnp.max(jnp.where(finite, state.y, -jnp.inf))
             y = jnp.where(state.used, jnp.where(finite, state.y, worst), 0.0)  # diverged: the worst
             mean = jnp.sum(jnp.where(state.used, y, 0.0)) / jnp.maximum(state.used.sum(), 1)
             var = jnp.sum(jnp.where(state.used, (y - mean) ** 2, 0.0)) / jnp.maximum(state.used.sum(), 1)
-            y = jnp.where(state.used, (y - mean) / jnp.sqrt(var + 1e-12), 0.0)
-            return y, n
+            return jnp.where(state.used, (y - mean) / jnp.sqrt(var + 1e-12), 0.0)
 
         def fit(state, y):
             def step(carry, _):
@@ -168,7 +166,7 @@ class GaussianProcess:
 
         def thompson(key, state):
             k_cand, k_freq, k_gamma, k_phase, k_w, k_eps = jax.random.split(key, 6)
-            y, _ = standardised(state)
+            y = standardised(state)
             theta = fit(state, y)
             ls, sf2, sn2 = jnp.exp(theta[:dim]), jnp.exp(theta[dim]), jnp.exp(theta[dim + 1])
             c = candidates(k_cand, state)

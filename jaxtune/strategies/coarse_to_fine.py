@@ -105,7 +105,6 @@ class CoarseToFine:
         # direction, and a box shrunk around a single point locks onto it (rounds of 8 did).
         k = max(math.ceil(self.top_fraction * num_trials), dim + 1)
         side = max(1, int(math.floor(num_trials ** (1 / dim) + 1e-9)))
-        active = space.active_unit if space.conditional else (lambda u: jnp.ones(u.shape, bool))
         if self.inner == "grid":
             axis = (np.arange(side) + 0.5) / side
             lattice = np.stack(np.meshgrid(*[axis] * dim, indexing="ij"), -1).reshape(-1, dim)
@@ -140,7 +139,7 @@ class CoarseToFine:
             top_u, top_s = all_u[order], all_s[order]
             # Per coordinate, the archived points that say something about it: finite, and (for a
             # conditional hyperparameter) active. Unconditional coordinates: row 0 is the best.
-            seen = jnp.isfinite(top_s)[:, None] & active(top_u)
+            seen = jnp.isfinite(top_s)[:, None] & space.active_unit(top_u)
             best = jnp.take_along_axis(top_u, jnp.argmax(seen, axis=0)[None], axis=0)[0]
             spread = jnp.max(jnp.where(seen, jnp.abs(top_u - best[None]), 0.0), axis=0)
             half = (state.hi - state.lo) / 2
