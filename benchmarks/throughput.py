@@ -198,7 +198,7 @@ def measure(n, a, arrays, methods):
             row[f"{name}_s"], row[f"{name}_compile_s"] = t, first - t
             row[f"{name}_test_acc"] = float(np.mean(np.concatenate([m["test_accuracy"] for m in out])))
             if width == "auto":
-                row["jaxtune_vmap_width"] = ex.vmap_width
+                row["jaxtune_vmap_width"] = ex.vmap_width_of(())
     if "jaxtune_e2e" in methods:
 
         def e2e():  # a fresh trainer: traced and compiled anew

@@ -206,6 +206,8 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path):
 def test_executor_argument_errors():
     with pytest.raises(ValueError, match="vmap_width must be an int >= 1 or None, got 0"):
         Executor(quad_objective, SPACE, vmap_width=0)
+    with pytest.raises(ValueError, match="vmap_width must be an int >= 1, None or 'auto', got 'fast'"):
+        Executor(quad_objective, SPACE, vmap_width="fast")
     with pytest.raises(TypeError, match="objective must be callable"):
         Executor("loss", SPACE)
     with pytest.raises(ValueError, match="max_batch must be an int >= 1 or None"):
@@ -352,3 +354,44 @@ def test_a_python_loop_over_steps_is_flagged_before_it_compiles():
     with pytest.warns(UserWarning, match="traced to 6000 operations outside any loop.*lax.scan"):
         Executor(unrolled, space).output_shapes(())
     Executor(scanned, space).output_shapes(())  # no warning (warnings are errors in the tests)
+
+
+def test_matmul_flops_counts_every_product_once_per_loop_iteration():
+    from jaxtune.execute import matmul_flops
+
+    def f(x, w, k):
+        y = x @ w  # 2 * 4 * 16 * 8 flops, once
+        y, _ = jax.lax.scan(lambda c, _: (jnp.tanh(c @ w @ w.T), None), y @ w.T, None, length=10)
+        conv = jax.lax.conv(k[None, None], k[None, None], (1, 1), "VALID")  # 1 output, 3x3 window
+        return y, conv
+
+    jaxpr = jax.make_jaxpr(f)(jnp.ones((4, 8)), jnp.ones((8, 16)), jnp.ones((3, 3)))
+    per_iter = 2 * 4 * 16 * 8 + 2 * 4 * 8 * 16  # (c @ w) then (@ w.T)
+    flops, count = matmul_flops(jaxpr)
+    assert count == 1 + 1 + 10 * 2 + 1
+    assert flops == 2 * 4 * 16 * 8 + 2 * 4 * 8 * 16 + 10 * per_iter + 2 * 9
+
+
+def big_matmul_objective(hp, key):
+    w = jax.random.normal(key, (256, 256)) * hp["lr"] * hp["b1"] + hp["n"]
+    return {"loss": jnp.mean(jnp.tanh(w @ w @ w))}  # 2 * 256**3 = 3.4e7 flops a product
+
+
+def test_auto_vmap_width_runs_large_trials_one_at_a_time_on_cpu(key):
+    from jaxtune.execute import default_vmap_width
+
+    small, big = Executor(quad_objective, SPACE), Executor(big_matmul_objective, SPACE)
+    assert small.vmap_width == big.vmap_width == "auto"
+    assert small.vmap_width_of(()) == 8  # tiny trials: vmapped in groups of 8 (VMAP_WIDTH)
+    assert big.vmap_width_of(()) == 1  # large matmuls: one trial after another (SEQUENTIAL_FLOPS)
+    assert default_vmap_width(jax.devices()[0]) == 8  # without a trial to judge: the platform's width
+
+    class Gpu:  # on an accelerator every trial of a chunk is vmapped, whatever its size
+        platform = "gpu"
+
+    assert default_vmap_width(Gpu(), jax.make_jaxpr(lambda w: w @ w)(jnp.ones((512, 512)))) is None
+    hp, keys = SPACE.sample(key, 16), jax.random.split(key, 16)
+    got, _ = collect(big, hp, keys)
+    want, _ = collect(Executor(big_matmul_objective, SPACE, vmap_width=None), hp, keys)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert big.layout()["vmap_width"] == "auto"

@@ -12,9 +12,11 @@ from jaxtune.execute.placement import Placement
 from jaxtune.execute.platform import (
     COMPILER_OPTIONS,
     MEMORY_HEADROOM,
+    SEQUENTIAL_FLOPS,
     VMAP_WIDTH,
     default_compiler_options,
     default_vmap_width,
+    matmul_flops,
     memory_budget,
     use_cpu_cores,
 )
@@ -26,6 +28,7 @@ __all__ = [
     "CURVES",
     "MEMORY_HEADROOM",
     "PROBE_WIDTH",
+    "SEQUENTIAL_FLOPS",
     "UNROLLED_OPS",
     "VMAP_WIDTH",
     "Executor",
@@ -35,6 +38,7 @@ __all__ = [
     "as_metrics",
     "default_compiler_options",
     "default_vmap_width",
+    "matmul_flops",
     "memory_budget",
     "use_cpu_cores",
 ]

@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 from jaxtune._checks import check_int, round_up
-from jaxtune.errors import InputTypeError
+from jaxtune.errors import InputError, InputTypeError
 from jaxtune.execute.placement import Placement
 from jaxtune.execute.platform import default_compiler_options, default_vmap_width, program_budget
 from jaxtune.execute.programs import Programs, is_out_of_memory
@@ -51,8 +51,8 @@ class Executor:
         that would not fit in memory, by the compiled program's memory analysis or an
         out-of-memory error, is halved and retried).
       vmap_width: trials vmapped together inside a program; wider chunks run those groups in
-        sequence with ``lax.map``. ``"auto"`` picks the measured best for the platform, None
-        vmaps the whole chunk.
+        sequence with ``lax.map``. ``"auto"`` picks the measured best for the platform and the
+        trial's size (:meth:`vmap_width_of`), None vmaps the whole chunk.
       devices: devices to shard the trial axis over (default: all, ``jax.devices()``, which
         spans every host after ``jax.distributed.initialize()``).
       compiler_options: XLA options for every program (``"auto"``: the measured best for the
@@ -82,11 +82,10 @@ class Executor:
         self.space = space
         self.max_batch = check_int("max_batch", max_batch, none=True)
         self.placement = Placement(devices)
-        self.vmap_width = (
-            default_vmap_width(self.placement.devices[0])
-            if vmap_width == "auto"
-            else check_int("vmap_width", vmap_width, none=True)
-        )
+        if isinstance(vmap_width, str) and vmap_width != "auto":
+            raise InputError(f"vmap_width must be an int >= 1, None or 'auto', got {vmap_width!r}")
+        self.vmap_width = vmap_width if vmap_width == "auto" else check_int("vmap_width", vmap_width, none=True)
+        self._widths: dict[tuple, int | None] = {}
         if compiler_options == "auto":
             compiler_options = default_compiler_options(self.placement.devices[0])
         if not isinstance(compiler_options, Mapping):
@@ -96,7 +95,7 @@ class Executor:
             self.trial.single,
             self.trial.dynamic_example,
             self.placement,
-            vmap_width=self.vmap_width,
+            vmap_width=self.vmap_width_of,
             compiler_options=self.compiler_options,
             budget=program_budget(self.placement.devices),
             max_batch=self.max_batch,
@@ -122,6 +121,16 @@ class Executor:
     def num_devices(self) -> int:
         """How many devices trials are sharded over."""
         return self.placement.num_devices
+
+    def vmap_width_of(self, bucket: tuple) -> int | None:
+        """Trials vmapped together in ``bucket``'s programs: ``vmap_width``, or with ``"auto"`` the
+        platform's choice for this trial's size (:func:`~jaxtune.execute.platform.default_vmap_width`)."""
+        if self.vmap_width != "auto":
+            return self.vmap_width
+        if bucket not in self._widths:
+            self.output_shapes(bucket)  # traced and checked first: a bad objective fails with its own error
+            self._widths[bucket] = default_vmap_width(self.placement.devices[0], self.trial.jaxpr(bucket))
+        return self._widths[bucket]
 
     def output_shapes(self, bucket: tuple) -> dict[str, jax.ShapeDtypeStruct]:
         """Traces (without running) one trial of ``bucket``; checks it returns scalar metrics."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures
+import math
 import os
 import warnings
 from typing import Any
@@ -19,10 +20,12 @@ from jaxtune._checks import check_int
 __all__ = [
     "COMPILER_OPTIONS",
     "MEMORY_HEADROOM",
+    "SEQUENTIAL_FLOPS",
     "VMAP_WIDTH",
     "compile_async",
     "default_compiler_options",
     "default_vmap_width",
+    "matmul_flops",
     "memory_budget",
     "use_cpu_cores",
 ]
@@ -31,6 +34,13 @@ __all__ = [
 # (--vmap-widths): on accelerators the whole chunk; on a 2-core CPU groups of 8 in sequence ran
 # 1.2x (N=64) to 1.34x (N=128) faster than one wide vmap, and the same below N=8.
 VMAP_WIDTH = {"cpu": 8}
+
+# ... unless a trial's matrix products are large: then its trials run one after another inside the
+# program (width 1; no batched matmuls). Measured on the built-in tasks with benchmarks/vmap_width.py
+# on the 2-core CPU: trials whose matmuls (and convolutions) average at least this many flops ran as
+# fast or faster one at a time (the MNIST-1D MLP and CNN, the digits CNN), and compiled faster (a
+# program without batched matmuls); smaller ones ran 15% faster in groups of 8 (linear, digits MLP).
+SEQUENTIAL_FLOPS = {"cpu": 1e6}
 
 # XLA options the programs are compiled with, per platform, measured with benchmarks/compile.py.
 # On XLA:CPU, LLVM's -O3 (the default) takes 30-70% of a training program's compile time and buys
@@ -45,9 +55,43 @@ COMPILER_OPTIONS: dict[str, dict[str, Any]] = {"cpu": {"xla_backend_optimization
 MEMORY_HEADROOM = {"gpu": 0.5, "cuda": 0.5, "rocm": 0.5}
 
 
-def default_vmap_width(device: jax.Device) -> int | None:
-    """How many trials to vmap together inside a program on ``device`` (None: all of them)."""
-    return VMAP_WIDTH.get(device.platform)
+def default_vmap_width(device: jax.Device, jaxpr: Any = None) -> int | None:
+    """How many trials to vmap together inside a program on ``device`` (None: all of them).
+
+    With the single trial's ``jaxpr``, a platform with a :data:`SEQUENTIAL_FLOPS` threshold runs
+    trials whose matmuls average at least that many flops one at a time (width 1).
+    """
+    width = VMAP_WIDTH.get(device.platform)
+    threshold = SEQUENTIAL_FLOPS.get(device.platform)
+    if width is None or threshold is None or jaxpr is None:
+        return width
+    flops, count = matmul_flops(jaxpr)
+    return 1 if count and flops / count >= threshold else width
+
+
+def matmul_flops(jaxpr: Any) -> tuple[float, int]:
+    """Flops of the matrix products and convolutions one run of ``jaxpr`` executes, and how many.
+
+    Loops count once per iteration (``scan``'s length; a ``while`` loop's unknown count as one).
+    """
+    from jax.extend.core import jaxprs_in_params
+
+    flops, count = 0.0, 0
+    for eqn in getattr(jaxpr, "jaxpr", jaxpr).eqns:
+        name = eqn.primitive.name
+        if name == "dot_general":
+            (contract, _), _ = eqn.params["dimension_numbers"]
+            k = math.prod(eqn.invars[0].aval.shape[i] for i in contract)
+            flops, count = flops + 2.0 * math.prod(eqn.outvars[0].aval.shape) * k, count + 1
+        elif name == "conv_general_dilated":
+            rhs = eqn.invars[1].aval.shape  # per output element: kernel window x input features
+            per_out = math.prod(rhs) / rhs[eqn.params["dimension_numbers"].rhs_spec[0]]
+            flops, count = flops + 2.0 * math.prod(eqn.outvars[0].aval.shape) * per_out, count + 1
+        trips = eqn.params.get("length", 1) if name == "scan" else 1
+        for sub in jaxprs_in_params(eqn.params):
+            f, c = matmul_flops(sub)
+            flops, count = flops + trips * f, count + trips * c
+    return flops, count
 
 
 def default_compiler_options(device: jax.Device) -> dict[str, Any]:

@@ -79,7 +79,7 @@ class Programs:
       single: ``bucket -> single-trial function`` (:meth:`Trial.single`).
       hp_example: ``{name: ShapeDtypeStruct(())}`` of one trial's traced hyperparameters.
       placement: the devices.
-      vmap_width: trials vmapped together (None: the whole chunk).
+      vmap_width: ``bucket -> trials vmapped together`` (None: the whole chunk).
       compiler_options: XLA options for every program.
       budget: bytes one program may use (None: unknown, no sizing by memory).
       max_batch: most trials one program runs (None: as many as fit).
@@ -91,7 +91,7 @@ class Programs:
         hp_example: Callable[[], Mapping[str, jax.ShapeDtypeStruct]],
         placement: Placement,
         *,
-        vmap_width: int | None,
+        vmap_width: Callable[[tuple], int | None],
         compiler_options: dict[str, Any],
         budget: int | None,
         max_batch: int | None,
@@ -114,7 +114,7 @@ class Programs:
         hp_spec = {n: jax.ShapeDtypeStruct((width,), s.dtype, sharding=sharding) for n, s in self.hp_example().items()}
         key_data = jax.eval_shape(lambda: jax.random.key_data(jax.random.split(jax.random.key(0), width)))
         key_spec = jax.ShapeDtypeStruct(key_data.shape, key_data.dtype, sharding=sharding)
-        program = batched(self.single(bucket), width, ndev, self.vmap_width)
+        program = batched(self.single(bucket), width, ndev, self.vmap_width(bucket))
         out_sharding = sharding
         if ndev > 1:
             # Every device runs the one-device program on its own trials (shard_map: no

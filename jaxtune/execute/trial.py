@@ -145,7 +145,7 @@ class Trial:
                 )
                 raise
             self._check_reads(bucket)
-            self._check_unrolled(bucket, key)
+            self._check_unrolled(bucket)
             _check_outputs(out)
             for other, shapes in self._shapes.items():
                 if set(shapes) != set(out):
@@ -157,6 +157,12 @@ class Trial:
             self._shapes[bucket] = out
         return self._shapes[bucket]
 
+    def jaxpr(self, bucket: tuple):
+        """The closed jaxpr of one trial of ``bucket`` (the trace :meth:`output_shapes` made: jit
+        caches it, so this traces nothing again)."""
+        key = jax.eval_shape(lambda: jax.random.key(0))
+        return self.single(bucket).trace(self.dynamic_example(), key).jaxpr
+
     def fingerprint(self, bucket: tuple) -> str:
         """A hash of one trial's program (its operations, shapes and constants such as the data).
 
@@ -165,8 +171,7 @@ class Trial:
         """
         import hashlib
 
-        key = jax.eval_shape(lambda: jax.random.key(0))
-        closed = self.single(bucket).trace(self.dynamic_example(), key).jaxpr
+        closed = self.jaxpr(bucket)
         h = hashlib.sha1(str(closed.jaxpr).encode())
         for c in _constants(closed):
             a = np.asarray(c)
@@ -174,11 +179,11 @@ class Trial:
             h.update(np.ascontiguousarray(a).tobytes())
         return h.hexdigest()[:16]
 
-    def _check_unrolled(self, bucket: tuple, key) -> None:
+    def _check_unrolled(self, bucket: tuple) -> None:
         """Warns when the trial traced to so many operations outside any loop that a Python loop over
         training steps was probably unrolled (it compiles for minutes where ``lax.scan`` takes seconds)."""
-        try:  # the trace is cached by eval_shape's: this costs no second trace
-            n = len(self.single(bucket).trace(self.dynamic_example(), key).jaxpr.eqns)
+        try:
+            n = len(self.jaxpr(bucket).eqns)
         except Exception:  # an older or newer jax without Traced.jaxpr: skip the check
             return
         if n > UNROLLED_OPS:
