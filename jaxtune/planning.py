@@ -130,10 +130,13 @@ def _hp(space: Space, width: int, seed: int = 0) -> dict[str, jax.Array]:
     return space.sample(jax.random.key(seed), width)
 
 
-def _measure_population(objective, space, bucket, width: int, devices, steps: int, every: int, probe: int):
+def _measure_population(
+    objective, space, bucket, width: int, devices, steps: int, every: int, probe: int, vmap_width: int | None
+):
     """Seconds per step and per evaluation at ``width`` lanes (segment programs of 0 steps, an
-    evaluation alone, and of ``probe`` steps), compile seconds and bytes."""
-    pop = Population(objective, space, bucket, width, devices=devices)
+    evaluation alone, and of ``probe`` steps, their lanes batched as the sweep batches its trials),
+    compile seconds and bytes."""
+    pop = Population(objective, space, bucket, width, devices=devices, vmap_width=vmap_width)
     hp = {n: v for n, v in _hp(space, width).items()}
     t0 = time.perf_counter()
     pop.start(hp, jax.random.split(jax.random.key(0), width))
@@ -219,7 +222,10 @@ def plan(
         every = getattr(objective, "eval_every", None) or steps
         probe = probe_steps or min(100, steps)
         devices = executor.placement.devices[:ndev]
-        measured = [_measure_population(objective, space, bucket, w, devices, steps, every, probe) for w in widths]
+        group = executor.vmap_width_of(bucket)  # the sweep's plan for this trial: timed the same way
+        measured = [
+            _measure_population(objective, space, bucket, w, devices, steps, every, probe, group) for w in widths
+        ]
         # The sweep compiles one whole-trial program: about as long as the step program here
         # (init, evaluation and a scan of steps), which these two compiles over-count a little.
         compile_s = max(m.compile_s for m in measured)

@@ -69,6 +69,22 @@ def test_a_population_in_segments_equals_one_long_segment(key):
         np.testing.assert_allclose(ma["val_loss"][i], alone["val_loss"], rtol=1e-5)
 
 
+@pytest.mark.parametrize("group", [1, 2])
+def test_lanes_in_sequence_train_as_the_vmapped_population(group, key):
+    """vmap_width runs a segment's lanes in groups, one group after another (the CPU plan for
+    large trials): each lane is the same training, and its state carries on between segments."""
+    hp, keys = SPACE.sample(key, 4), jax.random.split(key, 4)
+    a, b = population(), population(vmap_width=group)
+    a.start(hp, keys)
+    b.start(hp, keys)
+    for _ in range(2):
+        ma, mb = a.train(5), b.train(5)
+    np.testing.assert_allclose(mb["val_loss"], ma["val_loss"], rtol=1e-5)
+    assert b.vmap_width == group
+    with pytest.raises(ValueError, match="vmap_width must be an int >= 1 or None, got 0"):
+        population(vmap_width=0)
+
+
 def test_new_hyperparameters_between_segments_take_effect_without_recompiling(key):
     hp = SPACE.sample(key, 4)
     pop = population()

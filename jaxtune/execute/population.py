@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxtune._checks import check_int
 from jaxtune.errors import InputError, InputTypeError
 from jaxtune.execute.placement import Placement
 from jaxtune.execute.platform import compile_async, default_compiler_options, program_budget
@@ -56,6 +57,8 @@ class Population:
       width: the number of lanes.
       devices: devices to shard the lanes over (default: all that divide ``width`` evenly).
       compiler_options: XLA options (``"auto"``: the measured best for the platform).
+      vmap_width: lanes vmapped together in a training segment, groups run in sequence (None:
+        every lane of a device at once; :func:`jaxtune.plan` passes the width a round sweep uses).
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class Population:
         *,
         devices: Sequence[jax.Device] | None = None,
         compiler_options: Mapping[str, Any] | str = "auto",
+        vmap_width: int | None = None,
     ):
         if not supports_protocol(objective):
             raise InputTypeError(
@@ -86,6 +90,7 @@ class Population:
         if compiler_options == "auto":
             compiler_options = default_compiler_options(self.placement.devices[0])
         self.compiler_options = dict(compiler_options)
+        self.vmap_width = check_int("vmap_width", vmap_width, none=True)
         self.compiles = 0
         self._programs: dict[Any, Any] = {}
         self.hp: dict[str, jax.Array] | None = None
@@ -121,9 +126,16 @@ class Population:
         keys = jax.ShapeDtypeStruct((self.width, 2), jnp.uint32, sharding=sharding)
         return hp, keys
 
-    def _over_lanes(self, fn: Callable, n_args: int) -> Callable:
-        """``fn`` vmapped over lanes; with several devices, each runs its own lanes (shard_map)."""
-        batched = jax.vmap(fn)
+    def _over_lanes(self, fn: Callable, n_args: int, group: int | None = None) -> Callable:
+        """``fn`` vmapped over lanes (or over groups of ``group`` lanes in sequence, as the round
+        executor's ``vmap_width``); with several devices, each runs its own lanes (shard_map)."""
+        if group is None or group >= self.width // self.ndev:
+            batched = jax.vmap(fn)
+        else:
+
+            def batched(*args):
+                return jax.lax.map(lambda a: fn(*a), args, batch_size=None if group == 1 else group)
+
         if self.ndev == 1:
             return batched
         sharding = self.placement.sharding(self.ndev)
@@ -155,7 +167,7 @@ class Population:
     def _segment_program(self, steps: int):
         hp, _ = self._specs()
         state = self._state_spec()
-        fn = self._over_lanes(lambda h, s: self._segment_one(h, s, steps), 2)
+        fn = self._over_lanes(lambda h, s: self._segment_one(h, s, steps), 2, self.vmap_width)
         program = self._compile(("segment", steps), fn, (hp, state), (self._sharded(), self._replicated()), (1,))
         if ("need", steps) not in self._programs:
             self._programs[("need", steps)] = need = bytes_needed(program)
