@@ -377,14 +377,19 @@ def big_matmul_objective(hp, key):
     return {"loss": jnp.mean(jnp.tanh(w @ w @ w))}  # 2 * 256**3 = 3.4e7 flops a product
 
 
-def test_auto_vmap_width_runs_large_trials_one_at_a_time_on_cpu(key):
-    from jaxtune.execute import default_vmap_width
+def test_auto_vmap_width_runs_large_trials_one_at_a_time_on_cpu(key, monkeypatch):
+    from jaxtune.execute import default_vmap_width, platform
 
+    monkeypatch.setattr(platform, "cpu_cores_per_device", lambda: 1.0)  # one device per core (the CLI's)
     small, big = Executor(quad_objective, SPACE), Executor(big_matmul_objective, SPACE)
     assert small.vmap_width == big.vmap_width == "auto"
     assert small.vmap_width_of(()) == 8  # tiny trials: vmapped in groups of 8 (VMAP_WIDTH)
     assert big.vmap_width_of(()) == 1  # large matmuls: one trial after another (SEQUENTIAL_FLOPS)
     assert default_vmap_width(jax.devices()[0]) == 8  # without a trial to judge: the platform's width
+    # One device over several cores: XLA:CPU spreads a vmapped group over them, so groups of 8 stay.
+    big_jaxpr = big.trial.jaxpr(())
+    assert default_vmap_width(jax.devices()[0], big_jaxpr, cores_per_device=2) == 8
+    assert default_vmap_width(jax.devices()[0], big_jaxpr, cores_per_device=1) == 1
 
     class Gpu:  # on an accelerator every trial of a chunk is vmapped, whatever its size
         platform = "gpu"

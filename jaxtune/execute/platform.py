@@ -23,6 +23,7 @@ __all__ = [
     "SEQUENTIAL_FLOPS",
     "VMAP_WIDTH",
     "compile_async",
+    "cpu_cores_per_device",
     "default_compiler_options",
     "default_vmap_width",
     "matmul_flops",
@@ -35,11 +36,15 @@ __all__ = [
 # 1.2x (N=64) to 1.34x (N=128) faster than one wide vmap, and the same below N=8.
 VMAP_WIDTH = {"cpu": 8}
 
-# ... unless a trial's matrix products are large: then its trials run one after another inside the
+# ... unless a trial's matrix products are large and each device has a core to itself (one device
+# per core, jt.use_cpu_cores, as the CLI runs): then its trials run one after another inside the
 # program (width 1; no batched matmuls). Measured on the built-in tasks with benchmarks/vmap_width.py
 # on the 2-core CPU: trials whose matmuls (and convolutions) average at least this many flops ran as
 # fast or faster one at a time (the MNIST-1D MLP and CNN, the digits CNN), and compiled faster (a
 # program without batched matmuls); smaller ones ran 15% faster in groups of 8 (linear, digits MLP).
+# On one device spanning both cores the reference MLP ran 10-30% slower one at a time
+# (throughput_cpu_one_device_sequential.json): XLA:CPU spreads a vmapped group's wider products
+# over the cores, one trial's products it does not.
 SEQUENTIAL_FLOPS = {"cpu": 1e6}
 
 # XLA options the programs are compiled with, per platform, measured with benchmarks/compile.py.
@@ -55,18 +60,27 @@ COMPILER_OPTIONS: dict[str, dict[str, Any]] = {"cpu": {"xla_backend_optimization
 MEMORY_HEADROOM = {"gpu": 0.5, "cuda": 0.5, "rocm": 0.5}
 
 
-def default_vmap_width(device: jax.Device, jaxpr: Any = None) -> int | None:
+def default_vmap_width(device: jax.Device, jaxpr: Any = None, cores_per_device: float | None = None) -> int | None:
     """How many trials to vmap together inside a program on ``device`` (None: all of them).
 
     With the single trial's ``jaxpr``, a platform with a :data:`SEQUENTIAL_FLOPS` threshold runs
-    trials whose matmuls average at least that many flops one at a time (width 1).
+    trials whose matmuls average at least that many flops one at a time (width 1), when each
+    device has at most one core (``cores_per_device``, default :func:`cpu_cores_per_device`).
     """
     width = VMAP_WIDTH.get(device.platform)
     threshold = SEQUENTIAL_FLOPS.get(device.platform)
     if width is None or threshold is None or jaxpr is None:
         return width
+    if (cpu_cores_per_device() if cores_per_device is None else cores_per_device) > 1:
+        return width
     flops, count = matmul_flops(jaxpr)
     return 1 if count and flops / count >= threshold else width
+
+
+def cpu_cores_per_device() -> float:
+    """Cores this process may use per local JAX CPU device (1 after :func:`use_cpu_cores`)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cores / max(1, jax.local_device_count("cpu"))
 
 
 def matmul_flops(jaxpr: Any) -> tuple[float, int]:
