@@ -33,7 +33,7 @@ from jaxtune._checks import check_int
 from jaxtune.errors import InputError, InputTypeError
 from jaxtune.execute.placement import Placement
 from jaxtune.execute.platform import compile_async, default_compiler_options, program_budget
-from jaxtune.execute.programs import bytes_needed
+from jaxtune.execute.programs import bytes_needed, over_leading_axis
 from jaxtune.execute.trial import Trial
 from jaxtune.space import Space
 
@@ -129,13 +129,7 @@ class Population:
     def _over_lanes(self, fn: Callable, n_args: int, group: int | None = None) -> Callable:
         """``fn`` vmapped over lanes (or over groups of ``group`` lanes in sequence, as the round
         executor's ``vmap_width``); with several devices, each runs its own lanes (shard_map)."""
-        if group is None or group >= self.width // self.ndev:
-            batched = jax.vmap(fn)
-        else:
-
-            def batched(*args):
-                return jax.lax.map(lambda a: fn(*a), args, batch_size=None if group == 1 else group)
-
+        batched = over_leading_axis(fn, self.width // self.ndev, group)
         if self.ndev == 1:
             return batched
         sharding = self.placement.sharding(self.ndev)
