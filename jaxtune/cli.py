@@ -31,13 +31,14 @@ compute starts.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tomllib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jaxtune.errors import InputError, JaxtuneError, MissingDependencyError, Problems
+from jaxtune.errors import InputError, JaxtuneError, MissingDependencyError, Problems, UnreadParameterWarning
 
 __all__ = ["main", "load_config", "check_config", "space_from_config", "ConfigError"]
 
@@ -223,10 +224,47 @@ def _check_plot(path: str | None) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise ConfigError(f"--plot {path!r} is a directory; give a file name such as sweep.png")
-    if not os.path.isdir(folder):
-        raise ConfigError(f"--plot {path!r}: its directory {folder!r} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise ConfigError(f"--plot {path!r}: its directory {folder!r} is not writable")
+    _check_creatable("--plot", path, folder)
+
+
+def _check_creatable(flag: str, path: str, folder: str) -> None:
+    """``folder`` exists and is writable, or can be made (its nearest existing ancestor is a
+    writable directory): the folder itself is made only when the command runs."""
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ConfigError(f"{flag} {path!r}: {existing!r} is a file, so the directory {folder!r} cannot be made")
+    if not os.access(existing, os.W_OK):
+        raise ConfigError(f"{flag} {path!r}: the directory {existing!r} is not writable")
+
+
+def _make_parent(flag: str, path: str) -> None:
+    """Makes the directory ``path`` will be written in (after :func:`_check_creatable` passed)."""
+    from jaxtune.storage import StorageError
+
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    except OSError as e:
+        raise StorageError(f"{flag} {path!r}: cannot create its directory ({e.strerror})") from e
+
+
+@contextlib.contextmanager
+def every_parameter_read(task: str):
+    """A ``[space]`` parameter the task never reads (a typo such as ``dropuot``) is a config error
+    here, raised when the task is traced (before anything compiles or trains), not a warning after
+    which the sweep runs. The Python API keeps the warning."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnreadParameterWarning)
+        try:
+            yield
+        except UnreadParameterWarning as w:
+            raise ConfigError(
+                f"[space] parameter(s) {w.unread} are never read by task {task!r}, so tuning them would change "
+                f"nothing; its parameters are {w.read}"
+            ) from None
 
 
 def _enable_compile_cache() -> None:
@@ -265,26 +303,25 @@ def _run(args) -> int:
     # Check everything that needs no data before building the task (which generates data).
     space = check_config(cfg, tune_opts, args.plot)
     if tune_opts.get("storage"):
-        from jaxtune.storage import Storage, StorageError
+        from jaxtune.storage import Storage
 
-        path = tune_opts["storage"]
-        try:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        except OSError as e:
-            raise StorageError(f"storage {path!r}: cannot create its directory ({e.strerror})") from e
-        Storage.check(path)
+        _make_parent("storage", tune_opts["storage"])
+        Storage.check(tune_opts["storage"])
+    if args.plot:
+        _make_parent("--plot", args.plot)
     _enable_compile_cache()
     task = jt.tasks.get(cfg["task"]["name"], **task_opts)
-    result = jt.tune(
-        task.objective,
-        space or task.space,
-        strategy=tune_opts.pop("strategy", "coarse_to_fine"),
-        strategy_options=cfg.get("strategy") or None,
-        metric=tune_opts.pop("metric", task.metric),
-        mode=tune_opts.pop("mode", task.mode),
-        progress=not args.quiet,
-        **tune_opts,
-    )
+    with every_parameter_read(task.name):
+        result = jt.tune(
+            task.objective,
+            space or task.space,
+            strategy=tune_opts.pop("strategy", "coarse_to_fine"),
+            strategy_options=cfg.get("strategy") or None,
+            metric=tune_opts.pop("metric", task.metric),
+            mode=tune_opts.pop("mode", task.mode),
+            progress=not args.quiet,
+            **tune_opts,
+        )
     print(report.summary(result, top=args.top, metrics=task.report or None))
     if args.plot:
         print(f"figure: {report.plot(result, args.plot)}")

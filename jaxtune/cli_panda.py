@@ -191,7 +191,7 @@ def main(args) -> int:
     import os
 
     import jaxtune as jt
-    from jaxtune.cli import ConfigError, _enable_compile_cache, check_config, load_config
+    from jaxtune.cli import ConfigError, _enable_compile_cache, check_config, every_parameter_read, load_config
     from jaxtune.panda import Babysitter
 
     cfg = load_config(args.config)
@@ -208,17 +208,18 @@ def main(args) -> int:
         os.makedirs(os.path.dirname(os.path.abspath(storage)), exist_ok=True)
     _enable_compile_cache()
     task = jt.tasks.get(cfg["task"]["name"], **{k: v for k, v in cfg["task"].items() if k != "name"})
-    sitter = Babysitter(
-        task.objective,
-        space or task.space,
-        table.get("hp") or None,
-        storage=storage,
-        name=table.get("name", "babysit"),
-        seed=table.get("seed", 0),
-        segment=table.get("segment", 100),
-        metric=table.get("metric", task.metric),
-        mode=table.get("mode", task.mode),
-    )
+    with every_parameter_read(task.name):
+        sitter = Babysitter(
+            task.objective,
+            space or task.space,
+            table.get("hp") or None,
+            storage=storage,
+            name=table.get("name", "babysit"),
+            seed=table.get("seed", 0),
+            segment=table.get("segment", 100),
+            metric=table.get("metric", task.metric),
+            mode=table.get("mode", task.mode),
+        )
     session = Session(sitter)
     resumed = sitter.step > 0 or len(sitter.nodes) > 1
     session.say(("resumed " if resumed else "started ") + session._status())

@@ -12,7 +12,14 @@ from __future__ import annotations
 def main(args) -> int:
     """``jaxtune plan``: checks the config, builds the task, prints :func:`jaxtune.plan`."""
     import jaxtune as jt
-    from jaxtune.cli import _cpu_devices, _enable_compile_cache, check_config, load_config, parse_duration
+    from jaxtune.cli import (
+        _cpu_devices,
+        _enable_compile_cache,
+        check_config,
+        every_parameter_read,
+        load_config,
+        parse_duration,
+    )
 
     jt.use_cpu_cores(_cpu_devices())  # measured as `jaxtune run` would run it
     cfg = load_config(args.config)
@@ -24,14 +31,15 @@ def main(args) -> int:
     budget = None if args.budget is None else parse_duration(args.budget, "--budget")
     _enable_compile_cache()
     task = jt.tasks.get(cfg["task"]["name"], **{k: v for k, v in cfg["task"].items() if k != "name"})
-    result = jt.plan(
-        task.objective,
-        space or task.space,
-        trials=tune_opts.get("trials", 64),
-        rounds=tune_opts.get("rounds", 4),
-        budget=budget,
-        max_batch=tune_opts.get("max_batch"),
-    )
+    with every_parameter_read(task.name):
+        result = jt.plan(
+            task.objective,
+            space or task.space,
+            trials=tune_opts.get("trials", 64),
+            rounds=tune_opts.get("rounds", 4),
+            budget=budget,
+            max_batch=tune_opts.get("max_batch"),
+        )
     print(result)
     return 0
 

@@ -16,6 +16,7 @@ __all__ = [
     "MissingFileError",
     "Problems",
     "UnknownNameError",
+    "UnreadParameterWarning",
 ]
 
 
@@ -44,6 +45,19 @@ class MissingFileError(JaxtuneError, FileNotFoundError):
 
 class MissingDependencyError(JaxtuneError, ImportError):
     """An optional dependency a feature needs is not installed; the message says how to install it."""
+
+
+class UnreadParameterWarning(UserWarning):
+    """The objective never reads some parameters of the search space: tuning them changes nothing.
+
+    Attributes:
+      unread: the space's parameters the objective never read.
+      read: the names it did read (its hyperparameters, defaulted ones included).
+    """
+
+    def __init__(self, message: str, unread: list[str], read: list[str]):
+        super().__init__(message)
+        self.unread, self.read = unread, read
 
 
 class Problems:

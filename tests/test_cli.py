@@ -32,11 +32,12 @@ def test_run_then_report_then_resume(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("JAXTUNE_CACHE_DIR", str(tmp_path / "cache"))
     db = tmp_path / "runs" / "b.db"
     cfg = write(tmp_path, CONFIG.format(db=db))
-    assert cli.main(["run", cfg, "--plot", str(tmp_path / "fig.png")]) == 0
+    # --plot into a folder that does not exist yet (as `make demo` on a fresh clone): it is made.
+    assert cli.main(["run", cfg, "--plot", str(tmp_path / "figs" / "fig.png")]) == 0
     out = capsys.readouterr()
     assert "192 trials in 3 rounds" in out.out and "best trial" in out.out and str(db) in out.out
     assert "round 2 (3/3)" in out.err
-    assert (tmp_path / "fig.png").stat().st_size > 0
+    assert (tmp_path / "figs" / "fig.png").stat().st_size > 0
     assert cli.main(["report", str(db), "--csv", str(tmp_path / "t.csv")]) == 0
     out = capsys.readouterr().out
     assert "192 trials" in out and "which hyperparameters mattered" in out
@@ -96,7 +97,8 @@ def test_every_problem_of_a_config_is_reported_at_once(tmp_path, capsys):
         "[space.x1]\ntype = 'float'\nlow = 0.0\nhigh = 1.0\nscale = 'log'\n"
         "[space.x2]\ntype = 'normal'\n"
     )
-    plot = str(tmp_path / "missing" / "fig.png")
+    (tmp_path / "a_file").write_text("")
+    plot = str(tmp_path / "a_file" / "fig.png")  # a folder that cannot be made
     assert cli.main(["run", write(tmp_path, text), "--plot", plot]) == 2
     err = capsys.readouterr().err
     assert err.startswith("jaxtune: error: 7 problems in the config:\n")
@@ -238,3 +240,19 @@ def test_a_config_can_mask_a_width(tmp_path, capsys, monkeypatch):
     assert cli.main(["run", write(tmp_path, text), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "4 trials in 1 rounds" in out and "hidden=" in out
+
+
+def test_a_space_parameter_the_task_never_reads_is_a_config_error(tmp_path, capsys):
+    """A typo in a [space] name (`x3` for a task of x1, x2) stops the CLI before anything compiles."""
+    text = (
+        "[task]\nname = 'branin'\n[tune]\ntrials = 4\n"
+        "[space.x1]\ntype = 'float'\nlow = -5.0\nhigh = 10.0\n"
+        "[space.x2]\ntype = 'float'\nlow = 0.0\nhigh = 15.0\n"
+        "[space.x3]\ntype = 'float'\nlow = 0.0\nhigh = 1.0\n"
+    )
+    db = tmp_path / "typo.db"
+    assert cli.main(["run", write(tmp_path, text), "--storage", str(db), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("jaxtune: error: [space] parameter(s) ['x3'] are never read by task 'branin'")
+    assert "its parameters are ['x1', 'x2']" in err and "Traceback" not in err
+    assert not db.exists()  # refused before the study was made

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from tolerances import F32
 
 import jaxtune as jt
 from jaxtune.errors import InputError
@@ -197,10 +198,10 @@ def test_the_built_in_optimizer_choice_is_sgd_with_momentum_or_adamw():
         return np.asarray(p["w"])
 
     hp = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.8}
-    np.testing.assert_allclose(two_steps(optimizer(hp)), two_steps(optax.sgd(0.1, momentum=0.8)), rtol=1e-6)
+    np.testing.assert_allclose(two_steps(optimizer(hp)), two_steps(optax.sgd(0.1, momentum=0.8)), **F32)
     hp = {"lr": 0.1, "b1": 0.8, "wd": 0.01}  # no choice in the space: AdamW
     np.testing.assert_allclose(
-        two_steps(optimizer(hp)), two_steps(optax.adamw(0.1, b1=0.8, weight_decay=0.01)), rtol=1e-6
+        two_steps(optimizer(hp)), two_steps(optax.adamw(0.1, b1=0.8, weight_decay=0.01)), **F32
     )
     with pytest.raises(InputError, match="optimizer must be one of"):
         optimizer({"optimizer": "rmsprop"})

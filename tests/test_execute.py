@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import SPACE, quad_objective
+from tolerances import F32
 
 import jaxtune as jt
 from jaxtune.execute import Executor
@@ -92,7 +93,7 @@ def test_out_of_memory_in_one_bucket_halves_that_bucket_only(key, monkeypatch, c
     assert len(sizes[1]) == 1 and set(sizes[2]) <= {1, 2} and sum(sizes[2]) == int(np.sum(hp["depth"] == 2))
     assert ex.programs.caps == {(2,): 2}  # the other bucket keeps its full width
     got = {int(i): m["loss"][j] for _, idx, m in chunks for j, i in enumerate(idx)}
-    np.testing.assert_allclose([got[i] for i in range(24)], [reference[i] for i in range(24)], rtol=1e-6)
+    np.testing.assert_allclose([got[i] for i in range(24)], [reference[i] for i in range(24)], **F32)
 
 
 def test_memory_analysis_budget_shrinks_chunks(key):
@@ -173,7 +174,7 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path):
             return [out[i] for i in range(16)]
         grouped = Executor(quad_objective, SPACE, vmap_width=2)
         np.testing.assert_allclose(run16(grouped), run16(Executor(quad_objective, SPACE, devices=jax.devices()[:1])),
-                                   rtol=1e-6)
+                                   **F32)
         assert [w for _, w, nd in grouped.programs.futures] == [16] and grouped.vmap_width == 2
         one = Executor(quad_objective, SPACE, devices=jax.devices()[:1])
         r = jt.tune(quad_objective, SPACE, "coarse_to_fine", trials=6, rounds=2, metric="loss", progress=False)
@@ -237,7 +238,7 @@ def test_compiler_options_per_platform_leave_results_unchanged(key):
     assert ex.compiler_options == COMPILER_OPTIONS.get(jax.devices()[0].platform, {})
     tuned, _ = collect(ex, hp, keys)
     plain, _ = collect(Executor(quad_objective, SPACE, compiler_options={}), hp, keys)
-    np.testing.assert_allclose(tuned, plain, rtol=1e-6)
+    np.testing.assert_allclose(tuned, plain, **F32)
     with pytest.raises(TypeError, match="compiler_options must be a dict of XLA options or 'auto', got 'fast'"):
         Executor(quad_objective, SPACE, compiler_options="fast")
 

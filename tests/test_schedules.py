@@ -4,6 +4,7 @@ import numpy as np
 import optax
 import pytest
 from conftest import make_trainer
+from tolerances import F32
 
 import jaxtune as jt
 from jaxtune import schedules
@@ -17,7 +18,7 @@ COUNTS = jnp.arange(STEPS + 1)
 def test_warmup_cosine_equals_optax_for_concrete_values(warmup):
     ours = schedules.warmup_cosine(0.3, STEPS, warmup=warmup, end=0.1)(COUNTS)
     theirs = optax.warmup_cosine_decay_schedule(0.0, 0.3, warmup, STEPS, end_value=0.03)(COUNTS)
-    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(ours, theirs, **F32)
 
 
 def test_warmup_linear_and_exponential_equal_optax_after_warmup():
@@ -25,7 +26,7 @@ def test_warmup_linear_and_exponential_equal_optax_after_warmup():
     ref = optax.join_schedules(
         [optax.linear_schedule(0.0, 0.2, 20), optax.linear_schedule(0.2, 0.0, STEPS - 20)], [20]
     )(COUNTS)
-    np.testing.assert_allclose(lin, ref, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(lin, ref, **F32)
     exp = schedules.warmup_exponential(0.2, STEPS, warmup=0, end=0.01)(COUNTS)
     ref = optax.exponential_decay(0.2, transition_steps=STEPS, decay_rate=0.01)(COUNTS)
     np.testing.assert_allclose(exp, ref, rtol=1e-4)
@@ -38,7 +39,7 @@ def test_every_shape_parameter_may_be_traced_under_vmap():
         batched = jax.jit(jax.vmap(lambda p, w, e, make=make: make(p, STEPS, w, e)(COUNTS)))(peaks, warmups, ends)
         for i in range(2):
             one = make(float(peaks[i]), STEPS, float(warmups[i]), float(ends[i]))(COUNTS)
-            np.testing.assert_allclose(batched[i], one, rtol=1e-6)
+            np.testing.assert_allclose(batched[i], one, **F32)
     with pytest.raises(InputError, match="end must be > 0"):
         schedules.warmup_exponential(0.1, STEPS, end=0.0)
 

@@ -1,6 +1,7 @@
 import jax
 import numpy as np
 import pytest
+from tolerances import F32
 
 import jaxtune as jt
 
@@ -74,9 +75,9 @@ def test_from_unit_is_jittable_and_vmappable(key):
     jitted = jax.jit(space.from_unit)(u)
     vmapped = jax.vmap(space.from_unit)(u)
     for n in space.names:
-        np.testing.assert_allclose(jitted[n], eager[n], rtol=1e-6)
-        np.testing.assert_allclose(vmapped[n], eager[n], rtol=1e-6)
-    np.testing.assert_allclose(jax.jit(space.to_unit)(eager), space.to_unit(eager), rtol=1e-6)
+        np.testing.assert_allclose(jitted[n], eager[n], **F32)
+        np.testing.assert_allclose(vmapped[n], eager[n], **F32)
+    np.testing.assert_allclose(jax.jit(space.to_unit)(eager), space.to_unit(eager), **F32)
 
 
 def test_grid_points():

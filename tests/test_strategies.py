@@ -2,6 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from tolerances import F32_ITERATED
 
 import jaxtune as jt
 from jaxtune.strategies import REGISTRY, make_strategy
@@ -52,12 +53,12 @@ def test_loop_equals_scan(name, key):
         # first fitted round agree; each program is deterministic (the next test).
         _, u1 = run_loop(strategy, key, 2)
         _, u2 = run_scan(strategy, key, 2)
-        np.testing.assert_allclose(u1, u2, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(u1, u2, **F32_ITERATED)
         return
     s1, u1 = run_loop(strategy, key, 4)
     s2, u2 = run_scan(strategy, key, 4)
-    np.testing.assert_allclose(u1, u2, rtol=1e-6, atol=1e-7)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), s1, s2)
+    np.testing.assert_allclose(u1, u2, **F32_ITERATED)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **F32_ITERATED), s1, s2)
 
 
 @pytest.mark.parametrize("name", JITTABLE)

@@ -7,6 +7,7 @@ import optax
 import pytest
 from conftest import Net, make_trainer, toy_data
 from flax import nnx
+from tolerances import F32
 
 import jaxtune as jt
 from jaxtune.execute import Executor
@@ -60,7 +61,7 @@ def test_masked_batch_gives_the_same_loss_and_gradients_as_the_small_batch(key):
     )
     g_m, _ = grad(graphdef, params, rest, xb, yb, w_masked)
     g_s, _ = grad(graphdef, params, rest, xb[:5], yb[:5], w_small)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), g_m, g_s)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **F32), g_m, g_s)
 
 
 def test_traced_batch_size_trial_equals_static_batch_size_trial(key):
@@ -216,7 +217,7 @@ def test_evaluation_turns_dropout_off_and_batchnorm_to_running_averages(key):
     # Dropout off: evaluation is the plain forward pass, and it does not change from call to call.
     plain = optax.softmax_cross_entropy_with_integer_labels(model.l2(jax.nn.relu(model.l1(xv))), yv).mean()
     first, second = trainer.evaluate(graphdef, params, rest), trainer.evaluate(graphdef, params, rest)
-    np.testing.assert_allclose(first["val_loss"], plain, rtol=1e-6)
+    np.testing.assert_allclose(first["val_loss"], plain, **F32)
     assert first["val_loss"] == second["val_loss"]
     weights = jnp.full((xv.shape[0],), 1.0 / xv.shape[0])
     train_loss, _ = trainer.batch_loss(graphdef, params, rest, xv, yv, weights, jax.random.key(3))

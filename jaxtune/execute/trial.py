@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxtune.errors import InputError, InputTypeError
+from jaxtune.errors import InputError, InputTypeError, UnreadParameterWarning
 from jaxtune.hyperparameters import Hyperparameters, Reads
 from jaxtune.space import Masked, Space, bucket_size
 
@@ -202,11 +202,11 @@ class Trial:
         unread = [n for n in self.space.names if on[n] and n not in reads.read]
         if unread and not self._warned_unread:
             self._warned_unread = True
-            warnings.warn(
+            message = (
                 f"the objective never reads hyperparameter(s) {unread} of the search space: tuning them changes "
-                "nothing (a typo, or a parameter this objective does not have?)",
-                stacklevel=5,
+                "nothing (a typo, or a parameter this objective does not have?)"
             )
+            warnings.warn(UnreadParameterWarning(message, unread, sorted(reads.read)), stacklevel=5)
 
 
 def _check_outputs(out: Mapping[str, Any]) -> None:
