@@ -129,8 +129,8 @@ def checkpoint_cost(task, lanes: int, segment_s: float) -> dict:
     """Size and seconds of one checkpoint of ``lanes`` lanes (packed and written to SQLite)."""
     import tempfile
 
+    from jaxtune.drivers.population import pack_checkpoint
     from jaxtune.storage import Storage
-    from jaxtune.tune_population import _pack
 
     key = jax.random.key(0)
     pop = Population(task.objective, task.space, (), lanes)
@@ -142,7 +142,7 @@ def checkpoint_cost(task, lanes: int, segment_s: float) -> dict:
         times = []
         for _ in range(3):
             t = time.perf_counter()
-            blob = _pack(pop, (), book)
+            blob = pack_checkpoint(pop, (), book)
             store.write_trials(sid, [], [], [], (0, blob))
             times.append(time.perf_counter() - t)
         store.close()

@@ -38,7 +38,14 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jaxtune.errors import InputError, JaxtuneError, MissingDependencyError, Problems, UnreadParameterWarning
+from jaxtune.errors import (
+    ConfigError,
+    InputError,
+    JaxtuneError,
+    MissingDependencyError,
+    Problems,
+    UnreadParameterWarning,
+)
 
 __all__ = ["main", "load_config", "check_config", "space_from_config", "ConfigError"]
 
@@ -56,8 +63,6 @@ CACHE_ENV = "JAXTUNE_CACHE_DIR"
 CPU_DEVICES_ENV = "JAXTUNE_CPU_DEVICES"
 
 
-class ConfigError(InputError):
-    """A config file that cannot be run, with a message that says what to change."""
 
 
 def _check_keys(where: str, got: Mapping[str, Any], allowed: Sequence[str]) -> None:

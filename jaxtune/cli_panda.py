@@ -30,7 +30,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from jaxtune.errors import InputError, JaxtuneError
+from jaxtune.errors import CommandError, JaxtuneError
 from jaxtune.panda import fmt
 
 BABYSIT_KEYS = ("segment", "seed", "storage", "name", "metric", "mode", "hp")
@@ -38,8 +38,6 @@ COMMANDS = ("train", "set", "rollback", "fork", "adopt", "show", "tree", "best",
 HELP = __doc__[__doc__.index("Commands") :].split("\n", 1)[1]
 
 
-class CommandError(InputError):
-    """A babysit command that cannot be carried out (bad syntax, name or value)."""
 
 
 def _value(text: str) -> Any:

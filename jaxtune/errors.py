@@ -8,6 +8,8 @@ its traceback. Each also derives from the matching built-in (``ValueError``, ``T
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "JaxtuneError",
     "InputError",
@@ -17,6 +19,13 @@ __all__ = [
     "Problems",
     "UnknownNameError",
     "UnreadParameterWarning",
+    "LayoutWarning",
+    "StudyBusyError",
+    "StudyMismatchError",
+    "StorageError",
+    "MissingHyperparameterError",
+    "ConfigError",
+    "CommandError",
 ]
 
 
@@ -58,6 +67,51 @@ class UnreadParameterWarning(UserWarning):
     def __init__(self, message: str, unread: list[str], read: list[str]):
         super().__init__(message)
         self.unread, self.read = unread, read
+
+
+class LayoutWarning(UserWarning):
+    """A study resumes with another execution layout (devices, chunking, backend, JAX version)."""
+
+
+class StudyBusyError(JaxtuneError, RuntimeError):
+    """Another process runs the same study in the same storage file right now."""
+
+
+class StudyMismatchError(JaxtuneError, ValueError):
+    """The stored study was made with another space, strategy, batch size, seed or metric."""
+
+
+class StorageError(JaxtuneError, ValueError):
+    """A storage path that cannot hold a jaxtune study: not writable, not SQLite, another application's."""
+
+
+class MissingHyperparameterError(JaxtuneError, KeyError):
+    """The objective read a hyperparameter that the search space does not define, or a conditional
+    one that is inactive in this trial."""
+
+    def __init__(self, name: Any, names: list[str], when: Any = None):
+        super().__init__(name)
+        self.name, self.names, self.when = name, names, when
+
+    def __str__(self) -> str:
+        if self.when is not None:
+            cond = " and ".join(f"{a} in {list(v)!r}" for a, v in self.when)
+            return (
+                f"the objective reads hyperparameter {self.name!r}, which is inactive in this trial: it exists only "
+                f"when {cond}; read it in that branch only, or with hp.get({self.name!r}, default)"
+            )
+        return (
+            f"the objective reads hyperparameter {self.name!r}, which the search space does not define "
+            f"(it has {self.names}); add it to the space, or read it with hp.get({self.name!r}, default)"
+        )
+
+
+class ConfigError(InputError):
+    """A config file that cannot be run, with a message that says what to change."""
+
+
+class CommandError(InputError):
+    """A babysit command that cannot be carried out (bad syntax, name or value)."""
 
 
 class Problems:

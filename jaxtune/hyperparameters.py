@@ -13,30 +13,11 @@ from typing import Any
 
 import jax
 
-from jaxtune.errors import JaxtuneError
+from jaxtune.errors import MissingHyperparameterError
 
 __all__ = ["Hyperparameters", "MissingHyperparameterError", "Reads"]
 
 
-class MissingHyperparameterError(JaxtuneError, KeyError):
-    """The objective read a hyperparameter that the search space does not define, or a conditional
-    one that is inactive in this trial."""
-
-    def __init__(self, name: Any, names: list[str], when: Any = None):
-        super().__init__(name)
-        self.name, self.names, self.when = name, names, when
-
-    def __str__(self) -> str:
-        if self.when is not None:
-            cond = " and ".join(f"{a} in {list(v)!r}" for a, v in self.when)
-            return (
-                f"the objective reads hyperparameter {self.name!r}, which is inactive in this trial: it exists only "
-                f"when {cond}; read it in that branch only, or with hp.get({self.name!r}, default)"
-            )
-        return (
-            f"the objective reads hyperparameter {self.name!r}, which the search space does not define "
-            f"(it has {self.names}); add it to the space, or read it with hp.get({self.name!r}, default)"
-        )
 
 
 class Reads:

@@ -37,7 +37,7 @@ from jaxtune.execute.population import Population, supports_protocol
 from jaxtune.keys import TRIAL_STREAM
 from jaxtune.result import MODES, minimised
 from jaxtune.space import Choice, Int, Space, bucket_size
-from jaxtune.storage import Storage
+from jaxtune.study import Study, objective_settings
 
 __all__ = ["Babysitter", "babysit"]
 
@@ -117,13 +117,12 @@ class Babysitter:
         )
         self._pops: dict[int, Population] = {}
         pop = self._pop(1)
-        names = list(jax.eval_shape(lambda h, s: pop._segment_one(h, s, 1)[1], *self._abstract(pop)))
+        names = list(jax.eval_shape(lambda h, s: pop.segment_one(h, s, 1)[1], *self._abstract(pop)))
         if metric is None:
             metric = next((n for n in names if n != "train_loss"), names[0])
         elif metric not in names:
             raise InputError(f"metric {metric!r} is not among the objective's metrics {names}")
         self.metric = metric
-        self.store = Storage(storage if storage is not None else ":memory:")
         self.name = name
         config = {
             "kind": "babysit",
@@ -134,10 +133,12 @@ class Babysitter:
             "mode": mode,
             "program": pop.trial.fingerprint(self.bucket),
             "objective": getattr(objective, "__qualname__", type(objective).__qualname__),
+            "settings": objective_settings(objective),
+            "layout": {"jax": jax.__version__},
             "hp": {n: v for n, v in self.hp.items()},
         }
-        self.store.lock_study(name)
-        self.sid = self.store.open_study(name, config, check=["kind", "space", "seed", "segment", "program", "hp"])
+        self.study = Study(storage, name, config, check=("kind", "space", "seed", "segment", "program", "hp"))
+        self.store, self.sid = self.study.store, self.study.sid
         self.nodes, self.head = self.store.nodes(self.sid)
         self._states: dict[int, Any] = {}
         if not self.nodes:
@@ -164,7 +165,7 @@ class Babysitter:
     def _abstract(self, pop: Population):
         hp = {n: jax.ShapeDtypeStruct((), s.dtype) for n, s in pop.trial.dynamic_example().items()}
         keys = jax.ShapeDtypeStruct((2,), jnp.uint32)
-        return hp, jax.eval_shape(pop._init_one, hp, keys)
+        return hp, jax.eval_shape(pop.init_one, hp, keys)
 
     def _lane_hp(self, pop: Population, rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
         example = pop.trial.dynamic_example()
@@ -206,7 +207,7 @@ class Babysitter:
 
     def _load(self, pop: Population, state: Any) -> None:
         stacked = jax.tree.map(lambda a: jnp.stack([jnp.asarray(a)] * pop.width), state)
-        pop.state = jax.device_put(stacked, pop._sharded())
+        pop.load_state(stacked)
 
     def _train(self, rows: Sequence[Mapping[str, Any]], start: Any, segments: int):
         """Trains ``len(rows)`` lanes from ``start`` with hyperparameters ``rows``; yields every

@@ -140,8 +140,8 @@ def _measure_population(
     hp = {n: v for n, v in _hp(space, width).items()}
     t0 = time.perf_counter()
     pop.start(hp, jax.random.split(jax.random.key(0), width))
-    pop._segment_program(0)
-    long = pop._segment_program(probe)
+    pop.segment_program(0)
+    long = pop.segment_program(probe)
     compile_s = time.perf_counter() - t0
     timings = {}
     for k in (0, probe):

@@ -9,51 +9,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from jaxtune.errors import InputError, MissingDependencyError
+from jaxtune.records import MODES, SELECT, minimised, select_value, tie_break_spec
 
-__all__ = ["Result", "minimised", "select_value"]
-
-MODES = ("min", "max")
-# How a trial's selection value is read from its evaluations: the last one, or the best one on
-# its learning curve (the checkpoint a user would keep with early stopping).
-SELECT = ("final", "best_step")
-
-
-def minimised(value: float | None, mode: str, ok: bool = True) -> float:
-    """The score a sweep minimises: ``value`` for ``mode="min"``, ``-value`` for ``"max"``, and
-    +inf for a diverged trial or a non-finite value, so that it is never the best."""
-    if not ok or value is None or not math.isfinite(value):
-        return math.inf
-    return value if mode == "min" else -value
-
-
-def tie_break_spec(tie_break: Any) -> tuple[str, str] | None:
-    """``tie_break`` as ``(metric, mode)``: a bare name is minimised (a loss, the usual tie-breaker)."""
-    if tie_break is None:
-        return None
-    if isinstance(tie_break, str) and tie_break:
-        return tie_break, "min"
-    if (
-        isinstance(tie_break, (tuple, list))
-        and len(tie_break) == 2
-        and isinstance(tie_break[0], str)
-        and tie_break[1] in MODES
-    ):
-        return tie_break[0], tie_break[1]
-    raise InputError(f"tie_break must be a metric name or (name, 'min' | 'max'), got {tie_break!r}")
-
-
-def select_value(final: float, curve: list[float] | None, mode: str, select: str) -> tuple[float, int | None]:
-    """A trial's selection value and the index of its curve point (None: the final evaluation).
-
-    ``select="final"`` takes the final evaluation; ``"best_step"`` the best finite value of the
-    learning curve (the final evaluation is its last point), ties to the earliest step.
-    """
-    if select == "final" or not curve:
-        return final, None
-    scores = [minimised(v, mode) for v in curve]
-    i = min(range(len(scores)), key=scores.__getitem__)
-    return (curve[i], i) if math.isfinite(scores[i]) else (final, None)
-
+__all__ = ["Result"]
 
 class Result:
     """All trials of a study, with the selection metric and direction.

@@ -15,7 +15,16 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from jaxtune.errors import InputTypeError, JaxtuneError, MissingFileError, UnknownNameError
+from jaxtune.errors import (
+    InputTypeError,
+    LayoutWarning,
+    MissingFileError,
+    StorageError,
+    StudyBusyError,
+    StudyMismatchError,
+    UnknownNameError,
+)
+from jaxtune.records import TrialRecord
 
 __all__ = ["Storage", "StorageError", "StudyBusyError", "StudyMismatchError", "LayoutWarning"]
 
@@ -103,16 +112,10 @@ def _check_path(path: str, read_only: bool) -> None:
         raise StorageError(f"storage {path!r} is not writable")
 
 
-class LayoutWarning(UserWarning):
-    """A study resumes with another execution layout (devices, chunking, backend, JAX version)."""
 
 
-class StudyBusyError(JaxtuneError, RuntimeError):
-    """Another process runs the same study in the same storage file right now."""
 
 
-class StudyMismatchError(JaxtuneError, ValueError):
-    """The stored study was made with another space, strategy, batch size, seed or metric."""
 
 
 def _json_default(x: Any) -> Any:
@@ -146,8 +149,6 @@ _TABLES = {
 }
 
 
-class StorageError(JaxtuneError, ValueError):
-    """A storage path that cannot hold a jaxtune study: not writable, not SQLite, another application's."""
 
 
 class Storage:
@@ -340,7 +341,7 @@ class Storage:
                 [(study_id, int(r), int(s), int(step), _dumps(m)) for r, s, step, m in curves],
             )
 
-    def trials(self, study_id: int) -> list[dict[str, Any]]:
+    def trials(self, study_id: int) -> list[TrialRecord]:
         """All stored trials of a study, in (round, slot) order."""
         cur = self.conn.execute(
             "SELECT round, slot, params, unit, metrics, status, value FROM trials WHERE study_id = ? "
@@ -348,15 +349,15 @@ class Storage:
             (study_id,),
         )
         return [
-            {
-                "round": r,
-                "slot": s,
-                "params": json.loads(p),
-                "unit": json.loads(u),
-                "metrics": _loads_metrics(m),
-                "status": st,
-                "value": v if v is not None else float("nan"),
-            }
+            TrialRecord(
+                round=r,
+                slot=s,
+                params=json.loads(p),
+                unit=json.loads(u),
+                metrics=_loads_metrics(m),
+                status=st,
+                value=v if v is not None else float("nan"),
+            )
             for r, s, p, u, m, st, v in cur
         ]
 

@@ -13,7 +13,7 @@ from conftest import SPACE, quad_objective
 import jaxtune as jt
 from jaxtune.errors import InputError
 
-tune_module = importlib.import_module("jaxtune.tune")  # jt.tune is the function
+study_module = importlib.import_module("jaxtune.study")
 X = jt.Space({"x": jt.Float(0, 1)})
 
 
@@ -89,9 +89,10 @@ def test_resuming_with_another_objective_is_refused(tmp_path):
     kw = dict(trials=2, metric="val_loss", storage=db, progress=False)
     jt.tune(tiny_trainer(), space, **kw)
     jt.tune(tiny_trainer(), space, **(kw | {"rounds": 2}))  # the same objective resumes
-    with pytest.raises(jt.StudyMismatchError, match="different program"):
+    # The refusal names what changed: a setting of the objective, or else its program (other data).
+    with pytest.raises(jt.StudyMismatchError, match="objective setting steps: stored 10, now 20"):
         jt.tune(tiny_trainer(steps=20), space, **kw)
-    with pytest.raises(jt.StudyMismatchError, match="different program"):
+    with pytest.raises(jt.StudyMismatchError, match=r"the objective's program changed \(fingerprint stored \w+, now"):
         jt.tune(tiny_trainer(scale=2.0), space, **kw)
 
 
@@ -134,7 +135,7 @@ def test_a_process_other_than_0_writes_nothing_and_gets_process_0s_trials(tmp_pa
 
     monkeypatch.setattr(jax, "process_index", lambda: 1)
     monkeypatch.setattr(jax, "process_count", lambda: 2)
-    monkeypatch.setattr(tune_module, "_from_process_0", from_process_0)
+    monkeypatch.setattr(study_module, "_from_process_0", from_process_0)
 
     def files():
         return {p.name: p.read_bytes() for p in tmp_path.iterdir()}

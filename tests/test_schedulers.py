@@ -177,7 +177,7 @@ KILL_SCRIPT = """
 import os, signal, sys
 import jaxtune as jt
 from jaxtune.execute.population import Population
-import jaxtune.tune_population as tp
+import jaxtune.drivers.population as tp
 
 tp._Checkpoints.RATIO = 0  # a checkpoint at every boundary
 kill_at = int(sys.argv[2])

@@ -98,10 +98,12 @@ class Population:
         self._dyn = [n for n in space.names if n not in space.static_names]
 
     # Single-lane functions with the bucket's static values bound.
-    def _init_one(self, hp, key_data):
+    def init_one(self, hp, key_data):
+        """One lane's initial state (``key_data``: its key as raw uint32 data)."""
         return self.objective.init(self.trial.bind(self.bucket, hp), jax.random.wrap_key_data(key_data))
 
-    def _segment_one(self, hp, state, steps: int):
+    def segment_one(self, hp, state, steps: int):
+        """One lane trained ``steps`` steps from ``state``: its new state and metrics."""
         bound = self.trial.bind(self.bucket, hp)
         state, metrics = self.objective.train(bound, state, steps)
         return state, {**metrics, **self.objective.evaluate_state(bound, state)}
@@ -111,14 +113,15 @@ class Population:
         return state if reseed is None else reseed(state, jax.random.wrap_key_data(key_data))
 
     # Specs and programs.
-    def _sharded(self):
+    def lane_sharding(self):
+        """How arrays with a leading lane axis are placed on the devices."""
         return self.placement.sharding(self.ndev) or self.placement.single_device(self.ndev)
 
     def _replicated(self):
-        return self.placement.sharding(self.ndev, replicated=True) if self.ndev > 1 else self._sharded()
+        return self.placement.sharding(self.ndev, replicated=True) if self.ndev > 1 else self.lane_sharding()
 
     def _specs(self):
-        sharding = self._sharded()
+        sharding = self.lane_sharding()
         hp = {
             n: jax.ShapeDtypeStruct((self.width,), s.dtype, sharding=sharding)
             for n, s in self.trial.dynamic_example().items()
@@ -148,21 +151,23 @@ class Population:
             self.compiles += 1
         return self._programs[key].result()
 
-    def _state_spec(self):
+    def state_spec(self):
+        """Shapes, dtypes and shardings of the population's states (nothing is computed)."""
         hp, keys = self._specs()
-        shapes = jax.eval_shape(jax.vmap(self._init_one), hp, keys)
-        sharding = self._sharded()
+        shapes = jax.eval_shape(jax.vmap(self.init_one), hp, keys)
+        sharding = self.lane_sharding()
         return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
 
     def _init_program(self):
         hp, keys = self._specs()
-        return self._compile(("init",), self._over_lanes(self._init_one, 2), (hp, keys), self._sharded())
+        return self._compile(("init",), self._over_lanes(self.init_one, 2), (hp, keys), self.lane_sharding())
 
-    def _segment_program(self, steps: int):
+    def segment_program(self, steps: int):
+        """The compiled program that trains every lane ``steps`` steps (compiled once, cached)."""
         hp, _ = self._specs()
-        state = self._state_spec()
-        fn = self._over_lanes(lambda h, s: self._segment_one(h, s, steps), 2, self.vmap_width)
-        program = self._compile(("segment", steps), fn, (hp, state), (self._sharded(), self._replicated()), (1,))
+        state = self.state_spec()
+        fn = self._over_lanes(lambda h, s: self.segment_one(h, s, steps), 2, self.vmap_width)
+        program = self._compile(("segment", steps), fn, (hp, state), (self.lane_sharding(), self._replicated()), (1,))
         if ("need", steps) not in self._programs:
             self._programs[("need", steps)] = need = bytes_needed(program)
             budget = program_budget(self.placement.devices)
@@ -174,7 +179,7 @@ class Population:
         return program
 
     def _mix_program(self, refill: bool):
-        state = self._state_spec()
+        state = self.state_spec()
         lanes = jax.ShapeDtypeStruct((self.width,), jnp.int32, sharding=self._replicated())
         mask = jax.ShapeDtypeStruct((self.width,), jnp.bool_, sharding=self._replicated())
         hp, keys = self._specs()
@@ -185,11 +190,11 @@ class Population:
             moved = jax.tree.map(lambda r, m: _select(rekey, r, m), reseeded, moved)
             if not refill:
                 return moved
-            fresh = self._over_lanes(self._init_one, 2)(hp, key_data)  # refill: a lane starts afresh
+            fresh = self._over_lanes(self.init_one, 2)(hp, key_data)  # refill: a lane starts afresh
             return jax.tree.map(lambda f, m: _select(restart, f, m), fresh, moved)
 
         args = (state, lanes, keys, mask, hp, mask)
-        return self._compile(("mix", refill), mix, args, self._sharded(), (0,))
+        return self._compile(("mix", refill), mix, args, self.lane_sharding(), (0,))
 
     # What the driver calls.
     def _put_hp(self, hp: Mapping[str, Any]) -> dict[str, jax.Array]:
@@ -201,6 +206,10 @@ class Population:
     def _put_keys(self, keys: jax.Array) -> jax.Array:
         return self.placement.put(np.asarray(jax.random.key_data(keys)), self.ndev)
 
+    def load_state(self, state: Any) -> None:
+        """Places host arrays of the population's states (as :meth:`state_spec` shapes them) on the devices."""
+        self.state = jax.device_put(state, self.lane_sharding())
+
     def start(self, hp: Mapping[str, Any], keys: jax.Array) -> None:
         """Initialises every lane: ``hp`` ``{name: [width]}`` (the space's values), one key per lane."""
         self.hp = self._put_hp(hp)
@@ -210,7 +219,7 @@ class Population:
         """Trains every lane ``steps`` more steps; each lane's metrics after them, on the host."""
         if self.state is None:
             raise InputError("Population.train before Population.start")
-        program = self._segment_program(int(steps))
+        program = self.segment_program(int(steps))
         self.state, metrics = program(self.hp, self.state)
         return {n: np.asarray(v) for n, v in jax.device_get(metrics).items()}
 
@@ -264,7 +273,7 @@ class Population:
         idx = np.asarray(lanes, np.int32)
         if idx.shape != (self.width,):
             raise InputError(f"take needs {self.width} lanes, got {idx.shape[0]}")
-        sharding = self._sharded()
+        sharding = self.lane_sharding()
         self.state = jax.device_put(jax.tree.map(lambda a: a[idx], other.state), sharding)
         self.hp = jax.device_put({n: v[idx] for n, v in other.hp.items()}, sharding)
 

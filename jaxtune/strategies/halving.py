@@ -45,6 +45,11 @@ class _Halving:
         return _halving(self.registry_name, space, num_trials, self.fidelity, self.eta, hyperband=self.hyperband)
 
 
+def is_halving(spec) -> bool:
+    """Whether ``spec`` is successive halving or Hyperband (the options they share)."""
+    return isinstance(spec, _Halving)
+
+
 @register("successive_halving")
 @dataclasses.dataclass(frozen=True)
 class SuccessiveHalving(_Halving):

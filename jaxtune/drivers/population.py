@@ -30,26 +30,30 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxtune._trees import restore_tree, tree_arrays
+from jaxtune.drivers.args import Arguments
 from jaxtune.errors import InputError
 from jaxtune.execute.population import Population, supports_protocol
 from jaxtune.keys import DECIDE_STREAM, INIT_STREAM, lane_keys
-from jaxtune.result import Result, minimised, select_value
+from jaxtune.records import lane_scores, minimised, trial_record
+from jaxtune.result import Result
 from jaxtune.schedulers import Lanes, make_scheduler
 from jaxtune.schedulers.base import check_space, make_spec
 from jaxtune.space import Space
 from jaxtune.strategies.base import describe
+from jaxtune.study import Study, study_config
 
-__all__ = ["tune_population"]
+__all__ = ["run", "check", "budget_of", "segment_value"]
 
 
-def _budget(objective: Any) -> int:
+def budget_of(objective: Any) -> int:
+    """The objective's step budget (its ``steps``), which a population needs."""
     steps = getattr(objective, "steps", None)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise InputError(f"a population scheduler needs the objective's step budget (an int .steps), got {steps!r}")
     return steps
 
 
-def check_population(objective, space: Space, spec) -> None:
+def check(objective, space: Space, spec) -> None:
     """Checks, before anything is traced, that ``objective`` and ``space`` can run as a population."""
     if not supports_protocol(objective):
         raise InputError(
@@ -57,14 +61,12 @@ def check_population(objective, space: Space, spec) -> None:
             "init(hp, key), train(hp, state, steps) and evaluate_state(hp, state), as jt.train.Trainer does"
         )
     check_space(space)
-    _budget(objective)
+    budget_of(objective)
 
 
-def tune_population(objective, space: Space, spec, options, args, executor, metric: str, tie_break, storage) -> Result:
-    """Runs a population sweep (see the module docstring); called by :func:`jaxtune.tune`."""
-    from jaxtune.tune import _Study, study_config
-
-    budget = _budget(objective)
+def run(objective, space: Space, spec, options, args: Arguments, executor, metric: str, storage) -> Result:
+    """Runs (or resumes) a population sweep (see the module docstring); called by :func:`jaxtune.tune`."""
+    budget = budget_of(objective)
     lanes = args.trials
     if isinstance(spec, str):
         spec = make_spec(spec, **options)
@@ -72,16 +74,13 @@ def tune_population(objective, space: Space, spec, options, args, executor, metr
         raise InputError(f"strategy options {sorted(options)} can only go with a strategy name")
     sched = make_scheduler(spec, space, lanes, budget)
     config = study_config(
-        space, describe(spec), args, metric, tie_break, objective, executor, "population", steps=budget
+        space, describe(spec), args, metric, args.tie_break, objective, executor, "population", steps=budget
     )
-    study = _Study(storage, args.study, config)
-    try:
-        return _run(objective, space, sched, args, metric, tie_break, study, budget)
-    finally:
-        study.close()
+    with Study(storage, args.study, config) as study:
+        return _run(objective, space, sched, args, metric, study, budget)
 
 
-def _run(objective, space, sched, args, metric, tie_break, study, budget) -> Result:
+def _run(objective, space, sched, args: Arguments, metric: str, study: Study, budget: int) -> Result:
     lanes = sched.num_lanes
     root = jax.random.key(args.seed)
     state = jax.jit(sched.init)(jax.random.fold_in(root, INIT_STREAM))
@@ -98,11 +97,11 @@ def _run(objective, space, sched, args, metric, tie_break, study, budget) -> Res
     busy = 0  # lane-segments that trained a live trial (utilisation)
     best, t0, every = math.inf, time.perf_counter(), max(1, sched.max_segments // 20)
     first = 0
-    saved = study.store.checkpoint(study.sid) if jax.process_count() == 1 else None
+    saved = study.checkpoint()
     if saved is not None and saved[0] == _FINISHED:  # a finished run: nothing to do
-        return study.result(metric, args.mode, tie_break, args.select, None)
+        return study.result(metric, args.mode, args.tie_break, args.select, None)
     if saved is not None:  # resume at the last segment boundary stored
-        book, state = _unpack(saved[1], pop, state)
+        book, state = unpack_checkpoint(saved[1], pop, state)
         first, u, start, steps, active, busy, best = (
             saved[0] + 1, book["u"], book["start"], book["steps"], book["active"], int(book["busy"]),
             float(book["best"]),
@@ -115,14 +114,11 @@ def _run(objective, space, sched, args, metric, tie_break, study, budget) -> Res
     bar = _bar(sched.max_segments, first) if args.verbose else None
     stopped = None
     seg = first - 1
-    deadline = None if args.timeout is None else time.monotonic() + args.timeout
     for seg in range(first, sched.max_segments):
         metrics = pop.train(sched.segment)
         steps = np.where(active, steps + sched.segment, steps)
         busy += int(active.sum())
-        values = np.asarray(metrics[metric], np.float64)
-        finite = np.all([np.isfinite(np.asarray(v)) for v in metrics.values()], axis=0)
-        score = np.where(finite, values if args.mode == "min" else -values, np.inf).astype(np.float32)
+        score, finite = lane_scores(metrics, metric, args.mode)
         decision, state = decide(
             jax.random.fold_in(jax.random.fold_in(root, DECIDE_STREAM), seg),
             state,
@@ -130,17 +126,17 @@ def _run(objective, space, sched, args, metric, tie_break, study, budget) -> Res
         )
         d = jax.tree.map(np.asarray, decision)
         rows, points, lineage = [], [], []
-        stored_curves = functools.cache(lambda: study.store.curves(study.sid))
+        stored_curves = functools.cache(study.curves)
         params = space.to_python({n: np.asarray(v) for n, v in hp.items()})
         for i in np.flatnonzero(active):
             m = {n: float(v[i]) for n, v in metrics.items()}
             points.append((int(start[i]), int(i), int(steps[i]), m))
             if d.end[i]:
-                status = "diverged" if not finite[i] else ("ok" if d.finished[i] else "stopped")
-                row = {"round": int(start[i]), "slot": int(i), "params": params[i], "unit": u[i].tolist()}
-                value = _value(stored_curves, row, points, m, metric, args)
-                rows.append({**row, "metrics": m, "value": value, "status": status})
-                if status == "ok":
+                curve = segment_value(stored_curves, (int(start[i]), int(i)), points, metric, args)
+                status = "ok" if d.finished[i] else "stopped"
+                row = trial_record(start[i], i, params[i], u[i], m, metric, args.mode, args.select, curve, status)
+                rows.append(row)
+                if row.status == "ok":
                     best = min(best, minimised(m[metric], args.mode))
         lane = np.arange(lanes)
         moved = d.source != lane
@@ -163,7 +159,7 @@ def _run(objective, space, sched, args, metric, tie_break, study, budget) -> Res
         if checkpoints.due():
             with checkpoints.timed():
                 book = {"u": u, "start": start, "steps": steps, "active": active, "busy": busy, "best": best}
-                checkpoint = (seg, _pack(pop, state, book))
+                checkpoint = (seg, pack_checkpoint(pop, state, book))
         study.write(rows, points, lineage, checkpoint)
         if bar is not None:
             shown = "-" if not math.isfinite(best) else f"{minimised(best, args.mode):.4g}"
@@ -177,7 +173,7 @@ def _run(objective, space, sched, args, metric, tie_break, study, budget) -> Res
                 file=sys.stderr,
                 flush=True,
             )
-        if deadline is not None and time.monotonic() > deadline:
+        if args.past_deadline():
             stopped = "timeout"
             break
     if bar is not None:
@@ -185,22 +181,15 @@ def _run(objective, space, sched, args, metric, tie_break, study, budget) -> Res
     # Lanes still training when the run ends: their trials end here.
     rows = []
     params = space.to_python({n: np.asarray(v) for n, v in hp.items()})
-    curves = study.store.curves(study.sid)
+    curves = study.curves()
     for i in np.flatnonzero(active):
         key = (int(start[i]), int(i))
-        if key in study.done:
-            continue
         curve = curves.get(key, [])
-        if not curve:
+        if key in study.done or not curve:
             continue
-        m = curve[-1][1]
-        ok = all(math.isfinite(v) for v in m.values())
-        status = "diverged" if not ok else ("ok" if steps[i] >= budget else "stopped")
-        value, _ = select_value(m[metric], [p[metric] for _, p in curve], args.mode, args.select)
-        rows.append(
-            {"round": key[0], "slot": key[1], "params": params[i], "unit": u[i].tolist(), "metrics": m,
-             "value": value, "status": status}
-        )  # fmt: skip
+        status = "ok" if steps[i] >= budget else "stopped"
+        points = [p[metric] for _, p in curve]
+        rows.append(trial_record(*key, params[i], u[i], curve[-1][1], metric, args.mode, args.select, points, status))
     # A finished run replaces its last checkpoint by a mark: a rerun returns what is stored.
     study.write(rows, [], [], None if stopped else (_FINISHED, b""))
     total = max(seg + 1, 1) * lanes
@@ -210,7 +199,7 @@ def _run(objective, space, sched, args, metric, tie_break, study, budget) -> Res
             f"{busy / max(total, 1):.0%}, {len(study.done)} trials, {pop.compiles} programs compiled",
             file=sys.stderr,
         )
-    result = study.result(metric, args.mode, tie_break, args.select, stopped)
+    result = study.result(metric, args.mode, args.tie_break, args.select, stopped)
     result.utilisation = busy / max(total, 1)
     if hasattr(state, "passed"):  # ASHA: how many reached each rung, and how many went on
         result.rungs = [
@@ -220,111 +209,14 @@ def _run(objective, space, sched, args, metric, tie_break, study, budget) -> Res
     return result
 
 
-def tune_halving(objective, space: Space, spec, args, executor, metric: str, tie_break, storage) -> Result:
-    """Successive halving or Hyperband whose survivors continue from their state (see
-    :class:`~jaxtune.strategies.SuccessiveHalving`); called by :func:`jaxtune.tune`.
-
-    A bracket starts its configurations as one population; each rung trains the steps its budget
-    adds; the best ``1/eta`` (never a diverged one) move, gathered on the device, into a narrower
-    population (one per width, reused by every bracket). ``rounds`` counts rungs, as for the
-    retraining version.
-    """
-    from jaxtune.strategies.halving import bracket_plan, budgets
-    from jaxtune.tune import _Study, study_config
-
-    fidelity = space.params[spec.fidelity]
-    levels = budgets(fidelity.low, fidelity.high, spec.eta)
-    plan = bracket_plan(args.trials, len(levels), spec.eta, type(spec).hyperband)
-    sub = Space({n: p for n, p in space.params.items() if n != spec.fidelity})
-    check_space(sub)
-    config = study_config(space, describe(spec), args, metric, tie_break, objective, executor, "population")
-    study = _Study(storage, args.study, config)
-    try:
-        return _run_halving(objective, space, sub, spec, plan, levels, args, metric, tie_break, study)
-    finally:
-        study.close()
-
-
-def _run_halving(objective, space, sub, spec, plan, levels, args, metric, tie_break, study) -> Result:
-    root = jax.random.key(args.seed)
-    from_unit = jax.jit(sub.from_unit)
-    pops: dict[int, Population] = {}
-    compiles = 0
-
-    def population(width: int) -> Population:
-        if width not in pops:
-            pops[width] = Population(objective, sub, (), width)
-        return pops[width]
-
-    r, b, t0 = 0, 0, time.perf_counter()
-    while r < args.rounds:
-        rungs = plan[b % len(plan)]
-        first = r
-        n = rungs[0][0]
-        u = np.asarray(jax.random.uniform(jax.random.fold_in(jax.random.fold_in(root, DECIDE_STREAM), r), (n, sub.dim)))
-        hp = from_unit(u)
-        params = sub.to_python({k: np.asarray(v) for k, v in hp.items()})
-        pop = population(n)
-        pop.start(hp, lane_keys(root, first, n))
-        alive = np.arange(n)  # bracket slots of the lanes, in lane order
-        trained = 0
-        for i, (_, level) in enumerate(rungs):
-            if r >= args.rounds:
-                break
-            budget = levels[level]
-            metrics = pop.train(budget - trained)
-            trained = budget
-            values = np.asarray(metrics[metric], np.float64)
-            finite = np.all([np.isfinite(np.asarray(v)) for v in metrics.values()], axis=0)
-            score = np.where(finite, values if args.mode == "min" else -values, np.inf)
-            last = i == len(rungs) - 1 or r == args.rounds - 1
-            keep = np.zeros(len(alive), bool)
-            if not last:
-                k = rungs[i + 1][0]
-                order = np.argsort(score, kind="stable")[:k]
-                keep[order[np.isfinite(score[order])]] = True
-            rows, points = [], []
-            stored_curves = functools.cache(lambda: study.store.curves(study.sid))
-            for lane, slot in enumerate(alive):
-                m = {name: float(v[lane]) for name, v in metrics.items()}
-                points.append((first, int(slot), budget, m))
-                if keep[lane]:
-                    continue
-                status = "diverged" if not finite[lane] else ("ok" if level == len(levels) - 1 else "stopped")
-                row = {"round": first, "slot": int(slot), "params": {**params[slot], spec.fidelity: budget}}
-                value = _value(stored_curves, row, points, m, metric, args)
-                rows.append({**row, "unit": u[slot].tolist(), "metrics": m, "value": value, "status": status})
-            study.write(rows, points)
-            if args.verbose:
-                print(
-                    f"[jaxtune] round {r} ({r + 1}/{args.rounds}): {len(alive)} trials continued to {budget} steps, "
-                    f"{int(keep.sum())} go on; {time.perf_counter() - t0:.1f} s",
-                    file=sys.stderr,
-                    flush=True,
-                )
-            r += 1
-            if last or not keep.any():
-                break
-            narrow = population(int(keep.sum()))
-            narrow.take(pop, np.flatnonzero(keep))
-            pop, alive = narrow, alive[keep]
-        b += 1
-    compiles = sum(p.compiles for p in pops.values())
-    result = study.result(metric, args.mode, tie_break, args.select, None)
-    result.compiles = compiles
-    return result
-
-
-def _value(stored_curves, row, points, final, metric: str, args) -> float:
-    """A trial's selection value: its final evaluation, or with ``select="best_step"`` the best
-    point of its curve (the stored points, read once per segment by ``stored_curves()``, and
-    this segment's, not yet stored)."""
+def segment_value(stored_curves, key: tuple[int, int], points, metric: str, args: Arguments) -> list[float] | None:
+    """A trial's learning curve of ``metric`` for its selection value with ``select="best_step"``
+    (None with ``"final"``, which needs none): the stored points, read once per segment by
+    ``stored_curves()``, then this segment's, not yet stored."""
     if args.select == "final":
-        return final[metric]
-    key = (row["round"], row["slot"])
+        return None
     stored = stored_curves().get(key, [])
-    curve = [m[metric] for _, m in stored] + [m[metric] for r, s, _, m in points if (r, s) == key]
-    return select_value(final[metric], curve, args.mode, args.select)[0]
+    return [m[metric] for _, m in stored] + [m[metric] for r, s, _, m in points if (r, s) == key]
 
 
 _FINISHED = -1  # the checkpoint "segment" of a run that has finished
@@ -365,7 +257,7 @@ class _Checkpoints:
         return clock()
 
 
-def _pack(pop: Population, sched_state, book: dict[str, Any]) -> bytes:
+def pack_checkpoint(pop: Population, sched_state, book: dict[str, Any]) -> bytes:
     """The population's states and hyperparameters, the scheduler's state and the driver's
     bookkeeping, as one ``.npz`` blob."""
     import io
@@ -377,8 +269,8 @@ def _pack(pop: Population, sched_state, book: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
-def _unpack(blob: bytes, pop: Population, sched_state) -> tuple[dict[str, np.ndarray], Any]:
-    """Restores ``pop``'s states from a :func:`_pack` blob; the bookkeeping and the scheduler's state."""
+def unpack_checkpoint(blob: bytes, pop: Population, sched_state) -> tuple[dict[str, np.ndarray], Any]:
+    """Restores ``pop``'s states from a :func:`pack_checkpoint` blob; the bookkeeping and the scheduler's state."""
     import io
 
     data = np.load(io.BytesIO(blob))
@@ -386,6 +278,6 @@ def _unpack(blob: bytes, pop: Population, sched_state) -> tuple[dict[str, np.nda
     def restore(prefix, template):
         return restore_tree(data, prefix, template)
 
-    pop.state = jax.device_put(restore("state", pop._state_spec()), pop._sharded())
+    pop.load_state(restore("state", pop.state_spec()))
     book = {k[5:]: data[k] for k in data.files if k.startswith("book_")}
     return book, restore("sched", sched_state)

@@ -1,0 +1,37 @@
+"""The checked arguments of :func:`jaxtune.tune`, as every driver receives them."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["Arguments"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Arguments:
+    """``tune``'s arguments, checked (see :func:`jaxtune.tune` for each one's meaning)."""
+
+    strategy: Any  # a built Strategy for the rounds driver; None for a population scheduler
+    trials: int
+    rounds: int
+    mode: str
+    seed: int
+    study: str
+    report: Callable[[Any], None] | None  # called with each round's RoundReport
+    timeout: float | None
+    select: str
+    verbose: bool
+    tie_break: tuple[str, str] | None = None
+    started: float = dataclasses.field(default_factory=time.monotonic)
+
+    @property
+    def deadline(self) -> float | None:
+        """The ``time.monotonic()`` after which the run stops at its next safe point (None: never)."""
+        return None if self.timeout is None else self.started + self.timeout
+
+    def past_deadline(self) -> bool:
+        """Whether the timeout has passed."""
+        return self.deadline is not None and time.monotonic() > self.deadline

@@ -1,0 +1,199 @@
+"""The rounds driver: rounds of ask -> execute -> tell, stored as they finish, resumable.
+
+Every round, the strategy's compiled ``plan`` asks for a batch of points; the executor runs the
+trials not yet stored; each finished chunk is stored before the next one runs; the strategy is
+told the round's scores. Resuming needs no saved strategy state: strategies are deterministic
+functions of their keys and of what they were told, so a rerun replays ``ask``/``tell`` over the
+stored rounds (checking that it asks for the very same points) and carries on from the first
+trial not yet stored.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxtune.drivers.args import Arguments
+from jaxtune.errors import InputError, StudyMismatchError
+from jaxtune.execute import Executor
+from jaxtune.keys import INIT_STREAM, round_keys
+from jaxtune.progress import ChunkProgress, RoundReport, print_compiling
+from jaxtune.records import minimised, trial_record
+from jaxtune.result import Result
+from jaxtune.space import Space
+from jaxtune.strategies.base import Strategy
+from jaxtune.strategies.optuna_sampler import HostStrategy
+from jaxtune.study import Study, study_config
+
+__all__ = ["run"]
+
+
+class _Driver:
+    """The strategy's programs for one sweep, compiled once on worker threads: init, plan, tell.
+
+    They are submitted only after the objective has been traced and the metric checked (so a bad
+    argument compiles nothing), and after the objective's first program (which takes longest).
+    """
+
+    def __init__(self, strategy: Strategy, space: Space, trials: int, seed: int, executor: Executor):
+        self.root = jax.random.key(seed)
+        state0 = jax.eval_shape(strategy.init, self.root)
+        u0, _ = jax.eval_shape(strategy.ask, self.root, state0)
+        if u0.shape != (trials, space.dim):
+            raise InputError(f"strategy asked for points of shape {u0.shape}, expected {(trials, space.dim)}")
+
+        def plan(root, r, state):
+            """A round's points, strategy state, valid lanes, hyperparameters and trial keys."""
+            ask_key, trial_key = round_keys(root, r)
+            u, state = strategy.ask(ask_key, state)
+            return u, state, strategy.valid(state), space.from_unit(u), jax.random.split(trial_key, trials)
+
+        jit = functools.partial(jax.jit, compiler_options=executor.compiler_options or None)
+        scores = jax.ShapeDtypeStruct((trials,), jnp.float32)
+        self._plan = executor.compile_async(jit(plan).lower(self.root, np.int32(0), state0))
+        self._init = executor.compile_async(
+            jit(lambda root: strategy.init(jax.random.fold_in(root, INIT_STREAM))).lower(self.root)
+        )
+        self._tell = executor.compile_async(jit(strategy.tell).lower(state0, u0, scores))
+        self.state = None
+
+    def plan(self, r: int):
+        """Round ``r``'s ``(u, valid, hp, keys)``; advances the strategy state past its ``ask``."""
+        if self.state is None:
+            self.state = self._init.result()(self.root)
+        u, self.state, valid, hp, keys = self._plan.result()(self.root, np.int32(r), self.state)
+        return u, np.asarray(valid), hp, keys
+
+    def tell(self, u: jax.Array, scores: np.ndarray) -> None:
+        """Tells the strategy a round's scores (lower is better, +inf for diverged or empty lanes)."""
+        self.state = self._tell.result()(self.state, u, jnp.asarray(scores))
+
+
+class _HostDriver:
+    """:class:`_Driver`'s interface for a strategy that proposes on the host (Optuna's samplers):
+    the same trial keys, its points asked and told once a round, in order."""
+
+    def __init__(self, strategy: HostStrategy, space: Space, trials: int, seed: int, executor: Executor):
+        self.strategy, self.space, self.trials, self.seed = strategy, space, trials, seed
+        self.root = jax.random.key(seed)
+
+    def plan(self, r: int):
+        """Round ``r``'s ``(u, valid, hp, keys)``."""
+        u = jnp.asarray(self.strategy.ask(self.seed, r), jnp.float32)
+        _, trial_key = round_keys(self.root, r)
+        return u, np.ones((self.trials,), bool), self.space.from_unit(u), jax.random.split(trial_key, self.trials)
+
+    def tell(self, u: jax.Array, scores: np.ndarray) -> None:
+        """Tells the host strategy a round's scores (lower is better, +inf for diverged)."""
+        self.strategy.tell(np.asarray(u), np.asarray(scores))
+
+
+def _records(r, idx, params, u, metrics, curves, metric: str, args: Arguments):
+    """Records (and learning-curve points) of one finished chunk of round ``r``."""
+    rows, points = [], []
+    steps = curves.get("step")
+    for j, i in enumerate(idx):
+        m = {n: float(v[j]) for n, v in metrics.items()}
+        curve = [float(v) for v in curves[metric][j]] if metric in curves else None
+        rows.append(trial_record(r, i, params[j], u[i], m, metric, args.mode, args.select, curve))
+        for c in range(0 if steps is None else steps.shape[1]):
+            point = {n: float(v[j, c]) for n, v in curves.items() if n != "step"}
+            points.append((r, int(i), int(steps[j, c]), point))
+    return rows, points
+
+
+def _run_round(
+    r, args: Arguments, executor, space, study: Study, driver, metric, announced
+) -> tuple[RoundReport | None, str]:
+    """Runs round ``r``'s trials not yet stored, stores them chunk by chunk and tells the strategy.
+
+    Returns the round's report (None if nothing ran) and how it ended: ``"done"``, ``"timeout"``
+    (the deadline passed; every finished chunk is stored) or ``"empty"`` (the strategy has
+    nothing left to ask: a finished grid).
+    """
+    u, valid, hp, keys = driver.plan(r)
+    if not valid.any():
+        return None, "empty"
+    u_np = np.asarray(u)
+    stored = {s: study.done[(r, s)] for s in np.flatnonzero(valid) if (r, s) in study.done}
+    for s, t in stored.items():
+        if np.max(np.abs(np.asarray(t["unit"]) - u_np[s])) > 1e-5:
+            raise StudyMismatchError(
+                f"stored trial (round {r}, slot {s}) of study {study.name!r} does not match what the strategy "
+                "asks now (did the strategy code or the jax version change?); use a new study name"
+            )
+    missing = np.asarray([s for s in np.flatnonzero(valid) if s not in stored], dtype=np.int64)
+    t0 = time.perf_counter()
+    if missing.size:
+        if args.verbose:
+            new = [p for p in executor.plan(hp, only=missing) if p not in announced]
+            if new:  # programs no earlier round ran: compiled now (or loaded from JAX's cache)
+                announced.update(new)
+                print_compiling(r, args.rounds, [(executor.trial.describe(b), w) for b, w, _ in new])
+        chunks = ChunkProgress(r, args.rounds, int(missing.size), executor.compiles) if args.verbose else None
+        for idx, metrics, curves in executor.run(hp, keys, only=missing):
+            params = space.to_python({n: np.asarray(v)[idx] for n, v in hp.items()})
+            study.write(*_records(r, idx, params, u_np, metrics, curves, metric, args))
+            if chunks is not None:
+                chunks.update(len(idx), executor.compiles)
+            if args.past_deadline() and not all((r, s) in study.done for s in missing):
+                return None, "timeout"  # a safe point: every finished chunk is stored
+    seconds = time.perf_counter() - t0
+    scores = np.full((args.trials,), np.inf, np.float32)
+    for s in np.flatnonzero(valid):
+        scores[s] = study.done[(r, s)].score(args.mode)
+    driver.tell(u, scores)
+    if not missing.size:
+        return None, "done"
+    return (
+        RoundReport(
+            round=r,
+            rounds=args.rounds,
+            ran=int(missing.size),
+            seconds=seconds,
+            trials_per_s=missing.size / max(seconds, 1e-9),
+            metric=metric,
+            best=None,  # filled in by tune, which knows the best of every round so far
+            diverged=int(sum(study.done[(r, s)]["status"] == "diverged" for s in missing)),
+            compiles=executor.compiles,
+        ),
+        "done",
+    )
+
+
+def run(objective, space: Space, described: dict, args: Arguments, executor: Executor, metric: str, storage) -> Result:
+    """Runs (or resumes) a round-based sweep; called by :func:`jaxtune.tune`."""
+    config = study_config(space, described, args, metric, args.tie_break, objective, executor, "rounds")
+    with Study(storage, args.study, config) as sweep:
+        if not sweep.done:  # a fresh study: its first program may be known already
+            executor.prefetch_batch(args.trials)
+        host = isinstance(args.strategy, HostStrategy)  # an Optuna sampler proposes on the host
+        driver = (_HostDriver if host else _Driver)(args.strategy, space, args.trials, args.seed, executor)
+        best, stopped, announced = math.inf, None, set()
+        ran = False  # every run makes progress: the deadline is checked once a chunk is stored
+        for r in range(args.rounds):
+            if ran and args.past_deadline():
+                stopped = "timeout"
+                break
+            report, end = _run_round(r, args, executor, space, sweep, driver, metric, announced)
+            ran = ran or report is not None or end == "timeout"
+            if end != "done":
+                stopped = "timeout" if end == "timeout" else None
+                break
+            best = min([best] + [t.score(args.mode) for (tr, _), t in sweep.done.items() if tr == r])
+            if report is not None and args.report is not None:
+                report["best"] = minimised(best, args.mode) if math.isfinite(best) else None  # back to the metric
+                args.report(report)
+        if stopped and args.verbose:
+            print(
+                f"[jaxtune] stopped after timeout={args.timeout:g} s with {len(sweep.done)} trials stored; "
+                "rerun with the same storage and study to resume",
+                file=sys.stderr,
+            )
+        return sweep.result(metric, args.mode, args.tie_break, args.select, stopped)

@@ -1,0 +1,172 @@
+"""A trial as it is stored and reported, and how trials are scored: one place for both.
+
+Every driver (rounds, populations, continued halving), :class:`~jaxtune.storage.Storage` and
+:class:`~jaxtune.Result` use :class:`TrialRecord`, built by :func:`trial_record` alone, so the
+rules a reader relies on hold everywhere: any non-finite metric makes a trial ``"diverged"``; a
+trial's ``value`` is its final evaluation or, with ``select="best_step"``, the best point of its
+learning curve; a sweep minimises (``mode="max"`` negates) and a diverged trial scores +inf, so
+it is never the best.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from jaxtune.errors import InputError
+
+__all__ = [
+    "MODES",
+    "SELECT",
+    "STATUSES",
+    "TrialRecord",
+    "trial_record",
+    "minimised",
+    "lane_scores",
+    "select_value",
+    "tie_break_spec",
+]
+
+MODES = ("min", "max")
+# How a trial's selection value is read from its evaluations: the last one, or the best one on
+# its learning curve (the checkpoint a user would keep with early stopping).
+SELECT = ("final", "best_step")
+# "stopped": a population scheduler ended it before the full budget (ASHA, PBT's exploits, halving).
+STATUSES = ("ok", "diverged", "stopped")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TrialRecord(Mapping):
+    """One finished trial. Read-only; also a mapping (``trial["params"]``), as results always were.
+
+    Attributes:
+      round: the round it ran in (a population: the segment its lane started it at).
+      slot: its lane in that round.
+      params: its hyperparameters as plain Python values (inactive conditional ones absent).
+      unit: its unit-cube coordinates.
+      metrics: every metric it returned, as floats.
+      value: its selection value (see :func:`select_value`); NaN when it has none.
+      status: ``"ok"``, ``"diverged"`` (a non-finite metric) or ``"stopped"`` (ended early).
+    """
+
+    round: int
+    slot: int
+    params: Mapping[str, Any]
+    unit: Sequence[float]
+    metrics: Mapping[str, float]
+    value: float
+    status: str
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in _FIELDS:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_FIELDS)
+
+    def __len__(self) -> int:
+        return len(_FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and dict(self) == dict(other)
+
+    __hash__ = None  # its params and metrics are dicts
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """``(round, slot)``: the trial's identity in its study."""
+        return self.round, self.slot
+
+    def score(self, mode: str) -> float:
+        """What a sweep minimises for this trial (see :func:`minimised`)."""
+        return minimised(self.value, mode, self.status == "ok")
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(TrialRecord))
+
+
+def trial_record(
+    round: int,
+    slot: int,
+    params: Mapping[str, Any],
+    unit: Sequence[float],
+    metrics: Mapping[str, float],
+    metric: str,
+    mode: str,
+    select: str = "final",
+    curve: Sequence[float] | None = None,
+    status: str = "ok",
+) -> TrialRecord:
+    """The one place a trial's record is made.
+
+    Args:
+      round, slot, params, unit: the trial's identity and hyperparameters.
+      metrics: its final metrics; any non-finite one makes it ``"diverged"``, whatever ``status``.
+      metric, mode, select: how its ``value`` is read (see :func:`select_value`).
+      curve: its learning curve of ``metric`` (for ``select="best_step"``), if it has one.
+      status: ``"ok"`` or ``"stopped"`` for a trial whose metrics are finite.
+    """
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+    metrics = {n: float(v) for n, v in metrics.items()}
+    ok = all(math.isfinite(v) for v in metrics.values())
+    value, _ = select_value(metrics[metric], None if curve is None else list(curve), mode, select)
+    return TrialRecord(
+        round=int(round),
+        slot=int(slot),
+        params=dict(params),
+        unit=[float(x) for x in unit],
+        metrics=metrics,
+        value=float(value) if value is not None else math.nan,
+        status=status if ok else "diverged",
+    )
+
+
+def minimised(value: float | None, mode: str, ok: bool = True) -> float:
+    """The score a sweep minimises: ``value`` for ``mode="min"``, ``-value`` for ``"max"``, and
+    +inf for a diverged trial or a non-finite value, so that it is never the best."""
+    if not ok or value is None or not math.isfinite(value):
+        return math.inf
+    return value if mode == "min" else -value
+
+
+def lane_scores(metrics: Mapping[str, Any], metric: str, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """A batch's scores (:func:`minimised` lane by lane, float32) and which lanes are finite in
+    every metric: what a scheduler or halving decides on."""
+    finite = np.all([np.isfinite(np.asarray(v)) for v in metrics.values()], axis=0)
+    values = np.asarray(metrics[metric], np.float64)
+    return np.where(finite, values if mode == "min" else -values, np.inf).astype(np.float32), finite
+
+
+def tie_break_spec(tie_break: Any) -> tuple[str, str] | None:
+    """``tie_break`` as ``(metric, mode)``: a bare name is minimised (a loss, the usual tie-breaker)."""
+    if tie_break is None:
+        return None
+    if isinstance(tie_break, str) and tie_break:
+        return tie_break, "min"
+    if (
+        isinstance(tie_break, (tuple, list))
+        and len(tie_break) == 2
+        and isinstance(tie_break[0], str)
+        and tie_break[1] in MODES
+    ):
+        return tie_break[0], tie_break[1]
+    raise InputError(f"tie_break must be a metric name or (name, 'min' | 'max'), got {tie_break!r}")
+
+
+def select_value(final: float, curve: list[float] | None, mode: str, select: str) -> tuple[float, int | None]:
+    """A trial's selection value and the index of its curve point (None: the final evaluation).
+
+    ``select="final"`` takes the final evaluation; ``"best_step"`` the best finite value of the
+    learning curve (the final evaluation is its last point), ties to the earliest step.
+    """
+    if select == "final" or not curve:
+        return final, None
+    scores = [minimised(v, mode) for v in curve]
+    i = min(range(len(scores)), key=scores.__getitem__)
+    return (curve[i], i) if math.isfinite(scores[i]) else (final, None)
