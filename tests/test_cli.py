@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -256,3 +257,35 @@ def test_a_space_parameter_the_task_never_reads_is_a_config_error(tmp_path, caps
     assert err.startswith("jaxtune: error: [space] parameter(s) ['x3'] are never read by task 'branin'")
     assert "its parameters are ['x1', 'x2']" in err and "Traceback" not in err
     assert not db.exists()  # refused before the study was made
+
+
+def test_sigterm_is_handled_like_ctrl_c_and_a_rerun_resumes(tmp_path):
+    """kill (SIGTERM) mid-sweep: the resume hint, exit 143, every stored trial kept; a rerun finishes."""
+    import signal
+    import sqlite3
+    import time
+
+    db = tmp_path / "t.db"
+    text = "[task]\nname = 'branin'\n[tune]\nstrategy = 'random'\ntrials = 64\nrounds = 2000\n"
+    cfg = write(tmp_path, text + f"storage = '{db}'\n")
+    env = {**os.environ, "JAXTUNE_CACHE_DIR": "none"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jaxtune.cli", "run", cfg, "--quiet"], stderr=subprocess.PIPE, text=True, env=env
+    )
+
+    def stored() -> int:
+        try:
+            with sqlite3.connect(db) as conn:
+                return conn.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
+    deadline = time.monotonic() + 120
+    while stored() < 64 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "jaxtune: terminated; finished trials are stored, rerun the same command to resume" in err
+    assert "Traceback" not in err
+    assert 64 <= stored() < 64 * 2000

@@ -12,16 +12,16 @@ from __future__ import annotations
 def main(args) -> int:
     """``jaxtune plan``: checks the config, builds the task, prints :func:`jaxtune.plan`."""
     import jaxtune as jt
-    from jaxtune.cli import (
-        _cpu_devices,
-        _enable_compile_cache,
+    from jaxtune.cli.config import (
         check_config,
+        cpu_devices,
+        enable_compile_cache,
         every_parameter_read,
         load_config,
         parse_duration,
     )
 
-    jt.use_cpu_cores(_cpu_devices())  # measured as `jaxtune run` would run it
+    jt.use_cpu_cores(cpu_devices())  # measured as `jaxtune run` would run it
     cfg = load_config(args.config)
     tune_opts = dict(cfg.get("tune", {}))
     for key in ("trials", "rounds"):
@@ -29,7 +29,7 @@ def main(args) -> int:
             tune_opts[key] = getattr(args, key)
     space = check_config(cfg, tune_opts)
     budget = None if args.budget is None else parse_duration(args.budget, "--budget")
-    _enable_compile_cache()
+    enable_compile_cache()
     task = jt.tasks.get(cfg["task"]["name"], **{k: v for k, v in cfg["task"].items() if k != "name"})
     with every_parameter_read(task.name):
         result = jt.plan(

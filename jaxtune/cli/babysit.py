@@ -38,8 +38,6 @@ COMMANDS = ("train", "set", "rollback", "fork", "adopt", "show", "tree", "best",
 HELP = __doc__[__doc__.index("Commands") :].split("\n", 1)[1]
 
 
-
-
 def _value(text: str) -> Any:
     """A command-line value: int, float or the string itself (a choice's value)."""
     for kind in (int, float):
@@ -159,7 +157,7 @@ class Session:
 
 def _check_babysit(table: Mapping[str, Any]) -> dict[str, Any]:
     from jaxtune._checks import check_int
-    from jaxtune.cli import ConfigError
+    from jaxtune.cli.config import ConfigError
     from jaxtune.errors import Problems
     from jaxtune.result import MODES
 
@@ -189,7 +187,7 @@ def main(args) -> int:
     import os
 
     import jaxtune as jt
-    from jaxtune.cli import ConfigError, _enable_compile_cache, check_config, every_parameter_read, load_config
+    from jaxtune.cli.config import ConfigError, check_config, enable_compile_cache, every_parameter_read, load_config
     from jaxtune.panda import Babysitter
 
     cfg = load_config(args.config)
@@ -204,7 +202,7 @@ def main(args) -> int:
     storage = args.storage or table.get("storage")
     if storage:
         os.makedirs(os.path.dirname(os.path.abspath(storage)), exist_ok=True)
-    _enable_compile_cache()
+    enable_compile_cache()
     task = jt.tasks.get(cfg["task"]["name"], **{k: v for k, v in cfg["task"].items() if k != "name"})
     with every_parameter_read(task.name):
         sitter = Babysitter(

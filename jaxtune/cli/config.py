@@ -1,5 +1,5 @@
-"""The ``jaxtune`` command line: ``run`` a sweep from a TOML config, ``report`` a stored study,
-``export`` its best trial's trained state.
+"""The CLI's config: loading a TOML file, checking every value before any compute, and the
+helpers every command shares (``ConfigError``, durations, output paths, the compile cache).
 
 Config (every section but ``[task]`` is optional)::
 
@@ -30,24 +30,25 @@ compute starts.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
-import sys
 import tomllib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jaxtune.errors import (
-    ConfigError,
-    InputError,
-    JaxtuneError,
-    MissingDependencyError,
-    Problems,
-    UnreadParameterWarning,
-)
+from jaxtune.errors import ConfigError, InputError, Problems, UnreadParameterWarning
 
-__all__ = ["main", "load_config", "check_config", "space_from_config", "ConfigError"]
+__all__ = [
+    "ConfigError",
+    "load_config",
+    "check_config",
+    "space_from_config",
+    "parse_duration",
+    "every_parameter_read",
+    "enable_compile_cache",
+    "cpu_devices",
+    "make_parent",
+]
 
 _SECTIONS = ("task", "tune", "strategy", "space", "babysit")
 _TUNE_KEYS = (
@@ -61,8 +62,6 @@ _PARAM_KEYS = {
 }
 CACHE_ENV = "JAXTUNE_CACHE_DIR"
 CPU_DEVICES_ENV = "JAXTUNE_CPU_DEVICES"
-
-
 
 
 def _check_keys(where: str, got: Mapping[str, Any], allowed: Sequence[str]) -> None:
@@ -244,7 +243,7 @@ def _check_creatable(flag: str, path: str, folder: str) -> None:
         raise ConfigError(f"{flag} {path!r}: the directory {existing!r} is not writable")
 
 
-def _make_parent(flag: str, path: str) -> None:
+def make_parent(flag: str, path: str) -> None:
     """Makes the directory ``path`` will be written in (after :func:`_check_creatable` passed)."""
     from jaxtune.storage import StorageError
 
@@ -272,7 +271,8 @@ def every_parameter_read(task: str):
             ) from None
 
 
-def _enable_compile_cache() -> None:
+def enable_compile_cache() -> None:
+    """Enables JAX's persistent compilation cache (``JAXTUNE_CACHE_DIR``; ``none`` turns it off)."""
     # A rerun (or a resumed sweep) then loads compiled programs instead of compiling them again.
     path = os.environ.get(CACHE_ENV, os.path.join(os.path.expanduser("~"), ".cache", "jaxtune", "xla"))
     if path.lower() in ("", "0", "none", "off"):
@@ -284,201 +284,11 @@ def _enable_compile_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-def _cpu_devices() -> int | None:
+def cpu_devices() -> int | None:
+    """CPU devices to split the cores into (``JAXTUNE_CPU_DEVICES``; None: one per core)."""
     value = os.environ.get(CPU_DEVICES_ENV, "auto")
     if value == "auto":
         return None
     if not value.isdigit() or int(value) < 1:
         raise ConfigError(f"{CPU_DEVICES_ENV} must be 'auto' or a positive integer, got {value!r}")
     return int(value)
-
-
-def _run(args) -> int:
-    import jaxtune as jt
-    from jaxtune import report
-
-    jt.use_cpu_cores(_cpu_devices())  # before anything runs: trials sharded over the CPU's cores
-
-    cfg = load_config(args.config)
-    task_opts = {k: v for k, v in cfg["task"].items() if k != "name"}
-    tune_opts = dict(cfg.get("tune", {}))
-    for key in ("trials", "rounds", "seed", "storage", "study", "timeout"):
-        if getattr(args, key) is not None:
-            tune_opts[key] = getattr(args, key)
-    # Check everything that needs no data before building the task (which generates data).
-    space = check_config(cfg, tune_opts, args.plot)
-    if tune_opts.get("storage"):
-        from jaxtune.storage import Storage
-
-        _make_parent("storage", tune_opts["storage"])
-        Storage.check(tune_opts["storage"])
-    if args.plot:
-        _make_parent("--plot", args.plot)
-    _enable_compile_cache()
-    task = jt.tasks.get(cfg["task"]["name"], **task_opts)
-    with every_parameter_read(task.name):
-        result = jt.tune(
-            task.objective,
-            space or task.space,
-            strategy=tune_opts.pop("strategy", "coarse_to_fine"),
-            strategy_options=cfg.get("strategy") or None,
-            metric=tune_opts.pop("metric", task.metric),
-            mode=tune_opts.pop("mode", task.mode),
-            progress=not args.quiet,
-            **tune_opts,
-        )
-    print(report.summary(result, top=args.top, metrics=task.report or None))
-    if args.plot:
-        print(f"figure: {report.plot(result, args.plot)}")
-    if result.storage:
-        print(f"results: {os.path.abspath(result.storage)} (jaxtune report {result.storage})")
-    return 0 if result.best is not None or result.stopped else 1
-
-
-def _is_babysit(path: str, study: str | None) -> bool:
-    """Whether the study to report is a babysitting run (the only study, or the one named)."""
-    from jaxtune.storage import Storage
-
-    store = Storage(path, read_only=True)
-    try:
-        names = store.study_names() if study is None else [study]
-        kinds = {(store.study_config(n) or {}).get("kind") for n in names}
-    finally:
-        store.close()
-    return kinds == {"babysit"}
-
-
-def _report(args) -> int:
-    from jaxtune import report
-    from jaxtune.result import Result
-
-    if _is_babysit(args.storage, args.study):
-        folder = None if args.no_html else args.html or os.path.splitext(args.storage)[0] + "-report"
-        print(report.babysit_report(args.storage, args.study, folder))
-        if folder:
-            print(f"report: {os.path.join(folder, 'index.html')} (figures beside it)")
-        return 0
-    result = Result.load(args.storage, study=args.study)
-    print(report.summary(result, top=args.top))
-    if args.csv:
-        result.to_csv(args.csv)
-        print(f"csv: {args.csv}")
-    if args.curves_csv:
-        result.to_csv(args.curves_csv, curves=True)
-        print(f"learning curves: {args.curves_csv} ({len(result.curve_rows())} points)")
-    if args.plot:
-        print(f"figure: {report.plot(result, args.plot)}")
-    if not args.no_html:
-        folder = args.html or os.path.splitext(args.storage)[0] + "-report"
-        parent = os.path.dirname(os.path.abspath(folder))
-        if not os.access(parent, os.W_OK):
-            raise ConfigError(f"--html {folder!r}: its directory {parent!r} is not writable (pass --html DIR)")
-        try:
-            print(f"report: {report.html(result, folder)} (figures beside it)")
-        except MissingDependencyError:
-            if args.html:
-                raise
-            print("(no HTML report: figures need matplotlib, pip install 'jaxtune[report]')")
-    return 0
-
-
-def _export(args) -> int:
-    """Trains the best trial of a stored study again (exactly: its key is part of the record, a PBT
-    winner along its lineage) and writes its final state (parameters, optimizer state, ...) as .npz."""
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
-    import jaxtune as jt
-    from jaxtune.execute.population import supports_protocol
-
-    cfg = load_config(args.config)
-    task_opts = {k: v for k, v in cfg["task"].items() if k != "name"}
-    check_config(cfg, dict(cfg.get("tune", {})))
-    result = jt.Result.load(args.storage, study=args.study)
-    best = result.best
-    if best is None:
-        raise ConfigError(f"{args.storage}: the study has no finished trial to export")
-    task = jt.tasks.get(cfg["task"]["name"], **task_opts)
-    if not supports_protocol(task.objective):
-        raise ConfigError(f"task {cfg['task']['name']!r} cannot be replayed (no stateful trial protocol)")
-    fidelity = result.config.get("strategy", {}).get("fidelity")
-    hp = {n: v if isinstance(v, (int, str)) and not isinstance(v, bool) else jnp.float32(v)
-          for n, v in best["params"].items() if n != fidelity}  # fmt: skip
-    state = result.replay(task.objective, best)
-    again = {k: float(v) for k, v in task.objective.evaluate_state(hp, state).items()}
-    from jaxtune._trees import host_leaf
-
-    leaves = jax.tree_util.tree_flatten_with_path(state)[0]
-    np.savez(args.out, **{jax.tree_util.keystr(path): host_leaf(leaf) for path, leaf in leaves})
-    print(f"best trial (round {best['round']}, slot {best['slot']}): {best['params']}")
-    print(f"replayed {result.metric}: {again.get(result.metric, float('nan')):.6g} (stored {best['value']:.6g})")
-    print(f"state: {args.out} ({len(leaves)} arrays)")
-    return 0
-
-
-def _tasks(args) -> int:
-    from jaxtune.tasks import TASKS, describe
-
-    print("\n".join(describe(name) for name in TASKS))
-    return 0
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="jaxtune", description="Tune hyperparameters by training many trials at once.")
-    sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="run (or resume) a sweep from a TOML config")
-    r.add_argument("config")
-    r.add_argument("--trials", type=int)
-    r.add_argument("--rounds", type=int)
-    r.add_argument("--seed", type=int)
-    r.add_argument("--storage")
-    r.add_argument("--study")
-    r.add_argument("--timeout", help="stop at a safe point after this long (90, 90s, 20m, 1.5h); rerun to resume")
-    r.add_argument("--top", type=int, default=5, help="trials to list in the report")
-    r.add_argument("--plot", help="write a figure (PNG) here")
-    r.add_argument("--quiet", action="store_true", help="no per-round progress")
-    r.set_defaults(func=_run)
-    rep = sub.add_parser("report", help="summarise a stored study")
-    rep.add_argument("storage")
-    rep.add_argument("--study")
-    rep.add_argument("--top", type=int, default=10)
-    rep.add_argument("--csv", help="also write every trial to this CSV file")
-    rep.add_argument("--curves-csv", help="also write every learning-curve point to this CSV file")
-    rep.add_argument("--plot", help="write a figure (PNG) here")
-    rep.add_argument("--html", help="folder for the HTML report and its figures (default: STORAGE's name + '-report')")
-    rep.add_argument("--no-html", action="store_true", help="print the summary only")
-    rep.set_defaults(func=_report)
-    e = sub.add_parser("export", help="train a study's best trial again and write its state (.npz)")
-    e.add_argument("storage")
-    e.add_argument("config", help="the TOML config the study was run with (it names the task)")
-    e.add_argument("--study")
-    e.add_argument("--out", default="best.npz")
-    e.set_defaults(func=_export)
-    from jaxtune import cli_bench, cli_panda, cli_plan
-
-    cli_panda.add_parser(sub)
-    cli_plan.add_parser(sub)
-    cli_bench.add_parser(sub)
-    t = sub.add_parser("tasks", help="list the built-in tasks")
-    t.set_defaults(func=_tasks)
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``jaxtune`` console script; returns the exit status."""
-    args = _parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except KeyboardInterrupt:
-        print("jaxtune: interrupted; finished trials are stored, rerun the same command to resume", file=sys.stderr)
-        return 130
-    except JaxtuneError as e:  # what the user can fix; anything else is a bug and shows its traceback
-        if os.environ.get("JAXTUNE_DEBUG"):
-            raise
-        print(f"jaxtune: error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

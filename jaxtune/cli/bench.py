@@ -15,7 +15,7 @@ def main(args) -> int:
 
     from jaxtune import bench
     from jaxtune._checks import check_int
-    from jaxtune.cli import ConfigError
+    from jaxtune.cli.config import ConfigError
     from jaxtune.errors import Problems
 
     problems = [p for p in args.problems.split(",") if p]

@@ -1,0 +1,72 @@
+"""``jaxtune report STORAGE``: summarise a stored study (tables, CSV, figures, an HTML page)."""
+
+from __future__ import annotations
+
+import os
+
+from jaxtune.cli.config import ConfigError
+from jaxtune.errors import MissingDependencyError
+
+__all__ = ["main", "add_parser"]
+
+
+def _is_babysit(path: str, study: str | None) -> bool:
+    """Whether the study to report is a babysitting run (the only study, or the one named)."""
+    from jaxtune.storage import Storage
+
+    store = Storage(path, read_only=True)
+    try:
+        names = store.study_names() if study is None else [study]
+        kinds = {(store.study_config(n) or {}).get("kind") for n in names}
+    finally:
+        store.close()
+    return kinds == {"babysit"}
+
+
+def main(args) -> int:
+    """``jaxtune report``: the summary, then CSV, figures and the HTML report as asked."""
+    from jaxtune import report
+    from jaxtune.result import Result
+
+    if _is_babysit(args.storage, args.study):
+        folder = None if args.no_html else args.html or os.path.splitext(args.storage)[0] + "-report"
+        print(report.babysit_report(args.storage, args.study, folder))
+        if folder:
+            print(f"report: {os.path.join(folder, 'index.html')} (figures beside it)")
+        return 0
+    result = Result.load(args.storage, study=args.study)
+    print(report.summary(result, top=args.top))
+    if args.csv:
+        result.to_csv(args.csv)
+        print(f"csv: {args.csv}")
+    if args.curves_csv:
+        result.to_csv(args.curves_csv, curves=True)
+        print(f"learning curves: {args.curves_csv} ({len(result.curve_rows())} points)")
+    if args.plot:
+        print(f"figure: {report.plot(result, args.plot)}")
+    if not args.no_html:
+        folder = args.html or os.path.splitext(args.storage)[0] + "-report"
+        parent = os.path.dirname(os.path.abspath(folder))
+        if not os.access(parent, os.W_OK):
+            raise ConfigError(f"--html {folder!r}: its directory {parent!r} is not writable (pass --html DIR)")
+        try:
+            print(f"report: {report.html(result, folder)} (figures beside it)")
+        except MissingDependencyError:
+            if args.html:
+                raise
+            print("(no HTML report: figures need matplotlib, pip install 'jaxtune[report]')")
+    return 0
+
+
+def add_parser(sub) -> None:
+    """Adds ``report`` to the CLI's subcommands."""
+    rep = sub.add_parser("report", help="summarise a stored study")
+    rep.add_argument("storage")
+    rep.add_argument("--study")
+    rep.add_argument("--top", type=int, default=10)
+    rep.add_argument("--csv", help="also write every trial to this CSV file")
+    rep.add_argument("--curves-csv", help="also write every learning-curve point to this CSV file")
+    rep.add_argument("--plot", help="write a figure (PNG) here")
+    rep.add_argument("--html", help="folder for the HTML report and its figures (default: STORAGE's name + '-report')")
+    rep.add_argument("--no-html", action="store_true", help="print the summary only")
+    rep.set_defaults(func=main)
