@@ -14,9 +14,9 @@ hyperparameters, compiles it once, and zooms the search coarse-to-fine between r
 import importlib
 
 from jaxtune import errors, schedulers, schedules, strategies, tasks
+from jaxtune.babysitting import Babysitter, babysit
 from jaxtune.errors import InputError, JaxtuneError
 from jaxtune.execute import Executor, use_cpu_cores
-from jaxtune.panda import Babysitter, babysit
 from jaxtune.planning import Plan, plan
 from jaxtune.priorities import Importance, importance
 from jaxtune.result import Result

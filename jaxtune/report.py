@@ -185,7 +185,7 @@ def babysit_report(path: str, study: str | None = None, folder: str | None = Non
     path); with ``folder``, also its figure and an HTML page there. Returns the text."""
     import html as escape
 
-    from jaxtune.panda import render_tree
+    from jaxtune.babysitting import render_tree
     from jaxtune.storage import Storage
 
     store = Storage(path, read_only=True)

@@ -10,8 +10,8 @@ from conftest import SPACE, make_trainer
 
 import jaxtune as jt
 from jaxtune import cli
+from jaxtune.babysitting import Babysitter, babysit
 from jaxtune.errors import InputError, UnknownNameError
-from jaxtune.panda import Babysitter, babysit
 
 
 def leaves(state):

@@ -30,8 +30,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from jaxtune.babysitting import fmt
 from jaxtune.errors import CommandError, JaxtuneError
-from jaxtune.panda import fmt
 
 BABYSIT_KEYS = ("segment", "seed", "storage", "name", "metric", "mode", "hp")
 COMMANDS = ("train", "set", "rollback", "fork", "adopt", "show", "tree", "best", "help", "quit")
@@ -69,7 +69,7 @@ def _assignments(words: list[str], where: str, current: Mapping[str, Any]) -> di
 
 
 class Session:
-    """Reads babysitting commands and carries them out on a :class:`~jaxtune.panda.Babysitter`."""
+    """Reads babysitting commands and carries them out on a :class:`~jaxtune.babysitting.Babysitter`."""
 
     def __init__(self, sitter, out=None):
         self.sitter = sitter
@@ -187,8 +187,8 @@ def main(args) -> int:
     import os
 
     import jaxtune as jt
+    from jaxtune.babysitting import Babysitter
     from jaxtune.cli.config import ConfigError, check_config, enable_compile_cache, every_parameter_read, load_config
-    from jaxtune.panda import Babysitter
 
     cfg = load_config(args.config)
     table = _check_babysit(cfg.get("babysit", {}))

@@ -19,6 +19,7 @@ is marked, and a rerun returns what is stored.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import sys
@@ -80,133 +81,203 @@ def run(objective, space: Space, spec, options, args: Arguments, executor, metri
         return _run(objective, space, sched, args, metric, study, budget)
 
 
+@dataclasses.dataclass
+class _Book:
+    """The driver's bookkeeping of its lanes (checkpointed with the population's states)."""
+
+    u: np.ndarray  # f32[lanes, d]: each lane's configuration on the unit cube
+    start: np.ndarray  # i64[lanes]: the segment each lane's trial started at (its round)
+    steps: np.ndarray  # i32[lanes]: steps each lane's trial has trained
+    active: np.ndarray  # bool[lanes]: lanes training a live trial
+    busy: int = 0  # lane-segments that trained a live trial (utilisation)
+    best: float = math.inf  # the best finished trial's score so far (minimised)
+
+    def arrays(self) -> dict[str, Any]:
+        """The bookkeeping as arrays, for a checkpoint."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_arrays(cls, book: dict[str, np.ndarray]) -> _Book:
+        """The bookkeeping a checkpoint stored."""
+        return cls(book["u"], book["start"], book["steps"], book["active"], int(book["busy"]), float(book["best"]))
+
+
+class _Run:
+    """One population run: its lanes on the device, the scheduler's state and the bookkeeping."""
+
+    def __init__(self, objective, space: Space, sched, args: Arguments, metric: str, study: Study, budget: int):
+        self.space, self.sched, self.args, self.metric, self.study, self.budget = (
+            space, sched, args, metric, study, budget
+        )  # fmt: skip
+        self.lanes = sched.num_lanes
+        self.root = jax.random.key(args.seed)
+        state = jax.jit(sched.init)(jax.random.fold_in(self.root, INIT_STREAM))
+        u, self.state = jax.jit(sched.first)(jax.random.fold_in(self.root, INIT_STREAM), state)
+        self.decide = jax.jit(sched.decide)
+        self.from_unit = jax.jit(space.from_unit)
+        self.pop = Population(objective, space, (), self.lanes)
+        self.book = _Book(np.asarray(u), *(np.zeros(self.lanes, t) for t in (np.int64, np.int32)),
+                          np.ones(self.lanes, bool))  # fmt: skip
+        self.hp = self.from_unit(self.book.u)
+        self.pop.start(self.hp, lane_keys(self.root, 0, self.lanes))
+
+    def resume(self, saved: tuple[int, bytes]) -> int:
+        """Restores the run from a checkpoint; returns the segment to train next."""
+        book, self.state = unpack_checkpoint(saved[1], self.pop, self.state)
+        self.book = _Book.from_arrays(book)
+        self.hp = self.from_unit(self.book.u)
+        self.pop.set_hp(self.hp)
+        return saved[0] + 1
+
+    def segment(self, seg: int):
+        """Trains every lane one segment and asks the scheduler; returns the metrics and decision."""
+        b, args = self.book, self.args
+        metrics = self.pop.train(self.sched.segment)
+        b.steps = np.where(b.active, b.steps + self.sched.segment, b.steps)
+        b.busy += int(b.active.sum())
+        score, _ = lane_scores(metrics, self.metric, args.mode)
+        lanes = Lanes(jnp.asarray(score), jnp.asarray(b.steps), jnp.asarray(b.u, jnp.float32), jnp.asarray(b.active))
+        decision, self.state = self.decide(
+            jax.random.fold_in(jax.random.fold_in(self.root, DECIDE_STREAM), seg), self.state, lanes
+        )
+        return metrics, jax.tree.map(np.asarray, decision)
+
+    def records(self, metrics, d) -> tuple[list, list]:
+        """This segment's curve points, and records of the trials that ended in it."""
+        b, args = self.book, self.args
+        rows, points = [], []
+        stored_curves = functools.cache(self.study.curves)
+        params = self.space.to_python({n: np.asarray(v) for n, v in self.hp.items()})
+        for i in np.flatnonzero(b.active):
+            m = {n: float(v[i]) for n, v in metrics.items()}
+            points.append((int(b.start[i]), int(i), int(b.steps[i]), m))
+            if d.end[i]:
+                curve = segment_value(stored_curves, (int(b.start[i]), int(i)), points, self.metric, args)
+                status = "ok" if d.finished[i] else "stopped"
+                row = trial_record(b.start[i], i, params[i], b.u[i], m, self.metric, args.mode, args.select, curve,
+                                   status)  # fmt: skip
+                rows.append(row)
+                if row.status == "ok":
+                    b.best = min(b.best, minimised(m[self.metric], args.mode))
+        return rows, points
+
+    def advance(self, seg: int, d) -> list:
+        """Applies the decision to the bookkeeping and the lanes; returns the lineage it made."""
+        b = self.book
+        moved = d.source != np.arange(self.lanes)
+        new = d.end & ~d.idle  # lanes that start a new trial: refilled or exploiting
+        lineage = [
+            (seg + 1, int(i), int(b.start[d.source[i]]), int(d.source[i]), int(b.steps[d.source[i]]))
+            for i in np.flatnonzero(new & moved)
+        ]
+        b.steps = np.where(new, np.where(d.restart, 0, b.steps[d.source]), b.steps)
+        b.start = np.where(new, seg + 1, b.start)
+        b.active = ~d.idle
+        b.u = d.u
+        self.hp = self.from_unit(b.u)
+        if b.active.any():
+            keys = lane_keys(self.root, seg + 1, self.lanes)
+            self.pop.replace(self.hp, source=d.source, restart=d.restart, keys=keys, reseed=moved)
+        return lineage
+
+    def finish(self, stopped: str | None) -> None:
+        """Ends the trials of lanes still training; a finished run is marked (a rerun returns it)."""
+        b, args = self.book, self.args
+        rows = []
+        params = self.space.to_python({n: np.asarray(v) for n, v in self.hp.items()})
+        curves = self.study.curves()
+        for i in np.flatnonzero(b.active):
+            key = (int(b.start[i]), int(i))
+            curve = curves.get(key, [])
+            if key in self.study.done or not curve:
+                continue
+            status = "ok" if b.steps[i] >= self.budget else "stopped"
+            points = [p[self.metric] for _, p in curve]
+            rows.append(trial_record(*key, params[i], b.u[i], curve[-1][1], self.metric, args.mode, args.select,
+                                     points, status))  # fmt: skip
+        self.study.write(rows, [], [], None if stopped else (_FINISHED, b""))
+
+    def result(self, segments: int, stopped: str | None) -> Result:
+        """The study's result, with the lane utilisation (and ASHA's rungs)."""
+        total = max(segments, 1) * self.lanes
+        if self.args.verbose:
+            print(
+                f"[jaxtune] {segments} segments of {self.sched.segment} steps on {self.lanes} lanes: lane utilisation "
+                f"{self.book.busy / total:.0%}, {len(self.study.done)} trials, {self.pop.compiles} programs compiled",
+                file=sys.stderr,
+            )
+        result = self.study.result(self.metric, self.args.mode, self.args.tie_break, self.args.select, stopped)
+        result.utilisation = self.book.busy / total
+        if hasattr(self.state, "passed"):  # ASHA: how many reached each rung, and how many went on
+            result.rungs = [
+                {"steps": int(r), "arrived": int(n), "passed": int(p)}
+                for r, n, p in zip(self.sched.rungs, np.asarray(self.state.count), np.asarray(self.state.passed))
+            ]
+        return result
+
+
 def _run(objective, space, sched, args: Arguments, metric: str, study: Study, budget: int) -> Result:
-    lanes = sched.num_lanes
-    root = jax.random.key(args.seed)
-    state = jax.jit(sched.init)(jax.random.fold_in(root, INIT_STREAM))
-    u, state = jax.jit(sched.first)(jax.random.fold_in(root, INIT_STREAM), state)
-    decide = jax.jit(sched.decide)
-    from_unit = jax.jit(space.from_unit)
-    pop = Population(objective, space, (), lanes)
-    u = np.asarray(u)
-    hp = from_unit(u)
-    pop.start(hp, lane_keys(root, 0, lanes))
-    start = np.zeros(lanes, np.int64)  # the segment each lane's trial started at: its round
-    steps = np.zeros(lanes, np.int32)  # steps each lane's trial has trained
-    active = np.ones(lanes, bool)
-    busy = 0  # lane-segments that trained a live trial (utilisation)
-    best, t0, every = math.inf, time.perf_counter(), max(1, sched.max_segments // 20)
-    first = 0
     saved = study.checkpoint()
     if saved is not None and saved[0] == _FINISHED:  # a finished run: nothing to do
         return study.result(metric, args.mode, args.tie_break, args.select, None)
+    run = _Run(objective, space, sched, args, metric, study, budget)
+    first = 0
     if saved is not None:  # resume at the last segment boundary stored
-        book, state = unpack_checkpoint(saved[1], pop, state)
-        first, u, start, steps, active, busy, best = (
-            saved[0] + 1, book["u"], book["start"], book["steps"], book["active"], int(book["busy"]),
-            float(book["best"]),
-        )  # fmt: skip
-        hp = from_unit(u)
-        pop.set_hp(hp)
+        first = run.resume(saved)
         if args.verbose:
             print(f"[jaxtune] resuming at segment {first} (the last checkpoint)", file=sys.stderr)
-    checkpoints = _Checkpoints()
-    bar = _bar(sched.max_segments, first) if args.verbose else None
-    stopped = None
-    seg = first - 1
+    checkpoints, progress = _Checkpoints(), _Progress(sched, args, metric, first)
+    stopped, seg = None, first - 1
     for seg in range(first, sched.max_segments):
-        metrics = pop.train(sched.segment)
-        steps = np.where(active, steps + sched.segment, steps)
-        busy += int(active.sum())
-        score, finite = lane_scores(metrics, metric, args.mode)
-        decision, state = decide(
-            jax.random.fold_in(jax.random.fold_in(root, DECIDE_STREAM), seg),
-            state,
-            Lanes(jnp.asarray(score), jnp.asarray(steps), jnp.asarray(u, jnp.float32), jnp.asarray(active)),
-        )
-        d = jax.tree.map(np.asarray, decision)
-        rows, points, lineage = [], [], []
-        stored_curves = functools.cache(study.curves)
-        params = space.to_python({n: np.asarray(v) for n, v in hp.items()})
-        for i in np.flatnonzero(active):
-            m = {n: float(v[i]) for n, v in metrics.items()}
-            points.append((int(start[i]), int(i), int(steps[i]), m))
-            if d.end[i]:
-                curve = segment_value(stored_curves, (int(start[i]), int(i)), points, metric, args)
-                status = "ok" if d.finished[i] else "stopped"
-                row = trial_record(start[i], i, params[i], u[i], m, metric, args.mode, args.select, curve, status)
-                rows.append(row)
-                if row.status == "ok":
-                    best = min(best, minimised(m[metric], args.mode))
-        lane = np.arange(lanes)
-        moved = d.source != lane
-        new = d.end & ~d.idle  # lanes that start a new trial: refilled or exploiting
-        for i in np.flatnonzero(new & moved):
-            src = d.source[i]
-            lineage.append((seg + 1, int(i), int(start[src]), int(src), int(steps[src])))
-        steps = np.where(new, np.where(d.restart, 0, steps[d.source]), steps)
-        start = np.where(new, seg + 1, start)
-        active = ~d.idle
-        u = d.u
-        hp = from_unit(u)
-        if not active.any():
+        metrics, decision = run.segment(seg)
+        rows, points = run.records(metrics, decision)
+        lineage = run.advance(seg, decision)
+        if not run.book.active.any():
             study.write(rows, points, lineage)
             break
-        pop.replace(hp, source=d.source, restart=d.restart, keys=lane_keys(root, seg + 1, lanes), reseed=moved)
         # The population as it starts segment seg + 1, stored with this segment's trials (one
         # transaction), as often as keeps its cost small (see _Checkpoints).
         checkpoint = None
         if checkpoints.due():
             with checkpoints.timed():
-                book = {"u": u, "start": start, "steps": steps, "active": active, "busy": busy, "best": best}
-                checkpoint = (seg, pack_checkpoint(pop, state, book))
+                checkpoint = (seg, pack_checkpoint(run.pop, run.state, run.book.arrays()))
         study.write(rows, points, lineage, checkpoint)
-        if bar is not None:
-            shown = "-" if not math.isfinite(best) else f"{minimised(best, args.mode):.4g}"
-            bar.update(1)
-            bar.set_postfix_str(f"busy {int(active.sum())}/{lanes}, best {metric} {shown}", refresh=False)
-        elif args.verbose and (seg + 1) % every == 0:
-            shown = "none yet" if not math.isfinite(best) else f"{minimised(best, args.mode):.6g}"
-            print(
-                f"[jaxtune] segment {seg + 1}/{sched.max_segments} ({sched.segment} steps each): "
-                f"{int(active.sum())}/{lanes} lanes busy, {time.perf_counter() - t0:.1f} s, best {metric} {shown}",
-                file=sys.stderr,
-                flush=True,
-            )
+        progress.update(seg, run.book)
         if args.past_deadline():
             stopped = "timeout"
             break
-    if bar is not None:
-        bar.close()
-    # Lanes still training when the run ends: their trials end here.
-    rows = []
-    params = space.to_python({n: np.asarray(v) for n, v in hp.items()})
-    curves = study.curves()
-    for i in np.flatnonzero(active):
-        key = (int(start[i]), int(i))
-        curve = curves.get(key, [])
-        if key in study.done or not curve:
-            continue
-        status = "ok" if steps[i] >= budget else "stopped"
-        points = [p[metric] for _, p in curve]
-        rows.append(trial_record(*key, params[i], u[i], curve[-1][1], metric, args.mode, args.select, points, status))
-    # A finished run replaces its last checkpoint by a mark: a rerun returns what is stored.
-    study.write(rows, [], [], None if stopped else (_FINISHED, b""))
-    total = max(seg + 1, 1) * lanes
-    if args.verbose:
-        print(
-            f"[jaxtune] {seg + 1} segments of {sched.segment} steps on {lanes} lanes: lane utilisation "
-            f"{busy / max(total, 1):.0%}, {len(study.done)} trials, {pop.compiles} programs compiled",
-            file=sys.stderr,
-        )
-    result = study.result(metric, args.mode, args.tie_break, args.select, stopped)
-    result.utilisation = busy / max(total, 1)
-    if hasattr(state, "passed"):  # ASHA: how many reached each rung, and how many went on
-        result.rungs = [
-            {"steps": int(r), "arrived": int(n), "passed": int(p)}
-            for r, n, p in zip(sched.rungs, np.asarray(state.count), np.asarray(state.passed))
-        ]
-    return result
+    progress.close()
+    run.finish(stopped)
+    return run.result(seg + 1, stopped)
+
+
+class _Progress:
+    """A population's progress: a tqdm bar of segments on a terminal, else a line every few segments."""
+
+    def __init__(self, sched, args: Arguments, metric: str, first: int):
+        self.sched, self.args, self.metric = sched, args, metric
+        self.bar = _bar(sched.max_segments, first) if args.verbose else None
+        self.t0, self.every = time.perf_counter(), max(1, sched.max_segments // 20)
+
+    def update(self, seg: int, book: _Book) -> None:
+        """Reports the end of segment ``seg``."""
+        best = "none yet" if not math.isfinite(book.best) else f"{minimised(book.best, self.args.mode):.6g}"
+        busy = f"{int(book.active.sum())}/{len(book.active)}"
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix_str(f"busy {busy}, best {self.metric} {best}", refresh=False)
+        elif self.args.verbose and (seg + 1) % self.every == 0:
+            print(
+                f"[jaxtune] segment {seg + 1}/{self.sched.max_segments} ({self.sched.segment} steps each): "
+                f"{busy} lanes busy, {time.perf_counter() - self.t0:.1f} s, best {self.metric} {best}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        """Closes the bar, if any."""
+        if self.bar is not None:
+            self.bar.close()
 
 
 def segment_value(stored_curves, key: tuple[int, int], points, metric: str, args: Arguments) -> list[float] | None:

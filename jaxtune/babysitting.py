@@ -35,32 +35,14 @@ from jaxtune._trees import restore_tree, tree_arrays
 from jaxtune.errors import InputError, InputTypeError, UnknownNameError
 from jaxtune.execute.population import Population, supports_protocol
 from jaxtune.keys import TRIAL_STREAM
+from jaxtune.params import check_value
 from jaxtune.result import MODES, minimised
-from jaxtune.space import Choice, Int, Space, bucket_size
+from jaxtune.space import Space, bucket_size
 from jaxtune.study import Study, objective_settings
 
 __all__ = ["Babysitter", "babysit"]
 
 LABELS = "abcdefghijklmnopqrstuvwxyz"
-
-
-def check_value(name: str, param: Any, value: Any) -> Any:
-    """``value`` as parameter ``name`` holds it, or an :class:`InputError` naming what is allowed."""
-    if isinstance(param, Choice):
-        if value not in param.values:
-            raise InputError(f"{name}: {value!r} is not one of the choices {list(param.values)!r}")
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise InputTypeError(f"{name}: expected a number, got {value!r}")
-    if isinstance(param, Int):
-        if int(value) != value:
-            raise InputError(f"{name}: expected an integer in [{param.low}, {param.high}], got {value!r}")
-        value = int(value)
-    else:
-        value = float(value)
-    if not param.low <= value <= param.high:
-        raise InputError(f"{name}: {value!r} is outside its range [{param.low}, {param.high}]")
-    return value
 
 
 class Babysitter:
