@@ -36,6 +36,7 @@ from jaxtune.errors import InputError, InputTypeError, UnknownNameError
 from jaxtune.execute.population import Population, supports_protocol
 from jaxtune.keys import TRIAL_STREAM
 from jaxtune.params import check_value
+from jaxtune.report import fmt, render_tree
 from jaxtune.result import MODES, minimised
 from jaxtune.space import Space, bucket_size
 from jaxtune.study import Study, objective_settings
@@ -387,42 +388,9 @@ class Babysitter:
         self.close()
 
 
-def render_tree(nodes: Sequence[Mapping[str, Any]], head: int | None, metric: str) -> str:
-    """A babysitting run's nodes (as :meth:`Storage.nodes` returns them) as an indented tree."""
-    if not nodes:
-        return "(no nodes)"
-    children: dict[int | None, list[int]] = {}
-    for n in nodes:
-        children.setdefault(n["parent"], []).append(n["id"])
-    lines = []
-    stack = [(0, "", "")]  # (node, prefix of its line, prefix of its descendants' lines)
-    while stack:
-        i, first, rest = stack.pop()
-        n = nodes[i]
-        m = n["metrics"].get(metric)
-        value = "" if m is None else f"  {metric}={m:.4g}"
-        lines.append(f"{'*' if i == head else ' '} {first}#{i} step {n['step']}: {n['event']}{value}")
-        kids = children.get(i, [])
-        if len(kids) == 1:
-            stack.append((kids[0], rest, rest))
-        else:
-            for k, c in reversed(list(enumerate(kids))):
-                last = k == len(kids) - 1
-                stack.append((c, rest + ("└─ " if last else "├─ "), rest + ("   " if last else "│  ")))
-    return "\n".join(lines)
-
-
 def babysit(objective: Any, space: Space, hp: Mapping[str, Any] | None = None, **options: Any) -> Babysitter:
     """Starts (or resumes, from ``storage`` and ``name``) babysitting one model: see :class:`Babysitter`."""
     return Babysitter(objective, space, hp, **options)
-
-
-def fmt(v: Any) -> str:
-    """A hyperparameter value, short: 4 significant digits, floats always look like floats (1.0)."""
-    if not isinstance(v, float):
-        return str(v)
-    text = f"{v:.4g}"
-    return text if any(c in text for c in ".einf") else text + ".0"
 
 
 def _pack(state: Any) -> bytes:

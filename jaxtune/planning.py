@@ -237,29 +237,10 @@ def plan(
         measured = [_measure_whole(executor, bucket, w, ndev) for w in widths]
         compile_s = max(m.compile_s for m in measured)
 
-    per_trial = fixed = fits = None
     budget_bytes = executor.programs.budget
-    sized = [m for m in measured if m.bytes is not None]
-    if len(sized) >= 2 and sized[-1].width > sized[0].width:
-        per_trial = max((sized[-1].bytes - sized[0].bytes) / (sized[-1].width - sized[0].width), 1.0)
-        fixed = max(sized[0].bytes - per_trial * sized[0].width, 0.0)
-    elif sized:
-        per_trial, fixed = sized[-1].bytes / sized[-1].width, 0.0
-    if per_trial is not None and budget_bytes is not None:
-        fits = max(0, int((budget_bytes - fixed) / per_trial))
-        if fits < width and fits >= 1:  # the executor would halve the chunk: plan with what fits
-            width = round_up(min(width, 1 << (fits.bit_length() - 1)), ndev)
-
-    def chunk_s(w: int) -> float:
-        """Seconds for a chunk of ``w`` trials: interpolated between the measured widths, the
-        narrowest's time below them, extrapolated along the last two above them."""
-        xs, ys = [m.width for m in measured], [m.trial_s for m in measured]
-        if len(xs) == 1 or w <= xs[-1]:
-            return float(np.interp(w, xs, ys))
-        return ys[-1] + (w - xs[-1]) * (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
-
+    per_trial, fixed, fits, width = _memory(measured, budget_bytes, width, ndev)
     chunks = math.ceil(trials / width)
-    round_s = chunks * chunk_s(width)
+    round_s = chunks * _chunk_s(measured, width)
     budget_trials = None
     if budget is not None:
         budget_trials = int(max(budget - compile_s, 0) / round_s * trials)
@@ -283,6 +264,32 @@ def plan(
         recommendation=recommendation,
         advice=advice,
     )
+
+
+def _memory(measured: list[Measurement], budget_bytes, width: int, ndev: int):
+    """Bytes per trial and fixed bytes (a line through the measured widths), how many trials fit
+    in ``budget_bytes``, and the chunk width the executor would run (halved until it fits)."""
+    per_trial = fixed = fits = None
+    sized = [m for m in measured if m.bytes is not None]
+    if len(sized) >= 2 and sized[-1].width > sized[0].width:
+        per_trial = max((sized[-1].bytes - sized[0].bytes) / (sized[-1].width - sized[0].width), 1.0)
+        fixed = max(sized[0].bytes - per_trial * sized[0].width, 0.0)
+    elif sized:
+        per_trial, fixed = sized[-1].bytes / sized[-1].width, 0.0
+    if per_trial is not None and budget_bytes is not None:
+        fits = max(0, int((budget_bytes - fixed) / per_trial))
+        if fits < width and fits >= 1:  # the executor would halve the chunk: plan with what fits
+            width = round_up(min(width, 1 << (fits.bit_length() - 1)), ndev)
+    return per_trial, fixed, fits, width
+
+
+def _chunk_s(measured: list[Measurement], w: int) -> float:
+    """Seconds for a chunk of ``w`` trials: interpolated between the measured widths, the
+    narrowest's time below them, extrapolated along the last two above them."""
+    xs, ys = [m.width for m in measured], [m.trial_s for m in measured]
+    if len(xs) == 1 or w <= xs[-1]:
+        return float(np.interp(w, xs, ys))
+    return ys[-1] + (w - xs[-1]) * (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
 
 
 def _recommend(space, trials, rounds, width, fits, budget, budget_trials, round_s, compile_s) -> tuple[str, str]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from jaxtune import priorities
 from jaxtune.errors import InputError
@@ -185,7 +186,6 @@ def babysit_report(path: str, study: str | None = None, folder: str | None = Non
     path); with ``folder``, also its figure and an HTML page there. Returns the text."""
     import html as escape
 
-    from jaxtune.babysitting import render_tree
     from jaxtune.storage import Storage
 
     store = Storage(path, read_only=True)
@@ -222,3 +222,36 @@ def babysit_report(path: str, study: str | None = None, folder: str | None = Non
             title = escape.escape(f"jaxtune babysitting run {study!r}")
             f.write(_PAGE.format(title=title, summary=escape.escape(text), sections=section))
     return text
+
+
+def render_tree(nodes: Sequence[Mapping[str, Any]], head: int | None, metric: str) -> str:
+    """A babysitting run's nodes (as :meth:`Storage.nodes` returns them) as an indented tree."""
+    if not nodes:
+        return "(no nodes)"
+    children: dict[int | None, list[int]] = {}
+    for n in nodes:
+        children.setdefault(n["parent"], []).append(n["id"])
+    lines = []
+    stack = [(0, "", "")]  # (node, prefix of its line, prefix of its descendants' lines)
+    while stack:
+        i, first, rest = stack.pop()
+        n = nodes[i]
+        m = n["metrics"].get(metric)
+        value = "" if m is None else f"  {metric}={m:.4g}"
+        lines.append(f"{'*' if i == head else ' '} {first}#{i} step {n['step']}: {n['event']}{value}")
+        kids = children.get(i, [])
+        if len(kids) == 1:
+            stack.append((kids[0], rest, rest))
+        else:
+            for k, c in reversed(list(enumerate(kids))):
+                last = k == len(kids) - 1
+                stack.append((c, rest + ("└─ " if last else "├─ "), rest + ("   " if last else "│  ")))
+    return "\n".join(lines)
+
+
+def fmt(v: Any) -> str:
+    """A hyperparameter value, short: 4 significant digits, floats always look like floats (1.0)."""
+    if not isinstance(v, float):
+        return str(v)
+    text = f"{v:.4g}"
+    return text if any(c in text for c in ".einf") else text + ".0"

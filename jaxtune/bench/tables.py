@@ -60,11 +60,12 @@ def build_table(
     """
     import json
 
-    import jaxtune as jt
+    from jaxtune import tasks
+    from jaxtune.tune import tune
 
     options = {"steps": steps, "eval_every": eval_every}
-    objective = jt.tasks.get(task, **options).objective
-    result = jt.tune(objective, space, "halton", trials=configs, rounds=1, metric="val_accuracy", mode="max",
+    objective = tasks.get(task, **options).objective
+    result = tune(objective, space, "halton", trials=configs, rounds=1, metric="val_accuracy", mode="max",
                      storage=storage, study=f"table_{task}", seed=seed, progress=True)  # fmt: skip
     budgets = sorted({s for points in result.curves.values() for s, _ in points})
     rows = sorted(result.trials, key=lambda t: t["slot"])

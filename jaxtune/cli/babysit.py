@@ -30,8 +30,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from jaxtune.babysitting import fmt
 from jaxtune.errors import CommandError, JaxtuneError
+from jaxtune.report import fmt
 
 BABYSIT_KEYS = ("segment", "seed", "storage", "name", "metric", "mode", "hp")
 COMMANDS = ("train", "set", "rollback", "fork", "adopt", "show", "tree", "best", "help", "quit")

@@ -120,7 +120,6 @@ class GaussianProcess:
         if dim > len(_PRIMES):
             raise InputError(f"gp: at most {len(_PRIMES)} hyperparameters, the space has {dim}")
         bases = jnp.asarray(np.asarray(_PRIMES[:dim], np.uint32))
-        grad = jax.grad(neg_log_likelihood)
 
         def init(key):
             theta = jnp.concatenate([jnp.full((dim,), math.log(0.5)), jnp.asarray([0.0, math.log(1e-2)])])
@@ -133,43 +132,12 @@ class GaussianProcess:
                 round=jnp.zeros((), jnp.int32),
             )
 
-        def standardised(state):
-            finite = state.used & jnp.isfinite(state.y)
-            worst = jnp.max(jnp.where(finite, state.y, -jnp.inf))
-            y = jnp.where(state.used, jnp.where(finite, state.y, worst), 0.0)  # diverged: the worst
-            mean = jnp.sum(jnp.where(state.used, y, 0.0)) / jnp.maximum(state.used.sum(), 1)
-            var = jnp.sum(jnp.where(state.used, (y - mean) ** 2, 0.0)) / jnp.maximum(state.used.sum(), 1)
-            return jnp.where(state.used, (y - mean) / jnp.sqrt(var + 1e-12), 0.0)
-
-        def fit(state, y):
-            def step(carry, _):
-                theta, m, v, t = carry
-                g = grad(theta, state.x, y, state.used)
-                g = jnp.where(jnp.isfinite(g), g, 0.0)
-                m, v, t = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g, t + 1
-                theta = theta - 0.05 * (m / (1 - 0.9**t)) / (jnp.sqrt(v / (1 - 0.999**t)) + 1e-8)
-                return (_clip_theta(theta, dim), m, v, t), None
-
-            zeros = jnp.zeros_like(state.theta)
-            (theta, _, _, _), _ = jax.lax.scan(step, (state.theta, zeros, zeros, 0.0), None, length=self.fit_steps)
-            return theta
-
-        def candidates(key, state):
-            k_uni, k_pick, k_step, k_scale = jax.random.split(key, 4)
-            half = cand // 2
-            uniform = jax.random.uniform(k_uni, (cand - half, dim))
-            order = jnp.argsort(jnp.where(state.used, state.y, jnp.inf))[:5]
-            centres = state.x[order][jax.random.randint(k_pick, (half,), 0, jnp.minimum(5, state.used.sum()))]
-            scale = jnp.exp(jax.random.uniform(k_scale, (half, 1), minval=math.log(0.005), maxval=math.log(0.3)))
-            local = jnp.clip(centres + scale * jax.random.normal(k_step, (half, dim)), 0.0, 1.0)
-            return jnp.concatenate([local, uniform])
-
         def thompson(key, state):
             k_cand, k_freq, k_gamma, k_phase, k_w, k_eps = jax.random.split(key, 6)
-            y = standardised(state)
-            theta = fit(state, y)
+            y = _standardised(state)
+            theta = _fit(state, y, dim, self.fit_steps)
             ls, sf2, sn2 = jnp.exp(theta[:dim]), jnp.exp(theta[dim]), jnp.exp(theta[dim + 1])
-            c = candidates(k_cand, state)
+            c = _candidates(k_cand, state, cand, dim)
             # Pathwise conditioning (Wilson et al., 2020): a prior function drawn with random Fourier
             # features of the Matérn-5/2 kernel (frequencies: a Student-t with 5 degrees of freedom
             # over the length scales), then moved onto the data by the exact posterior update. No
@@ -214,3 +182,43 @@ class GaussianProcess:
             return state._replace(x=x[order], y=y[order], used=used[order], round=state.round + 1)
 
         return Strategy(init, ask, tell, all_valid(num_trials), num_trials, dim)
+
+
+def _standardised(state: GPState) -> jax.Array:
+    """The scores seen so far, standardised (diverged ones as the worst; unused slots 0)."""
+    finite = state.used & jnp.isfinite(state.y)
+    worst = jnp.max(jnp.where(finite, state.y, -jnp.inf))
+    y = jnp.where(state.used, jnp.where(finite, state.y, worst), 0.0)  # diverged: the worst
+    mean = jnp.sum(jnp.where(state.used, y, 0.0)) / jnp.maximum(state.used.sum(), 1)
+    var = jnp.sum(jnp.where(state.used, (y - mean) ** 2, 0.0)) / jnp.maximum(state.used.sum(), 1)
+    return jnp.where(state.used, (y - mean) / jnp.sqrt(var + 1e-12), 0.0)
+
+
+def _fit(state: GPState, y: jax.Array, dim: int, steps: int) -> jax.Array:
+    """The kernel's log hyperparameters, fitted by maximum marginal likelihood: ``steps`` steps of
+    Adam (optax, lr 0.05) from the last round's, non-finite gradients skipped, kept in bounds."""
+    import optax  # loaded when a Gaussian process is built, not with jaxtune
+
+    tx = optax.adam(0.05)
+    grad = jax.grad(neg_log_likelihood)
+
+    def step(carry, _):
+        theta, opt_state = carry
+        g = grad(theta, state.x, y, state.used)
+        updates, opt_state = tx.update(jnp.where(jnp.isfinite(g), g, 0.0), opt_state)
+        return (_clip_theta(optax.apply_updates(theta, updates), dim), opt_state), None
+
+    (theta, _), _ = jax.lax.scan(step, (state.theta, tx.init(state.theta)), None, length=steps)
+    return theta
+
+
+def _candidates(key: jax.Array, state: GPState, cand: int, dim: int) -> jax.Array:
+    """``cand`` candidate points: half uniform, half local moves around the best five seen."""
+    k_uni, k_pick, k_step, k_scale = jax.random.split(key, 4)
+    half = cand // 2
+    uniform = jax.random.uniform(k_uni, (cand - half, dim))
+    order = jnp.argsort(jnp.where(state.used, state.y, jnp.inf))[:5]
+    centres = state.x[order][jax.random.randint(k_pick, (half,), 0, jnp.minimum(5, state.used.sum()))]
+    scale = jnp.exp(jax.random.uniform(k_scale, (half, 1), minval=math.log(0.005), maxval=math.log(0.3)))
+    local = jnp.clip(centres + scale * jax.random.normal(k_step, (half, dim)), 0.0, 1.0)
+    return jnp.concatenate([local, uniform])
