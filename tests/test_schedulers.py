@@ -151,6 +151,33 @@ def test_successive_halving_continues_survivors_and_a_survivor_equals_straight_t
     np.testing.assert_allclose(best["metrics"]["val_loss"], straight["val_loss"], rtol=1e-5)
 
 
+def test_continued_hyperband_stores_whole_units_honours_timeout_and_resumes_without_retraining(tmp_path):
+    """Unit coordinates of the whole space (the budget first, as configs/halving.toml has it), so
+    importance reads them; a timeout stops at a stored rung; a rerun finishes the sweep equal to an
+    uninterrupted one, and a rerun of a finished study trains nothing."""
+    trainer = make_trainer(steps=36)
+    space = jt.Space({"steps": jt.Int(4, 36, scale="log", static=True), **SPACE.params})
+    kw = dict(trials=9, rounds=5, metric="val_loss", progress=False)
+    straight = jt.tune(trainer, space, "hyperband", **kw)
+    assert all(len(t["unit"]) == space.dim for t in straight.trials)
+    for t in straight.trials:  # the stored budget's unit coordinate maps back to it
+        assert space.params["steps"].to_python(space.params["steps"].from_unit(np.float32(t["unit"][0]))) == t[
+            "params"
+        ]["steps"]
+    jt.importance(straight)  # indexes units by the whole space: no IndexError
+    db = str(tmp_path / "h.db")
+    stopped = jt.tune(trainer, space, "hyperband", storage=db, timeout=1e-9, **kw)
+    assert stopped.stopped == "timeout" and 0 < len(stopped.trials) < len(straight.trials)
+    resumed = jt.tune(trainer, space, "hyperband", storage=db, **kw)
+    assert resumed.stopped is None
+    assert [(t["round"], t["slot"], t["status"], t["params"]) for t in resumed.trials] == [
+        (t["round"], t["slot"], t["status"], t["params"]) for t in straight.trials
+    ]
+    np.testing.assert_array_equal([t["value"] for t in resumed.trials], [t["value"] for t in straight.trials])
+    again = jt.tune(trainer, space, "hyperband", storage=db, **kw)
+    assert again.compiles == 0 and len(again.trials) == len(straight.trials)  # nothing trained again
+
+
 @pytest.mark.parametrize("strategy, options", [("random", {}), ("pbt", {"segment": 10})])
 def test_the_best_trial_replays_exactly_into_a_ready_model(tmp_path, strategy, options):
     """The best trial's weights are not lost: its key is part of the record, and a PBT winner is

@@ -47,76 +47,126 @@ def run(objective, space: Space, spec, args: Arguments, executor, metric: str, s
     check_space(sub)
     config = study_config(space, describe(spec), args, metric, args.tie_break, objective, executor, "population")
     with Study(storage, args.study, config) as study:
-        return _run_halving(objective, sub, spec, plan, levels, args, metric, study)
+        return _run_halving(objective, space, sub, spec, plan, levels, args, metric, study)
 
 
-def _run_halving(objective, sub: Space, spec, plan, levels, args: Arguments, metric: str, study: Study) -> Result:
-    root = jax.random.key(args.seed)
-    from_unit = jax.jit(sub.from_unit)
-    pops: dict[int, Population] = {}
-    compiles = 0
+class _Bracket:
+    """One bracket's configurations, trained rung by rung as a population that narrows."""
 
-    def population(width: int) -> Population:
-        if width not in pops:
-            pops[width] = Population(objective, sub, (), width)
-        return pops[width]
-
-    r, b, t0 = 0, 0, time.perf_counter()
-    while r < args.rounds:
-        rungs = plan[b % len(plan)]
-        first = r
+    def __init__(self, run: _Halving, first: int, rungs):
+        self.run, self.first, self.rungs = run, first, rungs
         n = rungs[0][0]
-        u = np.asarray(jax.random.uniform(jax.random.fold_in(jax.random.fold_in(root, DECIDE_STREAM), r), (n, sub.dim)))
-        hp = from_unit(u)
-        params = sub.to_python({k: np.asarray(v) for k, v in hp.items()})
-        pop = population(n)
-        pop.start(hp, lane_keys(root, first, n))
-        alive = np.arange(n)  # bracket slots of the lanes, in lane order
-        trained = 0
-        for i, (_, level) in enumerate(rungs):
-            if r >= args.rounds:
-                break
-            budget = levels[level]
-            metrics = pop.train(budget - trained)
-            trained = budget
-            score, _ = lane_scores(metrics, metric, args.mode)
+        key = jax.random.fold_in(jax.random.fold_in(run.root, DECIDE_STREAM), first)
+        self.u = np.asarray(jax.random.uniform(key, (n, run.sub.dim)))
+        hp = run.from_unit(self.u)
+        self.params = run.sub.to_python({k: np.asarray(v) for k, v in hp.items()})
+        self.pop = run.population(n)
+        self.pop.start(hp, lane_keys(run.root, first, n))
+        self.alive = np.arange(n)  # bracket slots of the lanes, in lane order
+        self.trained = 0
+
+    def rung(self, i: int, last: bool) -> tuple[list, list, np.ndarray, int]:
+        """Trains rung ``i``; returns the records of the trials that end there, every lane's curve
+        point, which lanes go on, and the rung's budget."""
+        run, args = self.run, self.run.args
+        level = self.rungs[i][1]
+        budget = run.levels[level]
+        metrics = self.pop.train(budget - self.trained)
+        self.trained = budget
+        score, _ = lane_scores(metrics, run.metric, args.mode)
+        keep = np.zeros(len(self.alive), bool)
+        if not last:
+            order = np.argsort(score, kind="stable")[: self.rungs[i + 1][0]]
+            keep[order[np.isfinite(score[order])]] = True
+        rows, points = [], []
+        stored_curves = functools.cache(run.study.curves)
+        status = "ok" if level == len(run.levels) - 1 else "stopped"
+        for lane, slot in enumerate(self.alive):
+            m = {name: float(v[lane]) for name, v in metrics.items()}
+            points.append((self.first, int(slot), budget, m))
+            if not keep[lane]:
+                curve = segment_value(stored_curves, (self.first, int(slot)), points, run.metric, args)
+                params, unit = run.full(self.params[slot], self.u[slot], budget)
+                rows.append(trial_record(self.first, slot, params, unit, m, run.metric, args.mode, args.select, curve,
+                                         status))  # fmt: skip
+        return rows, points, keep, budget
+
+    def narrow(self, keep: np.ndarray) -> None:
+        """Moves the lanes that go on into a narrower population (cached per width)."""
+        narrow = self.run.population(int(keep.sum()))
+        narrow.take(self.pop, np.flatnonzero(keep))
+        self.pop, self.alive = narrow, self.alive[keep]
+
+
+class _Halving:
+    """A continued-halving sweep: brackets one after another, ``rounds`` rungs in all."""
+
+    def __init__(self, objective, space: Space, sub: Space, spec, levels, args: Arguments, metric: str, study: Study):
+        self.objective, self.space, self.sub, self.spec, self.levels = objective, space, sub, spec, levels
+        self.args, self.metric, self.study = args, metric, study
+        self.root = jax.random.key(args.seed)
+        self.from_unit = jax.jit(sub.from_unit)
+        self.pops: dict[int, Population] = {}
+        self.fidelity_at = space.names.index(spec.fidelity)
+
+    def population(self, width: int) -> Population:
+        """The population of ``width`` lanes (one per width, reused by every bracket)."""
+        if width not in self.pops:
+            self.pops[width] = Population(self.objective, self.sub, (), width)
+        return self.pops[width]
+
+    def full(self, params: dict, u: np.ndarray, budget: int) -> tuple[dict, list[float]]:
+        """A trial's parameters and unit coordinates in the whole space, its budget included (what
+        every other driver stores, so importance and the report read them alike)."""
+        fid = self.space.params[self.spec.fidelity]
+        at = float(np.asarray(fid.to_unit(np.asarray([budget], np.float32)))[0])
+        unit = [*map(float, u[: self.fidelity_at]), at, *map(float, u[self.fidelity_at :])]
+        return {**params, self.spec.fidelity: budget}, unit
+
+    def finished(self, first: int, n: int) -> bool:
+        """Whether the bracket that started at round ``first`` with ``n`` configurations is stored
+        whole (each of its configurations ends in exactly one stored trial)."""
+        return sum(1 for r, _ in self.study.done if r == first) >= n
+
+
+def _run_halving(objective, space: Space, sub: Space, spec, plan, levels, args, metric: str, study: Study) -> Result:
+    run = _Halving(objective, space, sub, spec, levels, args, metric, study)
+    r, b, t0, stopped, ran = 0, 0, time.perf_counter(), None, False
+    while r < args.rounds and stopped is None:
+        if ran and args.past_deadline():  # between brackets: every finished rung is stored
+            stopped = "timeout"
+            break
+        rungs = plan[b % len(plan)]
+        b += 1
+        if run.finished(r, rungs[0][0]):  # stored by an earlier run: resumed after it, nothing retrained
+            r += min(len(rungs), args.rounds - r)
+            continue
+        bracket = _Bracket(run, r, rungs)
+        for i in range(len(rungs)):
             last = i == len(rungs) - 1 or r == args.rounds - 1
-            keep = np.zeros(len(alive), bool)
-            if not last:
-                k = rungs[i + 1][0]
-                order = np.argsort(score, kind="stable")[:k]
-                keep[order[np.isfinite(score[order])]] = True
-            rows, points = [], []
-            stored_curves = functools.cache(study.curves)
-            for lane, slot in enumerate(alive):
-                m = {name: float(v[lane]) for name, v in metrics.items()}
-                points.append((first, int(slot), budget, m))
-                if keep[lane]:
-                    continue
-                status = "ok" if level == len(levels) - 1 else "stopped"
-                curve = segment_value(stored_curves, (first, int(slot)), points, metric, args)
-                trial_params = {**params[slot], spec.fidelity: budget}
-                rows.append(
-                    trial_record(first, slot, trial_params, u[slot], m, metric, args.mode, args.select, curve, status)
-                )
+            rows, points, keep, budget = bracket.rung(i, last)
             study.write(rows, points)
+            ran = True
             if args.verbose:
                 print(
-                    f"[jaxtune] round {r} ({r + 1}/{args.rounds}): {len(alive)} trials continued to {budget} steps, "
-                    f"{int(keep.sum())} go on; {time.perf_counter() - t0:.1f} s",
+                    f"[jaxtune] round {r} ({r + 1}/{args.rounds}): {len(bracket.alive)} trials continued to {budget} "
+                    f"steps, {int(keep.sum())} go on; {time.perf_counter() - t0:.1f} s",
                     file=sys.stderr,
                     flush=True,
                 )
             r += 1
             if last or not keep.any():
                 break
-            narrow = population(int(keep.sum()))
-            narrow.take(pop, np.flatnonzero(keep))
-            pop, alive = narrow, alive[keep]
-        b += 1
-    compiles = sum(p.compiles for p in pops.values())
-    result = study.result(metric, args.mode, args.tie_break, args.select, None)
-    result.compiles = compiles
+            if args.past_deadline():  # a safe point: this rung is stored; a rerun retrains this bracket only
+                stopped = "timeout"
+                break
+            bracket.narrow(keep)
+    if stopped and args.verbose:
+        print(
+            f"[jaxtune] stopped after timeout={args.timeout:g} s with {len(study.done)} trials stored; rerun with the "
+            "same storage and study to resume (at the last finished bracket)",
+            file=sys.stderr,
+        )
+    result = study.result(metric, args.mode, args.tie_break, args.select, stopped)
+    result.compiles = sum(p.compiles for p in run.pops.values())
     return result
-
-
