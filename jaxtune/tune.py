@@ -97,6 +97,11 @@ def _check_arguments(
     )
 
 
+def _name(strategy: Any) -> str:
+    """A strategy's name for messages."""
+    return strategy if isinstance(strategy, str) else getattr(strategy, "registry_name", type(strategy).__name__)
+
+
 def _choose_metric(names: list[str], metric: str | None, tie_break: tuple[str, str] | None) -> str:
     """The selection metric among the objective's ``names`` (the only one, if not given)."""
     if metric is None:
@@ -183,6 +188,13 @@ def tune(
     )  # fmt: skip
     if storage is not None and jax.process_index() == 0:
         Storage.check(storage)  # an unusable path fails now, before any tracing or compiling
+    spec = None if args.strategy is None else halving_driver.continued_halving(strategy, strategy_options, objective)
+    driver = population_driver if args.strategy is None else halving_driver if spec is not None else rounds_driver
+    given = {"rounds": rounds is not None, "max_batch": max_batch is not None, "vmap_width": vmap_width != "auto",
+             "progress": callable(progress) and not isinstance(progress, bool)}  # fmt: skip
+    refused = [f"{name}= ({why})" for name, why in driver.REFUSES.items() if given[name]]
+    if refused:
+        raise InputError(f"strategy {_name(strategy)!r} cannot take " + "; ".join(refused))
     if args.strategy is None:  # a population scheduler: checked before anything is traced
         population_driver.check(objective, space, strategy)
     if hasattr(objective, "validate_space"):
@@ -197,7 +209,6 @@ def tune(
     if args.strategy is None:  # a population scheduler: lanes trained in segments
         options = strategy_options or {}
         return population_driver.run(objective, space, strategy, options, args, executor, metric, storage)
-    spec = halving_driver.continued_halving(strategy, strategy_options, objective)
     if spec is not None:  # successive halving whose survivors continue from their state
         return halving_driver.run(objective, space, spec, args, executor, metric, storage)
     described = describe(strategy) if not isinstance(strategy, Strategy) else {"name": "custom"}

@@ -27,7 +27,14 @@ from jaxtune.strategies.base import describe, make_spec
 from jaxtune.strategies.halving import bracket_plan, budgets, is_halving
 from jaxtune.study import Study, study_config
 
-__all__ = ["run", "continued_halving"]
+__all__ = ["run", "continued_halving", "REFUSES"]
+
+# The jt.tune arguments this driver cannot honour, and why: refused before anything is traced.
+REFUSES = {
+    "max_batch": "a rung's lanes live on the device together: use fewer trials",
+    "vmap_width": "a rung vmaps all its lanes",
+    "progress": "continued halving reports per rung (progress=True prints it), not through a RoundReport callable",
+}
 
 
 def continued_halving(strategy, options, objective):

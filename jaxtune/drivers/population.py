@@ -43,7 +43,15 @@ from jaxtune.space import Space
 from jaxtune.strategies.base import describe
 from jaxtune.study import Study, study_config
 
-__all__ = ["run", "check", "budget_of", "segment_value"]
+__all__ = ["run", "check", "budget_of", "segment_value", "REFUSES"]
+
+# The jt.tune arguments this driver cannot honour, and why: refused before anything is traced.
+REFUSES = {
+    "rounds": "a population's length is the objective's step budget (steps), not a number of rounds",
+    "max_batch": "every lane lives on the device for the whole run: use fewer trials (lanes)",
+    "vmap_width": "a population vmaps all its lanes in every segment",
+    "progress": "a population reports per segment (progress=True prints it), not through a RoundReport callable",
+}
 
 
 def budget_of(objective: Any) -> int:

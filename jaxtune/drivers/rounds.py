@@ -31,7 +31,9 @@ from jaxtune.strategies.base import Strategy
 from jaxtune.strategies.optuna_sampler import HostStrategy
 from jaxtune.study import Study, study_config
 
-__all__ = ["run"]
+__all__ = ["run", "REFUSES"]
+
+REFUSES: dict[str, str] = {}  # every jt.tune argument is honoured
 
 
 class _Driver:

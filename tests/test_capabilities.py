@@ -1,0 +1,88 @@
+"""The capability matrix: every driver keeps every promise of jt.tune, or refuses the argument.
+
+One row per driver (README "Every driver, every promise"): the same seed gives the same results;
+a timeout stops at a stored safe point and a rerun finishes the study as an uninterrupted run
+would have; progress=True reports and progress=False is silent; an argument the driver cannot
+honour is refused, naming it and why, before anything is traced. Resume after kill -9 and
+replay are tested per driver in test_schedulers.py and test_storage.py.
+"""
+
+import numpy as np
+import pytest
+from conftest import SPACE, make_trainer
+
+import jaxtune as jt
+from jaxtune.drivers import halving, population, rounds
+
+LR_B1 = jt.Space({"lr": SPACE.params["lr"], "b1": SPACE.params["b1"]})  # what the trainer reads
+BUDGET = jt.Space({"steps": jt.Int(4, 36, scale="log", static=True), **LR_B1.params})
+DRIVERS = {
+    "random": (LR_B1, {}, dict(trials=4, rounds=2)),
+    "coarse_to_fine": (LR_B1, {}, dict(trials=4, rounds=2)),
+    "successive_halving": (BUDGET, {}, dict(trials=9)),
+    "hyperband": (BUDGET, {}, dict(trials=9, rounds=4)),
+    "pbt": (LR_B1, {"segment": 6}, dict(trials=4)),
+    "asha": (LR_B1, {"min_steps": 4, "eta": 3, "configs": 8}, dict(trials=4)),
+    "median": (LR_B1, {"segment": 6, "grace": 6, "configs": 6}, dict(trials=3)),
+}
+DRIVER_OF = {"random": rounds, "coarse_to_fine": rounds, "successive_halving": halving, "hyperband": halving,
+             "pbt": population, "asha": population, "median": population}  # fmt: skip
+
+
+def sweep(name, **kw):
+    space, options, sizes = DRIVERS[name]
+    trainer = make_trainer(steps=36 if space is BUDGET else 24)
+    args = dict(metric="val_loss", progress=False, strategy_options=options or None, seed=3, **sizes) | kw
+    return jt.tune(trainer, space, name, **args)
+
+
+def rows(result):
+    return [(t["round"], t["slot"], t["status"], t["params"], t["value"]) for t in result.trials]
+
+
+@pytest.mark.parametrize("name", DRIVERS)
+def test_same_seed_same_results_and_a_timeout_resumes_to_the_same_study(tmp_path, name):
+    straight = sweep(name)
+    assert rows(sweep(name)) == rows(straight)
+    db = str(tmp_path / "s.db")
+    stopped = sweep(name, storage=db, timeout=1e-9)
+    assert stopped.stopped == "timeout" and 0 < len(stopped.trials) <= len(straight.trials)
+    resumed = sweep(name, storage=db)
+    assert resumed.stopped is None
+    assert rows(resumed) == rows(straight)
+    assert rows(jt.Result.load(db)) == rows(straight)
+
+
+@pytest.mark.parametrize("name", ["random", "hyperband", "pbt"])
+def test_progress_reports_on_true_and_is_silent_on_false(capfd, name):
+    sweep(name, progress=True)
+    assert "[jaxtune]" in capfd.readouterr().err
+    sweep(name, progress=False)
+    out = capfd.readouterr()
+    assert "[jaxtune]" not in out.err + out.out
+
+
+@pytest.mark.parametrize("name", DRIVERS)
+@pytest.mark.parametrize(
+    "argument, value", [("rounds", 2), ("max_batch", 2), ("vmap_width", 1), ("progress", lambda report: None)]
+)
+def test_an_argument_a_driver_cannot_honour_is_refused_before_compute(name, argument, value):
+    refuses = DRIVER_OF[name].REFUSES
+    if argument not in refuses:
+        pytest.skip(f"{name} honours {argument} (tested above and in its own tests)")
+    space, options, sizes = DRIVERS[name]
+
+    def objective(*args):  # never traced: the refusal comes first
+        raise AssertionError("traced")
+
+    objective.init = objective.train = objective.evaluate_state = objective
+    objective.steps = 36
+    with pytest.raises(jt.InputError, match=f"strategy {name!r} cannot take {argument}="):
+        jt.tune(objective, space, name, strategy_options=options or None, **(sizes | {argument: value}))
+
+
+def test_every_driver_declares_what_it_refuses():
+    for module in (rounds, population, halving):
+        assert set(module.REFUSES) <= {"rounds", "max_batch", "vmap_width", "progress"}
+        assert all(isinstance(why, str) and why for why in module.REFUSES.values())
+    np.testing.assert_equal(rounds.REFUSES, {})
