@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -35,3 +36,12 @@ class Arguments:
     def past_deadline(self) -> bool:
         """Whether the timeout has passed."""
         return self.deadline is not None and time.monotonic() > self.deadline
+
+    def say_stopped(self, stored: int, resumes_at: str) -> None:
+        """Tells (with ``progress=True``) that the timeout stopped the run and how a rerun resumes."""
+        if self.verbose:
+            print(
+                f"[jaxtune] stopped after timeout={self.timeout:g} s with {stored} trials stored; rerun with the same "
+                f"storage and study to resume ({resumes_at})",
+                file=sys.stderr,
+            )

@@ -168,12 +168,8 @@ def _run_halving(objective, space: Space, sub: Space, spec, plan, levels, args, 
                 stopped = "timeout"
                 break
             bracket.narrow(keep)
-    if stopped and args.verbose:
-        print(
-            f"[jaxtune] stopped after timeout={args.timeout:g} s with {len(study.done)} trials stored; rerun with the "
-            "same storage and study to resume (at the last finished bracket)",
-            file=sys.stderr,
-        )
+    if stopped:
+        args.say_stopped(len(study.done), "at the last finished bracket")
     result = study.result(metric, args.mode, args.tie_break, args.select, stopped)
     result.compiles = sum(p.compiles for p in run.pops.values())
     return result

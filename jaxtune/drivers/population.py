@@ -256,6 +256,8 @@ def _run(objective, space, sched, args: Arguments, metric: str, study: Study, bu
             break
     progress.close()
     run.finish(stopped)
+    if stopped:
+        args.say_stopped(len(study.done), "at the last checkpoint")
     return run.result(seg + 1, stopped)
 
 

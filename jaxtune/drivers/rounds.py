@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import math
-import sys
 import time
 
 import jax
@@ -192,10 +191,6 @@ def run(objective, space: Space, described: dict, args: Arguments, executor: Exe
             if report is not None and args.report is not None:
                 report["best"] = minimised(best, args.mode) if math.isfinite(best) else None  # back to the metric
                 args.report(report)
-        if stopped and args.verbose:
-            print(
-                f"[jaxtune] stopped after timeout={args.timeout:g} s with {len(sweep.done)} trials stored; "
-                "rerun with the same storage and study to resume",
-                file=sys.stderr,
-            )
+        if stopped:
+            args.say_stopped(len(sweep.done), "at the first trial not stored")
         return sweep.result(metric, args.mode, args.tie_break, args.select, stopped)
