@@ -7,9 +7,12 @@ honour is refused, naming it and why, before anything is traced. Resume after ki
 replay are tested per driver in test_schedulers.py and test_storage.py.
 """
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import SPACE, make_trainer
+from tolerances import F32_ITERATED
 
 import jaxtune as jt
 from jaxtune.drivers import halving, population, rounds
@@ -29,9 +32,13 @@ DRIVER_OF = {"random": rounds, "coarse_to_fine": rounds, "successive_halving": h
              "pbt": population, "asha": population, "median": population}  # fmt: skip
 
 
+def trainer_for(name):
+    return make_trainer(steps=36 if DRIVERS[name][0] is BUDGET else 24)
+
+
 def sweep(name, **kw):
     space, options, sizes = DRIVERS[name]
-    trainer = make_trainer(steps=36 if space is BUDGET else 24)
+    trainer = trainer_for(name)
     args = dict(metric="val_loss", progress=False, strategy_options=options or None, seed=3, **sizes) | kw
     return jt.tune(trainer, space, name, **args)
 
@@ -51,6 +58,20 @@ def test_same_seed_same_results_and_a_timeout_resumes_to_the_same_study(tmp_path
     assert resumed.stopped is None
     assert rows(resumed) == rows(straight)
     assert rows(jt.Result.load(db)) == rows(straight)
+
+
+@pytest.mark.parametrize("name", DRIVERS)
+def test_the_stored_winner_replays_to_its_stored_metric(tmp_path, name):
+    """Storage, then Result.replay (what `jaxtune export` runs) of the winner: its stored metric
+    again (the replay is another program than the sweep's batch: float32 tolerances)."""
+    db = str(tmp_path / "s.db")
+    sweep(name, storage=db)
+    result = jt.Result.load(db)
+    best, trainer = result.best, trainer_for(name)
+    hp = {n: jnp.float32(v) for n, v in best["params"].items() if n != "steps"}
+    state = result.replay(trainer, best)
+    again = jax.jit(trainer.evaluate_state)(hp, state)
+    np.testing.assert_allclose(again["val_loss"], best["metrics"]["val_loss"], **F32_ITERATED)
 
 
 @pytest.mark.parametrize("name", ["random", "hyperband", "pbt"])
