@@ -32,8 +32,8 @@ import numpy as np
 from jaxtune._checks import check_int
 from jaxtune.errors import InputError, InputTypeError
 from jaxtune.execute.placement import Placement
-from jaxtune.execute.platform import compile_async, default_compiler_options, program_budget
-from jaxtune.execute.programs import bytes_needed, over_leading_axis
+from jaxtune.execute.platform import default_compiler_options, program_budget
+from jaxtune.execute.programs import ProgramCache, over_leading_axis
 from jaxtune.execute.trial import Trial
 from jaxtune.space import Space
 
@@ -91,8 +91,7 @@ class Population:
             compiler_options = default_compiler_options(self.placement.devices[0])
         self.compiler_options = dict(compiler_options)
         self.vmap_width = check_int("vmap_width", vmap_width, none=True)
-        self.compiles = 0
-        self._programs: dict[Any, Any] = {}
+        self.programs = ProgramCache(self.compiler_options, program_budget(self.placement.devices))
         self.hp: dict[str, jax.Array] | None = None
         self.state: Any = None
         self._dyn = [n for n in space.names if n not in space.static_names]
@@ -144,12 +143,16 @@ class Population:
             check_vma=False,
         )
 
+    @property
+    def compiles(self) -> int:
+        """Programs compiled so far."""
+        return self.programs.compiles
+
     def _compile(self, key, fn: Callable, args: tuple, out_shardings, donate: tuple[int, ...] = ()):
-        if key not in self._programs:
-            lowered = jax.jit(fn, out_shardings=out_shardings, donate_argnums=donate).lower(*args)
-            self._programs[key] = compile_async(lowered, self.compiler_options)
-            self.compiles += 1
-        return self._programs[key].result()
+        def lower():
+            return jax.jit(fn, out_shardings=out_shardings, donate_argnums=donate).lower(*args)
+
+        return self.programs.get(key, lower), lower
 
     def state_spec(self):
         """Shapes, dtypes and shardings of the population's states (nothing is computed)."""
@@ -160,22 +163,21 @@ class Population:
 
     def _init_program(self):
         hp, keys = self._specs()
-        return self._compile(("init",), self._over_lanes(self.init_one, 2), (hp, keys), self.lane_sharding())
+        return self._compile(("init",), self._over_lanes(self.init_one, 2), (hp, keys), self.lane_sharding())[0]
 
     def segment_program(self, steps: int):
         """The compiled program that trains every lane ``steps`` steps (compiled once, cached)."""
         hp, _ = self._specs()
         state = self.state_spec()
         fn = self._over_lanes(lambda h, s: self.segment_one(h, s, steps), 2, self.vmap_width)
-        program = self._compile(("segment", steps), fn, (hp, state), (self.lane_sharding(), self._replicated()), (1,))
-        if ("need", steps) not in self._programs:
-            self._programs[("need", steps)] = need = bytes_needed(program)
-            budget = program_budget(self.placement.devices)
-            if need is not None and budget is not None and need > budget:
-                raise InputError(
-                    f"a population of {self.width} lanes needs {need / 2**20:.0f} MiB per segment, more than the "
-                    f"{budget / 2**20:.0f} MiB this device can give a program: use fewer trials"
-                )
+        program, lower = self._compile(("segment", steps), fn, (hp, state), (self.lane_sharding(), self._replicated()),
+                                       (1,))  # fmt: skip
+        if not self.programs.fits(("segment", steps), lower):
+            need, budget = self.programs.need(("segment", steps), lower), self.programs.budget
+            raise InputError(
+                f"a population of {self.width} lanes needs {need / 2**20:.0f} MiB per segment, more than the "
+                f"{budget / 2**20:.0f} MiB this device can give a program: use fewer trials"
+            )
         return program
 
     def _mix_program(self, refill: bool):
@@ -194,7 +196,7 @@ class Population:
             return jax.tree.map(lambda f, m: _select(restart, f, m), fresh, moved)
 
         args = (state, lanes, keys, mask, hp, mask)
-        return self._compile(("mix", refill), mix, args, self.lane_sharding(), (0,))
+        return self._compile(("mix", refill), mix, args, self.lane_sharding(), (0,))[0]
 
     # What the driver calls.
     def _put_hp(self, hp: Mapping[str, Any]) -> dict[str, jax.Array]:

@@ -18,7 +18,7 @@ from jaxtune._checks import next_pow2, round_up
 from jaxtune.execute.placement import Placement
 from jaxtune.execute.platform import compile_async
 
-__all__ = ["PROBE_WIDTH", "Programs", "TooBig", "batched"]
+__all__ = ["PROBE_WIDTH", "ProgramCache", "Programs", "TooBig", "batched"]
 
 # A bucket that would run more trials at once than this is first compiled at this width to read
 # its memory use, and its chunk is sized from that (memory grows linearly with the trials), so
@@ -83,6 +83,48 @@ def batched(single: Callable, width: int, ndev: int, vmap_width: int | None) -> 
     return program
 
 
+class ProgramCache:
+    """Compiled programs by key, shared by the round executor (:class:`Programs`) and
+    :class:`~jaxtune.execute.population.Population`: each program is lowered once (in the
+    caller's thread), compiled once on a worker thread, counted, and its memory need (XLA's
+    memory analysis) read once and checked against the budget.
+
+    Args:
+      compiler_options: XLA options for every program.
+      budget: bytes one program may use (None: unknown, nothing is checked).
+    """
+
+    def __init__(self, compiler_options: dict[str, Any], budget: int | None):
+        self.compiler_options = compiler_options
+        self.budget = budget
+        self.compiles = 0
+        self.futures: dict[Any, concurrent.futures.Future] = {}
+        self._needs: dict[Any, int | None] = {}
+
+    def prefetch(self, key: Any, lower: Callable[[], jax.stages.Lowered]) -> None:
+        """Starts compiling program ``key`` (``lower()`` traces and lowers it), unless it exists."""
+        if key not in self.futures:
+            self.futures[key] = compile_async(lower(), self.compiler_options)
+            self.compiles += 1
+
+    def need(self, key: Any, lower: Callable[[], jax.stages.Lowered]) -> int | None:
+        """Bytes program ``key`` needs, by its memory analysis (once per program)."""
+        self.prefetch(key, lower)
+        if key not in self._needs:  # memory_analysis() takes milliseconds: once a program
+            self._needs[key] = bytes_needed(self.futures[key].result())
+        return self._needs[key]
+
+    def fits(self, key: Any, lower: Callable[[], jax.stages.Lowered]) -> bool:
+        """Whether program ``key`` fits the budget (True when either is unknown)."""
+        need = self.need(key, lower)
+        return need is None or self.budget is None or need <= self.budget
+
+    def get(self, key: Any, lower: Callable[[], jax.stages.Lowered]):
+        """The compiled program ``key`` (compiling it if needed)."""
+        self.prefetch(key, lower)
+        return self.futures[key].result()
+
+
 class Programs:
     """The compiled programs of one objective: built on demand, compiled on worker threads, cached.
 
@@ -112,12 +154,28 @@ class Programs:
         self.placement = placement
         self.vmap_width = vmap_width
         self.compiler_options = compiler_options
-        self.budget = budget
         self.max_batch = max_batch
-        self.compiles = 0
-        self.futures: dict[tuple, concurrent.futures.Future] = {}
+        self.cache = ProgramCache(compiler_options, budget)
         self.caps: dict[tuple, int] = {}  # per bucket: most trials at once that fit in memory
-        self._needs: dict[tuple, int | None] = {}
+
+    @property
+    def compiles(self) -> int:
+        """Programs compiled so far."""
+        return self.cache.compiles
+
+    @property
+    def budget(self) -> int | None:
+        """Bytes one program may use (None: unknown, no sizing by memory)."""
+        return self.cache.budget
+
+    @budget.setter
+    def budget(self, value: int | None) -> None:
+        self.cache.budget = value
+
+    @property
+    def futures(self) -> dict[tuple, concurrent.futures.Future]:
+        """``{(bucket, width, ndev): future of the executable}``."""
+        return self.cache.futures
 
     def lower(self, bucket: tuple, width: int, ndev: int) -> jax.stages.Lowered:
         """Traces and lowers the program running ``width`` trials of ``bucket`` on ``ndev`` devices."""
@@ -149,18 +207,11 @@ class Programs:
         time and free of the GIL, runs on a worker thread, so the programs of several buckets
         compile in parallel and the caller goes on meanwhile. :meth:`get` waits for it.
         """
-        key = (bucket, width, ndev)
-        if key not in self.futures:
-            self.futures[key] = self.compile_async(self.lower(bucket, width, ndev))
-            self.compiles += 1
+        self.cache.prefetch((bucket, width, ndev), lambda: self.lower(bucket, width, ndev))
 
     def need(self, bucket: tuple, width: int, ndev: int) -> int | None:
         """Bytes the program for ``width`` trials needs, by its memory analysis (once per program)."""
-        key = (bucket, width, ndev)
-        self.prefetch(bucket, width, ndev)
-        if key not in self._needs:  # memory_analysis() takes milliseconds: once a program
-            self._needs[key] = bytes_needed(self.futures[key].result())
-        return self._needs[key]
+        return self.cache.need((bucket, width, ndev), lambda: self.lower(bucket, width, ndev))
 
     def get(self, bucket: tuple, width: int, ndev: int):
         """The compiled program for ``width`` trials of ``bucket`` (compiling it if needed).
@@ -169,10 +220,11 @@ class Programs:
         could run (the narrowest runs anyway: the budget is an estimate, and a real
         out-of-memory error is still caught by the caller).
         """
-        need = self.need(bucket, width, ndev)
-        if need is not None and self.budget is not None and need > self.budget and width > ndev:
+        lower = lambda: self.lower(bucket, width, ndev)  # noqa: E731
+        if width > ndev and not self.cache.fits((bucket, width, ndev), lower):
+            need = self.cache.need((bucket, width, ndev), lower)
             raise TooBig(f"{need / 2**20:.0f} MiB for {width} trials, budget {self.budget / 2**20:.0f} MiB")
-        return self.futures[(bucket, width, ndev)].result()
+        return self.cache.get((bucket, width, ndev), lower)
 
     def cap(self, bucket: tuple, total: int) -> int:
         """Most trials of ``bucket`` one program runs, in a batch of ``total``."""
