@@ -33,7 +33,7 @@ import numpy as np
 from jaxtune._checks import check_int
 from jaxtune._trees import restore_tree, tree_arrays
 from jaxtune.errors import InputError, InputTypeError, UnknownNameError
-from jaxtune.execute.population import Population, supports_protocol
+from jaxtune.execute.population import Population, require_protocol
 from jaxtune.keys import TRIAL_STREAM
 from jaxtune.params import check_value
 from jaxtune.report import fmt, render_tree
@@ -81,11 +81,7 @@ class Babysitter:
         metric: str | None = None,
         mode: str = "min",
     ):
-        if not supports_protocol(objective):
-            raise InputTypeError(
-                "babysit needs an objective with init(hp, key), train(hp, state, steps) and evaluate_state(hp, state) "
-                f"(jt.train.Trainer has them), got {objective!r}"
-            )
+        require_protocol(objective, "babysit")
         if not isinstance(space, Space):
             raise InputTypeError(f"babysit: space must be a jt.Space, got {type(space).__name__}")
         check_int("segment", segment)

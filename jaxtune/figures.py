@@ -109,18 +109,19 @@ def _title(result: Result) -> str:
 
 
 def round_boxes(result: Result) -> list[tuple[np.ndarray, np.ndarray]] | None:
-    """Coarse-to-fine's box in the unit cube for every round (replayed from the stored trials
-    with the strategy's own ``tell``), or None for other strategies."""
+    """The box in the unit cube of every round of a strategy whose state holds one (coarse-to-fine:
+    replayed from the stored trials with the strategy's own ``tell``), or None for others."""
     import jax
 
     from jaxtune.space import Space
-    from jaxtune.strategies.base import make_strategy
+    from jaxtune.strategies.base import make_strategy, traits
 
     cfg = dict(result.config.get("strategy") or {})
-    if cfg.pop("name", None) != "coarse_to_fine" or "space" not in result.config:
+    name = cfg.pop("name", None)
+    if not traits(name)["has_box"] or "space" not in result.config:
         return None
     space, trials = Space.from_description(result.config["space"]), result.config["trials"]
-    strategy = make_strategy("coarse_to_fine", space, trials, **cfg)
+    strategy = make_strategy(name, space, trials, **cfg)
     state = strategy.init(jax.random.key(0))  # its initial box is the whole cube, whatever the key
     boxes = [(np.asarray(state.lo), np.asarray(state.hi))]
     n = max((t["round"] for t in result.trials), default=-1) + 1
@@ -129,7 +130,7 @@ def round_boxes(result: Result) -> list[tuple[np.ndarray, np.ndarray]] | None:
         if len(rows) != trials:
             break  # an unfinished round (a timeout): later boxes are unknown
         u = np.asarray([t["unit"] for t in rows], np.float32)
-        scores = np.asarray([result._score(t) for t in rows], np.float32)
+        scores = np.asarray([result.score(t) for t in rows], np.float32)
         state = strategy.tell(state, u, scores)
         boxes.append((np.asarray(state.lo), np.asarray(state.hi)))
     return boxes

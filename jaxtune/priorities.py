@@ -39,9 +39,6 @@ from jaxtune.errors import InputError, MissingDependencyError
 
 METHODS = ("variance", "fanova", "ped_anova")
 TRANSFORMS = ("rank", "none")
-# Strategies whose rounds after the first sample a box chosen from earlier results (or, for
-# halving, keep only the survivors of the first round at larger budgets).
-_ZOOMING = ("coarse_to_fine", "successive_halving", "hyperband")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,8 +183,9 @@ def uniform_rounds(result) -> list[int] | None:
     round 0 at larger budgets: for those, round 0 only. Every round of random or grid search,
     and every initial configuration of a population (ASHA, PBT, median stopping), counts.
     """
-    name = (result.config.get("strategy") or {}).get("name")
-    return [0] if name in _ZOOMING else None
+    from jaxtune.strategies.base import traits
+
+    return [0] if traits((result.config.get("strategy") or {}).get("name"))["zooms"] else None
 
 
 def importance(
@@ -228,12 +226,14 @@ def importance(
     if isinstance(chosen, str) or (chosen is not None and not all(isinstance(r, int) for r in chosen)):
         raise InputError(f"importance: rounds must be 'uniform', 'all' or a list of ints, got {rounds!r}")
     trials = [t for t in result.trials if chosen is None or t["round"] in chosen]
-    name = (result.config.get("strategy") or {}).get("name")
-    local = name == "coarse_to_fine" and any(t["round"] > 0 for t in trials)
+    from jaxtune.strategies.base import traits
+
+    zooms_into_a_box = traits((result.config.get("strategy") or {}).get("name"))["has_box"]
+    local = zooms_into_a_box and any(t["round"] > 0 for t in trials)
     fidelity = (result.config.get("strategy") or {}).get("fidelity")
     every = result.param_names
     names = [n for n in every if n != fidelity]
-    scores = np.asarray([result._score(t) for t in trials], np.float64)  # minimised; +inf: diverged
+    scores = np.asarray([result.score(t) for t in trials], np.float64)  # minimised; +inf: diverged
     if transform == "none":
         keep = np.isfinite(scores)
         trials, scores = [t for t, k in zip(trials, keep) if k], scores[keep]

@@ -97,7 +97,9 @@ class Result:
         finally:
             store.close()
 
-    def _score(self, t: dict[str, Any]) -> float:
+    def score(self, t: dict[str, Any]) -> float:
+        """What the sweep minimised for trial ``t``: its value (negated for ``mode="max"``), +inf
+        unless it finished ``"ok"``."""
         return minimised(t["value"], self.mode, t["status"] == "ok")
 
     def _key(self, t: dict[str, Any]) -> tuple[float, float, float]:
@@ -107,7 +109,7 @@ class Result:
             second = minimised(t["metrics"].get(name), mode)
         # Trials stopped early (halving, ASHA) rank after every complete one, by their own value.
         early = minimised(t["value"], self.mode) if t["status"] == "stopped" else math.inf
-        return self._score(t), second, early
+        return self.score(t), second, early
 
     def ranked(self) -> list[dict[str, Any]]:
         """Trials from best to worst (equal values ordered by ``tie_break``, then by round and slot);
@@ -121,7 +123,7 @@ class Result:
         Its ``value`` is its final evaluation, or the best point of its learning curve for a sweep
         run with ``select="best_step"`` (then :meth:`best_step` says at which step).
         """
-        ok = [t for t in self.trials if math.isfinite(self._score(t))]
+        ok = [t for t in self.trials if math.isfinite(self.score(t))]
         return min(ok, key=self._key) if ok else None
 
     def history(self, trial: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
@@ -224,7 +226,7 @@ class Result:
         for r in range(last + 1 if rounds is None else rounds):
             for t in self.trials:
                 if t["round"] == r:
-                    best = min(best, self._score(t))
+                    best = min(best, self.score(t))
             out.append(best if self.mode == "min" else -best)
         return out
 

@@ -33,7 +33,7 @@ import numpy as np
 from jaxtune._trees import restore_tree, tree_arrays
 from jaxtune.drivers.args import Arguments
 from jaxtune.errors import InputError
-from jaxtune.execute.population import Population, supports_protocol
+from jaxtune.execute.population import Population, require_protocol
 from jaxtune.keys import DECIDE_STREAM, INIT_STREAM, lane_keys
 from jaxtune.records import lane_scores, minimised, trial_record
 from jaxtune.result import Result
@@ -64,11 +64,7 @@ def budget_of(objective: Any) -> int:
 
 def check(objective, space: Space, spec) -> None:
     """Checks, before anything is traced, that ``objective`` and ``space`` can run as a population."""
-    if not supports_protocol(objective):
-        raise InputError(
-            f"strategy {getattr(spec, 'registry_name', spec)!r} trains lanes in segments: the objective must implement "
-            "init(hp, key), train(hp, state, steps) and evaluate_state(hp, state), as jt.train.Trainer does"
-        )
+    require_protocol(objective, f"strategy {getattr(spec, 'registry_name', spec)!r}")
     check_space(space)
     budget_of(objective)
 

@@ -23,7 +23,7 @@ gather over the trial axis and one select, on the device.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -37,14 +37,41 @@ from jaxtune.execute.programs import ProgramCache, over_leading_axis
 from jaxtune.execute.trial import Trial
 from jaxtune.space import Space
 
-__all__ = ["Population", "PROTOCOL", "supports_protocol"]
+__all__ = ["Population", "PROTOCOL", "StatefulTrial", "supports_protocol", "require_protocol"]
 
 PROTOCOL = ("init", "train", "evaluate_state")
 
 
+@runtime_checkable
+class StatefulTrial(Protocol):
+    """The stateful trial protocol (see the module docstring); ``jt.train.Trainer`` implements it.
+
+    An objective that implements it can live between segments: populations (PBT, ASHA, median
+    stopping), halving that continues survivors, babysitting, ``Result.replay`` and export.
+    """
+
+    def init(self, hp: Mapping[str, Any], key: jax.Array) -> Any:
+        """A trial's initial state."""
+
+    def train(self, hp: Mapping[str, Any], state: Any, steps: int) -> tuple[Any, dict[str, jax.Array]]:
+        """The state after ``steps`` more steps (static), and the segment's metrics."""
+
+    def evaluate_state(self, hp: Mapping[str, Any], state: Any) -> dict[str, jax.Array]:
+        """The metrics of a state."""
+
+
 def supports_protocol(objective: Any) -> bool:
-    """Whether ``objective`` implements the stateful trial protocol (``init``, ``train``, ``evaluate_state``)."""
-    return all(callable(getattr(objective, name, None)) for name in PROTOCOL)
+    """Whether ``objective`` implements :class:`StatefulTrial` (the one place this is checked)."""
+    return isinstance(objective, StatefulTrial) and all(callable(getattr(objective, n)) for n in PROTOCOL)
+
+
+def require_protocol(objective: Any, who: str) -> None:
+    """Raises :class:`~jaxtune.InputTypeError` naming ``who`` needs the protocol, unless ``objective`` has it."""
+    if not supports_protocol(objective):
+        raise InputTypeError(
+            f"{who} trains in segments: the objective must implement init(hp, key), train(hp, state, steps) and "
+            f"evaluate_state(hp, state), as jt.train.Trainer does; got {objective!r}"
+        )
 
 
 class Population:
@@ -72,11 +99,7 @@ class Population:
         compiler_options: Mapping[str, Any] | str = "auto",
         vmap_width: int | None = None,
     ):
-        if not supports_protocol(objective):
-            raise InputTypeError(
-                "a population needs an objective with init(hp, key), train(hp, state, steps) and "
-                f"evaluate_state(hp, state) (jt.train.Trainer has them), got {objective!r}"
-            )
+        require_protocol(objective, "a population")
         self.objective = objective
         self.trial = Trial(objective, space)
         self.space = space

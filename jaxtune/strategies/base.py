@@ -36,6 +36,7 @@ __all__ = [
     "StrategySpec",
     "REGISTRY",
     "register",
+    "traits",
     "make_spec",
     "make_strategy",
     "sanitize_scores",
@@ -131,6 +132,15 @@ def make_strategy(strategy: str | StrategySpec | Strategy, space: Space, num_tri
             f"strategy must be a name, a spec with .build(space, num_trials) or a Strategy, got {strategy!r}"
         )
     return strategy.build(space, num_trials)
+
+
+def traits(name: str | None) -> dict[str, bool]:
+    """What analysis needs to know of a stored study's strategy (by its registry name), as the
+    spec declares it in class attributes: ``zooms`` (rounds after the first sample a region chosen
+    from earlier results, or survivors of the first round: only round 0 samples the whole space)
+    and ``has_box`` (its state holds each round's box as ``lo``/``hi``, which figures draw)."""
+    spec = REGISTRY.get(name) if isinstance(name, str) else None
+    return {"zooms": bool(getattr(spec, "zooms", False)), "has_box": bool(getattr(spec, "has_box", False))}
 
 
 def describe(strategy: Any) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -67,6 +67,10 @@ class CoarseToFine:
         [0, 1): a share of global samples, so a box that zoomed onto the wrong region can be left.
       inner: ``"random"`` or ``"grid"`` sampling inside the box.
     """
+
+    # Analysis reads these (jaxtune.strategies.traits): later rounds sample a box, and the state holds it.
+    zooms: ClassVar[bool] = True
+    has_box: ClassVar[bool] = True
 
     top_fraction: float = 0.1
     margin: float = 0.5

@@ -39,6 +39,7 @@ class _Halving:
     eta: int = 3
     continue_survivors: bool = True
     hyperband: ClassVar[bool] = False
+    zooms: ClassVar[bool] = True  # later rounds evaluate survivors of round 0 (jaxtune.strategies.traits)
 
     def build(self, space: Space, num_trials: int) -> Strategy:
         """Binds the schedule to ``space``; the most aggressive bracket has ``num_trials`` configurations."""
