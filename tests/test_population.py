@@ -155,5 +155,5 @@ def test_nothing_compiles_after_the_first_cycle_of_segments_and_decisions(key):
 
 
 def test_a_population_needs_the_protocol():
-    with pytest.raises(TypeError, match="needs an objective with init"):
+    with pytest.raises(TypeError, match="a population trains in segments: the objective must implement init"):
         Population(lambda hp, key: {"loss": hp["lr"]}, SPACE, (), 4)
