@@ -32,13 +32,58 @@ from jaxtune.space import Space
 from jaxtune.storage import Storage
 from jaxtune.strategies.base import Strategy, describe, make_strategy
 
-__all__ = ["tune", "RoundReport", "MAX_TRIALS", "MAX_SEED"]
+__all__ = ["tune", "RoundReport", "MAX_TRIALS", "MAX_SEED", "RULES", "check_argument"]
 
 
 # A round's points, keys and results are held at once; past this a round would not fit anyway.
 MAX_TRIALS = 2**24
 # JAX keys are made from 32-bit seeds here (jax_enable_x64 off): larger seeds would wrap around.
 MAX_SEED = 2**32 - 1
+
+
+def _positive_seconds(value: Any, name: str) -> float | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
+        raise InputError(f"{name} must be a positive number of seconds or None, got {value!r}")
+    return None if value is None else float(value)
+
+
+def _one_of(allowed: tuple[str, ...], text: str | None = None) -> Callable[[Any, str], str]:
+    text = text or f"one of {', '.join(map(repr, allowed))}"
+
+    def check(value: Any, name: str) -> str:
+        if value not in allowed:
+            raise InputError(f"{name} must be {text}, got {value!r}")
+        return value
+
+    return check
+
+
+def _name(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InputError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+# One table of rules for tune()'s plain arguments, shared with the CLI's [tune] section: each
+# takes the value and the name to report, and returns the checked value or raises InputError.
+RULES: dict[str, Callable[[Any, str], Any]] = {
+    "trials": lambda v, name: check_int(name, v, 1, MAX_TRIALS),
+    "rounds": lambda v, name: check_int(name, v, 1, none=True),
+    "seed": lambda v, name: check_int(name, v, 0, MAX_SEED),
+    "max_batch": lambda v, name: check_int(name, v, 1, none=True),
+    "mode": _one_of(MODES, "'min' or 'max'"),
+    "select": _one_of(SELECT),
+    "study": _name,
+    "metric": _name,
+    "storage": _name,
+    "timeout": _positive_seconds,
+    "tie_break": lambda v, name: tie_break_spec(v),
+}
+
+
+def check_argument(key: str, value: Any, name: str | None = None) -> Any:
+    """``value`` of tune()'s argument ``key`` checked by :data:`RULES` (errors name it ``name``)."""
+    return RULES[key](value, name or key)
 
 
 def _check_arguments(
@@ -53,51 +98,35 @@ def _check_arguments(
     with problems.check():
         if not callable(objective):
             raise InputTypeError(f"objective must be callable as objective(hp, key), got {objective!r}")
-    with problems.check():
-        trials = check_int("trials", trials, 1, MAX_TRIALS)
-    with problems.check():
-        if mode not in MODES:
-            raise InputError(f"mode must be 'min' or 'max', got {mode!r}")
-    with problems.check():
-        seed = check_int("seed", seed, 0, MAX_SEED)
-    with problems.check():
-        if not isinstance(study, str) or not study:
-            raise InputError(f"study must be a non-empty string, got {study!r}")
-    with problems.check():
-        rounds = check_int("rounds", rounds, 1, none=True)
+    values = {"trials": trials, "rounds": rounds, "mode": mode, "seed": seed, "study": study, "timeout": timeout,
+              "select": select, "tie_break": tie_break}  # fmt: skip
+    for key, value in values.items():
+        with problems.check():
+            values[key] = check_argument(key, value)
     with problems.check():
         if not (isinstance(progress, bool) or callable(progress)):
             raise InputTypeError(f"progress must be True, False or a callable taking a RoundReport, got {progress!r}")
-    with problems.check():
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
-        ):
-            raise InputError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
-    with problems.check():
-        if select not in SELECT:
-            raise InputError(f"select must be one of {', '.join(map(repr, SELECT))}, got {select!r}")
-    with problems.check():
-        tie_break = tie_break_spec(tie_break)
     problems.raise_if_any("jt.tune's arguments")
     # The strategy needs a valid space and trial count: checked once those are known to be good.
     # A population scheduler ("pbt", "asha") is built by its own driver (it needs the step budget).
+    trials, rounds = values["trials"], values["rounds"]
     built = None if is_scheduler(strategy) else make_strategy(strategy, space, trials, **(strategy_options or {}))
     return Arguments(
         strategy=built,
         trials=trials,
         rounds=rounds if rounds is not None else (built.num_rounds if built else None) or 1,
-        mode=mode,
-        seed=seed,
-        study=study,
+        mode=values["mode"],
+        seed=values["seed"],
+        study=values["study"],
         report=print_round if progress is True else (progress or None),
-        timeout=None if timeout is None else float(timeout),
-        select=select,
+        timeout=values["timeout"],
+        select=values["select"],
         verbose=progress is True,
-        tie_break=tie_break,
+        tie_break=values["tie_break"],
     )
 
 
-def _name(strategy: Any) -> str:
+def _strategy_name(strategy: Any) -> str:
     """A strategy's name for messages."""
     return strategy if isinstance(strategy, str) else getattr(strategy, "registry_name", type(strategy).__name__)
 
@@ -194,7 +223,7 @@ def tune(
              "progress": callable(progress) and not isinstance(progress, bool)}  # fmt: skip
     refused = [f"{name}= ({why})" for name, why in driver.REFUSES.items() if given[name]]
     if refused:
-        raise InputError(f"strategy {_name(strategy)!r} cannot take " + "; ".join(refused))
+        raise InputError(f"strategy {_strategy_name(strategy)!r} cannot take " + "; ".join(refused))
     if args.strategy is None:  # a population scheduler: checked before anything is traced
         population_driver.check(objective, space, strategy)
     if hasattr(objective, "validate_space"):

@@ -149,44 +149,23 @@ def check_config(cfg: Mapping[str, Any], tune_opts: Mapping[str, Any], plot: str
       ConfigError: listing every problem found.
     """
     from jaxtune import tasks
-    from jaxtune._checks import check_int
-    from jaxtune.result import MODES, SELECT, tie_break_spec
     from jaxtune.schedulers import is_scheduler
     from jaxtune.schedulers.base import make_spec as make_scheduler_spec
     from jaxtune.strategies.base import make_spec
-    from jaxtune.tune import MAX_SEED, MAX_TRIALS
+    from jaxtune.tune import RULES, check_argument
 
     problems = Problems(ConfigError)
     task = dict(cfg["task"])
     name = task.pop("name")
     with problems.check():
         tasks.check_options(name, task)
-    checks = {
-        "trials": lambda v: check_int("[tune] trials", v, 1, MAX_TRIALS),
-        "rounds": lambda v: check_int("[tune] rounds", v, 1),
-        "seed": lambda v: check_int("[tune] seed", v, 0, MAX_SEED),
-        "max_batch": lambda v: check_int("[tune] max_batch", v, 1),
-    }
-    for key, check in checks.items():
-        if key in tune_opts:
-            with problems.check():
-                check(tune_opts[key])
-    if "timeout" in tune_opts:
+    if "timeout" in tune_opts:  # a duration here ("20m"): seconds for the rule
         with problems.check():
             tune_opts["timeout"] = parse_duration(tune_opts["timeout"], "[tune] timeout")
-    with problems.check():
-        if tune_opts.get("select", "final") not in SELECT:
-            raise ConfigError(f"[tune] select must be one of {list(SELECT)}, got {tune_opts['select']!r}")
-    if "tie_break" in tune_opts:
-        with problems.check():
-            tie_break_spec(tune_opts["tie_break"])
-    for key in ("storage", "study", "metric"):
-        with problems.check():
-            if key in tune_opts and (not isinstance(tune_opts[key], str) or not tune_opts[key]):
-                raise ConfigError(f"[tune] {key} must be a non-empty string, got {tune_opts[key]!r}")
-    with problems.check():
-        if tune_opts.get("mode", "min") not in MODES:
-            raise ConfigError(f"[tune] mode must be 'min' or 'max', got {tune_opts['mode']!r}")
+    for key in RULES:  # the rules jt.tune checks its own arguments with
+        if key in tune_opts:
+            with problems.check():
+                check_argument(key, tune_opts[key], f"[tune] {key}")
     strategy = tune_opts.get("strategy", "coarse_to_fine")
     with problems.check():  # the strategy and its options alone; with the space when the sweep starts
         if is_scheduler(strategy):
