@@ -13,16 +13,24 @@ hyperparameters, compiles it once, and zooms the search coarse-to-fine between r
 
 import importlib
 
-from jaxtune import errors, schedulers, schedules, strategies, tasks
-from jaxtune.babysitting import Babysitter, babysit
-from jaxtune.errors import InputError, JaxtuneError
-from jaxtune.execute import Executor, use_cpu_cores
-from jaxtune.planning import Plan, plan
-from jaxtune.priorities import Importance, importance
+from jaxtune import errors as errors
+from jaxtune import schedulers as schedulers
+from jaxtune import schedules, strategies, tasks
+from jaxtune.babysitting import Babysitter as Babysitter
+from jaxtune.babysitting import babysit
+from jaxtune.errors import InputError, JaxtuneError, StorageError, StudyBusyError
+from jaxtune.execute import Executor as Executor
+from jaxtune.execute import use_cpu_cores
+from jaxtune.planning import Plan as Plan
+from jaxtune.planning import plan
+from jaxtune.priorities import Importance as Importance
+from jaxtune.priorities import importance
 from jaxtune.result import Result
 from jaxtune.space import Choice, Float, Int, Masked, Space
-from jaxtune.storage import Storage, StudyMismatchError
-from jaxtune.tune import RoundReport, tune
+from jaxtune.storage import Storage as Storage
+from jaxtune.storage import StudyMismatchError
+from jaxtune.tune import RoundReport as RoundReport
+from jaxtune.tune import tune
 
 __version__ = "0.1.0"
 
@@ -38,35 +46,35 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'jaxtune' has no attribute {name!r}")
 
 
+# What the README teaches. Also importable, for the few who need them: Executor, Storage,
+# Babysitter, Plan, Importance, RoundReport and the modules errors, schedulers, figures.
 __all__ = [
-    "Babysitter",
-    "Choice",
-    "Executor",
-    "Float",
-    "Importance",
-    "InputError",
-    "JaxtuneError",
-    "Int",
-    "Masked",
-    "Plan",
-    "Result",
-    "RoundReport",
+    # search spaces
     "Space",
-    "Storage",
-    "layers",
-    "plan",
-    "report",
-    "StudyMismatchError",
-    "babysit",
-    "errors",
-    "figures",
+    "Float",
+    "Int",
+    "Choice",
+    "Masked",
+    # tuning, and what it returns
+    "tune",
+    "Result",
     "importance",
-    "schedulers",
-    "schedules",
-    "strategies",
+    "plan",
+    "babysit",
+    "use_cpu_cores",
+    # errors about the input
+    "JaxtuneError",
+    "InputError",
+    "StudyMismatchError",
+    "StudyBusyError",
+    "StorageError",
+    # modules
     "tasks",
     "train",
-    "tune",
-    "use_cpu_cores",
+    "layers",
+    "strategies",
+    "schedules",
+    "bench",
+    "report",
     "__version__",
 ]

@@ -132,18 +132,23 @@ class Param:
     when: tuple[tuple[str, tuple], ...] | None = None
 
     def validate(self, name: str) -> None:  # pragma: no cover - every subclass overrides
+        """Raises an :class:`InputError` naming ``name`` if the options cannot define this parameter."""
         raise NotImplementedError
 
     def from_unit(self, u: jax.Array) -> jax.Array:  # pragma: no cover
+        """Values on this parameter's scale from unit coordinates ``u`` in [0, 1] (jittable)."""
         raise NotImplementedError
 
     def to_unit(self, x: jax.Array) -> jax.Array:  # pragma: no cover
+        """Unit coordinates of values ``x`` (the inverse of :meth:`from_unit`; jittable)."""
         raise NotImplementedError
 
     def grid_unit(self, points: int) -> np.ndarray:  # pragma: no cover
+        """The unit coordinates of a grid of ``points`` values (fewer for a small Int or a Choice)."""
         raise NotImplementedError
 
     def to_python(self, x: Any) -> Any:  # pragma: no cover
+        """A value as a plain Python value (an int for Int, the choice itself for Choice)."""
         raise NotImplementedError
 
 

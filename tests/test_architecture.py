@@ -152,3 +152,29 @@ def test_the_checker_sees_a_circle_and_an_upward_import():
     graph = {"jaxtune.study": {"jaxtune.drivers.rounds"}, "jaxtune.drivers.rounds": {"jaxtune.study"}}
     assert cycles(graph) == [["jaxtune.drivers.rounds", "jaxtune.study"]]
     assert layer("jaxtune.drivers.rounds") < layer("jaxtune.study")
+
+
+def test_every_public_function_class_and_method_has_a_docstring():
+    import importlib
+    import inspect
+    import pkgutil
+
+    import jaxtune
+
+    missing = []
+    for info in pkgutil.walk_packages(jaxtune.__path__, "jaxtune."):
+        if info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        for name in getattr(module, "__all__", []):
+            obj = getattr(module, name)
+            if not (inspect.isfunction(obj) or inspect.isclass(obj)) or obj.__module__ != info.name:
+                continue
+            if not inspect.getdoc(obj):
+                missing.append(f"{info.name}.{name}")
+            for attr in vars(obj) if inspect.isclass(obj) else ():
+                member = getattr(obj, attr, None)
+                if not attr.startswith("_") and (inspect.isfunction(member) or isinstance(member, property)):
+                    if not inspect.getdoc(member):
+                        missing.append(f"{info.name}.{name}.{attr}")
+    assert missing == []

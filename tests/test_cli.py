@@ -78,7 +78,7 @@ def test_run_then_report_then_resume(tmp_path, capsys, monkeypatch):
             "trials must be an int in [1, 16777216], got 1000000000",
         ),
         ("[task]\nname = 'branin'\n[tune]\ntimeout = '5 minutes'\n", "timeout must be a positive duration"),
-        ("[task]\nname = 'branin'\n[tune]\nselect = 'best'\n", "[tune] select must be one of 'final', 'best_step', got 'best'"),
+        ("[task]\nname = 'branin'\n[tune]\nselect = 'best'\n", "[tune] select must be one of 'final', 'best_step'"),
         ("[task]\nname = 'branin'\n[strategy]\ntop_fraction = 2.0\n", "top_fraction must be in (0, 1]"),
         ("[task]\nname = 'branin'\n[strategy]\ntop = 2.0\n", "has no option(s) ['top']"),
         ("[task]\nname = 'branin'\n[space]\n", "[space] must hold at least one"),

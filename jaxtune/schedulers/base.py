@@ -71,7 +71,9 @@ class Scheduler(NamedTuple):
 class SchedulerSpec(Protocol):
     """Static options of a scheduler; ``build`` binds it to a space, a lane count and a step budget."""
 
-    def build(self, space: Space, num_lanes: int, steps: int) -> Scheduler: ...
+    def build(self, space: Space, num_lanes: int, steps: int) -> Scheduler:
+        """The scheduler for ``num_lanes`` lanes of ``space`` with a budget of ``steps`` steps."""
+        ...
 
 
 SCHEDULERS: dict[str, type] = {}

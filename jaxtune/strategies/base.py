@@ -64,7 +64,9 @@ class Strategy(NamedTuple):
 class StrategySpec(Protocol):
     """Static options of a strategy; ``build`` binds it to a space and a batch size."""
 
-    def build(self, space: Space, num_trials: int) -> Strategy: ...
+    def build(self, space: Space, num_trials: int) -> Strategy:
+        """The strategy over ``space`` asking for ``num_trials`` points a round."""
+        ...
 
 
 def sanitize_scores(scores: jax.Array) -> jax.Array:
