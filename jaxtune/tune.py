@@ -173,9 +173,13 @@ def tune(
       space: the :class:`~jaxtune.Space` to search.
       strategy: a registry name (``"random"``, ``"grid"``, ``"coarse_to_fine"``), a strategy spec
         such as ``jt.strategies.CoarseToFine(top_fraction=0.2)``, or a built ``Strategy``.
-      trials: trials per round (run together as one batch).
-      rounds: number of rounds; None means 1, or enough to cover the grid for ``"grid"``.
-        Rounds are numbered from 0 (in progress lines, tables and ``Result``).
+      trials: how many trials run at once, for every strategy: a round's batch; the lanes of a
+        population (PBT, ASHA, median stopping), which start ever new trials as others end; the
+        configurations of the first, widest rung of successive halving and Hyperband.
+      rounds: number of rounds; None means 1, or enough to cover the grid for ``"grid"``
+        (successive halving and Hyperband: rungs; a population refuses it: its length is the
+        objective's step budget). Rounds are numbered from 0 (in progress lines, tables and
+        ``Result``).
       metric: metric to select on; may be omitted if the objective returns one metric.
       mode: ``"min"`` or ``"max"``.
       seed: seeds the strategy and every trial's key; same seed, same results.

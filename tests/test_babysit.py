@@ -225,3 +225,16 @@ def test_cli_prompt_in_a_real_terminal(tmp_path):
     finally:
         again.close()
     assert again.exitstatus == 0
+
+
+def test_cli_refuses_a_commands_path_it_cannot_read(tmp_path, capsys):
+    cfg = tmp_path / "b.toml"
+    cfg.write_text(CONFIG.format(db=tmp_path / "b.db"))
+    binary = tmp_path / "cmds.bin"
+    binary.write_bytes(b"\xff\xfe train")
+    for path, message in ((tmp_path, "is a directory"), (tmp_path / "none", "does not exist"), (binary, "UTF-8")):
+        assert cli.main(["babysit", str(cfg), "--commands", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"jaxtune: error: --commands {str(path)!r}") and message in err
+        assert "Traceback" not in err
+    assert not (tmp_path / "b.db").exists()  # refused before the run started

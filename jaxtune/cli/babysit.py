@@ -25,6 +25,7 @@ Commands (one per line, at the ``babysit>`` prompt or in ``--commands FILE``)::
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from collections.abc import Mapping
@@ -184,21 +185,14 @@ def _check_babysit(table: Mapping[str, Any]) -> dict[str, Any]:
 
 def main(args) -> int:
     """``jaxtune babysit``: builds the task, starts or resumes the run, reads commands."""
-    import os
-
     import jaxtune as jt
     from jaxtune.babysitting import Babysitter
-    from jaxtune.cli.config import ConfigError, check_config, enable_compile_cache, every_parameter_read, load_config
+    from jaxtune.cli.config import check_config, enable_compile_cache, every_parameter_read, load_config
 
     cfg = load_config(args.config)
     table = _check_babysit(cfg.get("babysit", {}))
     space = check_config(cfg, {})
-    commands = None
-    if args.commands:
-        if not os.path.exists(args.commands):
-            raise ConfigError(f"--commands {args.commands!r} does not exist")
-        with open(args.commands) as f:
-            commands = f.read().splitlines()
+    commands = _read_commands(args.commands) if args.commands else None
     storage = args.storage or table.get("storage")
     if storage:
         os.makedirs(os.path.dirname(os.path.abspath(storage)), exist_ok=True)
@@ -226,32 +220,50 @@ def main(args) -> int:
         except ImportError:
             pass
         session.say("commands: " + ", ".join(COMMANDS) + " (help explains them)")
-    lines = iter(commands) if commands is not None else None
     try:
-        while True:
-            if lines is not None:
-                line = next(lines, None)
-                if line is None:
-                    break
-                if line.strip():
-                    session.say(f"babysit> {line}")
-            else:
-                try:
-                    line = input("babysit> ")
-                except EOFError:
-                    break
-            try:
-                if not session.run(line):
-                    break
-            except JaxtuneError as e:
-                if not interactive and lines is not None:
-                    raise  # a script stops at its first bad command
-                session.say(f"error: {e}")
+        _loop(session, commands, interactive)
     finally:
         sitter.close()
     if storage:
         session.say(f"stored in {storage} (run the same command to resume)")
     return 0
+
+
+def _read_commands(path: str) -> list[str]:
+    """The lines of a ``--commands`` file, or a :class:`ConfigError` saying why they cannot be read."""
+    from jaxtune.cli.config import ConfigError
+
+    if not os.path.isfile(path):
+        raise ConfigError(f"--commands {path!r} " + ("is a directory" if os.path.isdir(path) else "does not exist"))
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"--commands {path!r} cannot be read as UTF-8 text ({e})") from e
+
+
+def _loop(session: Session, commands: list[str] | None, interactive: bool) -> None:
+    """Runs ``commands`` (a script: it stops at its first bad command), or reads them at the prompt."""
+    lines = iter(commands) if commands is not None else None
+    while True:
+        if lines is not None:
+            line = next(lines, None)
+            if line is None:
+                break
+            if line.strip():
+                session.say(f"babysit> {line}")
+        else:
+            try:
+                line = input("babysit> ")
+            except EOFError:
+                break
+        try:
+            if not session.run(line):
+                break
+        except JaxtuneError as e:
+            if not interactive and lines is not None:
+                raise  # a script stops at its first bad command
+            session.say(f"error: {e}")
 
 
 def add_parser(sub) -> None:
