@@ -8,6 +8,7 @@ from conftest import make_trainer
 
 import jaxtune as jt
 from jaxtune.errors import InputError
+from jaxtune.execute.population import Population
 from jaxtune.keys import trial_key
 from jaxtune.schedulers import ASHA, PBT, Lanes
 from jaxtune.schedulers.base import explorer
@@ -151,7 +152,7 @@ def test_successive_halving_continues_survivors_and_a_survivor_equals_straight_t
     np.testing.assert_allclose(best["metrics"]["val_loss"], straight["val_loss"], rtol=1e-5)
 
 
-def test_continued_hyperband_stores_whole_units_honours_timeout_and_resumes_without_retraining(tmp_path):
+def test_continued_hyperband_stores_whole_units_honours_timeout_and_resumes_without_retraining(tmp_path, monkeypatch):
     """Unit coordinates of the whole space (the budget first, as configs/halving.toml has it), so
     importance reads them; a timeout stops at a stored rung; a rerun finishes the sweep equal to an
     uninterrupted one, and a rerun of a finished study trains nothing."""
@@ -166,8 +167,21 @@ def test_continued_hyperband_stores_whole_units_honours_timeout_and_resumes_with
         ]["steps"]
     jt.importance(straight)  # indexes units by the whole space: no IndexError
     db = str(tmp_path / "h.db")
+    trained = []  # lane-steps trained, counted at the population
+    train = Population.train
+
+    def counting(pop, steps):
+        trained.append(pop.width * steps)
+        return train(pop, steps)
+
+    monkeypatch.setattr(Population, "train", counting)
+    jt.tune(trainer, space, "hyperband", **kw)
+    straight_steps, trained[:] = sum(trained), []
     stopped = jt.tune(trainer, space, "hyperband", storage=db, timeout=1e-9, **kw)
     assert stopped.stopped == "timeout" and 0 < len(stopped.trials) < len(straight.trials)
+    while stopped.stopped == "timeout":  # a rung at a time: each rerun resumes at the stored survivors
+        stopped = jt.tune(trainer, space, "hyperband", storage=db, timeout=1e-9, **kw)
+    assert sum(trained) == straight_steps  # nothing trained twice
     resumed = jt.tune(trainer, space, "hyperband", storage=db, **kw)
     assert resumed.stopped is None
     assert [(t["round"], t["slot"], t["status"], t["params"]) for t in resumed.trials] == [

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from jaxtune.drivers.args import Arguments
-from jaxtune.drivers.population import segment_value
+from jaxtune.drivers.population import pack_checkpoint, segment_value, unpack_book, unpack_checkpoint
 from jaxtune.execute.population import Population, supports_protocol
 from jaxtune.keys import DECIDE_STREAM, lane_keys
 from jaxtune.records import lane_scores, trial_record
@@ -60,17 +60,29 @@ def run(objective, space: Space, spec, args: Arguments, executor, metric: str, s
 class _Bracket:
     """One bracket's configurations, trained rung by rung as a population that narrows."""
 
-    def __init__(self, run: _Halving, first: int, rungs):
+    def __init__(self, run: _Halving, first: int, rungs, saved: bytes | None = None):
         self.run, self.first, self.rungs = run, first, rungs
         n = rungs[0][0]
         key = jax.random.fold_in(jax.random.fold_in(run.root, DECIDE_STREAM), first)
         self.u = np.asarray(jax.random.uniform(key, (n, run.sub.dim)))
         hp = run.from_unit(self.u)
         self.params = run.sub.to_python({k: np.asarray(v) for k, v in hp.items()})
-        self.pop = run.population(n)
-        self.pop.start(hp, lane_keys(run.root, first, n))
         self.alive = np.arange(n)  # bracket slots of the lanes, in lane order
-        self.trained = 0
+        self.trained, self.next = 0, 0  # steps trained so far; the rung to train next
+        if saved is None:
+            self.pop = run.population(n)
+            self.pop.start(hp, lane_keys(run.root, first, n))
+            return
+        book = unpack_book(saved)  # resumed at the rung a checkpoint stored
+        self.alive, self.trained, self.next = book["alive"], int(book["trained"]), int(book["next"])
+        self.pop = run.population(len(self.alive))
+        unpack_checkpoint(saved, self.pop, ())
+        self.pop.set_hp({k: np.asarray(v)[self.alive] for k, v in hp.items()})
+
+    def checkpoint(self) -> tuple[int, bytes]:
+        """The narrowed population as it starts its next rung (stored with the rung's trials)."""
+        book = {"first": self.first, "alive": self.alive, "trained": self.trained, "next": self.next}
+        return self.first, pack_checkpoint(self.pop, (), book)
 
     def rung(self, i: int, last: bool) -> tuple[list, list, np.ndarray, int]:
         """Trains rung ``i``; returns the records of the trials that end there, every lane's curve
@@ -148,28 +160,33 @@ def _run_halving(objective, space: Space, sub: Space, spec, plan, levels, args, 
         if run.finished(r, rungs[0][0]):  # stored by an earlier run: resumed after it, nothing retrained
             r += min(len(rungs), args.rounds - r)
             continue
-        bracket = _Bracket(run, r, rungs)
-        for i in range(len(rungs)):
+        saved = study.checkpoint()
+        bracket = _Bracket(run, r, rungs, saved[1] if saved is not None and saved[0] == r else None)
+        r += bracket.next
+        for i in range(bracket.next, len(rungs)):
             last = i == len(rungs) - 1 or r == args.rounds - 1
             rows, points, keep, budget = bracket.rung(i, last)
-            study.write(rows, points)
+            going_on = not last and keep.any()
+            if going_on:  # the survivors move on; stored with this rung's trials, in one transaction
+                bracket.narrow(keep)
+                bracket.next = i + 1
+            study.write(rows, points, (), bracket.checkpoint() if going_on else None)
             ran = True
             if args.verbose:
                 print(
-                    f"[jaxtune] round {r} ({r + 1}/{args.rounds}): {len(bracket.alive)} trials continued to {budget} "
+                    f"[jaxtune] round {r} ({r + 1}/{args.rounds}): {len(keep)} trials continued to {budget} "
                     f"steps, {int(keep.sum())} go on; {time.perf_counter() - t0:.1f} s",
                     file=sys.stderr,
                     flush=True,
                 )
             r += 1
-            if last or not keep.any():
+            if not going_on:
                 break
-            if args.past_deadline():  # a safe point: this rung is stored; a rerun retrains this bracket only
+            if args.past_deadline():  # a safe point: this rung and the survivors' states are stored
                 stopped = "timeout"
                 break
-            bracket.narrow(keep)
     if stopped:
-        args.say_stopped(len(study.done), "at the last finished bracket")
+        args.say_stopped(len(study.done), "at the last stored rung")
     result = study.result(metric, args.mode, args.tie_break, args.select, stopped)
     result.compiles = sum(p.compiles for p in run.pops.values())
     return result

@@ -43,7 +43,16 @@ from jaxtune.space import Space
 from jaxtune.strategies.base import describe
 from jaxtune.study import Study, study_config
 
-__all__ = ["run", "check", "budget_of", "segment_value", "REFUSES"]
+__all__ = [
+    "run",
+    "check",
+    "budget_of",
+    "segment_value",
+    "REFUSES",
+    "pack_checkpoint",
+    "unpack_checkpoint",
+    "unpack_book",
+]
 
 # The jt.tune arguments this driver cannot honour, and why: refused before anything is traced.
 REFUSES = {
@@ -346,6 +355,14 @@ def pack_checkpoint(pop: Population, sched_state, book: dict[str, Any]) -> bytes
     return buf.getvalue()
 
 
+def unpack_book(blob: bytes) -> dict[str, np.ndarray]:
+    """The driver's bookkeeping in a :func:`pack_checkpoint` blob."""
+    import io
+
+    data = np.load(io.BytesIO(blob))
+    return {k[5:]: data[k] for k in data.files if k.startswith("book_")}
+
+
 def unpack_checkpoint(blob: bytes, pop: Population, sched_state) -> tuple[dict[str, np.ndarray], Any]:
     """Restores ``pop``'s states from a :func:`pack_checkpoint` blob; the bookkeeping and the scheduler's state."""
     import io
@@ -356,5 +373,4 @@ def unpack_checkpoint(blob: bytes, pop: Population, sched_state) -> tuple[dict[s
         return restore_tree(data, prefix, template)
 
     pop.load_state(restore("state", pop.state_spec()))
-    book = {k[5:]: data[k] for k in data.files if k.startswith("book_")}
-    return book, restore("sched", sched_state)
+    return unpack_book(blob), restore("sched", sched_state)
