@@ -23,6 +23,7 @@ __all__ = [
     "StudyBusyError",
     "StudyMismatchError",
     "StorageError",
+    "StorageFullError",
     "MissingHyperparameterError",
     "ConfigError",
     "CommandError",
@@ -83,6 +84,10 @@ class StudyMismatchError(JaxtuneError, ValueError):
 
 class StorageError(JaxtuneError, ValueError):
     """A storage path that cannot hold a jaxtune study: not writable, not SQLite, another application's."""
+
+
+class StorageFullError(StorageError):
+    """The disk holding the storage is full: what was stored is intact, and a rerun resumes."""
 
 
 class MissingHyperparameterError(JaxtuneError, KeyError):

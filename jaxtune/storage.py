@@ -11,6 +11,7 @@ import json
 import math
 import os
 import sqlite3
+import stat
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -20,13 +21,14 @@ from jaxtune.errors import (
     LayoutWarning,
     MissingFileError,
     StorageError,
+    StorageFullError,
     StudyBusyError,
     StudyMismatchError,
     UnknownNameError,
 )
 from jaxtune.records import TrialRecord
 
-__all__ = ["Storage", "StorageError", "StudyBusyError", "StudyMismatchError", "LayoutWarning"]
+__all__ = ["Storage", "StorageError", "StudyBusyError", "StudyMismatchError", "LayoutWarning", "lock_dir"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS studies (
@@ -93,6 +95,62 @@ def _changes(key: str, old: Any, new: Any) -> str:
     if isinstance(old, dict) and isinstance(new, dict):
         return "; ".join(_changes(k, old.get(k), new.get(k)) for k in sorted({*old, *new}) if old.get(k) != new.get(k))
     return f"{key}: stored {old!r}, now {new!r}"
+
+
+def lock_dir() -> str:
+    """The directory of this user's study locks: ``$JAXTUNE_LOCK_DIR``, else ``$XDG_RUNTIME_DIR/jaxtune``
+    or ``<tmp>/jaxtune-<uid>``; made with mode 0700, and refused unless it is a real directory of
+    this user's that no one else can write (so no one else can plant a lock file in it)."""
+    import tempfile
+
+    path = os.environ.get("JAXTUNE_LOCK_DIR") or (
+        os.path.join(os.environ["XDG_RUNTIME_DIR"], "jaxtune")
+        if os.environ.get("XDG_RUNTIME_DIR")
+        else os.path.join(tempfile.gettempdir(), f"jaxtune-{os.getuid()}")
+    )
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        st = os.lstat(path)
+    except OSError as e:
+        raise StorageError(f"the study lock directory {path!r} cannot be made ({e.strerror})") from e
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+        raise StorageError(
+            f"the study lock directory {path!r} is not a directory of this user's that only it can write; "
+            "remove it, or set JAXTUNE_LOCK_DIR"
+        )
+    return path
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def storage_error(path: str, e: sqlite3.Error) -> StorageError:
+    """What an SQLite error on ``path`` means for the user, from the file's header first: a file with
+    SQLite's header is never called damaged for an error of the disk or the filesystem."""
+    text = str(e).lower()
+    try:
+        with open(path, "rb") as f:
+            header = f.read(len(SQLITE_HEADER))
+    except OSError:
+        header = None
+    if "full" in text:
+        return StorageFullError(
+            f"{path!r}: the disk is full ({e}); everything stored so far is intact: free some space and rerun "
+            "the same command to resume"
+        )
+    if header is not None and header not in (b"", SQLITE_HEADER):
+        return StorageError(f"{path!r} is not a SQLite database (its first bytes are not SQLite's header)")
+    if "malformed" in text or "not a database" in text:
+        return StorageError(f"{path!r} is damaged ({e}): its header is SQLite's but its pages are not")
+    if "readonly" in text or "read-only" in text or not os.access(os.path.dirname(os.path.abspath(path)), os.W_OK):
+        return StorageError(
+            f"{path!r} cannot be written ({e}): the file or its directory is read-only; the database itself is "
+            "fine (jaxtune report and jt.Result.load read it where it is)"
+        )
+    return StorageError(
+        f"{path!r} cannot be read or written ({e}); the file has SQLite's header, so the data is probably fine: "
+        "check the disk and the file's permissions"
+    )
 
 
 def _check_path(path: str, read_only: bool) -> None:
@@ -163,27 +221,45 @@ class Storage:
         the file is not a SQLite database (or is damaged), or it is another application's.
     """
 
-    def __init__(self, path: str | os.PathLike = ":memory:", *, read_only: bool = False):
+    def __init__(self, path: str | os.PathLike = ":memory:", *, read_only: bool = False, lock: str | None = None):
         self.path = os.fspath(path)
+        self._locks: list[int] = []
         memory = self.path == ":memory:"
         if not memory:
             _check_path(self.path, read_only)
+        existed = memory or os.path.exists(self.path)
+        if lock is not None and existed:
+            self.lock_study(lock)  # before SQLite touches the file: every path to it meets the lock first
         try:
-            if read_only:
-                self.conn = sqlite3.connect(f"file:{os.path.abspath(self.path)}?mode=ro", uri=True)
-            else:
-                self.conn = sqlite3.connect(self.path)
-            self._check_schema()
-            if read_only:
-                return
-            if not memory:
-                self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-            self.conn.executescript(_SCHEMA)
-            self.conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-            self.conn.commit()
+            self.conn = self._connect(read_only)
         except sqlite3.DatabaseError as e:
-            raise StorageError(f"{self.path!r} is not a SQLite database or is damaged ({e})") from e
+            self.close()
+            if not existed and os.path.exists(self.path) and os.path.getsize(self.path) == 0:
+                os.remove(self.path)  # a database that could not be made leaves no empty file behind
+            raise storage_error(self.path, e) from e
+        if lock is not None and not existed:
+            self.lock_study(lock)
+
+    def _connect(self, read_only: bool) -> sqlite3.Connection:
+        if read_only:
+            where = os.path.abspath(self.path)
+            # On a read-only filesystem or file SQLite could not make its WAL side files: read it
+            # as it is (nothing can write it there meanwhile), writing nothing beside it.
+            writable = os.access(where, os.W_OK) and os.access(os.path.dirname(where), os.W_OK)
+            conn = sqlite3.connect(f"file:{where}?{'mode=ro' if writable else 'immutable=1'}", uri=True)
+        else:
+            conn = sqlite3.connect(self.path)
+        self.conn = conn
+        self._check_schema()
+        if read_only:
+            return conn
+        if self.path != ":memory:":
+            conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(_SCHEMA)
+        conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        conn.commit()
+        return conn
 
     @staticmethod
     def check(path: str | os.PathLike) -> None:
@@ -192,8 +268,22 @@ class Storage:
         if path == ":memory:":
             return
         _check_path(path, read_only=False)
-        if os.path.exists(path):
-            Storage(path, read_only=True).close()
+        if not os.path.exists(path):
+            return
+        with open(path, "rb") as f:
+            head = f.read(72)
+        if head and not head.startswith(SQLITE_HEADER):
+            raise StorageError(f"{path!r} is not a SQLite database (its first bytes are not SQLite's header)")
+        app = int.from_bytes(head[68:72], "big") if len(head) >= 72 else 0
+        if app not in (0, APPLICATION_ID):
+            raise StorageError(f"{path!r} belongs to another application (SQLite application_id {app:#x})")
+        try:
+            Storage(path, read_only=True).close()  # its tables
+        except StorageError as e:
+            if "jaxtune database" in str(e):
+                raise
+            # SQLite cannot read it through this path right now (e.g. a hard link to a database that
+            # a run holds in WAL mode elsewhere): the run's own open, after its lock, says why.
 
     def _check_schema(self) -> None:
         """Refuses a database that holds tables of another application."""
@@ -212,14 +302,19 @@ class Storage:
 
     def close(self) -> None:
         """Closes the connection (and releases a study lock held by :meth:`lock_study`)."""
-        for fd in getattr(self, "_locks", []):
+        for fd in self._locks:
             os.close(fd)  # closing the descriptor releases its flock
         self._locks = []
-        self.conn.close()
+        if getattr(self, "conn", None) is not None:
+            self.conn.close()
 
     def lock_study(self, name: str) -> None:
         """Claims study ``name`` for this process until :meth:`close` (or the process ends, kill -9
         included): a second run of the same study at the same time is refused, not duplicated.
+
+        The lock names the database by device and inode, so every path to it (a symlink, a hard
+        link, a relative path) takes the same lock; it lives in a directory of this user's own
+        (:func:`lock_dir`), and is opened without following a symlink planted at its name.
 
         Raises:
           StudyBusyError: another process (or another Storage in this one) runs the study now.
@@ -229,9 +324,16 @@ class Storage:
         import fcntl
         import hashlib
 
+        st = os.stat(self.path)
         digest = hashlib.sha1(name.encode()).hexdigest()[:12]
-        lock_path = f"{self.path}.{digest}.lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        lock_path = os.path.join(lock_dir(), f"{st.st_dev}-{st.st_ino}-{digest}.lock")
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
+        except OSError as e:
+            raise StorageError(f"study lock {lock_path!r} cannot be opened ({e.strerror}); is it a symlink?") from e
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise StorageError(f"study lock {lock_path!r} is not a regular file; remove it")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -243,7 +345,7 @@ class Storage:
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"process {os.getpid()}".encode(), 0)
-        self._locks = [*getattr(self, "_locks", []), fd]
+        self._locks.append(fd)
 
     def study_names(self) -> list[str]:
         """Names of the stored studies, oldest first."""
@@ -307,7 +409,21 @@ class Storage:
         """Stores finished trials, their curve points and lineage ``(round, slot, parent_round,
         parent_slot, step)`` (a trial that started from its parent's state at that step), and a
         population's ``(segment, state)`` checkpoint (replacing the last one), in one transaction:
-        a kill leaves either all of them or none."""
+        a kill leaves either all of them or none.
+
+        Raises:
+          StorageFullError: the disk is full (nothing of this call is stored; all before it is).
+        """
+        try:
+            self._write_trials(study_id, rows, curves, lineage, checkpoint)
+        except sqlite3.OperationalError as e:
+            error = storage_error(self.path, e)
+            if isinstance(error, StorageFullError):
+                stored = self.conn.execute("SELECT COUNT(*) FROM trials WHERE study_id = ?", (study_id,)).fetchone()[0]
+                error = StorageFullError(f"{error} ({stored} trials of this study are stored)")
+            raise error from e
+
+    def _write_trials(self, study_id, rows, curves, lineage, checkpoint) -> None:
         with self.conn:
             if checkpoint is not None:
                 self.conn.execute(

@@ -119,11 +119,11 @@ class Study:
     def __init__(self, storage: str | None, name: str, config: dict[str, Any], check: Sequence[str] = CHECKED):
         self.storage, self.name = storage, name
         self.writer = jax.process_index() == 0
-        self.store = Storage(storage if storage is not None and self.writer else ":memory:")
+        # A second run of this study at the same time is refused (the lock is taken first).
+        self.store = Storage(storage if storage is not None and self.writer else ":memory:", lock=name)
         error = None
         try:
             if self.writer:
-                self.store.lock_study(name)  # a second run of this study at the same time is refused
                 self.sid = self._open(config, check)
             else:
                 self.sid = self.store.open_study(name, config)

@@ -202,3 +202,91 @@ def test_a_killed_run_leaves_no_lock(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script])
     assert proc.returncode == -9
     assert len(jt.tune(quad_objective, SPACE, trials=2, metric="loss", progress=False, storage=db)) == 2
+
+
+def test_the_lock_follows_the_database_not_the_path(tmp_path, monkeypatch):
+    """A symlink, a hard link and a relative path to one database take one lock; a symlink planted
+    at the lock's name is never followed (nor the file it points to touched); no lock file is left
+    beside the database."""
+    import os
+
+    from jaxtune.storage import Storage, StudyBusyError, lock_dir
+
+    monkeypatch.setenv("JAXTUNE_LOCK_DIR", str(tmp_path / "locks"))
+    db = tmp_path / "s.db"
+    holder = Storage(db)
+    holder.lock_study("default")
+    (tmp_path / "via_symlink.db").symlink_to(db)
+    (tmp_path / "sub").mkdir()
+    os.link(db, tmp_path / "sub" / "via_hardlink.db")
+    monkeypatch.chdir(tmp_path / "sub")
+    for other in (tmp_path / "via_symlink.db", tmp_path / "sub" / "via_hardlink.db", "../s.db"):
+        with pytest.raises(StudyBusyError, match="is being run by process"):
+            jt.tune(quad_objective, SPACE, trials=2, metric="loss", progress=False, storage=str(other))
+    holder.close()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".lock")]
+    # A symlink planted where a lock would go: refused, its target untouched.
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    st = os.stat(db)
+    import hashlib
+
+    name = f"{st.st_dev}-{st.st_ino}-{hashlib.sha1(b'planted').hexdigest()[:12]}.lock"
+    os.symlink(victim, os.path.join(lock_dir(), name))
+    with pytest.raises(jt.StorageError, match="cannot be opened"):
+        Storage(db).lock_study("planted")
+    assert victim.read_text() == "precious"
+    # A lock directory another user could write is refused.
+    os.chmod(lock_dir(), 0o777)
+    with pytest.raises(jt.StorageError, match="only it can write"):
+        lock_dir()
+
+
+def test_storage_faults_are_named_for_what_they_are(tmp_path):
+    """A file with SQLite's header is never called damaged for an error of the disk; a full disk
+    says what is stored and that a rerun resumes; a file that is not SQLite says so."""
+    import sqlite3
+
+    from jaxtune.storage import Storage, storage_error
+
+    db = tmp_path / "s.db"
+    Storage(db).close()
+    io_error = storage_error(str(db), sqlite3.OperationalError("disk I/O error"))
+    assert "damaged" not in str(io_error) and "probably fine" in str(io_error)
+    full = storage_error(str(db), sqlite3.OperationalError("database or disk is full"))
+    assert isinstance(full, jt.errors.StorageFullError) and "rerun the same command to resume" in str(full)
+    other = tmp_path / "notes.db"
+    other.write_text("not a database at all, just text that is long enough")
+    assert "not a SQLite database" in str(storage_error(str(other), sqlite3.DatabaseError("file is not a database")))
+    with pytest.raises(jt.StorageError, match="not a SQLite database"):
+        Storage.check(other)
+
+
+def test_a_full_disk_is_one_line_exit_1_and_a_new_database_leaves_no_empty_file(tmp_path, monkeypatch, capsys):
+    import sqlite3
+
+    from jaxtune import cli
+    from jaxtune.storage import Storage
+
+    def full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    db = tmp_path / "f.db"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"[task]\nname = 'branin'\n[tune]\ntrials = 4\nstorage = '{db}'\n")
+    monkeypatch.setattr(Storage, "_write_trials", full)
+    assert cli.main(["run", str(cfg), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"jaxtune: error: {str(db)!r}: the disk is full")
+    assert "(0 trials of this study are stored)" in err
+    assert "Traceback" not in err
+    monkeypatch.undo()
+
+    def make_then_fail(self, read_only):
+        open(self.path, "wb").close()  # SQLite made the file, then the disk was full
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(Storage, "_connect", make_then_fail)
+    with pytest.raises(jt.errors.StorageFullError):
+        Storage(tmp_path / "new.db")
+    assert not (tmp_path / "new.db").exists()

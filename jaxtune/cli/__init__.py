@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from jaxtune.cli import babysit, bench, export, plan, report, run
 from jaxtune.cli.config import ConfigError, check_config, load_config, parse_duration, space_from_config
-from jaxtune.errors import JaxtuneError
+from jaxtune.errors import JaxtuneError, StorageFullError
 
 __all__ = ["main", "load_config", "check_config", "space_from_config", "parse_duration", "ConfigError"]
 
@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("JAXTUNE_DEBUG"):
             raise
         print(f"jaxtune: error: {e}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(e, StorageFullError) else 2  # a full disk is no mistake in the command
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
