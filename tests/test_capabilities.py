@@ -83,14 +83,13 @@ def test_progress_reports_on_true_and_is_silent_on_false(capfd, name):
     assert "[jaxtune]" not in out.err + out.out
 
 
-@pytest.mark.parametrize("name", DRIVERS)
-@pytest.mark.parametrize(
-    "argument, value", [("rounds", 2), ("max_batch", 2), ("vmap_width", 1), ("progress", lambda report: None)]
-)
-def test_an_argument_a_driver_cannot_honour_is_refused_before_compute(name, argument, value):
-    refuses = DRIVER_OF[name].REFUSES
-    if argument not in refuses:
-        pytest.skip(f"{name} honours {argument} (tested above and in its own tests)")
+VALUES = {"rounds": 2, "max_batch": 2, "vmap_width": 1, "progress": lambda report: None}
+REFUSED = [(name, argument) for name in DRIVERS for argument in DRIVER_OF[name].REFUSES]
+
+
+@pytest.mark.parametrize("name, argument", REFUSED)
+def test_an_argument_a_driver_cannot_honour_is_refused_before_compute(name, argument):
+    value = VALUES[argument]
     space, options, sizes = DRIVERS[name]
 
     def objective(*args):  # never traced: the refusal comes first
