@@ -9,9 +9,9 @@ Command line: ``jaxtune bench --problems branin,hartmann6 --strategies random,co
 
 from jaxtune.bench.problems import PROBLEMS, Problem, get_problem, register_problem
 from jaxtune.bench.runner import BenchResult, run, sweep_curves
-from jaxtune.bench.tables import _register_shipped, build_table, table_problem
+from jaxtune.bench.tables import build_table, register_shipped, table_problem
 
-_register_shipped()  # mnist1d_mlp_table: the shipped tabular benchmark of a real task
+register_shipped()  # mnist1d_mlp_table: the shipped tabular benchmark of a real task
 
 __all__ = [
     "PROBLEMS",

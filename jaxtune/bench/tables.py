@@ -126,7 +126,8 @@ def table_problem(
     return Problem(label + "_mf", full, fn_mf, float(-values[:, -1].max()), fidelity=fidelity)
 
 
-def _register_shipped() -> None:
+def register_shipped() -> None:
+    """Registers the tabular benchmark shipped with jaxtune (``mnist1d_mlp_table`` and its multi-fidelity form)."""
     shipped = os.path.join(DATA, "mnist1d_mlp.npz")
     if os.path.exists(shipped):
         register_problem(table_problem(shipped, "mnist1d_mlp_table"))
