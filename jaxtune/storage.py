@@ -11,7 +11,6 @@ import json
 import math
 import os
 import sqlite3
-import stat
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -19,7 +18,6 @@ from typing import Any
 from jaxtune.errors import (
     InputTypeError,
     LayoutWarning,
-    MissingFileError,
     StorageError,
     StorageFullError,
     StudyBusyError,
@@ -27,6 +25,7 @@ from jaxtune.errors import (
     UnknownNameError,
 )
 from jaxtune.records import TrialRecord
+from jaxtune.sqlite_files import SQLITE_HEADER, check_path, lock_dir, lock_study, storage_error
 
 __all__ = ["Storage", "StorageError", "StudyBusyError", "StudyMismatchError", "LayoutWarning", "lock_dir"]
 
@@ -97,85 +96,6 @@ def _changes(key: str, old: Any, new: Any) -> str:
     return f"{key}: stored {old!r}, now {new!r}"
 
 
-def lock_dir() -> str:
-    """The directory of this user's study locks: ``$JAXTUNE_LOCK_DIR``, else ``$XDG_RUNTIME_DIR/jaxtune``
-    or ``<tmp>/jaxtune-<uid>``; made with mode 0700, and refused unless it is a real directory of
-    this user's that no one else can write (so no one else can plant a lock file in it)."""
-    import tempfile
-
-    path = os.environ.get("JAXTUNE_LOCK_DIR") or (
-        os.path.join(os.environ["XDG_RUNTIME_DIR"], "jaxtune")
-        if os.environ.get("XDG_RUNTIME_DIR")
-        else os.path.join(tempfile.gettempdir(), f"jaxtune-{os.getuid()}")
-    )
-    try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
-        st = os.lstat(path)
-    except OSError as e:
-        raise StorageError(f"the study lock directory {path!r} cannot be made ({e.strerror})") from e
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
-        raise StorageError(
-            f"the study lock directory {path!r} is not a directory of this user's that only it can write; "
-            "remove it, or set JAXTUNE_LOCK_DIR"
-        )
-    return path
-
-
-SQLITE_HEADER = b"SQLite format 3\x00"
-
-
-def storage_error(path: str, e: sqlite3.Error) -> StorageError:
-    """What an SQLite error on ``path`` means for the user, from the file's header first: a file with
-    SQLite's header is never called damaged for an error of the disk or the filesystem."""
-    text = str(e).lower()
-    try:
-        with open(path, "rb") as f:
-            header = f.read(len(SQLITE_HEADER))
-    except OSError:
-        header = None
-    if "full" in text:
-        return StorageFullError(
-            f"{path!r}: the disk is full ({e}); everything stored so far is intact: free some space and rerun "
-            "the same command to resume"
-        )
-    if header is not None and header not in (b"", SQLITE_HEADER):
-        return StorageError(f"{path!r} is not a SQLite database (its first bytes are not SQLite's header)")
-    if "malformed" in text or "not a database" in text:
-        return StorageError(f"{path!r} is damaged ({e}): its header is SQLite's but its pages are not")
-    if "readonly" in text or "read-only" in text or not os.access(os.path.dirname(os.path.abspath(path)), os.W_OK):
-        return StorageError(
-            f"{path!r} cannot be written ({e}): the file or its directory is read-only; the database itself is "
-            "fine (jaxtune report and jt.Result.load read it where it is)"
-        )
-    return StorageError(
-        f"{path!r} cannot be read or written ({e}); the file has SQLite's header, so the data is probably fine: "
-        "check the disk and the file's permissions"
-    )
-
-
-def _check_path(path: str, read_only: bool) -> None:
-    if os.path.isdir(path):
-        raise StorageError(
-            f"storage {path!r} is a directory; give a file path such as {os.path.join(path, 'sweep.db')!r}"
-        )
-    if read_only:
-        if not os.path.exists(path):
-            raise MissingFileError(f"no storage file at {path!r}")
-        return
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        what = "is a file, not a directory" if os.path.exists(parent) else "does not exist"
-        raise StorageError(f"storage {path!r}: its directory {parent!r} {what}")
-    if not os.access(parent, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise StorageError(f"storage {path!r} is not writable")
-
-
-
-
-
-
-
-
 def _json_default(x: Any) -> Any:
     if hasattr(x, "item"):
         return x.item()
@@ -226,7 +146,7 @@ class Storage:
         self._locks: list[int] = []
         memory = self.path == ":memory:"
         if not memory:
-            _check_path(self.path, read_only)
+            check_path(self.path, read_only)
         existed = memory or os.path.exists(self.path)
         if lock is not None and existed:
             self.lock_study(lock)  # before SQLite touches the file: every path to it meets the lock first
@@ -267,7 +187,7 @@ class Storage:
         path = os.fspath(path)
         if path == ":memory:":
             return
-        _check_path(path, read_only=False)
+        check_path(path, read_only=False)
         if not os.path.exists(path):
             return
         with open(path, "rb") as f:
@@ -310,42 +230,14 @@ class Storage:
 
     def lock_study(self, name: str) -> None:
         """Claims study ``name`` for this process until :meth:`close` (or the process ends, kill -9
-        included): a second run of the same study at the same time is refused, not duplicated.
-
-        The lock names the database by device and inode, so every path to it (a symlink, a hard
-        link, a relative path) takes the same lock; it lives in a directory of this user's own
-        (:func:`lock_dir`), and is opened without following a symlink planted at its name.
+        included): a second run of the same study at the same time is refused, not duplicated
+        (see :func:`jaxtune.sqlite_files.lock_study`).
 
         Raises:
           StudyBusyError: another process (or another Storage in this one) runs the study now.
         """
-        if self.path == ":memory:":
-            return
-        import fcntl
-        import hashlib
-
-        st = os.stat(self.path)
-        digest = hashlib.sha1(name.encode()).hexdigest()[:12]
-        lock_path = os.path.join(lock_dir(), f"{st.st_dev}-{st.st_ino}-{digest}.lock")
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
-        except OSError as e:
-            raise StorageError(f"study lock {lock_path!r} cannot be opened ({e.strerror}); is it a symlink?") from e
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise StorageError(f"study lock {lock_path!r} is not a regular file; remove it")
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.read(fd, 100).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise StudyBusyError(
-                f"study {name!r} in {self.path} is being run by {holder} right now; wait for it to finish, "
-                "or use another study name"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"process {os.getpid()}".encode(), 0)
-        self._locks.append(fd)
+        if self.path != ":memory:":
+            self._locks.append(lock_study(self.path, name))
 
     def study_names(self) -> list[str]:
         """Names of the stored studies, oldest first."""

@@ -18,7 +18,7 @@ LAYERS = [
     ["jaxtune.drivers"],
     ["jaxtune.study"],
     ["jaxtune.result", "jaxtune.storage"],
-    ["jaxtune.records", "jaxtune.progress"],
+    ["jaxtune.records", "jaxtune.progress", "jaxtune.sqlite_files"],
     ["jaxtune.tasks"],
     ["jaxtune.train", "jaxtune.layers", "jaxtune.schedules"],
     ["jaxtune.execute", "jaxtune.strategies", "jaxtune.schedulers"],
@@ -126,7 +126,7 @@ def test_only_tune_imports_a_driver():
 
 
 def test_no_module_or_function_is_too_long():
-    """Modules stay under ~450 lines and functions under ~65 lines of code (docstrings aside)."""
+    """Modules stay under ~450 lines and functions under ~60 lines of code (docstrings aside)."""
     long = []
     for name, path in modules().items():
         src = path.read_text()
@@ -142,7 +142,7 @@ def test_no_module_or_function_is_too_long():
                     for line in src.splitlines()[start - 1 : node.end_lineno]
                     if line.strip() and not line.strip().startswith("#")
                 ]
-                if len(code) > 66:
+                if len(code) > 62:
                     long.append(f"{name}.{node.name}: {len(code)} lines")
     assert long == []
 

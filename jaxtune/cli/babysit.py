@@ -87,6 +87,28 @@ class Session:
         hp = ", ".join(f"{k}={fmt(v)}" for k, v in s.hp.items())
         return f"step {s.step}: {shown}  [{hp}]"
 
+    def _fork(self, args: list[str]) -> None:
+        """``fork EDITS | EDITS ... [for N]``: the edits side by side from the current state."""
+        s, segments = self.sitter, 1
+        if len(args) >= 2 and args[-2] == "for":
+            if not args[-1].isdigit() or int(args[-1]) < 1:
+                raise CommandError(f"fork: 'for' needs a number of segments >= 1, got {args[-1]!r}")
+            segments, args = int(args[-1]), args[:-2]
+        edits, current = [], []
+        for w in args + ["|"]:
+            if w == "|":
+                edits.append(_assignments(current, "fork", s.hp))
+                current = []
+            else:
+                current.append(w)
+        result = s.fork(edits, segments)
+        for label, edit in zip(result, edits):
+            m = result[label]
+            edit_text = " ".join(f"{k}={fmt(v)}" for k, v in edit.items())
+            self.say(f"  {label}: {edit_text:<24} {s.metric}={m.get(s.metric, float('nan')):.4g}")
+        best = min(result, key=lambda k: (1 if s.mode == "min" else -1) * result[k].get(s.metric, float("inf")))
+        self.say(f"best: {best} (adopt {best} to continue from it)")
+
     def run(self, line: str) -> bool:
         """Carries out one command; False when it asks to stop."""
         try:
@@ -116,25 +138,7 @@ class Session:
             s.rollback(int(args[0]))
             self.say("rolled back; " + self._status())
         elif cmd == "fork":
-            segments = 1
-            if len(args) >= 2 and args[-2] == "for":
-                if not args[-1].isdigit() or int(args[-1]) < 1:
-                    raise CommandError(f"fork: 'for' needs a number of segments >= 1, got {args[-1]!r}")
-                segments, args = int(args[-1]), args[:-2]
-            edits, current = [], []
-            for w in args + ["|"]:
-                if w == "|":
-                    edits.append(_assignments(current, "fork", s.hp))
-                    current = []
-                else:
-                    current.append(w)
-            result = s.fork(edits, segments)
-            for label, edit in zip(result, edits):
-                m = result[label]
-                edit_text = " ".join(f"{k}={fmt(v)}" for k, v in edit.items())
-                self.say(f"  {label}: {edit_text:<24} {s.metric}={m.get(s.metric, float('nan')):.4g}")
-            best = min(result, key=lambda k: (1 if s.mode == "min" else -1) * result[k].get(s.metric, float("inf")))
-            self.say(f"best: {best} (adopt {best} to continue from it)")
+            self._fork(args)
         elif cmd == "adopt":
             if len(args) != 1:
                 raise CommandError("adopt: expected one branch label (a, b, ...)")
