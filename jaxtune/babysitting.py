@@ -275,9 +275,10 @@ class Babysitter:
         lanes of one program) for ``segments`` segments. Returns ``{label: metrics}``; the branches
         stay in the tree, and :meth:`adopt` makes one of them the current path."""
         check_int("segments", segments)
+        count = len(edits)
+        if not count or count > len(LABELS):  # (zip would drop edits past the last label)
+            raise InputError(f"fork: give 1 to {len(LABELS)} edits, got {count}")
         labelled = dict(edits) if isinstance(edits, Mapping) else dict(zip(LABELS, edits))
-        if not labelled or len(labelled) > len(LABELS):
-            raise InputError(f"fork: give 1 to {len(LABELS)} edits, got {len(labelled)}")
         bad = [label for label in labelled if not isinstance(label, str) or not label.isidentifier()]
         if bad:
             raise InputError(f"fork: branch labels must be identifiers such as 'a' or 'low_lr', got {bad}")

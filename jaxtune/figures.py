@@ -35,6 +35,21 @@ def pyplot():
     return plt
 
 
+def _plain_text(plot):
+    """Draws with matplotlib's mathtext off: a parameter or choice named ``$x$`` is shown as typed
+    (mathtext would parse it, and fail on an unbalanced ``$``)."""
+    import functools
+
+    @functools.wraps(plot)
+    def drawn(*args, **kwargs):
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return plot(*args, **kwargs)
+
+    return drawn
+
+
 def _reverse_log(x):
     return -np.log10(np.clip(1.0 - np.asarray(x, float), 1e-12, None))
 
@@ -136,6 +151,7 @@ def round_boxes(result: Result) -> list[tuple[np.ndarray, np.ndarray]] | None:
     return boxes
 
 
+@_plain_text
 def plot_history(result: Result):
     """Every trial's value in the order it ran, coloured by round, with the best so far and the best trial."""
     plt = pyplot()
@@ -173,6 +189,7 @@ def _param(space: dict, name: str):
     return Space.from_description({name: {k: v for k, v in space[name].items() if k != "when"}}).params[name]
 
 
+@_plain_text
 def plot_parameters(result: Result):
     """The metric against each hyperparameter on its own scale, coloured by round; the best trial
     starred; coarse-to-fine's box of each round as a bar under the points."""
@@ -246,6 +263,7 @@ def _life_curve(result: Result, trial: dict) -> list:
     return points
 
 
+@_plain_text
 def plot_curves(result: Result, top: int = 5):
     """Learning curves (the selection metric against the step) of the best ``top`` trials, or None
     when the study stored no curves."""
@@ -269,6 +287,7 @@ def plot_curves(result: Result, top: int = 5):
     return fig
 
 
+@_plain_text
 def plot_importance(imps: list[priorities.Importance], title: str = "which hyperparameters mattered"):
     """Horizontal bars of importance with their intervals and directions."""
     plt = pyplot()
@@ -287,6 +306,7 @@ def plot_importance(imps: list[priorities.Importance], title: str = "which hyper
     return fig
 
 
+@_plain_text
 def plot_parallel(result: Result):
     """Parallel coordinates: each trial a line across the hyperparameters' unit-cube axes (their
     own scales), coloured by value; the best trial in red."""
@@ -333,6 +353,7 @@ def plot_parallel(result: Result):
     return fig
 
 
+@_plain_text
 def plot_lineage(result: Result, param: str | None = None):
     """PBT's lineage: each trial a segment at its value of ``param`` (default: the first
     hyperparameter) over the steps it trained, dotted jumps where a trial copied another, the
@@ -396,6 +417,7 @@ def write_figures(result: Result, folder: str | os.PathLike, imps: Any = None) -
     return out
 
 
+@_plain_text
 def plot_babysit(nodes, head: int, metric: str, name: str = "babysit"):
     """A babysitting run: ``metric`` along every branch of its tree (grey), the path to the head
     in red, and each edit (set, fork, rollback, adopt) marked at its step."""

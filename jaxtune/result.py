@@ -78,7 +78,8 @@ class Result:
             names = store.study_names()
             if study is None:
                 if len(names) != 1:
-                    raise InputError(f"{os.fspath(path)!r} holds studies {names}; pass study=NAME to pick one")
+                    raise InputError(f"{os.fspath(path)!r} holds studies {names}; pass study=NAME "
+                                     "(--study NAME on the command line) to pick one")
                 study = names[0]
             sid = store.study_id(study)
             config = store.study_config(study)
@@ -164,9 +165,18 @@ class Result:
         trial = self.best if trial is None else trial
         if trial is None:
             raise InputError("replay: the study has no finished trial")
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
+            raise InputError(f"replay: step must be an int >= 0 or None, got {step!r}")
         chain, key = [], (trial["round"], trial["slot"])
         by_key = {(t["round"], t["slot"]): t for t in self.trials}
+        seen = set()
         while True:
+            if key not in by_key or key in seen:
+                raise InputError(
+                    f"replay: the lineage of trial {trial['round']}:{trial['slot']} is broken at {key[0]}:{key[1]} "
+                    "(a missing or cyclic parent: the stored lineage is damaged)"
+                )
+            seen.add(key)
             parent = self.lineage.get(key)
             chain.append((by_key[key], 0 if parent is None else parent[2]))
             if parent is None:

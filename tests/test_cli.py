@@ -215,13 +215,25 @@ def test_pbt_runs_from_the_command_line(tmp_path, capsys, monkeypatch):
     import numpy as np
 
     assert np.load(out)["['theta']"].shape == (2,)
+    # Any stored trial, into a folder not made yet, the .npz numpy adds said as it is written.
+    trial = __import__("jaxtune").Result.load(db).trials[0]
+    out = tmp_path / "exports" / "first"
+    assert cli.main(["export", db, cfg, "--trial", f"{trial['round']}:{trial['slot']}", "--out", str(out)]) == 0
+    assert f"state: {out}.npz" in capsys.readouterr().out and (tmp_path / "exports" / "first.npz").exists()
+    # A config that builds another objective (another task option) is refused, as a resume would be.
+    with open(cfg) as f:
+        other = write(tmp_path, f.read().replace("steps = 400", "steps = 800"), "other.toml")
+    assert cli.main(["export", db, other, "--out", str(tmp_path / "x.npz")]) == 2
+    assert "another objective than the study's (objective setting steps" in capsys.readouterr().err
+    assert cli.main(["export", db, cfg, "--trial", "99:99"]) == 2
+    assert "--trial '99:99' is not a stored trial" in capsys.readouterr().err
 
 
 def test_bad_cpu_device_count_is_a_clear_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("JAXTUNE_CPU_DEVICES", "two")
     assert cli.main(["run", write(tmp_path, CONFIG.format(db=tmp_path / "x.db"))]) == 2
     err = capsys.readouterr().err
-    assert "JAXTUNE_CPU_DEVICES must be 'auto' or a positive integer, got 'two'" in err
+    assert "JAXTUNE_CPU_DEVICES must be 'auto' or an integer in [1, " in err and "got 'two'" in err
     assert not (tmp_path / "x.db").exists()  # nothing ran
 
 

@@ -228,8 +228,13 @@ def main(args) -> int:
         _loop(session, commands, interactive)
     finally:
         sitter.close()
-    if storage:
+    if storage and commands is None:
         session.say(f"stored in {storage} (run the same command to resume)")
+    elif storage:  # a rerun with the same file would apply its commands again, on top of this state
+        session.say(
+            f"stored in {storage} at step {sitter.step}; to go on from here, run it again at the prompt "
+            "(without --commands) or with a file of the next commands"
+        )
     return 0
 
 

@@ -48,6 +48,8 @@ __all__ = [
     "enable_compile_cache",
     "cpu_devices",
     "make_parent",
+    "check_output",
+    "positive_int",
 ]
 
 _SECTIONS = ("task", "tune", "strategy", "space", "babysit")
@@ -120,6 +122,8 @@ def load_config(path: str) -> dict[str, Any]:
             cfg = tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML: {e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: a config must be UTF-8 text ({e.reason} at byte {e.start})") from e
     except OSError as e:
         raise ConfigError(f"config file {path!r} cannot be read ({e.strerror})") from e
     problems = Problems(ConfigError)
@@ -222,6 +226,29 @@ def _check_creatable(flag: str, path: str, folder: str) -> None:
         raise ConfigError(f"{flag} {path!r}: the directory {existing!r} is not writable")
 
 
+def check_output(flag: str, path: str | None) -> None:
+    """An output path (``--csv``, ``--out``, ...) must be a file whose folder exists or can be made,
+    checked before any work; :func:`make_parent` makes the folder when the command writes."""
+    if path is None:
+        return
+    if os.path.isdir(path):
+        raise ConfigError(f"{flag} {path!r} is a directory; give a file name")
+    _check_creatable(flag, path, os.path.dirname(os.path.abspath(path)))
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (``--top``)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
 def make_parent(flag: str, path: str) -> None:
     """Makes the directory ``path`` will be written in (after :func:`_check_creatable` passed)."""
     from jaxtune.storage import StorageError
@@ -268,6 +295,7 @@ def cpu_devices() -> int | None:
     value = os.environ.get(CPU_DEVICES_ENV, "auto")
     if value == "auto":
         return None
-    if not value.isdigit() or int(value) < 1:
-        raise ConfigError(f"{CPU_DEVICES_ENV} must be 'auto' or a positive integer, got {value!r}")
+    most = max(64, 4 * (os.cpu_count() or 1))  # each device is a thread pool: thousands would hang
+    if not value.isdigit() or not 1 <= int(value) <= most:
+        raise ConfigError(f"{CPU_DEVICES_ENV} must be 'auto' or an integer in [1, {most}], got {value!r}")
     return int(value)

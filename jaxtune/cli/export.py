@@ -2,51 +2,97 @@
 
 from __future__ import annotations
 
-from jaxtune.cli.config import ConfigError, check_config, load_config
+from jaxtune.cli.config import ConfigError, check_config, check_output, load_config, make_parent
 
 __all__ = ["main", "add_parser"]
 
 
+def _trial(result, which: str | None, storage: str):
+    """The trial to export: ``ROUND:SLOT``, or the best."""
+    if which is None:
+        if result.best is None:
+            raise ConfigError(f"{storage}: the study has no finished trial to export")
+        return result.best
+    try:
+        key = tuple(int(x) for x in which.split(":"))
+    except ValueError:
+        key = ()
+    trial = next((t for t in result.trials if (t["round"], t["slot"]) == key), None) if len(key) == 2 else None
+    if trial is None:
+        raise ConfigError(f"--trial {which!r} is not a stored trial: give ROUND:SLOT as the report's table shows them")
+    return trial
+
+
+def _check_same_objective(result, objective, space, storage: str) -> None:
+    """The config must build the objective the study was run with (as ``jaxtune run`` checks)."""
+    import jax
+
+    from jaxtune.execute import Executor
+    from jaxtune.study import objective_settings
+
+    stored = result.config
+    old, new = stored.get("settings") or {}, objective_settings(objective)
+    changed = [k for k in sorted(set(old) | set(new)) if old and old.get(k) != new.get(k)]
+    if changed:
+        what = "; ".join(f"objective setting {k}: stored {old.get(k)!r}, now {new.get(k)!r}" for k in changed)
+        raise ConfigError(f"{storage}: the config builds another objective than the study's ({what})")
+    if stored.get("layout", {}).get("jax") == jax.__version__ and stored.get("program"):
+        executor = Executor(objective, space)
+        if executor.trial.fingerprint(executor.first_bucket()) != stored["program"]:
+            raise ConfigError(
+                f"{storage}: the config builds another objective than the study's (its program differs: another "
+                "task, model, data or step count); export with the config the study was run with"
+            )
+
+
 def main(args) -> int:
-    """``jaxtune export``: trains the best trial of a stored study again (exactly: its key is part of the record, a PBT
-    winner along its lineage) and writes its final state (parameters, optimizer state, ...) as .npz."""
+    """``jaxtune export``: trains a stored trial (the best, or ``--trial``) again, exactly (its key
+    is part of the record; a PBT winner along its lineage), after checking that the config builds
+    the study's objective, and writes its final state (parameters, optimizer state, ...) as .npz."""
+    import os
+
     import jax
     import jax.numpy as jnp
     import numpy as np
 
     import jaxtune as jt
+    from jaxtune._trees import host_leaf
     from jaxtune.execute.population import supports_protocol
+    from jaxtune.space import Space
 
+    out = args.out if args.out.endswith(".npz") else args.out + ".npz"  # (numpy would add it)
+    check_output("--out", out)
     cfg = load_config(args.config)
     task_opts = {k: v for k, v in cfg["task"].items() if k != "name"}
     check_config(cfg, dict(cfg.get("tune", {})))
     result = jt.Result.load(args.storage, study=args.study)
-    best = result.best
-    if best is None:
-        raise ConfigError(f"{args.storage}: the study has no finished trial to export")
+    trial = _trial(result, args.trial, args.storage)
     task = jt.tasks.get(cfg["task"]["name"], **task_opts)
     if not supports_protocol(task.objective):
         raise ConfigError(f"task {cfg['task']['name']!r} cannot be replayed (no stateful trial protocol)")
+    space = Space.from_description(result.config["space"]) if "space" in result.config else task.space
+    _check_same_objective(result, task.objective, space, args.storage)
     fidelity = result.config.get("strategy", {}).get("fidelity")
     hp = {n: v if isinstance(v, (int, str)) and not isinstance(v, bool) else jnp.float32(v)
-          for n, v in best["params"].items() if n != fidelity}  # fmt: skip
-    state = result.replay(task.objective, best)
+          for n, v in trial["params"].items() if n != fidelity}  # fmt: skip
+    state = result.replay(task.objective, trial)
     again = {k: float(v) for k, v in task.objective.evaluate_state(hp, state).items()}
-    from jaxtune._trees import host_leaf
-
     leaves = jax.tree_util.tree_flatten_with_path(state)[0]
-    np.savez(args.out, **{jax.tree_util.keystr(path): host_leaf(leaf) for path, leaf in leaves})
-    print(f"best trial (round {best['round']}, slot {best['slot']}): {best['params']}")
-    print(f"replayed {result.metric}: {again.get(result.metric, float('nan')):.6g} (stored {best['value']:.6g})")
-    print(f"state: {args.out} ({len(leaves)} arrays)")
+    make_parent("--out", out)
+    np.savez(out, **{jax.tree_util.keystr(path): host_leaf(leaf) for path, leaf in leaves})
+    which = "best trial" if args.trial is None else "trial"
+    print(f"{which} (round {trial['round']}, slot {trial['slot']}): {trial['params']}")
+    print(f"replayed {result.metric}: {again.get(result.metric, float('nan')):.6g} (stored {trial['value']:.6g})")
+    print(f"state: {os.path.abspath(out)} ({len(leaves)} arrays)")
     return 0
 
 
 def add_parser(sub) -> None:
     """Adds ``export`` to the CLI's subcommands."""
-    e = sub.add_parser("export", help="train a study's best trial again and write its state (.npz)")
+    e = sub.add_parser("export", help="train a study's best trial (or --trial) again and write its state (.npz)")
     e.add_argument("storage")
     e.add_argument("config", help="the TOML config the study was run with (it names the task)")
     e.add_argument("--study")
+    e.add_argument("--trial", help="ROUND:SLOT of the trial to export (default: the best)")
     e.add_argument("--out", default="best.npz")
     e.set_defaults(func=main)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from jaxtune.cli.config import ConfigError
-from jaxtune.errors import MissingDependencyError
+from jaxtune.cli.config import ConfigError, check_output, make_parent, positive_int
+from jaxtune.errors import MissingDependencyError, Problems
 
 __all__ = ["main", "add_parser"]
 
@@ -34,6 +34,15 @@ def main(args) -> int:
         if folder:
             print(f"report: {os.path.join(folder, 'index.html')} (figures beside it)")
         return 0
+    outputs = {"--csv": args.csv, "--curves-csv": args.curves_csv, "--plot": args.plot}
+    problems = Problems(ConfigError)
+    for flag, path in outputs.items():  # every output path checked before anything is read or drawn
+        with problems.check():
+            check_output(flag, path)
+    problems.raise_if_any("the arguments")
+    for flag, path in outputs.items():
+        if path:
+            make_parent(flag, path)
     result = Result.load(args.storage, study=args.study)
     print(report.summary(result, top=args.top))
     if args.csv:
@@ -63,7 +72,7 @@ def add_parser(sub) -> None:
     rep = sub.add_parser("report", help="summarise a stored study")
     rep.add_argument("storage")
     rep.add_argument("--study")
-    rep.add_argument("--top", type=int, default=10)
+    rep.add_argument("--top", type=positive_int, default=10, help="trials to list (default 10)")
     rep.add_argument("--csv", help="also write every trial to this CSV file")
     rep.add_argument("--curves-csv", help="also write every learning-curve point to this CSV file")
     rep.add_argument("--plot", help="write a figure (PNG) here")

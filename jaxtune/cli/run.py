@@ -11,6 +11,7 @@ from jaxtune.cli.config import (
     every_parameter_read,
     load_config,
     make_parent,
+    positive_int,
 )
 
 __all__ = ["main", "add_parser"]
@@ -69,7 +70,7 @@ def add_parser(sub) -> None:
     r.add_argument("--storage")
     r.add_argument("--study")
     r.add_argument("--timeout", help="stop at a safe point after this long (90, 90s, 20m, 1.5h); rerun to resume")
-    r.add_argument("--top", type=int, default=5, help="trials to list in the report")
+    r.add_argument("--top", type=positive_int, default=5, help="trials to list in the report")
     r.add_argument("--plot", help="write a figure (PNG) here")
     r.add_argument("--quiet", action="store_true", help="no per-round progress")
     r.set_defaults(func=main)

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from jaxtune._checks import check_int
 from jaxtune.errors import InputError
-from jaxtune.schedulers.base import Decision, Lanes, Scheduler, fresh, register_scheduler
+from jaxtune.schedulers.base import MAX_CONFIGS, Decision, Lanes, Scheduler, check_segment, fresh, register_scheduler
 from jaxtune.space import Space
 
 _WORST = 3e38  # a diverged score in a rung record (finite, so quantiles stay defined)
@@ -54,7 +54,7 @@ class ASHA:
     def __post_init__(self):
         check_int("asha: min_steps", self.min_steps)
         check_int("asha: eta", self.eta, 2)
-        check_int("asha: configs", self.configs, none=True)
+        check_int("asha: configs", self.configs, high=MAX_CONFIGS, none=True)
 
     def build(self, space: Space, num_lanes: int, steps: int) -> Scheduler:
         """Binds ASHA to ``space``, ``num_lanes`` lanes and ``steps`` (the largest budget)."""
@@ -168,12 +168,13 @@ class MedianStopping:
         check_int("median: segment", self.segment)
         check_int("median: grace", self.grace, 0)
         check_int("median: min_count", self.min_count)
-        check_int("median: configs", self.configs, none=True)
+        check_int("median: configs", self.configs, high=MAX_CONFIGS, none=True)
         if self.grace % self.segment:
             raise InputError(f"median: grace must be a multiple of segment={self.segment}, got {self.grace}")
 
     def build(self, space: Space, num_lanes: int, steps: int) -> Scheduler:
         """Binds the rule to ``space``, ``num_lanes`` lanes and ``steps`` steps per trial."""
+        check_segment("median", self.segment, steps)
         configs = self.configs or 2 * num_lanes
         if configs < num_lanes:
             raise InputError(f"median: configs={configs} must be at least the number of lanes ({num_lanes})")

@@ -24,6 +24,8 @@ from jaxtune.errors import InputError, InputTypeError
 from jaxtune.space import Space
 
 __all__ = [
+    "MAX_CONFIGS",
+    "check_segment",
     "Decision",
     "Lanes",
     "Scheduler",
@@ -112,6 +114,20 @@ def make_scheduler(spec: Any, space: Space, num_lanes: int, steps: int, **option
     return spec.build(space, num_lanes, steps)
 
 
+# Configurations a population scheduler may start in one run: their unit coordinates are held at
+# once (configs x dim floats), so past this the scheduler's state would not fit in memory.
+MAX_CONFIGS = 2**24
+
+
+def check_segment(name: str, segment: int, steps: int) -> None:
+    """A segment must divide the objective's step budget: every lane trains exactly its budget."""
+    if segment > steps or steps % segment:
+        raise InputError(
+            f"{name}: segment={segment} must divide the objective's budget of {steps} steps (a lane trains whole "
+            "segments, so any other length would train past the budget): pick a divisor of it"
+        )
+
+
 def check_space(space: Space) -> None:
     """A population keeps every lane in one program: every hyperparameter must be traced."""
     if space.static_names or space.masked_names:
@@ -147,14 +163,19 @@ def explorer(space: Space) -> Callable[[jax.Array, jax.Array], jax.Array]:
 
 def initial_unit(space: Space, initial: Any, num_lanes: int, name: str) -> jax.Array | None:
     """Given first configurations (``[{param: value}, ...]``) on the unit cube, checked against the space."""
-    if not initial:
+    from jaxtune.params import check_value
+
+    if initial is None or (isinstance(initial, (list, tuple)) and not initial):
         return None
-    rows = list(initial)
-    if len(rows) > num_lanes or not all(isinstance(r, dict) and set(r) == set(space.names) for r in rows):
+    rows = list(initial) if isinstance(initial, (list, tuple)) else []
+    if not rows or len(rows) > num_lanes or not all(isinstance(r, dict) and set(r) == set(space.names) for r in rows):
         raise InputError(
-            f"{name}: initial must be at most {num_lanes} configurations, each a dict of every hyperparameter "
-            f"{space.names}, got {initial!r}"
+            f"{name}: initial must be a list of at most {num_lanes} configurations, each a dict of every "
+            f"hyperparameter {space.names}, got {initial!r}"
         )
+    # Each value within its parameter's range (never clipped without a word).
+    rows = [{n: check_value(f"{name}: initial[{i}] {n}", space.params[n], r[n]) for n in space.names}
+            for i, r in enumerate(rows)]  # fmt: skip
     return space.to_unit({n: jnp.asarray([r[n] for r in rows], jnp.float32) for n in space.names})
 
 

@@ -21,7 +21,16 @@ import jax.numpy as jnp
 
 from jaxtune._checks import check_int
 from jaxtune.errors import InputError
-from jaxtune.schedulers.base import Decision, Lanes, Scheduler, explorer, fresh, initial_unit, register_scheduler
+from jaxtune.schedulers.base import (
+    Decision,
+    Lanes,
+    Scheduler,
+    check_segment,
+    explorer,
+    fresh,
+    initial_unit,
+    register_scheduler,
+)
 from jaxtune.space import Space
 
 
@@ -70,6 +79,7 @@ class PBT:
         """Binds PBT to ``space``, ``num_lanes`` lanes and ``steps`` training steps per lane."""
         if num_lanes < 2:
             raise InputError(f"pbt needs at least 2 lanes (trials), got {num_lanes}")
+        check_segment("pbt", self.segment, steps)
         dim = space.dim
         k = max(1, math.floor(self.quantile * num_lanes))
         explore = explorer(space)
