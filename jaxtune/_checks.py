@@ -8,6 +8,9 @@ import numpy as np
 
 from jaxtune.errors import InputError
 
+# Step counts live in int32 counters on the device (a trial's step, its data keys' fold-ins).
+MAX_STEPS = 2**31 - 1
+
 
 def check_int(name: str, value: Any, low: int = 1, high: int | None = None, *, none: bool = False) -> int | None:
     """``value`` as an int in ``[low, high]``, else an :class:`InputError` naming it (bools are not ints).

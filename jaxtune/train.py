@@ -36,7 +36,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxtune._checks import check_int
+from jaxtune._checks import MAX_STEPS, check_int
 from jaxtune.errors import InputError, InputTypeError
 from jaxtune.layers import patch_convs
 from jaxtune.schedules import SCHEDULES
@@ -153,8 +153,8 @@ class Trainer:
     patch_convs: bool = True
 
     def __post_init__(self):
-        for name in ("steps", "batch_size"):
-            check_int(f"Trainer: {name}", getattr(self, name))
+        check_int("Trainer: steps", self.steps, 1, MAX_STEPS)
+        check_int("Trainer: batch_size", self.batch_size)
         e = check_int("Trainer: eval_every", self.eval_every, none=True)
         if e is not None and self.steps % e:
             raise InputError(f"Trainer: eval_every must divide steps={self.steps}, got {e!r}")

@@ -27,6 +27,7 @@ from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxtune.errors import InputError, InputTypeError
 from jaxtune.space import Space
@@ -97,7 +98,7 @@ def register(name: str):
 def spec_from_registry(registry: dict[str, type], kind: str, name: str, options: dict[str, Any]) -> Any:
     """The spec registered as ``name`` in ``registry`` (of ``kind``: "strategy", "scheduler"),
     with ``options`` checked: unknown names first, then the spec's own checks of the values."""
-    if name not in registry:
+    if not isinstance(name, str) or name not in registry:
         known = ", ".join(map(repr, sorted(registry)))
         plural = "strategies" if kind == "strategy" else f"{kind}s"
         raise InputError(f"unknown {kind} {name!r}; registered {plural} are {known}")
@@ -106,7 +107,33 @@ def spec_from_registry(registry: dict[str, type], kind: str, name: str, options:
     bad = set(options) - fields
     if bad:
         raise InputTypeError(f"{kind} {name!r} has no option(s) {sorted(bad)}; its options are {sorted(fields)}")
+    for f in dataclasses.fields(cls):
+        if f.name in options:
+            _check_option_type(f"{kind} {name!r}: {f.name}", f, options[f.name])
     return cls(**options)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+
+
+def _check_option_type(where: str, field: dataclasses.Field, value: Any) -> None:
+    """An option's value of the kind its field holds (a number, a string, a bool), or a clear
+    :class:`InputTypeError`: the spec's own range checks then never compare a string with a number."""
+    default = field.default if field.default is not dataclasses.MISSING else None
+    annotation = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
+    if value is None and (default is None or "None" in annotation):
+        return
+    if isinstance(default, bool) or annotation == "bool":
+        ok, kind = isinstance(value, bool), "true or false"
+    elif _is_number(default) or annotation in ("int", "float", "int | None", "float | None"):
+        ok, kind = _is_number(value), "a number"
+    elif isinstance(default, str) or annotation in ("str", "str | None"):
+        ok, kind = isinstance(value, str), "a string"
+    else:
+        return  # tuples, sequences: the spec checks them
+    if not ok:
+        raise InputTypeError(f"{where} must be {kind}, got {value!r}")
 
 
 def make_spec(name: str, **options) -> StrategySpec:

@@ -108,10 +108,24 @@ def check_options(name: str, options: dict) -> None:
     """Checks a task name and its option names without building it (no data is generated)."""
     if name not in TASKS:
         raise InputError(f"unknown task {name!r}; built-in tasks are {', '.join(TASKS)}")
-    allowed = [p for p in inspect.signature(_registry()[name]).parameters if p != "model"]
-    bad = sorted(set(options) - set(allowed))
+    params = {n: p for n, p in inspect.signature(_registry()[name]).parameters.items() if n != "model"}
+    bad = sorted(set(options) - set(params))
     if bad:
-        raise InputError(f"task {name!r} has no option(s) {bad}; its options are {allowed}")
+        raise InputError(f"task {name!r} has no option(s) {bad}; its options are {list(params)}")
+    for option, value in options.items():  # of the kind its default is, before anything is built
+        default = params[option].default
+        if isinstance(default, bool):
+            ok, kind = isinstance(value, bool), "true or false"
+        elif isinstance(default, int):
+            ok, kind = isinstance(value, int) and not isinstance(value, bool), "an integer"
+        elif isinstance(default, float):
+            ok, kind = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+        elif isinstance(default, str):
+            ok, kind = isinstance(value, str), "a string"
+        else:
+            continue
+        if not ok:
+            raise InputError(f"task {name!r}: option {option} must be {kind}, got {value!r}")
 
 
 def get(name: str, **options) -> Task:

@@ -12,6 +12,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from jaxtune._checks import MAX_STEPS, check_int
+from jaxtune.errors import InputError
 from jaxtune.space import Float, Space
 
 __all__ = ["branin", "hartmann3", "hartmann6", "rosenbrock", "Synthetic", "SYNTHETIC", "ToyPBT", "TOY_PBT_SPACE"]
@@ -92,6 +94,11 @@ class ToyPBT:
 
     steps: int = 400
     lr: float = 0.01
+
+    def __post_init__(self):
+        check_int("pbt_toy: steps", self.steps, 1, MAX_STEPS)
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < 1:
+            raise InputError(f"pbt_toy: lr must be a number in (0, 1), got {self.lr!r}")
 
     def init(self, hp, key):
         """``theta = (0.9, 0.9)`` at step 0."""
