@@ -24,6 +24,8 @@ __all__ = [
     "StudyMismatchError",
     "StorageError",
     "StorageFullError",
+    "CheckpointError",
+    "CheckpointWarning",
     "MissingHyperparameterError",
     "ConfigError",
     "CommandError",
@@ -88,6 +90,14 @@ class StorageError(JaxtuneError, ValueError):
 
 class StorageFullError(StorageError):
     """The disk holding the storage is full: what was stored is intact, and a rerun resumes."""
+
+
+class CheckpointError(StorageError):
+    """Every stored checkpoint of a population is damaged (or another study's): it cannot resume."""
+
+
+class CheckpointWarning(UserWarning):
+    """A damaged checkpoint was skipped; the run resumes from the one before it."""
 
 
 class MissingHyperparameterError(JaxtuneError, KeyError):

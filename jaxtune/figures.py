@@ -4,11 +4,12 @@ Each ``plot_*`` function draws one figure from a :class:`~jaxtune.Result` and re
 :func:`write_figures` saves all that apply as PNGs. Every hyperparameter is drawn on its own
 scale, read from the stored space: a log axis for ``scale="log"`` (floats and ints), a ``1 - x``
 axis for ``reverse_log`` (0.9, 0.99, 0.999 equally spaced) and a categorical axis for a
-``Choice``; the coarse-to-fine box of every round is drawn under the points.
+``Choice``; the box of every round (coarse-to-fine) is drawn under the points; names are drawn as typed.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from typing import Any
@@ -36,15 +37,10 @@ def pyplot():
 
 
 def _plain_text(plot):
-    """Draws with matplotlib's mathtext off: a parameter or choice named ``$x$`` is shown as typed
-    (mathtext would parse it, and fail on an unbalanced ``$``)."""
-    import functools
-
+    """Draws with mathtext off: a name such as ``$x$`` is shown as typed (an unbalanced ``$`` would fail)."""
     @functools.wraps(plot)
     def drawn(*args, **kwargs):
-        import matplotlib
-
-        with matplotlib.rc_context({"text.parse_math": False}):
+        with pyplot().rc_context({"text.parse_math": False}):
             return plot(*args, **kwargs)
 
     return drawn
@@ -421,16 +417,14 @@ def write_figures(result: Result, folder: str | os.PathLike, imps: Any = None) -
 def plot_babysit(nodes, head: int, metric: str, name: str = "babysit"):
     """A babysitting run: ``metric`` along every branch of its tree (grey), the path to the head
     in red, and each edit (set, fork, rollback, adopt) marked at its step."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = pyplot().subplots(figsize=(8, 4.5))
 
     def checkpoint(i):
         while i is not None and not nodes[i]["has_state"]:
             i = nodes[i]["parent"]
         return i
 
-    on_path = set()
-    i = head
+    on_path, i = set(), head
     while i is not None:
         on_path.add(i)
         i = nodes[i]["parent"]
@@ -439,9 +433,9 @@ def plot_babysit(nodes, head: int, metric: str, name: str = "babysit"):
             continue
         p = checkpoint(n["parent"])
         xs, ys = [nodes[p]["step"], n["step"]], [nodes[p]["metrics"].get(metric, np.nan), n["metrics"][metric]]
-        red = n["id"] in on_path
-        style = {"color": "tab:red", "lw": 2.2, "zorder": 3} if red else {"color": "0.6", "lw": 1.0, "zorder": 2}
-        ax.plot(xs, ys, marker="o", ms=3, **style)
+        on = n["id"] in on_path
+        ax.plot(xs, ys, marker="o", ms=3, **({"color": "tab:red", "lw": 2.2, "zorder": 3} if on else
+                                             {"color": "0.6", "lw": 1.0, "zorder": 2}))  # fmt: skip
     stacked: dict[int, int] = {}  # events at the same step: labels stacked, not overprinted
     for n in nodes:
         if n["event"] not in ("train", "start") and metric in n["metrics"]:
@@ -450,8 +444,7 @@ def plot_babysit(nodes, head: int, metric: str, name: str = "babysit"):
             ax.scatter([n["step"]], [n["metrics"][metric]], marker="v", s=30, color=colour, zorder=4)
             ax.annotate(n["event"], (n["step"], n["metrics"][metric]), textcoords="offset points",
                         xytext=(5, -14 - 10 * k), fontsize=7, color=colour)  # fmt: skip
-    ax.set_xlabel("training step")
-    ax.set_ylabel(metric)
+    ax.set(xlabel="training step", ylabel=metric)
     ax.set_title(f"babysitting run {name!r}: {metric} along every branch; the current path in red", fontsize=10)
     fig.tight_layout()
     return fig

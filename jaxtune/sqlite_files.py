@@ -1,4 +1,4 @@
-"""The database file itself: path checks, SQLite's header, what an SQLite error means, the study lock.
+"""The database file itself: its tables, path checks, SQLite's header, what an SQLite error means, the study lock.
 
 Kept apart from :mod:`jaxtune.storage` (what is stored and how) because these are about the file
 and the filesystem: a healthy database is never called damaged for an error of the disk, a full
@@ -13,7 +13,98 @@ import stat
 
 from jaxtune.errors import MissingFileError, StorageError, StorageFullError, StudyBusyError
 
-__all__ = ["SQLITE_HEADER", "lock_dir", "lock_study", "storage_error", "check_path"]
+__all__ = [
+    "SCHEMA",
+    "TABLES",
+    "APPLICATION_ID",
+    "SQLITE_HEADER",
+    "lock_dir",
+    "lock_study",
+    "storage_error",
+    "check_path",
+]
+
+
+# The tables of a jaxtune database (created if missing; a file with other tables is refused).
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS studies (
+    id INTEGER PRIMARY KEY,
+    name TEXT UNIQUE NOT NULL,
+    config TEXT NOT NULL,
+    created TEXT DEFAULT CURRENT_TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS trials (
+    study_id INTEGER NOT NULL REFERENCES studies(id),
+    round INTEGER NOT NULL,
+    slot INTEGER NOT NULL,
+    params TEXT NOT NULL,
+    unit TEXT NOT NULL,
+    metrics TEXT NOT NULL,
+    status TEXT NOT NULL,
+    value REAL,
+    PRIMARY KEY (study_id, round, slot)
+);
+CREATE TABLE IF NOT EXISTS lineage (
+    study_id INTEGER NOT NULL REFERENCES studies(id),
+    round INTEGER NOT NULL,
+    slot INTEGER NOT NULL,
+    parent_round INTEGER NOT NULL,
+    parent_slot INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    PRIMARY KEY (study_id, round, slot)
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    study_id INTEGER PRIMARY KEY REFERENCES studies(id),
+    segment INTEGER NOT NULL,
+    state BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checkpoint_ring (
+    study_id INTEGER NOT NULL REFERENCES studies(id),
+    slot INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    segment INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    state BLOB NOT NULL,
+    PRIMARY KEY (study_id, slot)
+);
+CREATE TABLE IF NOT EXISTS nodes (
+    study_id INTEGER NOT NULL REFERENCES studies(id),
+    id INTEGER NOT NULL,
+    parent INTEGER,
+    step INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    hp TEXT NOT NULL,
+    metrics TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    lane INTEGER NOT NULL,
+    state BLOB,
+    PRIMARY KEY (study_id, id)
+);
+CREATE TABLE IF NOT EXISTS heads (
+    study_id INTEGER PRIMARY KEY REFERENCES studies(id),
+    node INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS curves (
+    study_id INTEGER NOT NULL REFERENCES studies(id),
+    round INTEGER NOT NULL,
+    slot INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    metrics TEXT NOT NULL,
+    PRIMARY KEY (study_id, round, slot, step)
+);
+"""
+
+APPLICATION_ID = 0x4A54554E
+TABLES = {
+    "studies": {"id", "name", "config", "created"},
+    "trials": {"study_id", "round", "slot", "params", "unit", "metrics", "status", "value"},
+    "curves": {"study_id", "round", "slot", "step", "metrics"},
+    "lineage": {"study_id", "round", "slot", "parent_round", "parent_slot", "step"},
+    "checkpoints": {"study_id", "segment", "state"},
+    "checkpoint_ring": {"study_id", "slot", "seq", "segment", "digest", "state"},
+    "nodes": {"study_id", "id", "parent", "step", "event", "hp", "metrics", "width", "lane", "state"},
+    "heads": {"study_id", "node"},
+}
 
 
 def lock_dir() -> str:
@@ -89,12 +180,6 @@ def check_path(path: str, read_only: bool) -> None:
         raise StorageError(f"storage {path!r}: its directory {parent!r} {what}")
     if not os.access(parent, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
         raise StorageError(f"storage {path!r} is not writable")
-
-
-
-
-
-
 
 
 def lock_study(path: str, name: str) -> int:

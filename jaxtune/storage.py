@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from jaxtune import checkpoints
 from jaxtune.errors import (
     InputTypeError,
     LayoutWarning,
@@ -25,68 +26,18 @@ from jaxtune.errors import (
     UnknownNameError,
 )
 from jaxtune.records import TrialRecord
-from jaxtune.sqlite_files import SQLITE_HEADER, check_path, lock_dir, lock_study, storage_error
+from jaxtune.sqlite_files import (
+    APPLICATION_ID,
+    SCHEMA,
+    SQLITE_HEADER,
+    TABLES,
+    check_path,
+    lock_dir,
+    lock_study,
+    storage_error,
+)
 
 __all__ = ["Storage", "StorageError", "StudyBusyError", "StudyMismatchError", "LayoutWarning", "lock_dir"]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS studies (
-    id INTEGER PRIMARY KEY,
-    name TEXT UNIQUE NOT NULL,
-    config TEXT NOT NULL,
-    created TEXT DEFAULT CURRENT_TIMESTAMP
-);
-CREATE TABLE IF NOT EXISTS trials (
-    study_id INTEGER NOT NULL REFERENCES studies(id),
-    round INTEGER NOT NULL,
-    slot INTEGER NOT NULL,
-    params TEXT NOT NULL,
-    unit TEXT NOT NULL,
-    metrics TEXT NOT NULL,
-    status TEXT NOT NULL,
-    value REAL,
-    PRIMARY KEY (study_id, round, slot)
-);
-CREATE TABLE IF NOT EXISTS lineage (
-    study_id INTEGER NOT NULL REFERENCES studies(id),
-    round INTEGER NOT NULL,
-    slot INTEGER NOT NULL,
-    parent_round INTEGER NOT NULL,
-    parent_slot INTEGER NOT NULL,
-    step INTEGER NOT NULL,
-    PRIMARY KEY (study_id, round, slot)
-);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    study_id INTEGER PRIMARY KEY REFERENCES studies(id),
-    segment INTEGER NOT NULL,
-    state BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS nodes (
-    study_id INTEGER NOT NULL REFERENCES studies(id),
-    id INTEGER NOT NULL,
-    parent INTEGER,
-    step INTEGER NOT NULL,
-    event TEXT NOT NULL,
-    hp TEXT NOT NULL,
-    metrics TEXT NOT NULL,
-    width INTEGER NOT NULL,
-    lane INTEGER NOT NULL,
-    state BLOB,
-    PRIMARY KEY (study_id, id)
-);
-CREATE TABLE IF NOT EXISTS heads (
-    study_id INTEGER PRIMARY KEY REFERENCES studies(id),
-    node INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS curves (
-    study_id INTEGER NOT NULL REFERENCES studies(id),
-    round INTEGER NOT NULL,
-    slot INTEGER NOT NULL,
-    step INTEGER NOT NULL,
-    metrics TEXT NOT NULL,
-    PRIMARY KEY (study_id, round, slot, step)
-);
-"""
 
 
 def _changes(key: str, old: Any, new: Any) -> str:
@@ -115,18 +66,6 @@ def _loads_metrics(text: str) -> dict[str, float]:
 
 # SQLite's application_id of a jaxtune database ("JTUN"): a file that carries another is
 # another application's, and is never written to.
-APPLICATION_ID = 0x4A54554E
-_TABLES = {
-    "studies": {"id", "name", "config", "created"},
-    "trials": {"study_id", "round", "slot", "params", "unit", "metrics", "status", "value"},
-    "curves": {"study_id", "round", "slot", "step", "metrics"},
-    "lineage": {"study_id", "round", "slot", "parent_round", "parent_slot", "step"},
-    "checkpoints": {"study_id", "segment", "state"},
-    "nodes": {"study_id", "id", "parent", "step", "event", "hp", "metrics", "width", "lane", "state"},
-    "heads": {"study_id", "node"},
-}
-
-
 
 
 class Storage:
@@ -176,7 +115,7 @@ class Storage:
         if self.path != ":memory:":
             conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-        conn.executescript(_SCHEMA)
+        conn.executescript(SCHEMA)
         conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
         conn.commit()
         return conn
@@ -211,9 +150,9 @@ class Storage:
         tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if app not in (0, APPLICATION_ID):
             raise StorageError(f"{self.path!r} belongs to another application (SQLite application_id {app:#x})")
-        foreign = sorted(tables - set(_TABLES) - {"sqlite_sequence"})
-        ours = {t: {r[1] for r in self.conn.execute(f"PRAGMA table_info({t})")} for t in tables & set(_TABLES)}
-        wrong = sorted(t for t, cols in ours.items() if not _TABLES[t] <= cols)
+        foreign = sorted(tables - set(TABLES) - {"sqlite_sequence"})
+        ours = {t: {r[1] for r in self.conn.execute(f"PRAGMA table_info({t})")} for t in tables & set(TABLES)}
+        wrong = sorted(t for t, cols in ours.items() if not TABLES[t] <= cols)
         if foreign or wrong:
             raise StorageError(
                 f"{self.path!r} is not a jaxtune database (it holds tables {sorted(tables)}); "
@@ -318,10 +257,7 @@ class Storage:
     def _write_trials(self, study_id, rows, curves, lineage, checkpoint) -> None:
         with self.conn:
             if checkpoint is not None:
-                self.conn.execute(
-                    "INSERT OR REPLACE INTO checkpoints (study_id, segment, state) VALUES (?, ?, ?)",
-                    (study_id, int(checkpoint[0]), sqlite3.Binary(checkpoint[1])),
-                )
+                checkpoints.write(self.conn, study_id, int(checkpoint[0]), checkpoint[1])
             self.conn.executemany(
                 "INSERT OR REPLACE INTO lineage (study_id, round, slot, parent_round, parent_slot, step) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -380,12 +316,19 @@ class Storage:
         return out
 
     def checkpoint(self, study_id: int) -> tuple[int, bytes] | None:
-        """The last ``(segment, state)`` checkpoint of a population study, or None."""
-        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if "checkpoints" not in tables:
-            return None
-        row = self.conn.execute("SELECT segment, state FROM checkpoints WHERE study_id = ?", (study_id,)).fetchone()
-        return None if row is None else (int(row[0]), bytes(row[1]))
+        """The newest good ``(segment, state)`` checkpoint of a population study, or None (see
+        :func:`jaxtune.checkpoints.read`: a damaged one is reported and the one before it used).
+
+        Raises:
+          CheckpointError: every stored checkpoint of the study is bad.
+        """
+        return checkpoints.read(self.conn, self.path, study_id)
+
+    def drop_checkpoints(self, study: str) -> None:
+        """Forgets the population checkpoints of study ``study`` (its trials stay): the next run starts
+        the population afresh."""
+        with self.conn:
+            checkpoints.drop(self.conn, self.study_id(study))
 
     def lineage(self, study_id: int) -> dict[tuple[int, int], tuple[int, int, int]]:
         """``{(round, slot): (parent_round, parent_slot, step)}`` for trials that continued a parent's state."""

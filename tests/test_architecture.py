@@ -18,7 +18,7 @@ LAYERS = [
     ["jaxtune.drivers"],
     ["jaxtune.study"],
     ["jaxtune.result", "jaxtune.storage"],
-    ["jaxtune.records", "jaxtune.progress", "jaxtune.sqlite_files"],
+    ["jaxtune.records", "jaxtune.progress", "jaxtune.sqlite_files", "jaxtune.checkpoints"],
     ["jaxtune.tasks"],
     ["jaxtune.train", "jaxtune.layers", "jaxtune.schedules"],
     ["jaxtune.execute", "jaxtune.strategies", "jaxtune.schedulers"],

@@ -106,3 +106,39 @@ def test_every_driver_declares_what_it_refuses():
         assert set(module.REFUSES) <= {"rounds", "max_batch", "vmap_width", "progress"}
         assert all(isinstance(why, str) and why for why in module.REFUSES.values())
     np.testing.assert_equal(rounds.REFUSES, {})
+
+
+def test_a_damaged_checkpoint_is_reported_and_the_one_before_it_used(tmp_path, monkeypatch):
+    """Checkpoints carry a checksum bound to their study; the last two are kept. A damaged newest
+    one is reported in one line and the run resumes from the one before, to the same study; with
+    every one damaged the run stops with one clear error, and drop_checkpoints starts afresh."""
+    import sqlite3
+
+    import jaxtune.drivers.population as driver
+
+    monkeypatch.setattr(driver._Checkpoints, "RATIO", 0)  # a checkpoint at every segment boundary
+    straight = sweep("pbt")
+
+    def stop_twice(db):
+        for _ in range(2):
+            assert sweep("pbt", storage=db, timeout=1e-9).stopped == "timeout"
+
+    def damage(db, which):
+        with sqlite3.connect(db) as conn:
+            conn.execute(f"UPDATE checkpoint_ring SET state = zeroblob(length(state)) WHERE {which}")
+
+    db = str(tmp_path / "one.db")
+    stop_twice(db)
+    damage(db, "seq = (SELECT MAX(seq) FROM checkpoint_ring)")
+    with pytest.warns(jt.errors.CheckpointWarning, match="damaged; the one before it is used"):
+        resumed = sweep("pbt", storage=db)
+    assert rows(resumed) == rows(straight)
+    db = str(tmp_path / "both.db")
+    stop_twice(db)
+    damage(db, "1")
+    with pytest.warns(jt.errors.CheckpointWarning), pytest.raises(jt.errors.CheckpointError, match="drop_checkpoints"):
+        sweep("pbt", storage=db)
+    store = jt.Storage(db)
+    store.drop_checkpoints("default")
+    store.close()
+    assert rows(sweep("pbt", storage=db)) == rows(straight)
