@@ -32,7 +32,7 @@ import numpy as np
 
 from jaxtune._checks import check_int
 from jaxtune._trees import restore_tree, tree_arrays
-from jaxtune.errors import InputError, InputTypeError, UnknownNameError
+from jaxtune.errors import InputError, InputTypeError, StorageError, UnknownNameError
 from jaxtune.execute.population import Population, require_protocol
 from jaxtune.keys import TRIAL_STREAM
 from jaxtune.params import check_value
@@ -181,7 +181,14 @@ class Babysitter:
         node = self._checkpoint(node)
         if node not in self._states:
             _, template = self._abstract(self._pop(1))
-            self._states[node] = _unpack(self.store.node_state(self.sid, node), template)
+            try:
+                self._states[node] = _unpack(self.store.node_state(self.sid, node), template)
+            except Exception as e:  # a damaged blob: zip, npz or shape errors alike
+                raise StorageError(
+                    f"{self.store.path}: the stored state of node #{node} (step {self.nodes[node]['step']}) is "
+                    f"damaged ({type(e).__name__}); roll back to an earlier checkpoint (rollback STEP), or start a "
+                    "new run under another name"
+                ) from e
         return self._states[node]
 
     def _load(self, pop: Population, state: Any) -> None:

@@ -238,3 +238,19 @@ def test_cli_refuses_a_commands_path_it_cannot_read(tmp_path, capsys):
         assert err.startswith(f"jaxtune: error: --commands {str(path)!r}") and message in err
         assert "Traceback" not in err
     assert not (tmp_path / "b.db").exists()  # refused before the run started
+
+
+def test_a_damaged_stored_state_is_one_clear_error(tmp_path):
+    import sqlite3
+
+    db = str(tmp_path / "d.db")
+    sitter = babysit(make_trainer(steps=40), SPACE, {"lr": 0.02}, storage=db, name="d", segment=5)
+    sitter.train(2)
+    sitter.close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE nodes SET state = zeroblob(64) WHERE step = 5 AND state IS NOT NULL")
+    again = babysit(make_trainer(steps=40), SPACE, {"lr": 0.02}, storage=db, name="d", segment=5)
+    again.rollback(5)
+    with pytest.raises(jt.StorageError, match=r"the stored state of node #1 \(step 5\) is damaged"):
+        again.train(1)
+    again.close()
