@@ -79,3 +79,11 @@ def test_names_with_dollar_signs_are_drawn_as_typed(tmp_path):
 
     result = jt.tune(objective, space, "random", trials=16, metric="loss", progress=False)
     assert (tmp_path / "r" / "index.html") == __import__("pathlib").Path(report.html(result, str(tmp_path / "r")))
+
+
+def test_bench_refuses_a_file_as_its_folder_and_an_oversized_run(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("")
+    assert cli.main(["bench", "--problems", "branin", "--out", str(tmp_path / "a_file"), "--seeds", "2"]) == 2
+    assert "is a file; give a folder" in capsys.readouterr().err
+    assert cli.main(["bench", "--problems", "branin", "--seeds", "10000000", "--out", str(tmp_path / "b")]) == 2
+    assert "held in memory at once" in capsys.readouterr().err and not (tmp_path / "b").exists()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 DEFAULT_PROBLEMS = "branin,hartmann3,hartmann6,rosenbrock4,branin_in_10d"
 DEFAULT_STRATEGIES = "random,grid,halton,coarse_to_fine"
+# Evaluations of one problem and strategy held at once (seeds x evals floats of every curve).
+MAX_POINTS = 2**28
 
 
 def main(args) -> int:
@@ -30,8 +32,20 @@ def main(args) -> int:
     with checks.check():
         if args.evals < args.trials:
             raise ConfigError(f"--evals ({args.evals}) must be at least --trials ({args.trials})")
+    with checks.check():  # every seed's anytime curve is held at once
+        if isinstance(args.seeds, int) and isinstance(args.evals, int) and args.seeds * args.evals > MAX_POINTS:
+            raise ConfigError(
+                f"--seeds x --evals = {args.seeds * args.evals:,} evaluations per sweep exceed the {MAX_POINTS:,} "
+                "held in memory at once: use fewer seeds (their medians settle long before that)"
+            )
+    with checks.check():
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise ConfigError(f"--out {args.out!r} is a file; give a folder for bench.json, bench.csv, table.md")
     checks.raise_if_any("jaxtune bench")
-    os.makedirs(args.out, exist_ok=True)
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out {args.out!r} cannot be made ({e.strerror})") from e
     t = time.perf_counter()
     res = bench.run(problems, strategies, seeds=args.seeds, evals=args.evals, trials=args.trials, progress=True)
     seconds = time.perf_counter() - t
