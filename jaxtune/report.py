@@ -61,7 +61,11 @@ def summary(result: Result, top: int = 5, metrics: Sequence[str] | None = None) 
         out.append("best so far by round: " + ", ".join("-" if not math.isfinite(v) else f"{v:.4g}" for v in curve))
     out.append(table(result, top, metrics))
     if best is None:
-        out.append("no trial finished without diverging")
+        stopped_early = sum(t["status"] == "stopped" for t in result.trials)
+        out.append(
+            "no trial has finished yet: rerun to resume" if result.stopped and not result.num_diverged
+            else f"no trial finished without diverging ({result.num_diverged} diverged, {stopped_early} stopped early)"
+        )  # fmt: skip
     else:
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items())
         shown = metrics or list(best["metrics"])
