@@ -102,10 +102,12 @@ class Storage:
     def _connect(self, read_only: bool) -> sqlite3.Connection:
         if read_only:
             where = os.path.abspath(self.path)
-            # On a read-only filesystem or file SQLite could not make its WAL side files: read it
-            # as it is (nothing can write it there meanwhile), writing nothing beside it.
+            # Read it as it is, writing nothing beside it, when no run has it open (no -wal file:
+            # everything is in the database itself) or where SQLite could not make its WAL side
+            # files (a read-only filesystem or file); beside a running sweep, as a WAL reader.
             writable = os.access(where, os.W_OK) and os.access(os.path.dirname(where), os.W_OK)
-            conn = sqlite3.connect(f"file:{where}?{'mode=ro' if writable else 'immutable=1'}", uri=True)
+            quiet = not writable or not os.path.exists(where + "-wal")
+            conn = sqlite3.connect(f"file:{where}?{'immutable=1' if quiet else 'mode=ro'}", uri=True)
         else:
             conn = sqlite3.connect(self.path)
         self.conn = conn

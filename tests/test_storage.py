@@ -290,3 +290,18 @@ def test_a_full_disk_is_one_line_exit_1_and_a_new_database_leaves_no_empty_file(
     with pytest.raises(jt.errors.StorageFullError):
         Storage(tmp_path / "new.db")
     assert not (tmp_path / "new.db").exists()
+
+
+def test_reading_a_study_writes_nothing_beside_it(tmp_path, monkeypatch):
+    """Result.load and `jaxtune report --no-html` of a study no run holds leave no -wal/-shm files."""
+    from jaxtune import cli
+
+    monkeypatch.setenv("JAXTUNE_LOCK_DIR", str(tmp_path / "locks"))
+    folder = tmp_path / "db"
+    folder.mkdir()
+    db = str(folder / "s.db")
+    jt.tune(quad_objective, SPACE, trials=4, metric="loss", storage=db, progress=False)
+    assert sorted(p.name for p in folder.iterdir()) == ["s.db"]
+    assert len(jt.Result.load(db)) == 4
+    assert cli.main(["report", db, "--no-html"]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["s.db"]
