@@ -64,7 +64,7 @@ def test_run_then_report_then_resume(tmp_path, capsys, monkeypatch):
         ("[task]\nname = 'branin'\n[space.x1]\ntype = 'normal'\n", "type must be one of"),
         ("[task]\nname = 'branin'\n[tune]\ntrials = 0\n", "[tune] trials must be an int in [1, 16777216], got 0"),
         ("[task\nname = 'x'", "invalid TOML"),
-        ("[task]\nname = 'mnist1d_mlp'\nsteps = -5\n", "steps must be an int >= 1, got -5"),
+        ("[task]\nname = 'mnist1d_mlp'\nsteps = -5\n", "steps must be an int in [1, 2147483647], got -5"),
         ("[task]\nname = 'mnist1d_mlp'\nhidden = 0\n", "hidden (the MLP's width) must be an int >= 1, got 0"),
         ("[task]\nname = 'branin'\n[space.x1]\ntype = 'int'\nlow = 0\nhigh = 3000000000\n", "fit in int32"),
         ("[task]\nname = 'branin'\n[space.x1]\ntype = 'float'\nlow = -1e300\nhigh = 1.0\n", "fit in float32"),
