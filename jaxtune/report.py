@@ -56,7 +56,8 @@ def summary(result: Result, top: int = 5, metrics: Sequence[str] | None = None) 
         out.append(f"stored in {result.storage}")
     if result.stopped:
         out.append(f"stopped by {result.stopped} before its last round: rerun the same sweep to resume")
-    curve = result.best_curve()
+    # Rounds of a population are the segments its trials started at: no "best by round" there.
+    curve = result.best_curve() if result.config.get("kind") != "population" else []
     if curve:
         out.append("best so far by round: " + ", ".join("-" if not math.isfinite(v) else f"{v:.4g}" for v in curve))
     out.append(table(result, top, metrics))
