@@ -27,7 +27,7 @@ from jaxtune.records import TrialRecord
 from jaxtune.result import Result
 from jaxtune.storage import Storage
 
-__all__ = ["Study", "study_config", "objective_settings"]
+__all__ = ["Study", "study_config", "objective_settings", "settings_changed"]
 
 # What must equal the stored study's for a run to resume it (the program, too, under the same jax).
 CHECKED = ("space", "strategy", "trials", "seed", "metric", "mode", "select")
@@ -87,18 +87,24 @@ def _from_process_0(obj: Any) -> Any:
     return json.loads(bytes(np.asarray(multihost_utils.broadcast_one_to_all(buf))))
 
 
+def settings_changed(stored: dict[str, Any], settings: dict[str, Any]) -> str | None:
+    """What differs between a study's stored objective settings and ``settings``, in words
+    (``objective setting steps: stored 300, now 500``); None when nothing differs or the study
+    predates stored settings."""
+    old = stored.get("settings") or {}
+    changed = [k for k in sorted(set(old) | set(settings)) if old.get(k) != settings.get(k)]
+    if not old or not changed:
+        return None
+    return "; ".join(f"objective setting {k}: stored {old.get(k)!r}, now {settings.get(k)!r}" for k in changed)
+
+
 def _program_changed(name: str, path: str, stored: dict[str, Any], config: dict[str, Any]) -> StudyMismatchError:
     """The error for a resume whose objective computes something else: it names the settings that
     changed (``settings steps: stored 300, now 500``) when the objective has any."""
-    old, new = stored.get("settings") or {}, config.get("settings") or {}
-    changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
-    if old and changed:  # (studies stored before settings were recorded have none)
-        what = "; ".join(f"objective setting {k}: stored {old.get(k)!r}, now {new.get(k)!r}" for k in changed)
-    else:
-        what = (
-            f"the objective's program changed (fingerprint stored {stored.get('program')}, now {config['program']}): "
-            "another model, step count, data or code"
-        )
+    what = settings_changed(stored, config.get("settings") or {}) or (
+        f"the objective's program changed (fingerprint stored {stored.get('program')}, now {config['program']}): "
+        "another model, step count, data or code"
+    )
     return StudyMismatchError(
         f"study {name!r} in {path} was made with another objective ({what}); its stored trials would mix with "
         "different ones: use another study name or storage file to start afresh"

@@ -28,13 +28,11 @@ def _check_same_objective(result, objective, space, storage: str) -> None:
     import jax
 
     from jaxtune.execute import Executor
-    from jaxtune.study import objective_settings
+    from jaxtune.study import objective_settings, settings_changed
 
     stored = result.config
-    old, new = stored.get("settings") or {}, objective_settings(objective)
-    changed = [k for k in sorted(set(old) | set(new)) if old and old.get(k) != new.get(k)]
-    if changed:
-        what = "; ".join(f"objective setting {k}: stored {old.get(k)!r}, now {new.get(k)!r}" for k in changed)
+    what = settings_changed(stored, objective_settings(objective))
+    if what:
         raise ConfigError(f"{storage}: the config builds another objective than the study's ({what})")
     if stored.get("layout", {}).get("jax") == jax.__version__ and stored.get("program"):
         executor = Executor(objective, space)
