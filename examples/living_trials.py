@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 
-import jax
 import jax.numpy as jnp
 
 import jaxtune as jt
@@ -36,9 +35,8 @@ def main(argv=None):
           f"lane utilisation {asha.utilisation:.0%}")  # fmt: skip
 
     # The winner's weights: replayed exactly along its lineage, as a ready NNX model.
-    hp = {n: jnp.float32(v) for n, v in pbt.best["params"].items()}
-    state = jax.jit(lambda hp: pbt.replay(trainer, pbt.best))(hp)
-    model = trainer.model_of(hp, state)
+    state = pbt.replay(trainer, pbt.best)  # through the population's own programs: bit for bit
+    model = trainer.model_of(pbt.best["params"], state)
     x, y = trainer.eval_data["test"]
     print(f"PBT winner, replayed: test accuracy {float(jnp.mean(jnp.argmax(model(x), -1) == y)):.3f}")
     return pbt, asha

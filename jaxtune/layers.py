@@ -11,10 +11,18 @@ convolution with tiny groups, which runs poorly on GPUs. :class:`PatchConv` (any
 spatial axes; :class:`PatchConv1d` for 1-D) computes the same function as ``nnx.Conv`` by
 extracting patches with strided slices (no weights involved, so vmap folds trials into the
 batch) and one matmul with the kernel, which vmap turns into a single batched matmul.
+
+Hyperparameters a model reads (a dropout rate, a masked width): hold them in :class:`Hyper`
+variables. ``jt.train.Trainer`` sets every ``Hyper`` value from the trial's current ``hp`` at
+each segment, so a value that PBT explores or babysit sets reaches the model; a value the
+model kept in its state any other way would stay at its first value, and the Trainer refuses
+such a model where values change between segments. :class:`Dropout` is ``nnx.Dropout`` with a
+``Hyper`` rate, which may be traced (``nnx.Dropout`` tests ``rate == 0.0`` in Python).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Sequence
 
@@ -25,7 +33,104 @@ from flax import nnx
 from jaxtune.errors import InputError, InputTypeError
 from jaxtune.space import Masked
 
-__all__ = ["PatchConv", "PatchConv1d", "patch_convs", "patches", "patches1d", "MaskedLinear", "live_mask"]
+__all__ = [
+    "PatchConv", "PatchConv1d", "patch_convs", "patches", "patches1d", "MaskedLinear", "live_mask", "Hyper", "Dropout"
+]  # fmt: skip
+
+
+class Hyper(nnx.Variable):
+    """A hyperparameter the model reads (e.g. ``Hyper(jnp.asarray(hp["label_smoothing"]))``).
+
+    ``jt.train.Trainer`` rebuilds its value from the trial's current ``hp`` at every segment
+    (and in ``model_of``): it is never trained and never kept from initialisation, so a value
+    changed between segments (PBT's explore, babysit's ``set``) takes effect from the next step.
+    """
+
+
+_TRACED_AS_PYTHON = (
+    "the model used a traced hyperparameter as a Python value ({error}). A value that shapes the model (a width, "
+    "a depth) must be static=True in the space; a dropout rate goes to jt.layers.Dropout, which takes a traced "
+    "rate (nnx.Dropout tests rate == 0.0 in Python); any other value the model reads, to a jt.layers.Hyper variable"
+)
+
+
+@contextlib.contextmanager
+def traced_values_explained():
+    """Re-raises JAX's concretization error from the user's model as what to change."""
+    try:
+        yield
+    except jax.errors.ConcretizationTypeError as e:
+        raise InputError(_TRACED_AS_PYTHON.format(error=type(e).__name__)) from e
+
+
+def refuse_static_tracers(model: nnx.Module) -> None:
+    """A traced value kept as a plain attribute (not a Variable) would be baked into the model's structure."""
+    leaves = {id(x) for x in jax.tree.leaves(nnx.state(model))}
+    for path, m in nnx.iter_graph(model):
+        if not isinstance(m, nnx.Module):
+            continue
+        for name, v in vars(m).items():
+            if isinstance(v, jax.core.Tracer) and id(v) not in leaves:
+                where = ".".join(map(str, (*path, name)))
+                raise InputError(_TRACED_AS_PYTHON.format(error=f"{type(m).__name__} keeps it as {where}"))
+
+
+def reached_by(closed, names: list[str]) -> list[set[str]]:
+    """For each output of a jaxpr, the names of the inputs it depends on (dataflow over its equations)."""
+    from jax.extend.core import Literal
+
+    jaxpr = closed.jaxpr
+    reach = {v: {n} for v, n in zip(jaxpr.invars, names)}
+    for eqn in jaxpr.eqns:
+        got = set().union(*(reach.get(v, set()) for v in eqn.invars if not isinstance(v, Literal)))
+        for out in eqn.outvars:
+            reach[out] = got
+    return [set() if isinstance(v, Literal) else reach.get(v, set()) for v in jaxpr.outvars]
+
+
+class Dropout(nnx.Dropout):
+    """``nnx.Dropout`` whose ``rate`` may be a traced hyperparameter (held in a :class:`Hyper`).
+
+    The same arguments and the same behaviour as ``nnx.Dropout`` (train mode masks and rescales
+    by ``1 / (1 - rate)``; eval mode, ``deterministic=True``, is the identity; a rate of 1 gives
+    zeros with finite gradients), except that it draws a mask even at rate 0.
+
+    Example:
+      >>> drop = Dropout(jnp.float32(0.25), rngs=nnx.Rngs(0))
+      >>> float(drop.rate[...])
+      0.25
+    """
+
+    def __init__(self, rate, *, broadcast_dims: Sequence[int] = (), deterministic: bool | None = False,
+                 rng_collection: str = "dropout", rngs: nnx.Rngs | nnx.RngStream | None = None):  # fmt: skip
+        # nnx.Dropout's own __init__ would make ``rate`` a static attribute: set the fields here.
+        self.rate = Hyper(jnp.asarray(rate, jnp.float32))
+        self.broadcast_dims = broadcast_dims
+        self.deterministic = deterministic
+        self.rng_collection = rng_collection
+        if isinstance(rngs, nnx.Rngs):
+            self.rngs = rngs[rng_collection].fork()
+        elif isinstance(rngs, nnx.RngStream):
+            self.rngs = rngs.fork()
+        elif rngs is None:
+            self.rngs = nnx.data(None)
+        else:
+            raise InputTypeError(f"jt.layers.Dropout: rngs must be an nnx.Rngs, an nnx.RngStream or None, got {rngs!r}")
+
+    def __call__(self, inputs: jax.Array, *, deterministic: bool | None = None, rngs=None) -> jax.Array:
+        """Masks ``inputs`` at the current rate in train mode; the identity in eval mode."""
+        deterministic = self.deterministic if deterministic is None else deterministic
+        if deterministic:
+            return inputs
+        rngs = self.rngs if rngs is None else rngs
+        if rngs is None:
+            raise InputError("jt.layers.Dropout in train mode needs rngs (at construction or as a call argument)")
+        key = rngs[self.rng_collection]() if isinstance(rngs, nnx.Rngs) else rngs() if callable(rngs) else rngs
+        keep = 1.0 - self.rate[...]
+        shape = [1 if d in self.broadcast_dims else n for d, n in enumerate(inputs.shape)]
+        mask = jnp.broadcast_to(jax.random.bernoulli(key, keep, shape), inputs.shape)
+        scale = jnp.where(keep > 0, 1.0 / jnp.where(keep > 0, keep, 1.0), 0.0)  # rate 1: zeros, finite grads
+        return jax.lax.select(mask, inputs * scale.astype(inputs.dtype), jnp.zeros_like(inputs))
 
 
 def _pairs(padding, kernel_size: tuple[int, ...], strides: tuple[int, ...], spatial: tuple[int, ...]):
@@ -257,8 +362,8 @@ class PatchConv1d(PatchConv):
         super().__init__(in_features, out_features, (kernel_size,), (stride,), padding=padding, rngs=rngs)
 
 
-class MaskSize(nnx.Variable):
-    """The live width of a masked layer (a traced integer, carried with the model state)."""
+class MaskSize(Hyper):
+    """The live width of a masked layer (a traced integer, set from ``hp`` as every :class:`Hyper`)."""
 
 
 def _width(features: int | Masked) -> tuple[int, jax.Array | int]:

@@ -149,60 +149,51 @@ class Result:
         kind = self.config.get("kind", "rounds")
         return trial_key(self.config["seed"], kind, trial["round"], trial["slot"], self.config["trials"])
 
-    def replay(self, objective: Any, trial: dict[str, Any] | None = None, step: int | None = None) -> Any:
-        """Trains ``trial`` (default: the best) again, exactly, and returns its state at ``step``
-        (default: the step its value was read at: the last, or with ``select="best_step"`` its
-        best checkpoint).
+    def replay(
+        self,
+        objective: Any,
+        trial: dict[str, Any] | None = None,
+        step: int | None = None,
+        *,
+        exact: bool = True,
+        return_metrics: bool = False,
+    ) -> Any:
+        """Trains ``trial`` (default: the best) again and returns its state at ``step`` (default:
+        the step its value was read at: the last, or with ``select="best_step"`` its best
+        checkpoint); with ``return_metrics``, ``(state, metrics)``: its evaluation there.
 
         ``objective`` is the one the sweep ran (it must implement the stateful trial protocol,
         as ``jt.train.Trainer`` does). A trial that continued another's state (PBT) is replayed
         along its lineage: each ancestor's hyperparameters for its stretch of steps, each copy
         reseeded with its own key, as the population did. ``objective.model_of(hp, state)`` (the
         Trainer's) turns the state into a ready model.
+
+        A population's trial (PBT, ASHA, median stopping) is replayed by the programs the
+        population ran, at its width, so its metrics come back bit for bit on the same kind and
+        number of devices; that costs what training the whole population that far cost.
+        ``exact=False`` trains it alone: cheap, equal up to float32 rounding, which grows with
+        the steps (see :mod:`jaxtune.replay`). Trials of round sweeps and halving are replayed alone.
         """
-        import jax.numpy as jnp
+        from jaxtune.replay import lineage_chain, replay_trial
 
         trial = self.best if trial is None else trial
         if trial is None:
             raise InputError("replay: the study has no finished trial")
         if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
             raise InputError(f"replay: step must be an int >= 0 or None, got {step!r}")
-        chain, key = [], (trial["round"], trial["slot"])
-        by_key = {(t["round"], t["slot"]): t for t in self.trials}
-        seen = set()
-        while True:
-            if key not in by_key or key in seen:
-                raise InputError(
-                    f"replay: the lineage of trial {trial['round']}:{trial['slot']} is broken at {key[0]}:{key[1]} "
-                    "(a missing or cyclic parent: the stored lineage is damaged)"
-                )
-            seen.add(key)
-            parent = self.lineage.get(key)
-            chain.append((by_key[key], 0 if parent is None else parent[2]))
-            if parent is None:
-                break
-            key = parent[:2]
-        chain.reverse()
+        chain = lineage_chain(self.trials, self.lineage, trial)
+        if "space" not in self.config:
+            raise InputError("replay: this Result has no study configuration (space): load it with jt.Result.load")
         fidelity = self.config.get("strategy", {}).get("fidelity")
-
-        def hp_of(t):
-            return {n: jnp.asarray(v) for n, v in t["params"].items() if n != fidelity}
-
         last_step = step if step is not None else self.best_step(trial) if self.select == "best_step" else None
         if last_step is None:
             last_step = max((s for s, _ in self.curves.get((trial["round"], trial["slot"]), [])), default=None)
         if last_step is None:
             last_step = trial["params"].get(fidelity) or getattr(objective, "steps", None)
-        state = objective.init(hp_of(chain[0][0]), self.trial_key(chain[0][0]))
-        for i, (t, start) in enumerate(chain):
-            if start >= last_step:
-                break
-            if i and hasattr(objective, "reseed"):  # a copy trains with its own randomness
-                state = objective.reseed(state, self.trial_key(t))
-            end = min(chain[i + 1][1] if i + 1 < len(chain) else last_step, last_step)
-            if end > start:
-                state, _ = objective.train(hp_of(t), state, end - start)
-        return state
+        state, metrics = replay_trial(objective, self.config, chain, last_step, self.trial_key, exact)
+        if not return_metrics:
+            return state
+        return state, {n: float(v) for n, v in metrics.items()}
 
     def best_step(self, trial: dict[str, Any]) -> int | None:
         """The training step whose evaluation gave ``trial`` its value (None: the final evaluation,

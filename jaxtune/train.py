@@ -18,6 +18,12 @@ replacement, from the trial's own key, and calls the model in train mode (``nnx.
 tutorial's convention). Evaluation calls it in eval mode (Dropout off, BatchNorm on its running
 averages) on each whole eval split: ``model(x)``.
 
+Hyperparameters the model reads: a value held in a ``jt.layers.Hyper`` variable (the rate of
+``jt.layers.Dropout``, a masked width) is set from the trial's current ``hp`` at every segment
+and in ``model_of``, so values that change between segments (PBT's explore, babysit's ``set``)
+reach the model. A model that keeps a traced hyperparameter in its state any other way is
+refused by ``init`` (the populations' entry): it would train on with its first value.
+
 A traced ``hp["batch_size"]`` is handled by masking: every step draws ``Trainer.batch_size``
 (the largest batch) examples and weighs the first ``batch_size`` of them, which gives the same
 loss and gradients as the smaller batch, so all batch sizes share one compiled program.
@@ -38,7 +44,7 @@ from flax import nnx
 
 from jaxtune._checks import MAX_STEPS, check_int
 from jaxtune.errors import InputError, InputTypeError
-from jaxtune.layers import patch_convs
+from jaxtune.layers import Hyper, patch_convs, reached_by, refuse_static_tracers, traced_values_explained
 from jaxtune.schedules import SCHEDULES
 from jaxtune.space import Choice, Float, Int, Space
 
@@ -197,7 +203,9 @@ class Trainer:
 
     def _init(self, hp, key):
         k_model, k_data = jax.random.split(key)
-        model = self.model(hp, nnx.Rngs(k_model))
+        with traced_values_explained():
+            model = self.model(hp, nnx.Rngs(k_model))
+        refuse_static_tracers(model)
         if self.patch_convs:
             model = patch_convs(model)
         graphdef, params, rest = nnx.split(model, nnx.Param, ...)
@@ -211,7 +219,8 @@ class Trainer:
         """
         model = _merge(graphdef, params, rest)
         train = set_mode(model, train=True)
-        out = train(x, rngs=nnx.Rngs(dropout=key)) if key is not None and _takes_rngs(model) else train(x)
+        with traced_values_explained():
+            out = train(x, rngs=nnx.Rngs(dropout=key)) if key is not None and _takes_rngs(model) else train(x)
         loss = jnp.sum(weights * self.loss(out, y))
         return loss, nnx.split(model, nnx.Param, ...)[2]
 
@@ -222,7 +231,8 @@ class Trainer:
         for split, (x, y) in self._arrays.items():
             if split == "train":
                 continue
-            pred = model(x)
+            with traced_values_explained():
+                pred = model(x)
             out[f"{split}_loss"] = jnp.mean(self.loss(pred, y))
             for name, fn in self.metrics.items():
                 out[f"{split}_{name}"] = jnp.mean(fn(pred, y))
@@ -249,8 +259,13 @@ class Trainer:
 
         Every leaf is an array with a fixed shape (for a bucket), so a population of states is one
         pytree with a trial axis. The traced hyperparameters are not in it: they travel beside it
-        (``train`` takes them), so they can change between segments without recompiling.
+        (``train`` takes them), so they can change between segments without recompiling; for
+        that, a model that keeps one in its state other than in a ``jt.layers.Hyper`` is refused.
         """
+        self._refuse_kept_hyperparameters(hp)
+        return self._start(hp, key)
+
+    def _start(self, hp, key):
         _, params, rest, k_data = self._init(hp, key)
         opt_state = self._optimizer(hp).init(params)
         return {"params": params, "rest": rest, "opt_state": opt_state, "step": jnp.zeros((), jnp.int32), "key": k_data}
@@ -265,7 +280,7 @@ class Trainer:
         (a halved learning rate, an explored momentum) take effect from the next step.
         """
         x, y = self._arrays["train"]
-        graphdef = self._graphdef(hp)
+        graphdef, hyper = self._structure(hp)
         tx = self._optimizer(hp)
         used, drawn, weights = self._batch(hp)
         grad_fn = jax.value_and_grad(self.batch_loss, argnums=1, has_aux=True)
@@ -285,26 +300,73 @@ class Trainer:
         # split(key, total)[t], the keys of a hand-written loop.
         t = state["step"] + jnp.arange(steps, dtype=jnp.int32)
         keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(state["key"], t)
-        carry = (state["params"], state["rest"], state["opt_state"], jnp.float32(0))
+        carry = (state["params"], self._with_hyper(hp, hyper, state["rest"]), state["opt_state"], jnp.float32(0))
         (params, rest, opt_state, loss_sum), _ = jax.lax.scan(step, carry, keys)
         new = {**state, "params": params, "rest": rest, "opt_state": opt_state, "step": state["step"] + steps}
         return new, {"train_loss": loss_sum / steps}
 
     def evaluate_state(self, hp: Mapping[str, Any], state: dict[str, Any]) -> dict[str, jax.Array]:
         """``{split}_loss`` and ``{split}_{metric}`` of a trial's state, on every eval split."""
-        return self.evaluate(self._graphdef(hp), state["params"], state["rest"])
+        graphdef, hyper = self._structure(hp)
+        return self.evaluate(graphdef, state["params"], self._with_hyper(hp, hyper, state["rest"]))
 
     def model_of(self, hp: Mapping[str, Any], state: dict[str, Any]) -> nnx.Module:
-        """The trained NNX model of a trial's ``state`` (from :meth:`train` or ``Result.replay``), in eval mode."""
-        return set_mode(nnx.merge(self._graphdef(hp), state["params"], state["rest"]), train=False)
+        """The trained NNX model of a trial's ``state`` (from :meth:`train` or ``Result.replay``), in eval mode.
+
+        ``hp`` may hold plain Python values (``result.best["params"]``); ``jt.layers.Hyper``
+        values (a dropout rate) are set from it.
+        """
+        graphdef, hyper = self._structure(hp)
+        rest = self._with_hyper(hp, hyper, state["rest"])
+        return set_mode(nnx.merge(graphdef, state["params"], rest), train=False)
 
     def reseed(self, state: dict[str, Any], key: jax.Array) -> dict[str, Any]:
         """``state`` with its own data order from ``key`` (a copied trial must not train as its donor does)."""
         return {**state, "key": key}
 
-    def _graphdef(self, hp):
-        """The model's structure for ``hp`` (traced abstractly: no parameters are initialised)."""
-        return jax.eval_shape(lambda k: self._init(hp, k)[0], jax.random.key(0))
+    def _structure(self, hp):
+        """The model's structure for ``hp`` and whether it holds ``jt.layers.Hyper`` values (traced
+        abstractly: no parameters are initialised)."""
+
+        def parts(key):
+            graphdef, _, rest, _ = self._init(hp, key)
+            return graphdef, nnx.filter_state(rest, Hyper)
+
+        graphdef, hyper = jax.eval_shape(parts, jax.random.key(0))
+        return graphdef, bool(jax.tree.leaves(hyper))
+
+    def _with_hyper(self, hp, hyper: bool, rest):
+        """``rest`` with every ``jt.layers.Hyper`` value set from ``hp`` (the model is built again for
+        it; under jit the unused initialisation is dead code)."""
+        if not hyper:
+            return rest
+        return nnx.merge_state(rest, nnx.filter_state(self._init(hp, jax.random.key(0))[2], Hyper))
+
+    def _refuse_kept_hyperparameters(self, hp) -> None:
+        """Refuses a model whose state (other than ``Hyper`` values) is computed from a traced hyperparameter."""
+        names = [n for n, v in hp.items() if isinstance(v, jax.Array)]
+        if not names:
+            return
+        paths = []
+
+        def kept(*values):
+            rest = self._init({**hp, **dict(zip(names, values))}, jax.random.key(0))[2]
+            rest = nnx.filter_state(rest, nnx.Not(Hyper))
+            flat = jax.tree_util.tree_flatten_with_path(rest)[0]
+            paths[:] = [jax.tree_util.keystr(p) for p, _ in flat]
+            return [leaf for _, leaf in flat]
+
+        specs = [jax.ShapeDtypeStruct(jnp.shape(hp[n]), jnp.result_type(hp[n])) for n in names]
+        reached = reached_by(jax.make_jaxpr(kept)(*specs), names)
+        found = {p: sorted(r) for p, r in zip(paths, reached) if r}
+        if found:
+            hps = sorted({n for r in found.values() for n in r})
+            raise InputError(
+                f"model(hp, rngs) keeps the traced hyperparameter(s) {hps} in its state ({', '.join(found)}): a "
+                "population (PBT's explore) or babysit's set would change hp while the model trained on with its first "
+                "value. Hold the value in a jt.layers.Hyper variable (jt.layers.Dropout does, for a dropout rate): the "
+                "Trainer sets Hyper values from hp at every segment"
+            )
 
     def __call__(self, hp: Mapping[str, Any], key: jax.Array) -> dict[str, Any]:
         """Trains one trial and returns its final metrics (and curves, with ``eval_every``):
@@ -317,7 +379,7 @@ class Trainer:
         steps = self._steps(hp)
         every = min(self.eval_every or steps, steps)
         full, last = divmod(steps, every)
-        state = self.init(hp, key)
+        state = self._start(hp, key)  # one hp throughout: any model state is fine here
         state, curves = jax.lax.scan(lambda s, _: segment(s, every), state, None, length=full)
         ends = (jnp.arange(full, dtype=jnp.int32) + 1) * every
         if last:  # a tuned budget that eval_every does not divide: one shorter last segment

@@ -18,6 +18,7 @@ LAYERS = [
     ["jaxtune.drivers"],
     ["jaxtune.study"],
     ["jaxtune.result", "jaxtune.storage"],
+    ["jaxtune.replay"],
     ["jaxtune.records", "jaxtune.progress", "jaxtune.sqlite_files", "jaxtune.checkpoints"],
     ["jaxtune.tasks"],
     ["jaxtune.train", "jaxtune.layers", "jaxtune.schedules"],

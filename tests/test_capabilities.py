@@ -63,15 +63,18 @@ def test_same_seed_same_results_and_a_timeout_resumes_to_the_same_study(tmp_path
 @pytest.mark.parametrize("name", DRIVERS)
 def test_the_stored_winner_replays_to_its_stored_metric(tmp_path, name):
     """Storage, then Result.replay (what `jaxtune export` runs) of the winner: its stored metric
-    again (the replay is another program than the sweep's batch: float32 tolerances)."""
+    again: bit for bit for a population (replayed by its own programs), else to float32 tolerances
+    (a trial alone is another program than the sweep's batch)."""
     db = str(tmp_path / "s.db")
     sweep(name, storage=db)
     result = jt.Result.load(db)
     best, trainer = result.best, trainer_for(name)
+    state, again = result.replay(trainer, best, return_metrics=True)
+    if DRIVER_OF[name] is population:
+        assert again["val_loss"] == best["metrics"]["val_loss"]
     hp = {n: jnp.float32(v) for n, v in best["params"].items() if n != "steps"}
-    state = result.replay(trainer, best)
-    again = jax.jit(trainer.evaluate_state)(hp, state)
-    np.testing.assert_allclose(again["val_loss"], best["metrics"]["val_loss"], **F32_ITERATED)
+    alone = jax.jit(trainer.evaluate_state)(hp, state)
+    np.testing.assert_allclose(alone["val_loss"], best["metrics"]["val_loss"], **F32_ITERATED)
 
 
 @pytest.mark.parametrize("name", ["random", "hyperband", "pbt"])

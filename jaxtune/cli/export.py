@@ -50,7 +50,6 @@ def main(args) -> int:
     import os
 
     import jax
-    import jax.numpy as jnp
     import numpy as np
 
     import jaxtune as jt
@@ -70,11 +69,7 @@ def main(args) -> int:
         raise ConfigError(f"task {cfg['task']['name']!r} cannot be replayed (no stateful trial protocol)")
     space = Space.from_description(result.config["space"]) if "space" in result.config else task.space
     _check_same_objective(result, task.objective, space, args.storage)
-    fidelity = result.config.get("strategy", {}).get("fidelity")
-    hp = {n: v if isinstance(v, (int, str)) and not isinstance(v, bool) else jnp.float32(v)
-          for n, v in trial["params"].items() if n != fidelity}  # fmt: skip
-    state = result.replay(task.objective, trial)
-    again = {k: float(v) for k, v in task.objective.evaluate_state(hp, state).items()}
+    state, again = result.replay(task.objective, trial, return_metrics=True)
     leaves = jax.tree_util.tree_flatten_with_path(state)[0]
     make_parent("--out", out)
     np.savez(out, **{jax.tree_util.keystr(path): host_leaf(leaf) for path, leaf in leaves})
