@@ -36,7 +36,8 @@ MODES = ("min", "max")
 # its learning curve (the checkpoint a user would keep with early stopping).
 SELECT = ("final", "best_step")
 # "stopped": a population scheduler ended it before the full budget (ASHA, PBT's exploits, halving).
-STATUSES = ("ok", "diverged", "stopped")
+# "infeasible": finite, but it breaks a constraint (jaxtune.constraints): never the best.
+STATUSES = ("ok", "diverged", "stopped", "infeasible")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -50,7 +51,8 @@ class TrialRecord(Mapping):
       unit: its unit-cube coordinates.
       metrics: every metric it returned, as floats.
       value: its selection value (see :func:`select_value`); NaN when it has none.
-      status: ``"ok"``, ``"diverged"`` (a non-finite metric) or ``"stopped"`` (ended early).
+      status: ``"ok"``, ``"diverged"`` (a non-finite metric), ``"stopped"`` (ended early) or
+        ``"infeasible"`` (it breaks a constraint).
     """
 
     round: int
@@ -101,6 +103,7 @@ def trial_record(
     select: str = "final",
     curve: Sequence[float] | None = None,
     status: str = "ok",
+    feasible: bool = True,
 ) -> TrialRecord:
     """The one place a trial's record is made.
 
@@ -110,6 +113,7 @@ def trial_record(
       metric, mode, select: how its ``value`` is read (see :func:`select_value`).
       curve: its learning curve of ``metric`` (for ``select="best_step"``), if it has one.
       status: ``"ok"`` or ``"stopped"`` for a trial whose metrics are finite.
+      feasible: False makes a finite trial ``"infeasible"`` (see :func:`jaxtune.constraints.feasible`).
     """
     if status not in STATUSES:
         raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
@@ -123,7 +127,7 @@ def trial_record(
         unit=[float(x) for x in unit],
         metrics=metrics,
         value=float(value) if value is not None else math.nan,
-        status=status if ok else "diverged",
+        status=("infeasible" if not feasible else status) if ok else "diverged",
     )
 
 

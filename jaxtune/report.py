@@ -48,9 +48,11 @@ def summary(result: Result, top: int = 5, metrics: Sequence[str] | None = None) 
     """A short text report: counts, best-so-far per round, the top trials and the best one."""
     best = result.best
     rounds = max((t["round"] for t in result.trials), default=-1) + 1
+    infeasible = sum(t["status"] == "infeasible" for t in result.trials)
     out = [
-        f"study {result.study!r}: {len(result)} trials in {rounds} rounds, {result.num_diverged} diverged; "
-        f"selecting on {result.metric} ({result.mode})"
+        f"study {result.study!r}: {len(result)} trials in {rounds} rounds, {result.num_diverged} diverged"
+        + (f", {infeasible} infeasible ({'; '.join(result.config.get('constraints', []))})" if infeasible else "")
+        + f"; selecting on {result.metric} ({result.mode})"
     ]
     if result.storage:
         out.append(f"stored in {result.storage}")
@@ -65,7 +67,8 @@ def summary(result: Result, top: int = 5, metrics: Sequence[str] | None = None) 
         stopped_early = sum(t["status"] == "stopped" for t in result.trials)
         out.append(
             "no trial has finished yet: rerun to resume" if result.stopped and not result.num_diverged
-            else f"no trial finished without diverging ({result.num_diverged} diverged, {stopped_early} stopped early)"
+            else f"no trial finished without diverging ({result.num_diverged} diverged, {stopped_early} stopped early"
+            + (f", {infeasible} infeasible)" if infeasible else ")")
         )  # fmt: skip
     else:
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items())

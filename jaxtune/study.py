@@ -72,6 +72,7 @@ def study_config(space, strategy: dict, args, metric, tie_break, objective, exec
         "program": executor.trial.fingerprint(executor.first_bucket()),
         "layout": executor.layout(),
         "kind": kind,  # "rounds" or "population": how trial keys were made (jaxtune.keys)
+        **({"constraints": [c.description for c in args.constraints]} if args.constraints else {}),
         **extra,
     }
 

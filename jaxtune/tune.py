@@ -11,13 +11,16 @@ the sweep over the study layer (:mod:`jaxtune.study`):
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from jaxtune._checks import check_int
+from jaxtune.constraints import check_constraints
 from jaxtune.drivers import halving as halving_driver
 from jaxtune.drivers import population as population_driver
 from jaxtune.drivers import rounds as rounds_driver
@@ -163,6 +166,7 @@ def tune(
     timeout: float | None = None,
     select: str = "final",
     tie_break: str | tuple[str, str] | None = None,
+    constraints: Any = None,
 ) -> Result:
     """Tunes ``objective`` over ``space``: ``rounds`` rounds of ``trials`` trials run at once.
 
@@ -204,6 +208,11 @@ def tune(
       tie_break: another metric that orders trials of equal value in ``Result.best`` and the
         tables: a name, lower is better (e.g. ``"val_loss"`` between trials of equal
         ``"val_accuracy"``), or ``(name, "max")``.
+      constraints: limits a trial must respect to count: strings ``"NAME OP NUMBER"`` (a metric
+        or a hyperparameter; ``OP`` one of ``< <= > >=``) or callables ``fn(params, metrics) ->
+        bool`` (see :mod:`jaxtune.constraints`). A trial that breaks one is stored as
+        ``"infeasible"``, never the best, and told to the strategy as a diverged trial is. Round
+        strategies and continued halving take them; populations refuse them.
 
     Returns:
       A :class:`~jaxtune.Result` with every trial of the study (stored ones included).
@@ -224,7 +233,8 @@ def tune(
     spec = None if args.strategy is None else halving_driver.continued_halving(strategy, strategy_options, objective)
     driver = population_driver if args.strategy is None else halving_driver if spec is not None else rounds_driver
     given = {"rounds": rounds is not None, "max_batch": max_batch is not None, "vmap_width": vmap_width != "auto",
-             "progress": callable(progress) and not isinstance(progress, bool)}  # fmt: skip
+             "progress": callable(progress) and not isinstance(progress, bool),
+             "constraints": constraints is not None}  # fmt: skip
     refused = [f"{name}= ({why})" for name, why in driver.REFUSES.items() if given[name]]
     if refused:
         raise InputError(f"strategy {_strategy_name(strategy)!r} cannot take " + "; ".join(refused))
@@ -234,7 +244,11 @@ def tune(
         objective.validate_space(space)
     executor = Executor(objective, space, max_batch=max_batch, vmap_width=vmap_width)
     first = executor.first_bucket()
-    metric = _choose_metric([n for n in executor.output_shapes(first) if n != CURVES], metric, args.tie_break)
+    names = [n for n in executor.output_shapes(first) if n != CURVES]
+    metric = _choose_metric(names, metric, args.tie_break)
+    if constraints is not None:
+        example = space.to_python(space.from_unit(jnp.full((1, space.dim), 0.5, jnp.float32)))[0]
+        args = dataclasses.replace(args, constraints=check_constraints(constraints, example, names))
     if args.verbose and executor.defaulted:
         fixed = ", ".join(f"{n}={v!r}" for n, v in executor.defaulted.items())
         print(f"[jaxtune] not in the search space, so at the objective's defaults: {fixed}", file=sys.stderr)

@@ -19,7 +19,7 @@ LAYERS = [
     ["jaxtune.study"],
     ["jaxtune.result", "jaxtune.storage"],
     ["jaxtune.replay"],
-    ["jaxtune.records", "jaxtune.progress", "jaxtune.sqlite_files", "jaxtune.checkpoints"],
+    ["jaxtune.records", "jaxtune.progress", "jaxtune.sqlite_files", "jaxtune.checkpoints", "jaxtune.constraints"],
     ["jaxtune.tasks"],
     ["jaxtune.train", "jaxtune.layers", "jaxtune.schedules"],
     ["jaxtune.execute", "jaxtune.strategies", "jaxtune.schedulers"],

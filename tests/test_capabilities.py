@@ -86,7 +86,8 @@ def test_progress_reports_on_true_and_is_silent_on_false(capfd, name):
     assert "[jaxtune]" not in out.err + out.out
 
 
-VALUES = {"rounds": 2, "max_batch": 2, "vmap_width": 1, "progress": lambda report: None}
+VALUES = {"rounds": 2, "max_batch": 2, "vmap_width": 1, "progress": lambda report: None,
+          "constraints": ["val_loss < 9"]}  # fmt: skip
 REFUSED = [(name, argument) for name in DRIVERS for argument in DRIVER_OF[name].REFUSES]
 
 

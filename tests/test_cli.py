@@ -82,6 +82,9 @@ def test_run_then_report_then_resume(tmp_path, capsys, monkeypatch):
         ("[task]\nname = 'branin'\n[strategy]\ntop_fraction = 2.0\n", "top_fraction must be in (0, 1]"),
         ("[task]\nname = 'branin'\n[strategy]\ntop = 2.0\n", "has no option(s) ['top']"),
         ("[task]\nname = 'branin'\n[space]\n", "[space] must hold at least one"),
+        ("[task]\nname = 'branin'\n[tune]\nconstraints = 'value < 1'\n", "[tune] constraints must be a list"),
+        ("[task]\nname = 'branin'\n[tune]\nconstraints = ['value << 1']\n", "is not 'NAME OP NUMBER'"),
+        ("[task]\nname = 'branin'\n[tune]\nconstraints = ['loss < 1']\n", "'loss' is neither a metric"),
     ],
 )
 def test_config_errors_are_clear_and_exit_2(tmp_path, capsys, text, message):

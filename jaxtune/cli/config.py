@@ -55,7 +55,7 @@ __all__ = [
 _SECTIONS = ("task", "tune", "strategy", "space", "babysit")
 _TUNE_KEYS = (
     "strategy", "trials", "rounds", "seed", "storage", "study", "metric", "mode", "max_batch", "timeout", "select",
-    "tie_break",
+    "tie_break", "constraints",
 )  # fmt: skip
 _PARAM_KEYS = {
     "float": ("low", "high", "scale", "static", "when"),
@@ -170,6 +170,9 @@ def check_config(cfg: Mapping[str, Any], tune_opts: Mapping[str, Any], plot: str
         if key in tune_opts:
             with problems.check():
                 check_argument(key, tune_opts[key], f"[tune] {key}")
+    if "constraints" in tune_opts:
+        with problems.check():
+            _check_constraints(tune_opts["constraints"])
     strategy = tune_opts.get("strategy", "coarse_to_fine")
     with problems.check():  # the strategy and its options alone; with the space when the sweep starts
         if is_scheduler(strategy):
@@ -184,6 +187,17 @@ def check_config(cfg: Mapping[str, Any], tune_opts: Mapping[str, Any], plot: str
         _check_plot(plot)
     problems.raise_if_any("the config")
     return space
+
+
+def _check_constraints(value: Any) -> None:
+    """``[tune] constraints``: a list of strings ``"NAME OP NUMBER"`` (names are checked against the
+    objective's metrics and the space when the sweep starts, before anything is compiled)."""
+    from jaxtune.constraints import constraint
+
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f'[tune] constraints must be a list of strings such as ["val_loss < 2"], got {value!r}')
+    for v in value:
+        constraint(v)
 
 
 def parse_duration(value: Any, name: str = "timeout") -> float:

@@ -26,6 +26,7 @@ class Arguments:
     select: str
     verbose: bool
     tie_break: tuple[str, str] | None = None
+    constraints: tuple = ()  # jaxtune.constraints.Constraint, checked against the objective's metrics
     started: float = dataclasses.field(default_factory=time.monotonic)
 
     @property

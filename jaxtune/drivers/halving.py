@@ -15,6 +15,7 @@ import time
 import jax
 import numpy as np
 
+from jaxtune.constraints import feasible
 from jaxtune.drivers.args import Arguments
 from jaxtune.drivers.population import pack_checkpoint, segment_value, unpack_book, unpack_checkpoint
 from jaxtune.execute.population import Population, supports_protocol
@@ -93,6 +94,11 @@ class _Bracket:
         metrics = self.pop.train(budget - self.trained)
         self.trained = budget
         score, _ = lane_scores(metrics, run.metric, args.mode)
+        ok = np.ones(len(self.alive), bool)
+        for lane, slot in enumerate(self.alive if args.constraints else ()):
+            m = {n: float(v[lane]) for n, v in metrics.items()}
+            ok[lane] = feasible(args.constraints, run.full(self.params[slot], self.u[slot], budget)[0], m)
+        score[~ok] = np.inf  # an infeasible trial is not promoted
         keep = np.zeros(len(self.alive), bool)
         if not last:
             order = np.argsort(score, kind="stable")[: self.rungs[i + 1][0]]
@@ -107,7 +113,7 @@ class _Bracket:
                 curve = segment_value(stored_curves, (self.first, int(slot)), points, run.metric, args)
                 params, unit = run.full(self.params[slot], self.u[slot], budget)
                 rows.append(trial_record(self.first, slot, params, unit, m, run.metric, args.mode, args.select, curve,
-                                         status))  # fmt: skip
+                                         status, bool(ok[lane])))  # fmt: skip
         return rows, points, keep, budget
 
     def narrow(self, keep: np.ndarray) -> None:

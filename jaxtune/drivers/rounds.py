@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxtune.constraints import feasible
 from jaxtune.drivers.args import Arguments
 from jaxtune.errors import InputError, StudyMismatchError
 from jaxtune.execute import Executor
@@ -102,7 +103,8 @@ def _records(r, idx, params, u, metrics, curves, metric: str, args: Arguments):
     for j, i in enumerate(idx):
         m = {n: float(v[j]) for n, v in metrics.items()}
         curve = [float(v) for v in curves[metric][j]] if metric in curves else None
-        rows.append(trial_record(r, i, params[j], u[i], m, metric, args.mode, args.select, curve))
+        ok = feasible(args.constraints, params[j], m)
+        rows.append(trial_record(r, i, params[j], u[i], m, metric, args.mode, args.select, curve, feasible=ok))
         for c in range(0 if steps is None else steps.shape[1]):
             point = {n: float(v[j, c]) for n, v in curves.items() if n != "step"}
             points.append((r, int(i), int(steps[j, c]), point))

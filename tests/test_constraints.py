@@ -1,0 +1,95 @@
+"""Constraints: infeasible trials are stored and marked, never the best, told to strategies as the
+worst, refused before compute when they name nothing the sweep has (jaxtune.constraints)."""
+
+import collections
+
+import pytest
+from conftest import SPACE, make_trainer
+
+import jaxtune as jt
+from jaxtune import report
+from jaxtune.constraints import check_constraints, constraint
+from jaxtune.errors import InputTypeError
+
+XY = jt.Space({"x": jt.Float(0.0, 1.0), "y": jt.Float(0.0, 1.0)})
+
+
+def objective(hp, key):
+    """Best at x = 0.2 whatever y; the constraint's metric ``risk`` is y (feasible below 0.5)."""
+    return {"loss": (hp["x"] - 0.2) ** 2 + 0.01 * hp["y"], "risk": hp["y"] + 0.0 * hp["x"]}
+
+
+def tempting(hp, key):
+    """Better the riskier: the unconstrained best breaks the constraint."""
+    return {"loss": (hp["x"] - 0.2) ** 2 - 0.5 * hp["y"], "risk": hp["y"] + 0.0 * hp["x"]}
+
+
+def test_a_string_or_a_callable_constraint():
+    c = constraint("risk <= 0.5")
+    assert c({}, {"risk": 0.5}) and not c({}, {"risk": 0.51})
+    assert constraint("x > 1e-3")({"x": 0.01}, {}) and constraint("hidden < 64")({}, {})  # inactive: no limit
+    assert constraint(lambda p, m: m["risk"] < p["x"])({"x": 0.3}, {"risk": 0.2})
+    for bad in ["risk <> 1", "risk < high", "< 1", ""]:
+        with pytest.raises(jt.InputError, match="is not 'NAME OP NUMBER'"):
+            constraint(bad)
+    with pytest.raises(InputTypeError, match="must be a string"):
+        constraint(3)
+
+
+def test_a_constraint_naming_nothing_known_is_refused_before_compute(tmp_path):
+    db = str(tmp_path / "s.db")
+    with pytest.raises(jt.InputError, match=r"'risky' is neither a metric of the objective \['loss', 'risk'\]"):
+        jt.tune(objective, XY, trials=4, metric="loss", constraints=["risky < 1"], storage=db, progress=False)
+    with pytest.raises(jt.InputError, match=r"reads 'z', which is not a hyperparameter"):
+        jt.tune(objective, XY, trials=4, metric="loss", constraints=[lambda p, m: p["z"] < 1], progress=False)
+    with pytest.raises(jt.InputError, match="cannot take constraints="):
+        jt.tune(make_trainer(), jt.Space({"lr": SPACE.params["lr"], "b1": SPACE.params["b1"]}), "pbt", trials=2,
+                metric="val_loss", constraints=["val_loss < 1"], progress=False)  # fmt: skip
+
+
+def test_infeasible_trials_are_stored_marked_and_never_the_best(tmp_path):
+    db = str(tmp_path / "s.db")
+    result = jt.tune(tempting, XY, trials=16, rounds=2, metric="loss", constraints=["risk < 0.5"], storage=db,
+                     progress=False)  # fmt: skip
+    loaded = jt.Result.load(db)
+    for r in (result, loaded):
+        marked = [t for t in r.trials if t["status"] == "infeasible"]
+        assert marked and all(t["metrics"]["risk"] >= 0.5 for t in marked)
+        assert all(t["metrics"]["risk"] < 0.5 for t in r.trials if t["status"] == "ok")
+        assert r.best["metrics"]["risk"] < 0.5 and r.best["status"] == "ok"
+        assert min(t["value"] for t in r.trials) < r.best["value"]  # a better one was infeasible
+    assert loaded.config["constraints"] == ["risk < 0.5"]
+    assert f"{len(marked)} infeasible (risk < 0.5)" in report.summary(loaded)
+    unconstrained = jt.tune(tempting, XY, trials=16, rounds=2, metric="loss", progress=False)
+    assert [t["params"] for t in unconstrained.trials[:16]] == [t["params"] for t in result.trials[:16]]
+
+
+def test_a_model_based_strategy_learns_to_avoid_infeasible_regions():
+    result = jt.tune(objective, XY, "gp", trials=16, rounds=4, metric="loss", constraints=["risk < 0.5"], seed=1,
+                     progress=False)  # fmt: skip
+    share = collections.Counter()
+    for t in result.trials:
+        share[t["round"]] += (t["status"] == "infeasible") / 16
+    assert share[0] > 0.25  # the first round is a random design: about half breaks the constraint
+    assert share[3] < share[0] / 2
+
+
+def test_continued_halving_promotes_no_infeasible_trial():
+    space = jt.Space({"steps": jt.Int(4, 36, scale="log", static=True), "lr": SPACE.params["lr"],
+                      "b1": SPACE.params["b1"]})  # fmt: skip
+    result = jt.tune(make_trainer(), space, "successive_halving", trials=9, metric="val_loss",
+                     constraints=["lr < 0.05"], progress=False, seed=1)  # fmt: skip
+    assert result.config["kind"] == "population"  # the halving that continues survivors
+    infeasible = [t for t in result.trials if t["status"] == "infeasible"]
+    assert infeasible and all(t["params"]["lr"] >= 0.05 for t in infeasible)
+    assert all(t["params"]["steps"] == 4 for t in infeasible)  # none trained past its first rung
+    assert result.best["params"]["lr"] < 0.05
+
+
+def test_check_constraints_takes_one_or_a_list():
+    params, metrics = {"x": 0.5}, ["loss"]
+    assert len(check_constraints("loss < 1", params, metrics)) == 1
+    assert len(check_constraints(["loss < 1", lambda p, m: p["x"] > 0], params, metrics)) == 2
+    assert check_constraints(None, params, metrics) == ()
+    with pytest.raises(InputTypeError):
+        check_constraints({"loss": 1}, params, metrics)
