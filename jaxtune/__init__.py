@@ -25,6 +25,7 @@ from jaxtune.planning import Plan as Plan
 from jaxtune.planning import plan
 from jaxtune.priorities import Importance as Importance
 from jaxtune.priorities import importance
+from jaxtune.reseeding import reseed
 from jaxtune.result import Result
 from jaxtune.space import Choice, Float, Int, Masked, Space
 from jaxtune.storage import Storage as Storage
@@ -61,6 +62,7 @@ __all__ = [
     "importance",
     "plan",
     "babysit",
+    "reseed",
     "use_cpu_cores",
     # errors about the input
     "JaxtuneError",

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import jax
 
-__all__ = ["INIT_STREAM", "ROUND_STREAM", "TRIAL_STREAM", "DECIDE_STREAM", "round_keys", "lane_keys", "trial_key"]
+__all__ = [
+    "INIT_STREAM", "ROUND_STREAM", "TRIAL_STREAM", "DECIDE_STREAM", "round_keys", "lane_keys", "trial_key", "seed_keys"
+]  # fmt: skip
 
 # Streams of the seed: a strategy's init, each round's ask and trial keys (round-based sweeps),
 # a population's trial keys, and its scheduler's decisions.
@@ -38,3 +40,17 @@ def trial_key(seed: int, kind: str, r: int, slot: int, trials: int) -> jax.Array
     if kind == "population":
         return lane_keys(root, r, slot + 1)[slot]
     return jax.random.split(round_keys(root, r)[1], trials)[slot]
+
+
+def seed_keys(keys: jax.Array, seeds: int) -> jax.Array:
+    """The keys of each trial's ``seeds`` training seeds, trial-major (``[N * seeds]``): seed 0 is
+    the trial's own key (so one seed is a plain sweep) and seed ``k > 0`` is ``fold_in(key, k)``."""
+    if seeds == 1:
+        return keys
+    import jax.numpy as jnp
+
+    ks = jnp.arange(seeds, dtype=jnp.uint32)
+    folded = jax.random.key_data(jax.vmap(lambda k: jax.vmap(lambda s: jax.random.fold_in(k, s))(ks))(keys))
+    own = jnp.broadcast_to(jax.random.key_data(keys)[:, None], folded.shape)
+    data = jnp.where((ks == 0)[None, :, None], own, folded)
+    return jax.random.wrap_key_data(data.reshape(-1, data.shape[-1]), impl=jax.random.key_impl(keys))

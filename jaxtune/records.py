@@ -29,6 +29,8 @@ __all__ = [
     "lane_scores",
     "select_value",
     "tie_break_spec",
+    "AGGREGATES",
+    "aggregate",
 ]
 
 MODES = ("min", "max")
@@ -38,6 +40,8 @@ SELECT = ("final", "best_step")
 # "stopped": a population scheduler ended it before the full budget (ASHA, PBT's exploits, halving).
 # "infeasible": finite, but it breaks a constraint (jaxtune.constraints): never the best.
 STATUSES = ("ok", "diverged", "stopped", "infeasible")
+# How a configuration trained under several seeds is valued (jt.tune(seeds=K, aggregate=...)).
+AGGREGATES = ("mean", "median", "lcb")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -53,6 +57,8 @@ class TrialRecord(Mapping):
       value: its selection value (see :func:`select_value`); NaN when it has none.
       status: ``"ok"``, ``"diverged"`` (a non-finite metric), ``"stopped"`` (ended early) or
         ``"infeasible"`` (it breaks a constraint).
+      seeds: with ``jt.tune(seeds=K)``, the final metrics of each of its K seeds (``metrics`` then
+        holds their means, ``value`` their aggregate); empty for a trial of one seed.
     """
 
     round: int
@@ -62,6 +68,7 @@ class TrialRecord(Mapping):
     metrics: Mapping[str, float]
     value: float
     status: str
+    seeds: tuple[Mapping[str, float], ...] = ()
 
     def __getitem__(self, name: str) -> Any:
         if name not in _FIELDS:
@@ -104,6 +111,8 @@ def trial_record(
     curve: Sequence[float] | None = None,
     status: str = "ok",
     feasible: bool = True,
+    seeds: Sequence[Mapping[str, float]] = (),
+    how: str = "mean",
 ) -> TrialRecord:
     """The one place a trial's record is made.
 
@@ -114,12 +123,21 @@ def trial_record(
       curve: its learning curve of ``metric`` (for ``select="best_step"``), if it has one.
       status: ``"ok"`` or ``"stopped"`` for a trial whose metrics are finite.
       feasible: False makes a finite trial ``"infeasible"`` (see :func:`jaxtune.constraints.feasible`).
+      seeds: the final metrics of each seed of a configuration trained under several; ``metrics``
+        is then ignored (their means are stored) and ``curve`` is the seeds' aggregated curve.
+      how: how the seeds' values of ``metric`` make the trial's (see :func:`aggregate`).
     """
     if status not in STATUSES:
         raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
-    metrics = {n: float(v) for n, v in metrics.items()}
+    seeds = tuple({n: float(v) for n, v in s.items()} for s in seeds)
+    if seeds:
+        metrics = {n: float(np.mean([s[n] for s in seeds])) for n in seeds[0]}
+        final = aggregate([s[metric] for s in seeds], how, mode)
+    else:
+        metrics = {n: float(v) for n, v in metrics.items()}
+        final = metrics[metric]
     ok = all(math.isfinite(v) for v in metrics.values())
-    value, _ = select_value(metrics[metric], None if curve is None else list(curve), mode, select)
+    value, _ = select_value(final, None if curve is None else list(curve), mode, select)
     return TrialRecord(
         round=int(round),
         slot=int(slot),
@@ -128,7 +146,30 @@ def trial_record(
         metrics=metrics,
         value=float(value) if value is not None else math.nan,
         status=("infeasible" if not feasible else status) if ok else "diverged",
+        seeds=seeds,
     )
+
+
+def aggregate(values: Sequence[float], how: str, mode: str) -> float:
+    """One value from a configuration's seeds: their ``"mean"``, ``"median"``, or ``"lcb"``, the
+    pessimistic bound mean − standard error for ``mode="max"`` (mean + standard error for
+    ``"min"``): a configuration good on every seed beats one lucky on a few. Non-finite if any is.
+
+    Example:
+      >>> aggregate([0.8, 0.9, 1.0], "lcb", "max")  # 0.9 - 0.1 / sqrt(3)
+      0.8422649730810374
+    """
+    v = np.asarray(values, np.float64)
+    if not np.all(np.isfinite(v)):
+        return math.nan
+    if how == "mean":
+        return float(np.mean(v))
+    if how == "median":
+        return float(np.median(v))
+    if how == "lcb":
+        se = float(np.std(v, ddof=1) / np.sqrt(v.size)) if v.size > 1 else 0.0
+        return float(np.mean(v)) + (se if mode == "min" else -se)
+    raise InputError(f"aggregate must be one of {AGGREGATES}, got {how!r}")
 
 
 def minimised(value: float | None, mode: str, ok: bool = True) -> float:

@@ -21,19 +21,29 @@ def _fmt(v) -> str:
 
 
 def table(result: Result, top: int = 10, metrics: Sequence[str] | None = None) -> str:
-    """The ``top`` best trials as an aligned text table (params, then metrics)."""
+    """The ``top`` best trials as an aligned text table (params, then metrics; with seeds, each
+    metric's mean ± its standard error over the trial's seeds, and the trial's aggregate value)."""
     ranked = result.ranked()[:top]
     if not ranked:
         return "(no trials)"
     params = result.param_names
     names = list(metrics) if metrics else [result.metric] + [m for m in ranked[0]["metrics"] if m != result.metric]
-    header = ["rank", "round", *params, *names, "status"]
+    seeds = any(t["seeds"] for t in ranked)
+    header = ["rank", "round", *params, *names, *(["value", "seeds"] if seeds else []), "status"]
+
+    def metric(t, m):
+        text = _fmt(t["metrics"].get(m, float("nan")))
+        if seeds and t["seeds"] and m in t["metrics"]:
+            text += f" ± {result.seed_stats(t, m)['stderr']:.2g}"
+        return text
+
     rows = [
         [
             str(i + 1),
             str(t["round"]),
             *(_fmt(t["params"][p]) if p in t["params"] else "-" for p in params),  # "-": inactive
-            *(_fmt(t["metrics"].get(m, float("nan"))) for m in names),
+            *(metric(t, m) for m in names),
+            *([_fmt(t["value"]), str(len(t["seeds"]) or 1)] if seeds else []),
             t["status"],
         ]
         for i, t in enumerate(ranked)
@@ -74,6 +84,12 @@ def summary(result: Result, top: int = 5, metrics: Sequence[str] | None = None) 
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items())
         shown = metrics or list(best["metrics"])
         mets = ", ".join(f"{m}={_fmt(best['metrics'][m])}" for m in shown if m in best["metrics"])
+        if best["seeds"]:
+            s = result.seed_stats(best)
+            how = result.config.get("aggregate", "mean")
+            mets += (f"\n  {result.metric} over {len(best['seeds'])} seeds: mean {_fmt(s['mean'])} "
+                     f"± {s['stderr']:.2g}, {how} {_fmt(best['value'])}, each "
+                     + ", ".join(_fmt(v) for v in s["values"]))  # fmt: skip
         step = result.best_step(best) if result.select == "best_step" else None
         at = "" if step is None else f", at step {step}"
         out.append(f"best trial (round {best['round']}, slot {best['slot']}{at}): {params}\n  {mets}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import os
 from collections.abc import Sequence
@@ -140,14 +141,19 @@ class Result:
             key = parent[:2]
         return out[::-1]
 
-    def trial_key(self, trial: dict[str, Any]) -> Any:
-        """The PRNG key ``trial`` was trained with (recomputed from the study's seed, its round and slot)."""
-        from jaxtune.keys import trial_key
+    def trial_key(self, trial: dict[str, Any], seed: int = 0) -> Any:
+        """The PRNG key ``trial`` was trained with (recomputed from the study's seed, its round and
+        slot); with ``jt.tune(seeds=K)``, the key of its training seed ``seed`` (0 … K-1)."""
+        from jaxtune.keys import seed_keys, trial_key
 
         if "seed" not in self.config:
             raise InputError("this Result has no study configuration (seed): load it with jt.Result.load")
         kind = self.config.get("kind", "rounds")
-        return trial_key(self.config["seed"], kind, trial["round"], trial["slot"], self.config["trials"])
+        key = trial_key(self.config["seed"], kind, trial["round"], trial["slot"], self.config["trials"])
+        seeds = self.config.get("seeds", 1)
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < seeds:
+            raise InputError(f"seed must be an int in [0, {seeds - 1}] (the study trained {seeds} seeds), got {seed!r}")
+        return key if seed == 0 else seed_keys(key[None], seeds)[seed]
 
     def replay(
         self,
@@ -157,6 +163,7 @@ class Result:
         *,
         exact: bool = True,
         return_metrics: bool = False,
+        seed: int = 0,
     ) -> Any:
         """Trains ``trial`` (default: the best) again and returns its state at ``step`` (default:
         the step its value was read at: the last, or with ``select="best_step"`` its best
@@ -173,6 +180,8 @@ class Result:
         number of devices; that costs what training the whole population that far cost.
         ``exact=False`` trains it alone: cheap, equal up to float32 rounding, which grows with
         the steps (see :mod:`jaxtune.replay`). Trials of round sweeps and halving are replayed alone.
+        A study trained with ``seeds=K`` replays the trial's training seed ``seed`` (its metrics:
+        ``trial["seeds"][seed]``).
         """
         from jaxtune.replay import lineage_chain, replay_trial
 
@@ -190,7 +199,9 @@ class Result:
             last_step = max((s for s, _ in self.curves.get((trial["round"], trial["slot"]), [])), default=None)
         if last_step is None:
             last_step = trial["params"].get(fidelity) or getattr(objective, "steps", None)
-        state, metrics = replay_trial(objective, self.config, chain, last_step, self.trial_key, exact)
+        self.trial_key(trial, seed)  # a seed the study did not train is refused here
+        key_of = functools.partial(self.trial_key, seed=seed)
+        state, metrics = replay_trial(objective, self.config, chain, last_step, key_of, exact)
         if not return_metrics:
             return state
         return state, {n: float(v) for n, v in metrics.items()}
@@ -214,6 +225,17 @@ class Result:
         for t in self.trials:
             names += [n for n in t["params"] if n not in names]
         return names
+
+    def seed_stats(self, trial: dict[str, Any], metric: str | None = None) -> dict[str, Any]:
+        """``{"mean", "stderr", "values"}`` of ``metric`` (default: the selection metric) over the
+        seeds ``trial`` was trained under (``jt.tune(seeds=K)``; one seed: its value, stderr 0)."""
+        import numpy as np
+
+        metric = metric or self.metric
+        values = [s[metric] for s in trial.get("seeds", ())] or [trial["metrics"][metric]]
+        v = np.asarray(values, np.float64)
+        stderr = float(np.std(v, ddof=1) / np.sqrt(v.size)) if v.size > 1 else 0.0
+        return {"mean": float(np.mean(v)), "stderr": stderr, "values": [float(x) for x in v]}
 
     @property
     def num_diverged(self) -> int:

@@ -92,6 +92,14 @@ CREATE TABLE IF NOT EXISTS curves (
     metrics TEXT NOT NULL,
     PRIMARY KEY (study_id, round, slot, step)
 );
+CREATE TABLE IF NOT EXISTS trial_seeds (
+    study_id INTEGER NOT NULL REFERENCES studies(id),
+    round INTEGER NOT NULL,
+    slot INTEGER NOT NULL,
+    seed INTEGER NOT NULL,
+    metrics TEXT NOT NULL,
+    PRIMARY KEY (study_id, round, slot, seed)
+);
 """
 
 APPLICATION_ID = 0x4A54554E
@@ -104,6 +112,7 @@ TABLES = {
     "checkpoint_ring": {"study_id", "slot", "seq", "segment", "digest", "state"},
     "nodes": {"study_id", "id", "parent", "step", "event", "hp", "metrics", "width", "lane", "state"},
     "heads": {"study_id", "node"},
+    "trial_seeds": {"study_id", "round", "slot", "seed", "metrics"},
 }
 
 

@@ -283,6 +283,11 @@ class Storage:
                 ],
             )
             self.conn.executemany(
+                "INSERT OR REPLACE INTO trial_seeds (study_id, round, slot, seed, metrics) VALUES (?, ?, ?, ?, ?)",
+                [(study_id, int(r["round"]), int(r["slot"]), k, _dumps(m)) for r in rows
+                 for k, m in enumerate(r.get("seeds", ()))],
+            )  # fmt: skip
+            self.conn.executemany(
                 "INSERT OR REPLACE INTO curves (study_id, round, slot, step, metrics) VALUES (?, ?, ?, ?, ?)",
                 [(study_id, int(r), int(s), int(step), _dumps(m)) for r, s, step, m in curves],
             )
@@ -293,7 +298,12 @@ class Storage:
             "SELECT round, slot, params, unit, metrics, status, value FROM trials WHERE study_id = ? "
             "ORDER BY round, slot",
             (study_id,),
-        )
+        ).fetchall()
+        seeds: dict[tuple[int, int], list] = {}
+        if self._has_table("trial_seeds"):  # a database from before seeds has none
+            query = "SELECT round, slot, metrics FROM trial_seeds WHERE study_id = ? ORDER BY round, slot, seed"
+            for r, s, m in self.conn.execute(query, (study_id,)):
+                seeds.setdefault((r, s), []).append(_loads_metrics(m))
         return [
             TrialRecord(
                 round=r,
@@ -303,9 +313,14 @@ class Storage:
                 metrics=_loads_metrics(m),
                 status=st,
                 value=v if v is not None else float("nan"),
+                seeds=tuple(seeds.get((r, s), ())),
             )
             for r, s, p, u, m, st, v in cur
         ]
+
+    def _has_table(self, name: str) -> bool:
+        query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        return self.conn.execute(query, (name,)).fetchone() is not None
 
     def curves(self, study_id: int) -> dict[tuple[int, int], list[tuple[int, dict[str, float]]]]:
         """Learning curves: ``{(round, slot): [(step, metrics), ...]}``."""

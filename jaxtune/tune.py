@@ -28,7 +28,7 @@ from jaxtune.drivers.args import Arguments
 from jaxtune.errors import InputError, InputTypeError, Problems
 from jaxtune.execute import CURVES, Executor
 from jaxtune.progress import RoundReport, print_round
-from jaxtune.records import MODES, SELECT, tie_break_spec
+from jaxtune.records import AGGREGATES, MODES, SELECT, tie_break_spec
 from jaxtune.result import Result
 from jaxtune.schedulers import is_scheduler
 from jaxtune.space import Space
@@ -42,6 +42,7 @@ __all__ = ["tune", "RoundReport", "MAX_TRIALS", "MAX_SEED", "RULES", "check_argu
 MAX_TRIALS = 2**24
 # JAX keys are made from 32-bit seeds here (jax_enable_x64 off): larger seeds would wrap around.
 MAX_SEED = 2**32 - 1
+MAX_SEEDS = 2**10  # training seeds per configuration (trials * seeds lanes stay under MAX_TRIALS)
 
 
 def _positive_seconds(value: Any, name: str) -> float | None:
@@ -81,6 +82,8 @@ RULES: dict[str, Callable[[Any, str], Any]] = {
     "storage": _name,
     "timeout": _positive_seconds,
     "tie_break": lambda v, name: tie_break_spec(v),
+    "seeds": lambda v, name: check_int(name, v, 1, MAX_SEEDS),
+    "aggregate": _one_of(AGGREGATES),
 }
 
 
@@ -91,7 +94,7 @@ def check_argument(key: str, value: Any, name: str | None = None) -> Any:
 
 def _check_arguments(
     objective, space, strategy, trials, rounds, mode, seed, study, strategy_options, progress, timeout, select,
-    tie_break,
+    tie_break, seeds=1, aggregate="mean",
 ) -> Arguments:  # fmt: skip
     """Checks every argument of :func:`tune`; raises one :class:`InputError` listing every problem."""
     problems = Problems()
@@ -102,10 +105,13 @@ def _check_arguments(
         if not callable(objective):
             raise InputTypeError(f"objective must be callable as objective(hp, key), got {objective!r}")
     values = {"trials": trials, "rounds": rounds, "mode": mode, "seed": seed, "study": study, "timeout": timeout,
-              "select": select, "tie_break": tie_break}  # fmt: skip
+              "select": select, "tie_break": tie_break, "seeds": seeds, "aggregate": aggregate}  # fmt: skip
     for key, value in values.items():
         with problems.check():
             values[key] = check_argument(key, value)
+    with problems.check():
+        if all(isinstance(values[n], int) and values[n] >= 1 for n in ("trials", "seeds")):  # each good alone
+            check_int("trials * seeds (the lanes of a round)", values["trials"] * values["seeds"], 1, MAX_TRIALS)
     with problems.check():
         if not (isinstance(progress, bool) or callable(progress)):
             raise InputTypeError(f"progress must be True, False or a callable taking a RoundReport, got {progress!r}")
@@ -126,6 +132,8 @@ def _check_arguments(
         select=values["select"],
         verbose=progress is True,
         tie_break=values["tie_break"],
+        seeds=values["seeds"],
+        aggregate=values["aggregate"],
     )
 
 
@@ -167,6 +175,8 @@ def tune(
     select: str = "final",
     tie_break: str | tuple[str, str] | None = None,
     constraints: Any = None,
+    seeds: int = 1,
+    aggregate: str = "mean",
 ) -> Result:
     """Tunes ``objective`` over ``space``: ``rounds`` rounds of ``trials`` trials run at once.
 
@@ -208,6 +218,13 @@ def tune(
       tie_break: another metric that orders trials of equal value in ``Result.best`` and the
         tables: a name, lower is better (e.g. ``"val_loss"`` between trials of equal
         ``"val_accuracy"``), or ``(name, "max")``.
+      seeds: train every configuration under this many keys (seed 0 its own, ``fold_in(key, k)``
+        for the others) in the same vmapped program: one program per bucket, ``trials * seeds``
+        lanes. A trial then stores every seed's final metrics (``trial["seeds"]``), their means
+        (``metrics``) and their aggregate (``value``), which strategies and selection use.
+        Round strategies take it; populations and continued halving refuse it (not yet).
+      aggregate: how a configuration's seeds make its value: ``"mean"``, ``"median"`` or
+        ``"lcb"`` (mean minus its standard error, plus for ``mode="min"``: good on every seed).
       constraints: limits a trial must respect to count: strings ``"NAME OP NUMBER"`` (a metric
         or a hyperparameter; ``OP`` one of ``< <= > >=``) or callables ``fn(params, metrics) ->
         bool`` (see :mod:`jaxtune.constraints`). A trial that breaks one is stored as
@@ -226,7 +243,7 @@ def tune(
     # All validation happens before anything is compiled or run.
     args = _check_arguments(
         objective, space, strategy, trials, rounds, mode, seed, study, strategy_options, progress, timeout, select,
-        tie_break,
+        tie_break, seeds, aggregate,
     )  # fmt: skip
     if storage is not None and jax.process_index() == 0:
         Storage.check(storage)  # an unusable path fails now, before any tracing or compiling
@@ -234,7 +251,7 @@ def tune(
     driver = population_driver if args.strategy is None else halving_driver if spec is not None else rounds_driver
     given = {"rounds": rounds is not None, "max_batch": max_batch is not None, "vmap_width": vmap_width != "auto",
              "progress": callable(progress) and not isinstance(progress, bool),
-             "constraints": constraints is not None}  # fmt: skip
+             "constraints": constraints is not None, "seeds": seeds != 1}  # fmt: skip
     refused = [f"{name}= ({why})" for name, why in driver.REFUSES.items() if given[name]]
     if refused:
         raise InputError(f"strategy {_strategy_name(strategy)!r} cannot take " + "; ".join(refused))

@@ -13,7 +13,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "jaxtune"
 LAYERS = [
     ["jaxtune.cli"],
     ["jaxtune"],  # the package's front: re-exports the public API
-    ["jaxtune.tune", "jaxtune.babysitting", "jaxtune.planning", "jaxtune.bench"],
+    ["jaxtune.tune", "jaxtune.babysitting", "jaxtune.planning", "jaxtune.bench", "jaxtune.reseeding"],
     ["jaxtune.report", "jaxtune.figures", "jaxtune.priorities"],
     ["jaxtune.drivers"],
     ["jaxtune.study"],

@@ -19,6 +19,9 @@ MODULES = [
     "jaxtune.train",
     "jaxtune.layers",
     "jaxtune.errors",
+    "jaxtune.records",
+    "jaxtune.constraints",
+    "jaxtune.reseeding",
 ]
 
 

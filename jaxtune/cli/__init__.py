@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from jaxtune.cli import babysit, bench, export, plan, report, run
+from jaxtune.cli import babysit, bench, export, plan, report, reseed, run
 from jaxtune.cli.config import ConfigError, check_config, load_config, parse_duration, space_from_config
 from jaxtune.errors import JaxtuneError, StorageFullError
 
@@ -32,7 +32,7 @@ def _tasks(args) -> int:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jaxtune", description="Tune hyperparameters by training many trials at once.")
     sub = p.add_subparsers(dest="command", required=True)
-    for command in (run, report, export, babysit, plan, bench):
+    for command in (run, report, export, reseed, babysit, plan, bench):
         command.add_parser(sub)
     t = sub.add_parser("tasks", help="list the built-in tasks")
     t.set_defaults(func=_tasks)

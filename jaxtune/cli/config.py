@@ -50,12 +50,13 @@ __all__ = [
     "make_parent",
     "check_output",
     "positive_int",
+    "check_same_objective",
 ]
 
 _SECTIONS = ("task", "tune", "strategy", "space", "babysit")
 _TUNE_KEYS = (
     "strategy", "trials", "rounds", "seed", "storage", "study", "metric", "mode", "max_batch", "timeout", "select",
-    "tie_break", "constraints",
+    "tie_break", "constraints", "seeds", "aggregate",
 )  # fmt: skip
 _PARAM_KEYS = {
     "float": ("low", "high", "scale", "static", "when"),
@@ -313,3 +314,24 @@ def cpu_devices() -> int | None:
     if not value.isdigit() or not 1 <= int(value) <= most:
         raise ConfigError(f"{CPU_DEVICES_ENV} must be 'auto' or an integer in [1, {most}], got {value!r}")
     return int(value)
+
+
+def check_same_objective(result, objective, space, storage: str) -> None:
+    """Raises :class:`ConfigError` unless the config builds the objective the study was run with (as
+    ``jaxtune run`` checks on resume): for ``export`` and ``reseed``."""
+    import jax
+
+    from jaxtune.execute import Executor
+    from jaxtune.study import objective_settings, settings_changed
+
+    stored = result.config
+    what = settings_changed(stored, objective_settings(objective))
+    if what:
+        raise ConfigError(f"{storage}: the config builds another objective than the study's ({what})")
+    if stored.get("layout", {}).get("jax") == jax.__version__ and stored.get("program"):
+        executor = Executor(objective, space)
+        if executor.trial.fingerprint(executor.first_bucket()) != stored["program"]:
+            raise ConfigError(
+                f"{storage}: the config builds another objective than the study's (its program differs: another "
+                "task, model, data or step count); export with the config the study was run with"
+            )

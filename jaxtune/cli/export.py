@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jaxtune.cli.config import ConfigError, check_config, check_output, load_config, make_parent
+from jaxtune.cli.config import ConfigError, check_config, check_output, check_same_objective, load_config, make_parent
 
 __all__ = ["main", "add_parser"]
 
@@ -21,26 +21,6 @@ def _trial(result, which: str | None, storage: str):
     if trial is None:
         raise ConfigError(f"--trial {which!r} is not a stored trial: give ROUND:SLOT as the report's table shows them")
     return trial
-
-
-def _check_same_objective(result, objective, space, storage: str) -> None:
-    """The config must build the objective the study was run with (as ``jaxtune run`` checks)."""
-    import jax
-
-    from jaxtune.execute import Executor
-    from jaxtune.study import objective_settings, settings_changed
-
-    stored = result.config
-    what = settings_changed(stored, objective_settings(objective))
-    if what:
-        raise ConfigError(f"{storage}: the config builds another objective than the study's ({what})")
-    if stored.get("layout", {}).get("jax") == jax.__version__ and stored.get("program"):
-        executor = Executor(objective, space)
-        if executor.trial.fingerprint(executor.first_bucket()) != stored["program"]:
-            raise ConfigError(
-                f"{storage}: the config builds another objective than the study's (its program differs: another "
-                "task, model, data or step count); export with the config the study was run with"
-            )
 
 
 def main(args) -> int:
@@ -68,7 +48,7 @@ def main(args) -> int:
     if not supports_protocol(task.objective):
         raise ConfigError(f"task {cfg['task']['name']!r} cannot be replayed (no stateful trial protocol)")
     space = Space.from_description(result.config["space"]) if "space" in result.config else task.space
-    _check_same_objective(result, task.objective, space, args.storage)
+    check_same_objective(result, task.objective, space, args.storage)
     state, again = result.replay(task.objective, trial, return_metrics=True)
     leaves = jax.tree_util.tree_flatten_with_path(state)[0]
     make_parent("--out", out)

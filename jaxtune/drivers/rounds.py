@@ -22,9 +22,9 @@ from jaxtune.constraints import feasible
 from jaxtune.drivers.args import Arguments
 from jaxtune.errors import InputError, StudyMismatchError
 from jaxtune.execute import Executor
-from jaxtune.keys import INIT_STREAM, round_keys
+from jaxtune.keys import INIT_STREAM, round_keys, seed_keys
 from jaxtune.progress import ChunkProgress, RoundReport, print_compiling
-from jaxtune.records import minimised, trial_record
+from jaxtune.records import aggregate, minimised, trial_record
 from jaxtune.result import Result
 from jaxtune.space import Space
 from jaxtune.strategies.base import Strategy
@@ -96,18 +96,47 @@ class _HostDriver:
         self.strategy.tell(np.asarray(u), np.asarray(scores))
 
 
-def _records(r, idx, params, u, metrics, curves, metric: str, args: Arguments):
-    """Records (and learning-curve points) of one finished chunk of round ``r``."""
+class _Seeds:
+    """Gathers each configuration's ``k`` seed lanes (trial-major: lane ``i * k + s``) from the
+    chunks the executor yields; a configuration is complete once all its seeds have finished."""
+
+    def __init__(self, k: int):
+        self.k, self.got = k, {}
+
+    def add(self, idx, metrics, curves) -> list[tuple[int, list[dict], dict]]:
+        """``[(configuration, [each seed's metrics], {curve: f[k, S]}), ...]`` completed by this chunk."""
+        for j, lane in enumerate(idx):
+            i, s = divmod(int(lane), self.k)
+            self.got.setdefault(i, {})[s] = ({n: float(v[j]) for n, v in metrics.items()},
+                                             {n: np.asarray(v[j]) for n, v in curves.items()})  # fmt: skip
+        done = sorted(i for i, seeds in self.got.items() if len(seeds) == self.k)
+        out = []
+        for i in done:
+            got = self.got.pop(i)
+            seeds = [got[s] for s in range(self.k)]
+            out.append((i, [m for m, _ in seeds], {n: np.stack([c[n] for _, c in seeds]) for n in seeds[0][1]}))
+        return out
+
+
+def _records(r, done, params, u, metric: str, args: Arguments):
+    """Records (and learning-curve points) of the configurations of round ``r`` that ``done`` completes."""
     rows, points = [], []
-    steps = curves.get("step")
-    for j, i in enumerate(idx):
-        m = {n: float(v[j]) for n, v in metrics.items()}
-        curve = [float(v) for v in curves[metric][j]] if metric in curves else None
-        ok = feasible(args.constraints, params[j], m)
-        rows.append(trial_record(r, i, params[j], u[i], m, metric, args.mode, args.select, curve, feasible=ok))
+    for (i, seeds, curves), p in zip(done, params):
+        steps, one = curves.get("step"), len(seeds) == 1
+        # A configuration's curves: its seeds' means at every step, and the selection metric's
+        # aggregate, which select="best_step" reads (one seed: its own curves).
+        means = {n: v[0] if one else v.mean(axis=0) for n, v in curves.items() if n != "step"}
+        curve = None
+        if metric in curves:
+            values = curves[metric]
+            curve = [float(x) for x in values[0]] if one else [
+                aggregate(values[:, c], args.aggregate, args.mode) for c in range(values.shape[1])]  # fmt: skip
+        m = seeds[0] if one else {n: float(np.mean([s[n] for s in seeds])) for n in seeds[0]}
+        ok = feasible(args.constraints, p, m)
+        rows.append(trial_record(r, i, p, u[i], m, metric, args.mode, args.select, curve, feasible=ok,
+                                 seeds=() if one else seeds, how=args.aggregate))  # fmt: skip
         for c in range(0 if steps is None else steps.shape[1]):
-            point = {n: float(v[j, c]) for n, v in curves.items() if n != "step"}
-            points.append((r, int(i), int(steps[j, c]), point))
+            points.append((r, int(i), int(steps[0, c]), {n: float(v[c]) for n, v in means.items()}))
     return rows, points
 
 
@@ -134,15 +163,21 @@ def _run_round(
     missing = np.asarray([s for s in np.flatnonzero(valid) if s not in stored], dtype=np.int64)
     t0 = time.perf_counter()
     if missing.size:
+        k = args.seeds  # each configuration's seeds are lanes of the same batch
+        lanes_hp = hp if k == 1 else {n: jnp.repeat(v, k, axis=0) for n, v in hp.items()}
+        lanes = (missing[:, None] * k + np.arange(k)).ravel()
+        seeds = _Seeds(k)
         if args.verbose:
-            new = [p for p in executor.plan(hp, only=missing) if p not in announced]
+            new = [p for p in executor.plan(lanes_hp, only=lanes) if p not in announced]
             if new:  # programs no earlier round ran: compiled now (or loaded from JAX's cache)
                 announced.update(new)
                 print_compiling(r, args.rounds, [(executor.trial.describe(b), w) for b, w, _ in new])
         chunks = ChunkProgress(r, args.rounds, int(missing.size), executor.compiles) if args.verbose else None
-        for idx, metrics, curves in executor.run(hp, keys, only=missing):
-            params = space.to_python({n: np.asarray(v)[idx] for n, v in hp.items()})
-            study.write(*_records(r, idx, params, u_np, metrics, curves, metric, args))
+        for idx, metrics, curves in executor.run(lanes_hp, seed_keys(keys, k), only=lanes, group=k):
+            done = seeds.add(idx, metrics, curves)
+            configs = np.asarray([i for i, _, _ in done], np.int64)
+            params = space.to_python({n: np.asarray(v)[configs] for n, v in hp.items()})
+            study.write(*_records(r, done, params, u_np, metric, args))
             if chunks is not None:
                 chunks.update(len(idx), executor.compiles)
             if args.past_deadline() and not all((r, s) in study.done for s in missing):

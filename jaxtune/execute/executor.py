@@ -185,13 +185,17 @@ class Executor:
             buckets = {k: idx[np.isin(idx, only)] for k, idx in buckets.items()}
         return {k: idx for k, idx in buckets.items() if idx.size}
 
-    def run(self, hp: Mapping[str, Any], keys: jax.Array, *, only: np.ndarray | None = None) -> Iterator[Chunk]:
+    def run(
+        self, hp: Mapping[str, Any], keys: jax.Array, *, only: np.ndarray | None = None, group: int = 1
+    ) -> Iterator[Chunk]:
         """Runs the trials of a batch, yielding ``(indices, {metric: f[n]}, {curve: f[n, S]})`` per chunk.
 
         Args:
           hp: ``{name: Array[N]}`` as made by :meth:`Space.from_unit`.
           keys: ``N`` PRNG keys, one per trial.
           only: optional subset of trial indices to run (e.g. those missing after a crash).
+          group: chunks hold whole groups of this many consecutive trials (a configuration's
+            seeds), so a rerun of the groups not stored chunks them as the first run did.
 
         Yields each chunk as soon as it has finished, so a caller can store it before the next
         one starts.
@@ -206,14 +210,15 @@ class Executor:
             self.programs.size_by_probe(bucket, idx.size, total, ndev)
             self.programs.prefetch(bucket, self.programs.width(bucket, idx.size, total, ndev), ndev)
         for bucket, idx in buckets.items():
-            yield from self._run_bucket(bucket, idx, hp_np, key_data, total, ndev)
+            yield from self._run_bucket(bucket, idx, hp_np, key_data, total, ndev, group)
 
-    def _run_bucket(self, bucket, idx, hp_np, key_data, total, ndev) -> Iterator[Chunk]:
+    def _run_bucket(self, bucket, idx, hp_np, key_data, total, ndev, group=1) -> Iterator[Chunk]:
         """Runs one bucket's trials chunk by chunk, halving the chunk when it runs out of memory."""
         dyn_names = [n for n in self.space.names if n not in self.space.static_names]
         start = 0
         while start < idx.size:
             cap = self.programs.cap(bucket, total)
+            cap = max(group, cap - cap % group)
             part = idx[start : start + cap]
             width = self.programs.width(bucket, part.size, total, ndev)
             lanes = np.concatenate([part, np.full(width - part.size, part[-1])])  # padded with a real trial
