@@ -36,8 +36,9 @@ def pyplot():
     return plt
 
 
-def _plain_text(plot):
-    """Draws with mathtext off: a name such as ``$x$`` is shown as typed (an unbalanced ``$`` would fail)."""
+def plain_text(plot):
+    """``plot`` drawing with mathtext off: a name such as ``$x$`` is shown as typed (an unbalanced
+    ``$`` would fail)."""
     @functools.wraps(plot)
     def drawn(*args, **kwargs):
         with pyplot().rc_context({"text.parse_math": False}):
@@ -147,7 +148,7 @@ def round_boxes(result: Result) -> list[tuple[np.ndarray, np.ndarray]] | None:
     return boxes
 
 
-@_plain_text
+@plain_text
 def plot_history(result: Result):
     """Every trial's value in the order it ran, coloured by round, with the best so far and the best trial."""
     plt = pyplot()
@@ -185,7 +186,7 @@ def _param(space: dict, name: str):
     return Space.from_description({name: {k: v for k, v in space[name].items() if k != "when"}}).params[name]
 
 
-@_plain_text
+@plain_text
 def plot_parameters(result: Result):
     """The metric against each hyperparameter on its own scale, coloured by round; the best trial
     starred; coarse-to-fine's box of each round as a bar under the points."""
@@ -259,7 +260,7 @@ def _life_curve(result: Result, trial: dict) -> list:
     return points
 
 
-@_plain_text
+@plain_text
 def plot_curves(result: Result, top: int = 5):
     """Learning curves (the selection metric against the step) of the best ``top`` trials, or None
     when the study stored no curves."""
@@ -283,7 +284,7 @@ def plot_curves(result: Result, top: int = 5):
     return fig
 
 
-@_plain_text
+@plain_text
 def plot_importance(imps: list[priorities.Importance], title: str = "which hyperparameters mattered"):
     """Horizontal bars of importance with their intervals and directions."""
     plt = pyplot()
@@ -302,7 +303,7 @@ def plot_importance(imps: list[priorities.Importance], title: str = "which hyper
     return fig
 
 
-@_plain_text
+@plain_text
 def plot_parallel(result: Result):
     """Parallel coordinates: each trial a line across the hyperparameters' unit-cube axes (their
     own scales), coloured by value; the best trial in red."""
@@ -349,7 +350,7 @@ def plot_parallel(result: Result):
     return fig
 
 
-@_plain_text
+@plain_text
 def plot_lineage(result: Result, param: str | None = None):
     """PBT's lineage: each trial a segment at its value of ``param`` (default: the first
     hyperparameter) over the steps it trained, dotted jumps where a trial copied another, the
@@ -403,6 +404,7 @@ def write_figures(result: Result, folder: str | os.PathLike, imps: Any = None) -
         figs["importance"] = plot_importance(imps, f"which hyperparameters mattered ({which}{local})")
     figs["parallel"] = plot_parallel(result)
     figs["lineage"] = plot_lineage(result)
+    figs["pareto"] = plot_pareto(result)
     out = {}
     for name, fig in figs.items():
         if fig is None:
@@ -413,38 +415,23 @@ def write_figures(result: Result, folder: str | os.PathLike, imps: Any = None) -
     return out
 
 
-@_plain_text
-def plot_babysit(nodes, head: int, metric: str, name: str = "babysit"):
-    """A babysitting run: ``metric`` along every branch of its tree (grey), the path to the head
-    in red, and each edit (set, fork, rollback, adopt) marked at its step."""
-    fig, ax = pyplot().subplots(figsize=(8, 4.5))
-
-    def checkpoint(i):
-        while i is not None and not nodes[i]["has_state"]:
-            i = nodes[i]["parent"]
-        return i
-
-    on_path, i = set(), head
-    while i is not None:
-        on_path.add(i)
-        i = nodes[i]["parent"]
-    for n in nodes:
-        if not n["has_state"] or n["parent"] is None or metric not in n["metrics"]:
-            continue
-        p = checkpoint(n["parent"])
-        xs, ys = [nodes[p]["step"], n["step"]], [nodes[p]["metrics"].get(metric, np.nan), n["metrics"][metric]]
-        on = n["id"] in on_path
-        ax.plot(xs, ys, marker="o", ms=3, **({"color": "tab:red", "lw": 2.2, "zorder": 3} if on else
-                                             {"color": "0.6", "lw": 1.0, "zorder": 2}))  # fmt: skip
-    stacked: dict[int, int] = {}  # events at the same step: labels stacked, not overprinted
-    for n in nodes:
-        if n["event"] not in ("train", "start") and metric in n["metrics"]:
-            k = stacked[n["step"]] = stacked.get(n["step"], -1) + 1
-            colour = "tab:red" if n["id"] in on_path else "0.35"
-            ax.scatter([n["step"]], [n["metrics"][metric]], marker="v", s=30, color=colour, zorder=4)
-            ax.annotate(n["event"], (n["step"], n["metrics"][metric]), textcoords="offset points",
-                        xytext=(5, -14 - 10 * k), fontsize=7, color=colour)  # fmt: skip
-    ax.set(xlabel="training step", ylabel=metric)
-    ax.set_title(f"babysitting run {name!r}: {metric} along every branch; the current path in red", fontsize=10)
+@plain_text
+def plot_pareto(result: Result):
+    """Several objectives: every finished trial on the first two, the Pareto front joined in red
+    (None for a study of one objective)."""
+    if len(result.objectives) < 2:
+        return None
+    (x_name, x_mode), (y_name, y_mode) = result.objectives[:2]
+    fig, ax = pyplot().subplots(figsize=(6.5, 4.5))
+    ok = [t for t in result.trials if t["status"] == "ok"]
+    ax.scatter([t["metrics"][x_name] for t in ok], [t["metrics"][y_name] for t in ok], s=14, color="0.6",
+               label=f"{len(ok)} trials")  # fmt: skip
+    front = result.pareto
+    xs, ys = [t["metrics"][x_name] for t in front], [t["metrics"][y_name] for t in front]
+    ax.step(xs, ys, where="post", color="tab:red", lw=1.5)
+    ax.scatter(xs, ys, s=28, color="tab:red", zorder=3, label=f"Pareto front ({len(front)})")
+    ax.set(xlabel=f"{x_name} ({x_mode})", ylabel=f"{y_name} ({y_mode})")
+    ax.set_title(f"{result.study!r}: the trade-off between {x_name} and {y_name}", fontsize=10)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

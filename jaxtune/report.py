@@ -11,7 +11,7 @@ from jaxtune import priorities
 from jaxtune.errors import InputError
 from jaxtune.result import Result
 
-__all__ = ["summary", "table", "plot", "html"]
+__all__ = ["summary", "table", "pareto_table", "plot", "html"]
 
 
 def _fmt(v) -> str:
@@ -54,6 +54,25 @@ def table(result: Result, top: int = 10, metrics: Sequence[str] | None = None) -
     return "\n".join(lines)
 
 
+def pareto_table(result: Result) -> str:
+    """The Pareto front of a study of several objectives, by its first objective, as a text table."""
+    front = result.pareto
+    names = [n for n, _ in result.objectives]
+    done = sum(t["status"] == "ok" for t in result.trials)
+    title = ", ".join(f"{n} ({m})" for n, m in result.objectives)
+    if not front:
+        return f"Pareto front over {title}: no finished trial yet"
+    params = result.param_names
+    header = ["trial", *params, *names]
+    rows = [[f"{t['round']}:{t['slot']}", *(_fmt(t["params"][p]) if p in t["params"] else "-" for p in params),
+             *(_fmt(t["metrics"][n]) for n in names)] for t in front]  # fmt: skip
+    widths = [max(len(h), *(len(r[j]) for r in rows)) for j, h in enumerate(header)]
+    lines = [f"Pareto front over {title}: {len(front)} of {done} finished trials"]
+    lines += ["  ".join(h.rjust(w) for h, w in zip(header, widths))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
+    return "\n".join(lines)
+
+
 def summary(result: Result, top: int = 5, metrics: Sequence[str] | None = None) -> str:
     """A short text report: counts, best-so-far per round, the top trials and the best one."""
     best = result.best
@@ -73,6 +92,8 @@ def summary(result: Result, top: int = 5, metrics: Sequence[str] | None = None) 
     if curve:
         out.append("best so far by round: " + ", ".join("-" if not math.isfinite(v) else f"{v:.4g}" for v in curve))
     out.append(table(result, top, metrics))
+    if len(result.objectives) > 1:
+        out.append(pareto_table(result))
     if best is None:
         stopped_early = sum(t["status"] == "stopped" for t in result.trials)
         out.append(
@@ -164,6 +185,7 @@ _CAPTIONS = {
     "curves": "Learning curves of the best trials.",
     "parallel": "Parallel coordinates of every trial; the best in red.",
     "lineage": "Population-based training: each member's value over its life, and who copied whom.",
+    "pareto": "Several objectives: every finished trial on the first two; the Pareto front in red.",
 }
 
 
@@ -235,7 +257,7 @@ def babysit_report(path: str, study: str | None = None, folder: str | None = Non
         plt = figures.pyplot()
         os.makedirs(folder, exist_ok=True)
         png = os.path.join(folder, "babysit.png")
-        fig = figures.plot_babysit(nodes, head, metric, study)
+        fig = figures.plain_text(_plot_babysit)(nodes, head, metric, study)
         fig.savefig(png, dpi=100)
         plt.close(fig)
         with open(png, "rb") as f:
@@ -279,3 +301,41 @@ def fmt(v: Any) -> str:
         return str(v)
     text = f"{v:.4g}"
     return text if any(c in text for c in ".einf") else text + ".0"
+
+
+def _plot_babysit(nodes, head: int, metric: str, name: str = "babysit"):
+    """A babysitting run: ``metric`` along every branch of its tree (grey), the path to the head
+    in red, and each edit (set, fork, rollback, adopt) marked at its step."""
+    from jaxtune import figures
+
+    fig, ax = figures.pyplot().subplots(figsize=(8, 4.5))
+
+    def checkpoint(i):
+        while i is not None and not nodes[i]["has_state"]:
+            i = nodes[i]["parent"]
+        return i
+
+    on_path, i = set(), head
+    while i is not None:
+        on_path.add(i)
+        i = nodes[i]["parent"]
+    for n in nodes:
+        if not n["has_state"] or n["parent"] is None or metric not in n["metrics"]:
+            continue
+        p = checkpoint(n["parent"])
+        xs, ys = [nodes[p]["step"], n["step"]], [nodes[p]["metrics"].get(metric, math.nan), n["metrics"][metric]]
+        on = n["id"] in on_path
+        ax.plot(xs, ys, marker="o", ms=3, **({"color": "tab:red", "lw": 2.2, "zorder": 3} if on else
+                                             {"color": "0.6", "lw": 1.0, "zorder": 2}))  # fmt: skip
+    stacked: dict[int, int] = {}  # events at the same step: labels stacked, not overprinted
+    for n in nodes:
+        if n["event"] not in ("train", "start") and metric in n["metrics"]:
+            k = stacked[n["step"]] = stacked.get(n["step"], -1) + 1
+            colour = "tab:red" if n["id"] in on_path else "0.35"
+            ax.scatter([n["step"]], [n["metrics"][metric]], marker="v", s=30, color=colour, zorder=4)
+            ax.annotate(n["event"], (n["step"], n["metrics"][metric]), textcoords="offset points",
+                        xytext=(5, -14 - 10 * k), fontsize=7, color=colour)  # fmt: skip
+    ax.set(xlabel="training step", ylabel=metric)
+    ax.set_title(f"babysitting run {name!r}: {metric} along every branch; the current path in red", fontsize=10)
+    fig.tight_layout()
+    return fig

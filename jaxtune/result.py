@@ -238,6 +238,32 @@ class Result:
         return {"mean": float(np.mean(v)), "stderr": stderr, "values": [float(x) for x in v]}
 
     @property
+    def objectives(self) -> list[tuple[str, str]]:
+        """``[(metric, mode), ...]``: the study's objectives (one: its metric and mode)."""
+        return [tuple(o) for o in self.config.get("objectives", [])] or [(self.metric, self.mode)]
+
+    @property
+    def pareto(self) -> list[dict[str, Any]]:
+        """The Pareto front over :attr:`objectives`: the finished, feasible trials that no other
+        is at least as good as on every objective and better on one, by the first objective
+        (with one objective: the best trial). Of trials with equal objectives, the first to run."""
+        import numpy as np
+
+        from jaxtune.pareto import non_dominated
+
+        ok = [t for t in self.trials if t["status"] == "ok"]
+        if not ok:
+            return []
+        points = np.asarray([[minimised(t["metrics"].get(n), m) for n, m in self.objectives] for t in ok])
+        front, seen = [], set()
+        for t, p, on in zip(ok, map(tuple, points), non_dominated(points)):  # ok is in (round, slot) order
+            if on and p not in seen:
+                front.append(t)
+                seen.add(p)
+        name, mode = self.objectives[0]
+        return sorted(front, key=lambda t: (minimised(t["metrics"][name], mode), t["round"], t["slot"]))
+
+    @property
     def num_diverged(self) -> int:
         """How many trials diverged (NaN/Inf selection metric)."""
         return sum(t["status"] == "diverged" for t in self.trials)

@@ -74,6 +74,7 @@ def study_config(space, strategy: dict, args, metric, tie_break, objective, exec
         "kind": kind,  # "rounds" or "population": how trial keys were made (jaxtune.keys)
         **({"constraints": [c.description for c in args.constraints]} if args.constraints else {}),
         **({"seeds": args.seeds, "aggregate": args.aggregate} if args.seeds > 1 else {}),
+        **({"objectives": [list(o) for o in args.objectives]} if args.objectives else {}),
         **extra,
     }
 

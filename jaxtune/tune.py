@@ -68,6 +68,25 @@ def _name(value: Any, name: str) -> str:
     return value
 
 
+def _metrics(value: Any, name: str) -> str | tuple[str, ...]:
+    """A metric name, or a list of two or more distinct names (several objectives)."""
+    if isinstance(value, (list, tuple)):
+        names = [v for v in value if isinstance(v, str) and v]
+        if len(value) < 2 or len(names) != len(value) or len(set(names)) != len(names):
+            raise InputError(f"{name} must be a metric name or a list of two or more distinct names, got {value!r}")
+        return tuple(value)
+    return _name(value, name)
+
+
+def _modes(value: Any, name: str) -> str | tuple[str, ...]:
+    """'min' or 'max', or a list of them: one per metric of several objectives."""
+    if isinstance(value, (list, tuple)):
+        if len(value) < 2 or any(v not in MODES for v in value):
+            raise InputError(f"{name} must be 'min' or 'max', or a list of them (one per metric), got {value!r}")
+        return tuple(value)
+    return _one_of(MODES, "'min' or 'max'")(value, name)
+
+
 # One table of rules for tune()'s plain arguments, shared with the CLI's [tune] section: each
 # takes the value and the name to report, and returns the checked value or raises InputError.
 RULES: dict[str, Callable[[Any, str], Any]] = {
@@ -75,10 +94,10 @@ RULES: dict[str, Callable[[Any, str], Any]] = {
     "rounds": lambda v, name: check_int(name, v, 1, none=True),
     "seed": lambda v, name: check_int(name, v, 0, MAX_SEED),
     "max_batch": lambda v, name: check_int(name, v, 1, none=True),
-    "mode": _one_of(MODES, "'min' or 'max'"),
+    "mode": _modes,
     "select": _one_of(SELECT),
     "study": _name,
-    "metric": _name,
+    "metric": _metrics,
     "storage": _name,
     "timeout": _positive_seconds,
     "tie_break": lambda v, name: tie_break_spec(v),
@@ -94,7 +113,7 @@ def check_argument(key: str, value: Any, name: str | None = None) -> Any:
 
 def _check_arguments(
     objective, space, strategy, trials, rounds, mode, seed, study, strategy_options, progress, timeout, select,
-    tie_break, seeds=1, aggregate="mean",
+    tie_break, seeds=1, aggregate="mean", metric=None,
 ) -> Arguments:  # fmt: skip
     """Checks every argument of :func:`tune`; raises one :class:`InputError` listing every problem."""
     problems = Problems()
@@ -110,6 +129,12 @@ def _check_arguments(
         with problems.check():
             values[key] = check_argument(key, value)
     with problems.check():
+        metric = None if metric is None else check_argument("metric", metric)
+        several = isinstance(metric, tuple)
+        if several != isinstance(values["mode"], tuple) or several and len(metric) != len(values["mode"]):
+            raise InputError(f"several objectives need a list of metrics and a list of modes, one per metric; got "
+                             f"metric={metric!r}, mode={values['mode']!r}")  # fmt: skip
+    with problems.check():
         if all(isinstance(values[n], int) and values[n] >= 1 for n in ("trials", "seeds")):  # each good alone
             check_int("trials * seeds (the lanes of a round)", values["trials"] * values["seeds"], 1, MAX_TRIALS)
     with problems.check():
@@ -124,7 +149,7 @@ def _check_arguments(
         strategy=built,
         trials=trials,
         rounds=rounds if rounds is not None else (built.num_rounds if built else None) or 1,
-        mode=values["mode"],
+        mode=values["mode"][0] if isinstance(values["mode"], tuple) else values["mode"],
         seed=values["seed"],
         study=values["study"],
         report=print_round if progress is True else (progress or None),
@@ -134,6 +159,7 @@ def _check_arguments(
         tie_break=values["tie_break"],
         seeds=values["seeds"],
         aggregate=values["aggregate"],
+        objectives=tuple(zip(metric, values["mode"])) if isinstance(metric, tuple) else (),
     )
 
 
@@ -243,7 +269,7 @@ def tune(
     # All validation happens before anything is compiled or run.
     args = _check_arguments(
         objective, space, strategy, trials, rounds, mode, seed, study, strategy_options, progress, timeout, select,
-        tie_break, seeds, aggregate,
+        tie_break, seeds, aggregate, metric,
     )  # fmt: skip
     if storage is not None and jax.process_index() == 0:
         Storage.check(storage)  # an unusable path fails now, before any tracing or compiling
@@ -251,7 +277,7 @@ def tune(
     driver = population_driver if args.strategy is None else halving_driver if spec is not None else rounds_driver
     given = {"rounds": rounds is not None, "max_batch": max_batch is not None, "vmap_width": vmap_width != "auto",
              "progress": callable(progress) and not isinstance(progress, bool),
-             "constraints": constraints is not None, "seeds": seeds != 1}  # fmt: skip
+             "constraints": constraints is not None, "seeds": seeds != 1, "metric": bool(args.objectives)}  # fmt: skip
     refused = [f"{name}= ({why})" for name, why in driver.REFUSES.items() if given[name]]
     if refused:
         raise InputError(f"strategy {_strategy_name(strategy)!r} cannot take " + "; ".join(refused))
@@ -262,7 +288,10 @@ def tune(
     executor = Executor(objective, space, max_batch=max_batch, vmap_width=vmap_width)
     first = executor.first_bucket()
     names = [n for n in executor.output_shapes(first) if n != CURVES]
-    metric = _choose_metric(names, metric, args.tie_break)
+    for name, _ in args.objectives[1:]:
+        if name not in names:
+            raise InputError(f"metric {name!r} is not among the objective's metrics {names}")
+    metric = _choose_metric(names, args.objectives[0][0] if args.objectives else metric, args.tie_break)
     if constraints is not None:
         example = space.to_python(space.from_unit(jnp.full((1, space.dim), 0.5, jnp.float32)))[0]
         args = dataclasses.replace(args, constraints=check_constraints(constraints, example, names))

@@ -87,7 +87,7 @@ def test_progress_reports_on_true_and_is_silent_on_false(capfd, name):
 
 
 VALUES = {"rounds": 2, "max_batch": 2, "vmap_width": 1, "progress": lambda report: None,
-          "constraints": ["val_loss < 9"]}  # fmt: skip
+          "constraints": ["val_loss < 9"], "seeds": 2, "metric": ["val_loss", "val_accuracy"]}  # fmt: skip
 REFUSED = [(name, argument) for name in DRIVERS for argument in DRIVER_OF[name].REFUSES]
 
 
@@ -102,12 +102,14 @@ def test_an_argument_a_driver_cannot_honour_is_refused_before_compute(name, argu
     objective.init = objective.train = objective.evaluate_state = objective
     objective.steps = 36
     with pytest.raises(jt.InputError, match=f"strategy {name!r} cannot take {argument}="):
-        jt.tune(objective, space, name, strategy_options=options or None, **(sizes | {argument: value}))
+        modes = {"mode": ["min", "max"]} if argument == "metric" else {}  # several objectives: a mode each
+        jt.tune(objective, space, name, strategy_options=options or None, **(sizes | {argument: value} | modes))
 
 
 def test_every_driver_declares_what_it_refuses():
     for module in (rounds, population, halving):
-        assert set(module.REFUSES) <= {"rounds", "max_batch", "vmap_width", "progress"}
+        assert set(module.REFUSES) <= {"rounds", "max_batch", "vmap_width", "progress", "constraints", "seeds",
+                                        "metric"}  # fmt: skip
         assert all(isinstance(why, str) and why for why in module.REFUSES.values())
     np.testing.assert_equal(rounds.REFUSES, {})
 

@@ -22,6 +22,7 @@ MODULES = [
     "jaxtune.records",
     "jaxtune.constraints",
     "jaxtune.reseeding",
+    "jaxtune.pareto",
 ]
 
 

@@ -28,6 +28,7 @@ class Arguments:
     tie_break: tuple[str, str] | None = None
     seeds: int = 1  # each configuration trained under this many keys in the same batch
     aggregate: str = "mean"  # how its seeds' values make its value (jaxtune.records.aggregate)
+    objectives: tuple = ()  # ((metric, mode), ...) of several objectives (the first is the primary one)
     constraints: tuple = ()  # jaxtune.constraints.Constraint, checked against the objective's metrics
     started: float = dataclasses.field(default_factory=time.monotonic)
 

@@ -35,6 +35,7 @@ REFUSES = {
     "max_batch": "a rung's lanes live on the device together: use fewer trials",
     "vmap_width": "a rung vmaps all its lanes",
     "progress": "continued halving reports per rung (progress=True prints it), not through a RoundReport callable",
+    "metric": "several objectives: a rung promotes on one metric (not yet)",
     "seeds": "not yet: a rung promotes lane by lane (halving that retrains, continue_survivors=False, takes seeds)",
 }
 

@@ -60,6 +60,7 @@ REFUSES = {
     "max_batch": "every lane lives on the device for the whole run: use fewer trials (lanes)",
     "vmap_width": "a population vmaps all its lanes in every segment",
     "progress": "a population reports per segment (progress=True prints it), not through a RoundReport callable",
+    "metric": "several objectives: a scheduler decides on one metric (not yet: a scalarisation on the device)",
     "seeds": "not yet: a scheduler decides lane by lane (train seeds as a round-based sweep does)",
     "constraints": "a scheduler decides between segments on the device from the metric alone: constrain a round-based "
     "strategy or continued halving",

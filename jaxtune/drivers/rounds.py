@@ -23,6 +23,7 @@ from jaxtune.drivers.args import Arguments
 from jaxtune.errors import InputError, StudyMismatchError
 from jaxtune.execute import Executor
 from jaxtune.keys import INIT_STREAM, round_keys, seed_keys
+from jaxtune.pareto import scalarised
 from jaxtune.progress import ChunkProgress, RoundReport, print_compiling
 from jaxtune.records import aggregate, minimised, trial_record
 from jaxtune.result import Result
@@ -183,10 +184,7 @@ def _run_round(
             if args.past_deadline() and not all((r, s) in study.done for s in missing):
                 return None, "timeout"  # a safe point: every finished chunk is stored
     seconds = time.perf_counter() - t0
-    scores = np.full((args.trials,), np.inf, np.float32)
-    for s in np.flatnonzero(valid):
-        scores[s] = study.done[(r, s)].score(args.mode)
-    driver.tell(u, scores)
+    driver.tell(u, _told(r, valid, study, args))
     if not missing.size:
         return None, "done"
     return (
@@ -203,6 +201,29 @@ def _run_round(
         ),
         "done",
     )
+
+
+def _told(r: int, valid: np.ndarray, study: Study, args: Arguments) -> np.ndarray:
+    """Round ``r``'s scores for the strategy (lower is better, +inf for diverged, infeasible or
+    empty lanes); with several objectives, the round's random Chebyshev scalarisation
+    (:mod:`jaxtune.pareto`), normalised over the trials of rounds up to ``r``."""
+    scores = np.full((args.trials,), np.inf, np.float32)
+    slots = np.flatnonzero(valid)
+    if not args.objectives:
+        for s in slots:
+            scores[s] = study.done[(r, s)].score(args.mode)
+        return scores
+
+    def point(t):
+        return [minimised(t["metrics"].get(n), m, t["status"] == "ok") for n, m in args.objectives]
+
+    seen = np.asarray([point(t) for (tr, _), t in study.done.items() if tr <= r], np.float64)
+    seen = seen[np.all(np.isfinite(seen), axis=1)]
+    dim = len(args.objectives)
+    low, high = (seen.min(axis=0), seen.max(axis=0)) if len(seen) else (np.zeros(dim), np.ones(dim))
+    weights = np.random.default_rng([args.seed, r]).dirichlet(np.ones(dim))
+    scores[slots] = scalarised(np.asarray([point(study.done[(r, s)]) for s in slots], np.float64), weights, low, high)
+    return scores
 
 
 def run(objective, space: Space, described: dict, args: Arguments, executor: Executor, metric: str, storage) -> Result:

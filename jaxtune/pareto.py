@@ -1,0 +1,74 @@
+"""Several objectives: the Pareto front, its hypervolume, and the scalarisation strategies are told.
+
+With ``jt.tune(metric=["val_accuracy", "n_params"], mode=["max", "min"])`` every objective is a
+metric of the trial. A trial is *dominated* when another feasible finished trial is at least as
+good on every objective and better on one; the *front* is the trials no other dominates
+(:attr:`jaxtune.Result.pareto`). The first objective stays the primary one (``value``,
+``Result.best``), so every single-objective tool keeps working.
+
+Strategies minimise one score per trial, so each round tells them a *random Chebyshev
+scalarisation* (ParEGO, Knowles 2006): weights drawn from the round's own stream of the sweep's
+seed, objectives normalised to [0, 1] by the range of the finished trials of that round and the
+earlier ones (so a resume tells the very same scores), score ``max_i w_i f_i + 0.05 sum_i w_i f_i``.
+A model-based strategy then chases a different part of the front each round; coarse-to-fine
+zooms on the round's best under its weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["non_dominated", "hypervolume", "scalarised", "RHO"]
+
+RHO = 0.05  # the augmentation of the Chebyshev scalarisation (ParEGO's value)
+
+
+def non_dominated(points: np.ndarray) -> np.ndarray:
+    """Which rows of ``points`` (``[n, m]``, every objective minimised, +inf for a trial that does
+    not count) no other row dominates; rows with a non-finite objective are never on the front.
+
+    Example:
+      >>> non_dominated(np.array([[1.0, 4.0], [2.0, 2.0], [3.0, 3.0], [4.0, 1.0]])).tolist()
+      [True, True, False, True]
+    """
+    p = np.asarray(points, np.float64)
+    ok = np.all(np.isfinite(p), axis=1)
+    front = ok.copy()
+    for i in np.flatnonzero(ok):
+        others = p[ok]
+        dominates = np.all(others <= p[i], axis=1) & np.any(others < p[i], axis=1)
+        front[i] = not dominates.any()
+    return front
+
+
+def hypervolume(points: np.ndarray, reference: Sequence[float]) -> float:
+    """The area (2 objectives, both minimised) that ``points`` dominate up to ``reference``.
+
+    Example:
+      >>> hypervolume(np.array([[1.0, 3.0], [2.0, 1.0]]), [4.0, 4.0])
+      7.0
+    """
+    p = np.asarray(points, np.float64)
+    ref = np.asarray(reference, np.float64)
+    if p.ndim != 2 or p.shape[1] != 2 or ref.shape != (2,):
+        raise ValueError("hypervolume is computed for two objectives")
+    p = p[np.all(np.isfinite(p), axis=1) & np.all(p < ref, axis=1)]
+    if not len(p):
+        return 0.0
+    p = p[non_dominated(p)]
+    p = p[np.argsort(p[:, 0])]
+    xs = np.append(p[1:, 0], ref[0])
+    return float(np.sum((xs - p[:, 0]) * (ref[1] - p[:, 1])))
+
+
+def scalarised(points: np.ndarray, weights: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Each row's augmented Chebyshev score under ``weights`` (objectives minimised and scaled by
+    ``low``/``high`` to [0, 1]); +inf for a row with a non-finite objective."""
+    p = np.asarray(points, np.float64)
+    scale = np.where(high > low, high - low, 1.0)
+    f = (p - low) / scale
+    w = np.asarray(weights, np.float64)
+    out = np.max(w * f, axis=1) + RHO * np.sum(w * f, axis=1)
+    return np.where(np.all(np.isfinite(p), axis=1), out, np.inf)

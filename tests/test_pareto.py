@@ -1,0 +1,91 @@
+"""Several objectives: the Pareto front is kept, reported and drawn; strategies are told a
+random scalarisation per round (jaxtune.pareto)."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import SPACE, make_trainer
+
+import jaxtune as jt
+from jaxtune import cli, report
+from jaxtune.pareto import hypervolume, non_dominated, scalarised
+
+XY = jt.Space({"x": jt.Float(0.0, 1.0), "y": jt.Float(0.0, 1.0)})
+
+
+def zdt1(hp, key):
+    """ZDT1 in two variables: the front is f2 = 1 - sqrt(f1) at y = 0."""
+    f1, g = hp["x"], 1.0 + 9.0 * hp["y"]
+    return {"f1": f1, "f2": g * (1.0 - jnp.sqrt(f1 / g))}
+
+
+def test_the_front_is_what_no_point_dominates():
+    rng = np.random.default_rng(0)
+    points = rng.random((60, 3))
+    points[5] = np.inf  # a diverged trial is never on the front
+    front = non_dominated(points)
+    for i in range(60):
+        dominated = any(np.all(points[j] <= points[i]) and np.any(points[j] < points[i]) for j in range(60) if j != i)
+        assert front[i] == (np.all(np.isfinite(points[i])) and not dominated)
+
+
+def test_hypervolume_and_scalarisation():
+    assert hypervolume(np.array([[1.0, 3.0], [2.0, 1.0], [3.0, 3.0]]), [4.0, 4.0]) == 7.0  # (3,3) adds nothing
+    assert hypervolume(np.array([[5.0, 5.0]]), [4.0, 4.0]) == 0.0
+    s = scalarised(np.array([[0.0, 1.0], [1.0, 0.0], [np.nan, 0.0]]), np.array([0.9, 0.1]), np.zeros(2), np.ones(2))
+    assert s[0] < s[1] and s[2] == np.inf  # weight on the second objective: the first point wins
+
+
+def test_a_study_of_two_objectives_keeps_reports_and_draws_its_front(tmp_path):
+    db = str(tmp_path / "mo.db")
+    result = jt.tune(zdt1, XY, "coarse_to_fine", trials=16, rounds=3, metric=["f1", "f2"], mode=["min", "min"],
+                     storage=db, progress=False)  # fmt: skip
+    loaded = jt.Result.load(db)
+    assert loaded.objectives == [("f1", "min"), ("f2", "min")] and loaded.metric == "f1"
+    front = loaded.pareto
+    assert [(t["round"], t["slot"]) for t in front] == [(t["round"], t["slot"]) for t in result.pareto]
+    points = {(t["round"], t["slot"]): (t["metrics"]["f1"], t["metrics"]["f2"]) for t in loaded.trials}
+    on = {(t["round"], t["slot"]) for t in front}
+    for key, (a, b) in points.items():  # every trial off the front is dominated by (or equal to) one on it
+        if key not in on:
+            assert any(points[k][0] <= a and points[k][1] <= b for k in on)
+    assert [t["metrics"]["f1"] for t in front] == sorted(t["metrics"]["f1"] for t in front)
+    assert loaded.best["metrics"]["f1"] == front[0]["metrics"]["f1"]  # the first objective is the primary one
+    text = report.summary(loaded)
+    assert f"Pareto front over f1 (min), f2 (min): {len(front)} of {len(loaded.trials)} finished trials" in text
+    page = report.html(loaded, str(tmp_path / "html"))
+    assert (tmp_path / "html" / "pareto.png").exists()
+    with open(page, encoding="utf-8") as f:
+        assert 'alt="pareto"' in f.read()
+
+
+def test_the_scalarised_tells_replay_on_resume(tmp_path):
+    kw = dict(trials=8, rounds=3, metric=["f1", "f2"], mode=["min", "min"], progress=False)
+    straight = jt.tune(zdt1, XY, "coarse_to_fine", **kw)
+    db = str(tmp_path / "s.db")
+    jt.tune(zdt1, XY, "coarse_to_fine", storage=db, **{**kw, "rounds": 1})
+    resumed = jt.tune(zdt1, XY, "coarse_to_fine", storage=db, **kw)
+    assert [t["params"] for t in resumed.trials] == [t["params"] for t in straight.trials]
+    one = jt.tune(zdt1, XY, "coarse_to_fine", trials=8, rounds=3, metric="f1", progress=False)
+    assert [t["params"] for t in one.trials[8:]] != [t["params"] for t in straight.trials[8:]]  # it zooms elsewhere
+
+
+def test_several_objectives_are_checked_before_compute():
+    with pytest.raises(jt.InputError, match="one per metric"):
+        jt.tune(zdt1, XY, metric=["f1", "f2"], mode="min", progress=False)
+    with pytest.raises(jt.InputError, match="two or more distinct names"):
+        jt.tune(zdt1, XY, metric=["f1", "f1"], mode=["min", "min"], progress=False)
+    with pytest.raises(jt.InputError, match="metric 'f3' is not among the objective's metrics"):
+        jt.tune(zdt1, XY, metric=["f1", "f3"], mode=["min", "min"], progress=False)
+    with pytest.raises(jt.InputError, match="cannot take metric="):
+        jt.tune(make_trainer(), jt.Space({"lr": SPACE.params["lr"], "b1": SPACE.params["b1"]}), "pbt", trials=2,
+                metric=["val_loss", "val_accuracy"], mode=["min", "max"], progress=False)  # fmt: skip
+
+
+def test_two_objectives_from_the_config(tmp_path, capsys):
+    path = tmp_path / "c.toml"
+    path.write_text('[task]\nname = "branin"\n[space.x1]\ntype = "float"\nlow = -5.0\nhigh = 10.0\n'
+                    '[space.x2]\ntype = "float"\nlow = 0.0\nhigh = 15.0\n'
+                    '[tune]\nstrategy = "random"\ntrials = 8\nmetric = ["value", "value"]\n')  # fmt: skip
+    assert cli.main(["run", str(path)]) == 2
+    assert "two or more distinct names" in capsys.readouterr().err
