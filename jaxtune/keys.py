@@ -8,6 +8,8 @@ and the trial can be trained again exactly.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 
 __all__ = [
@@ -45,12 +47,13 @@ def trial_key(seed: int, kind: str, r: int, slot: int, trials: int) -> jax.Array
 def seed_keys(keys: jax.Array, seeds: int) -> jax.Array:
     """The keys of each trial's ``seeds`` training seeds, trial-major (``[N * seeds]``): seed 0 is
     the trial's own key (so one seed is a plain sweep) and seed ``k > 0`` is ``fold_in(key, k)``."""
-    if seeds == 1:
-        return keys
-    import jax.numpy as jnp
+    return keys if seeds == 1 else _seeded(keys, seeds)
 
-    ks = jnp.arange(seeds, dtype=jnp.uint32)
-    folded = jax.random.key_data(jax.vmap(lambda k: jax.vmap(lambda s: jax.random.fold_in(k, s))(ks))(keys))
-    own = jnp.broadcast_to(jax.random.key_data(keys)[:, None], folded.shape)
-    data = jnp.where((ks == 0)[None, :, None], own, folded)
+
+@functools.partial(jax.jit, static_argnums=1)
+def _seeded(keys: jax.Array, seeds: int) -> jax.Array:
+    ks = jax.numpy.arange(seeds, dtype=jax.numpy.uint32)
+    data = jax.random.key_data(jax.vmap(lambda k: jax.vmap(lambda s: jax.random.fold_in(k, s))(ks))(keys))
+    own = jax.numpy.broadcast_to(jax.random.key_data(keys)[:, None], data.shape)
+    data = jax.numpy.where((ks == 0)[None, :, None], own, data)
     return jax.random.wrap_key_data(data.reshape(-1, data.shape[-1]), impl=jax.random.key_impl(keys))

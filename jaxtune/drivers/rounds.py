@@ -231,7 +231,7 @@ def run(objective, space: Space, described: dict, args: Arguments, executor: Exe
     config = study_config(space, described, args, metric, args.tie_break, objective, executor, "rounds")
     with Study(storage, args.study, config) as sweep:
         if not sweep.done:  # a fresh study: its first program may be known already
-            executor.prefetch_batch(args.trials)
+            executor.prefetch_batch(args.trials * args.seeds)  # a configuration's seeds are lanes
         host = isinstance(args.strategy, HostStrategy)  # an Optuna sampler proposes on the host
         driver = (_HostDriver if host else _Driver)(args.strategy, space, args.trials, args.seed, executor)
         best, stopped, announced = math.inf, None, set()
