@@ -50,7 +50,8 @@ __all__ = [
     "make_parent",
     "check_output",
     "positive_int",
-    "check_same_objective",
+    "load_study",
+    "task_of_study",
 ]
 
 _SECTIONS = ("task", "tune", "strategy", "space", "babysit")
@@ -316,7 +317,7 @@ def cpu_devices() -> int | None:
     return int(value)
 
 
-def check_same_objective(result, objective, space, storage: str) -> None:
+def _check_same_objective(result, objective, space, storage: str) -> None:
     """Raises :class:`ConfigError` unless the config builds the objective the study was run with (as
     ``jaxtune run`` checks on resume): for ``export`` and ``reseed``."""
     import jax
@@ -335,3 +336,23 @@ def check_same_objective(result, objective, space, storage: str) -> None:
                 f"{storage}: the config builds another objective than the study's (its program differs: another "
                 "task, model, data or step count); export with the config the study was run with"
             )
+
+
+def load_study(args):
+    """``(config, result)`` of ``export``/``reseed``: the checked TOML config and the stored study."""
+    import jaxtune as jt
+
+    cfg = load_config(args.config)
+    check_config(cfg, dict(cfg.get("tune", {})))
+    return cfg, jt.Result.load(args.storage, study=args.study)
+
+
+def task_of_study(cfg, result, storage: str):
+    """The task ``cfg`` builds, checked to build the objective ``result``'s study was run with."""
+    import jaxtune as jt
+    from jaxtune.space import Space
+
+    task = jt.tasks.get(cfg["task"]["name"], **{k: v for k, v in cfg["task"].items() if k != "name"})
+    space = Space.from_description(result.config["space"]) if "space" in result.config else task.space
+    _check_same_objective(result, task.objective, space, storage)
+    return task

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jaxtune.cli.config import ConfigError, check_config, check_output, check_same_objective, load_config, make_parent
+from jaxtune.cli.config import ConfigError, check_output, load_study, make_parent, task_of_study
 
 __all__ = ["main", "add_parser"]
 
@@ -32,23 +32,16 @@ def main(args) -> int:
     import jax
     import numpy as np
 
-    import jaxtune as jt
     from jaxtune._trees import host_leaf
     from jaxtune.execute.population import supports_protocol
-    from jaxtune.space import Space
 
     out = args.out if args.out.endswith(".npz") else args.out + ".npz"  # (numpy would add it)
     check_output("--out", out)
-    cfg = load_config(args.config)
-    task_opts = {k: v for k, v in cfg["task"].items() if k != "name"}
-    check_config(cfg, dict(cfg.get("tune", {})))
-    result = jt.Result.load(args.storage, study=args.study)
+    cfg, result = load_study(args)
     trial = _trial(result, args.trial, args.storage)
-    task = jt.tasks.get(cfg["task"]["name"], **task_opts)
+    task = task_of_study(cfg, result, args.storage)
     if not supports_protocol(task.objective):
         raise ConfigError(f"task {cfg['task']['name']!r} cannot be replayed (no stateful trial protocol)")
-    space = Space.from_description(result.config["space"]) if "space" in result.config else task.space
-    check_same_objective(result, task.objective, space, args.storage)
     state, again = result.replay(task.objective, trial, return_metrics=True)
     leaves = jax.tree_util.tree_flatten_with_path(state)[0]
     make_parent("--out", out)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jaxtune.cli.config import check_config, check_same_objective, load_config, positive_int
+from jaxtune.cli.config import load_study, positive_int, task_of_study
 
 __all__ = ["main", "add_parser"]
 
@@ -11,17 +11,10 @@ def main(args) -> int:
     """``jaxtune reseed``: trains the study's ``--top`` best configurations under ``--seeds`` keys
     no tuning run used (after checking that the config builds the study's objective, as export
     does) and prints each one's tuning value, fresh-seed mean ± standard error and the gap."""
-    import jaxtune as jt
     from jaxtune.reseeding import gap_table, reseed
-    from jaxtune.space import Space
 
-    cfg = load_config(args.config)
-    task_opts = {k: v for k, v in cfg["task"].items() if k != "name"}
-    check_config(cfg, dict(cfg.get("tune", {})))
-    result = jt.Result.load(args.storage, study=args.study)
-    task = jt.tasks.get(cfg["task"]["name"], **task_opts)
-    space = Space.from_description(result.config["space"]) if "space" in result.config else task.space
-    check_same_objective(result, task.objective, space, args.storage)
+    cfg, result = load_study(args)
+    task = task_of_study(cfg, result, args.storage)
     rows = reseed(result, task.objective, seeds=args.seeds, top=args.top)
     print(f"study {result.study!r}: its {len(rows)} best configurations on {args.seeds} fresh seeds each "
           f"({result.metric}, {result.mode}; gap > 0: the tuning value was the better)")  # fmt: skip
