@@ -86,6 +86,14 @@ def test_a_timeout_with_seeds_resumes_to_the_uninterrupted_study(tmp_path):
     assert [(t["params"], t["seeds"]) for t in resumed.trials] == [(t["params"], t["seeds"]) for t in straight.trials]
 
 
+def test_more_seeds_than_a_chunk_holds_split_a_configuration_across_chunks():
+    a = jt.tune(risky, X, trials=3, metric="loss", progress=False, seeds=4, max_batch=2)  # found by the fuzz test
+    b = jt.tune(risky, X, trials=3, metric="loss", progress=False, seeds=4)
+    assert [len(t["seeds"]) for t in a.trials] == [4, 4, 4]
+    for s, t in zip(a.trials, b.trials):
+        np.testing.assert_allclose([x["loss"] for x in s["seeds"]], [x["loss"] for x in t["seeds"]], rtol=1e-5)
+
+
 def test_seeds_are_refused_where_not_supported_and_checked():
     with pytest.raises(jt.InputError, match="cannot take seeds="):
         jt.tune(make_trainer(), LR_B1, "pbt", trials=2, metric="val_loss", seeds=2, progress=False)

@@ -195,7 +195,8 @@ class Executor:
           keys: ``N`` PRNG keys, one per trial.
           only: optional subset of trial indices to run (e.g. those missing after a crash).
           group: chunks hold whole groups of this many consecutive trials (a configuration's
-            seeds), so a rerun of the groups not stored chunks them as the first run did.
+            seeds), so a rerun of the groups not stored chunks them as the first run did (unless
+            one group is more than a chunk can hold: then chunks split it).
 
         Yields each chunk as soon as it has finished, so a caller can store it before the next
         one starts.
@@ -218,7 +219,7 @@ class Executor:
         start = 0
         while start < idx.size:
             cap = self.programs.cap(bucket, total)
-            cap = max(group, cap - cap % group)
+            cap = cap - cap % group if cap >= group else cap  # whole groups when a group fits a chunk
             part = idx[start : start + cap]
             width = self.programs.width(bucket, part.size, total, ndev)
             lanes = np.concatenate([part, np.full(width - part.size, part[-1])])  # padded with a real trial
