@@ -14,6 +14,17 @@ from jaxtune.records import MODES, SELECT, minimised, select_value, tie_break_sp
 
 __all__ = ["Result"]
 
+class _Curves(dict):
+    """``{(round, slot): [(step, metrics), ...]}``; a trial without a curve is a clear KeyError."""
+
+    def __missing__(self, key):
+        raise KeyError(
+            f"no learning curve for trial {key!r}: "
+            + ("the objective records none (jt.train.Trainer records them with eval_every=N)" if not self else
+               f"curves are keyed (round, slot), e.g. {next(iter(self))!r}")
+        )  # fmt: skip
+
+
 class Result:
     """All trials of a study, with the selection metric and direction.
 
@@ -62,7 +73,7 @@ class Result:
         self.mode = mode
         self.study = study
         self.storage = storage
-        self.curves = curves or {}
+        self.curves = _Curves(curves or {})
         self.tie_break = tie_break_spec(tie_break)
         self.select = select
         self.stopped = stopped

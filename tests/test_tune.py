@@ -189,3 +189,10 @@ def test_import_jaxtune_loads_neither_flax_nor_optax():
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_a_missing_learning_curve_is_a_clear_key_error():
+    result = jt.tune(quad_objective, SPACE, trials=2, metric="loss", progress=False)
+    with pytest.raises(KeyError, match="the objective records none"):
+        result.curves[(0, 1)]
+    assert result.curves.get((0, 1)) is None and (0, 1) not in result.curves
