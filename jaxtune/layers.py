@@ -34,7 +34,8 @@ from jaxtune.errors import InputError, InputTypeError
 from jaxtune.space import Masked
 
 __all__ = [
-    "PatchConv", "PatchConv1d", "patch_convs", "patches", "patches1d", "MaskedLinear", "live_mask", "Hyper", "Dropout"
+    "PatchConv", "PatchConv1d", "patch_convs", "patches", "patches1d", "MaskedLinear", "live_mask", "Hyper", "Dropout",
+    "live_params",
 ]  # fmt: skip
 
 
@@ -416,3 +417,20 @@ class MaskedLinear(nnx.Module):
         x = x * in_mask.reshape((1,) * (x.ndim - 1) + (-1,))
         y = x @ kernel + self.bias[...].reshape((1,) * (x.ndim - 1) + (-1,))
         return y * out_mask.reshape((1,) * (y.ndim - 1) + (-1,))
+
+
+def live_params(model: nnx.Module) -> jax.Array:
+    """How many trainable parameters ``model`` uses: every ``nnx.Param``'s size, and of a
+    :class:`MaskedLinear` only its live block (a masked width counts as the width it trains).
+
+    Example:
+      >>> from jaxtune.space import Masked
+      >>> int(live_params(MaskedLinear(40, Masked(jnp.asarray(100), 128), rngs=nnx.Rngs(0))))  # 40 x 100 + 100
+      4100
+    """
+    total = jnp.asarray(sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))), jnp.float32)
+    for _, module in nnx.iter_modules(model):
+        if isinstance(module, MaskedLinear):
+            live = module.in_live[...] * module.out_live[...] + module.out_live[...]
+            total = total - (module.kernel.size + module.bias.size) + live.astype(jnp.float32)
+    return total

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["non_dominated", "hypervolume", "scalarised", "RHO"]
+__all__ = ["non_dominated", "hypervolume", "scalarised", "round_weights", "finite_range", "RHO"]
 
 RHO = 0.05  # the augmentation of the Chebyshev scalarisation (ParEGO's value)
 
@@ -63,12 +63,40 @@ def hypervolume(points: np.ndarray, reference: Sequence[float]) -> float:
     return float(np.sum((xs - p[:, 0]) * (ref[1] - p[:, 1])))
 
 
-def scalarised(points: np.ndarray, weights: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+def round_weights(seed: int, r: int, count: int) -> np.ndarray:
+    """Round ``r``'s scalarisation weights for a sweep of ``seed``: uniform on the simplex
+    (Dirichlet(1, ..., 1)) over ``count`` objectives, from the round's own generator.
+
+    Example:
+      >>> w = round_weights(0, 3, 2)
+      >>> bool(np.isclose(w.sum(), 1.0)), (w == round_weights(0, 3, 2)).all()
+      (True, np.True_)
+    """
+    return np.random.default_rng([seed, r]).dirichlet(np.ones(count))
+
+
+def finite_range(points, xp=np):
+    """The per-objective ``(low, high)`` over the rows of ``points`` whose objectives are all
+    finite (``(0, 1)`` where there are none): the box :func:`scalarised` normalises by."""
+    p = xp.asarray(points)
+    ok = xp.all(xp.isfinite(p), axis=1)[:, None]
+    low, high = xp.min(xp.where(ok, p, xp.inf), axis=0), xp.max(xp.where(ok, p, -xp.inf), axis=0)
+    empty = ~xp.any(ok)
+    return xp.where(empty, 0.0, low), xp.where(empty, 1.0, high)
+
+
+def scalarised(points, weights, low, high, xp=np):
     """Each row's augmented Chebyshev score under ``weights`` (objectives minimised and scaled by
-    ``low``/``high`` to [0, 1]); +inf for a row with a non-finite objective."""
-    p = np.asarray(points, np.float64)
-    scale = np.where(high > low, high - low, 1.0)
-    f = (p - low) / scale
-    w = np.asarray(weights, np.float64)
-    out = np.max(w * f, axis=1) + RHO * np.sum(w * f, axis=1)
-    return np.where(np.all(np.isfinite(p), axis=1), out, np.inf)
+    ``low``/``high`` to [0, 1]); +inf for a row with a non-finite objective. ``xp`` is ``numpy``
+    or ``jax.numpy`` (the benchmark runner scalarises inside its compiled sweep).
+
+    Example:
+      >>> scalarised(np.array([[0.0, 1.0], [1.0, 0.0], [np.inf, 0.0]]), np.array([0.5, 0.5]), 0.0, 1.0).tolist()
+      [0.525, 0.525, inf]
+    """
+    p = xp.asarray(points)
+    low, high, w = (xp.reshape(xp.asarray(v, p.dtype), (1, -1)) for v in (low, high, weights))
+    ok = xp.all(xp.isfinite(p), axis=1)
+    f = xp.where(ok[:, None], (p - low) / xp.where(high > low, high - low, 1.0), 0.0)
+    out = xp.max(w * f, axis=1) + RHO * xp.sum(w * f, axis=1)
+    return xp.where(ok, out, xp.inf)

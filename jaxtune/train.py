@@ -44,7 +44,7 @@ from flax import nnx
 
 from jaxtune._checks import MAX_STEPS, check_int
 from jaxtune.errors import InputError, InputTypeError
-from jaxtune.layers import Hyper, patch_convs, reached_by, refuse_static_tracers, traced_values_explained
+from jaxtune.layers import Hyper, live_params, patch_convs, reached_by, refuse_static_tracers, traced_values_explained
 from jaxtune.schedules import SCHEDULES
 from jaxtune.space import Choice, Float, Int, Space
 
@@ -141,7 +141,7 @@ class Trainer:
       >>> space = jt.Space({"lr": jt.Float(1e-3, 1e-1, scale="log")})
       >>> result = jt.tune(trainer, space, trials=4, metric="val_loss", progress=False)
       >>> sorted(result.best["metrics"])
-      ['train_loss', 'val_accuracy', 'val_loss']
+      ['n_params', 'train_loss', 'val_accuracy', 'val_loss']
     """
 
     model: Callable[[Mapping[str, Any], nnx.Rngs], nnx.Module]
@@ -225,9 +225,11 @@ class Trainer:
         return loss, nnx.split(model, nnx.Param, ...)[2]
 
     def evaluate(self, graphdef, params, rest) -> dict[str, jax.Array]:
-        """``{split}_loss`` and ``{split}_{metric}`` on every eval split."""
+        """``{split}_loss`` and ``{split}_{metric}`` on every eval split, and ``n_params``: the
+        trainable parameters the model uses (:func:`jaxtune.layers.live_params`), a cost to trade
+        against accuracy (``metric=["val_accuracy", "n_params"]``) or to bound (a constraint)."""
         model = set_mode(_merge(graphdef, params, rest), train=False)
-        out = {}
+        out = {"n_params": live_params(model)}
         for split, (x, y) in self._arrays.items():
             if split == "train":
                 continue

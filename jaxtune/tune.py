@@ -144,7 +144,9 @@ def _check_arguments(
     # The strategy needs a valid space and trial count: checked once those are known to be good.
     # A population scheduler ("pbt", "asha") is built by its own driver (it needs the step budget).
     trials, rounds = values["trials"], values["rounds"]
-    built = None if is_scheduler(strategy) else make_strategy(strategy, space, trials, **(strategy_options or {}))
+    several = len(metric) if isinstance(metric, tuple) else 1  # a strategy that can is told every objective
+    built = None if is_scheduler(strategy) else make_strategy(strategy, space, trials, objectives=several,
+                                                              **(strategy_options or {}))  # fmt: skip
     return Arguments(
         strategy=built,
         trials=trials,

@@ -2,6 +2,7 @@
 
 import json
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -193,3 +194,24 @@ def test_results_with_fewer_seeds_merge_into_one_table():
         both.merge(few)
     with pytest.raises(InputError, match="must share problems"):
         many.merge(run(["branin"], ["halton"], seeds=2, evals=80, trials=8))
+
+
+def test_problems_of_two_objectives_measure_hypervolume_regret(tmp_path, capsys):
+    from jaxtune.bench.tables import mlp_params
+
+    res = run(["zdt1", "zdt2", "mnist1d_width_table"], ["random", "optuna"], seeds=3, evals=48, trials=16)
+    for p in res.problems:
+        for s in res.strategies:
+            c = res.curves[(p, s)]
+            assert c.shape == (3, 3) and (c >= 0).all() and (np.diff(c, axis=1) <= 1e-5).all()  # found only grows
+        assert 0 < np.median(res.final(p, "random")) < get_problem(p).optimum
+    zdt1 = get_problem("zdt1")
+    assert zdt1.objectives == 2 and abs(zdt1.optimum - (10 + 2 / 3 + 1.1)) < 1e-9
+    on_front = {f"x{i}": jnp.asarray(0.0 if i else 0.25) for i in range(6)}  # g = 1: f2 = 1 - sqrt(f1)
+    np.testing.assert_allclose(np.asarray(zdt1.fn(on_front)), [0.25, 0.5], rtol=1e-6)
+    assert mlp_params(100) == 40 * 100 + 100 + 100 * 100 + 100 + 100 * 10 + 10
+    with pytest.raises(InputError, match="need a reference point"):
+        jt.bench.Problem("bad", zdt1.space, zdt1.fn, 1.0, objectives=2)
+    assert cli.main(["bench", "--problems", "zdt1", "--strategies", "random", "--seeds", "2", "--evals", "32",
+                     "--trials", "16", "--out", str(tmp_path / "b")]) == 0  # fmt: skip
+    assert "zdt1" in capsys.readouterr().out

@@ -89,3 +89,57 @@ def test_two_objectives_from_the_config(tmp_path, capsys):
                     '[tune]\nstrategy = "random"\ntrials = 8\nmetric = ["value", "value"]\n')  # fmt: skip
     assert cli.main(["run", str(path)]) == 2
     assert "two or more distinct names" in capsys.readouterr().err
+
+
+def test_hypervolume_improvement_is_the_hypervolume_a_point_adds():
+    from jaxtune.bench.problems import hypervolume_2d
+    from jaxtune.strategies.bayesian import hypervolume_improvement
+
+    rng = np.random.default_rng(1)
+    ref = np.array([4.0, 4.0])
+    front = rng.uniform(0, 5, (12, 2))
+    front[3] = np.inf  # a row that does not count
+    points = rng.uniform(0, 5, (40, 2))
+    gain = np.asarray(hypervolume_improvement(jnp.asarray(front, jnp.float32), jnp.asarray(points, jnp.float32),
+                                              jnp.asarray(ref, jnp.float32)))  # fmt: skip
+    base = hypervolume(front, ref)
+    want = [hypervolume(np.concatenate([front, p[None]]), ref) - base for p in points]
+    np.testing.assert_allclose(gain, want, rtol=1e-4, atol=1e-4)
+    got = hypervolume_2d(jnp.asarray(front, jnp.float32), jnp.asarray(ref, jnp.float32))
+    np.testing.assert_allclose(float(got), base, rtol=1e-5)
+
+
+def test_gp_and_optuna_are_told_every_objective(monkeypatch):
+    from jaxtune.strategies import optuna_sampler
+
+    gp = jt.strategies.make_strategy("gp", XY, 8, objectives=2)
+    assert gp.objectives == 2 and jt.strategies.make_strategy("random", XY, 8, objectives=2).objectives == 1
+    with pytest.raises(jt.InputError, match="multi='chebyshev'"):
+        jt.strategies.make_strategy("gp", XY, 8, objectives=3)
+    with pytest.raises(jt.InputError, match="unknown multi 'x'"):
+        jt.strategies.make_strategy("gp", XY, 8, multi="x")
+    told = []
+    tell = optuna_sampler._OptunaStrategy.tell
+    monkeypatch.setattr(optuna_sampler._OptunaStrategy, "tell", lambda self, u, s: told.append(s) or tell(self, u, s))
+    kw = dict(trials=8, rounds=2, metric=["f1", "f2"], mode=["min", "max"], progress=False)
+    result = jt.tune(zdt1, XY, "optuna", strategy_options={"sampler": "nsga2"}, **kw)
+    assert [np.shape(s) for s in told] == [(8, 2), (8, 2)]
+    first = sorted((t for t in result.trials if t["round"] == 0), key=lambda t: t["slot"])
+    np.testing.assert_allclose(told[0][:, 1], [-t["metrics"]["f2"] for t in first], rtol=1e-6)  # max: negated
+    assert len(result.pareto) >= 1
+    with pytest.raises(jt.InputError, match="sampler 'cmaes' optimises one objective"):
+        jt.tune(zdt1, XY, "optuna", strategy_options={"sampler": "cmaes"}, **kw)
+
+
+def test_the_multi_objective_gp_resumes_and_beats_random_on_zdt1(tmp_path):
+    from jaxtune.bench import run
+
+    options = {"capacity": 48, "candidates": 128, "fit_steps": 10, "features": 128}
+    res = run(["zdt1"], ["random", ("gp", options)], seeds=4, evals=48, trials=16)
+    assert np.max(res.final("zdt1", res.strategies[1])) < np.median(res.final("zdt1", "random"))
+    kw = dict(trials=8, rounds=3, metric=["f1", "f2"], mode=["min", "min"], strategy_options=options, progress=False)
+    straight = jt.tune(zdt1, XY, "gp", **kw)
+    db = str(tmp_path / "gp.db")
+    jt.tune(zdt1, XY, "gp", storage=db, **{**kw, "rounds": 2})
+    resumed = jt.tune(zdt1, XY, "gp", storage=db, **kw)
+    assert [t["unit"] for t in resumed.trials] == [t["unit"] for t in straight.trials]

@@ -6,7 +6,10 @@ sweeps of it run as one vmapped program: a thousand seeds of a thousand evaluati
 what one sweep of a real task's round costs. Seed ``s`` proposes exactly what
 ``jt.tune(problem, space, strategy, trials=..., seed=s)`` would (the same keys).
 
-Regret is the best value found minus the problem's optimum; *normalised* regret divides it by
+Regret is the best value found minus the problem's optimum (for a problem of several
+objectives, the front's hypervolume minus that of the points found, each round telling the
+strategy the random Chebyshev scalarisation :func:`jaxtune.tune` tells it, or every objective
+to an Optuna sampler); *normalised* regret divides it by
 the median regret of a uniformly random point (so problems of different scales average). The
 rank of a strategy on a problem is its place by median final regret; the average rank across
 problems orders the strategies.
@@ -26,9 +29,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxtune._checks import check_int
-from jaxtune.bench.problems import Problem, get_problem, random_scale
+from jaxtune.bench.problems import Problem, get_problem, hypervolume_2d, random_scale
 from jaxtune.errors import InputError, MissingDependencyError
 from jaxtune.keys import INIT_STREAM, round_keys
+from jaxtune.pareto import finite_range, hypervolume, round_weights, scalarised
 from jaxtune.strategies.base import make_spec, make_strategy, sanitize_scores
 from jaxtune.strategies.optuna_sampler import HostStrategy
 
@@ -37,7 +41,8 @@ __all__ = ["BenchResult", "run", "sweep_curves"]
 
 def sweep_curves(problem: Problem, strategy: Any, seeds: Sequence[int] | int, evals: int, trials: int,
                  options: dict | None = None, *, cost: bool = False) -> np.ndarray:  # fmt: skip
-    """Best value found after each round, ``f[seeds, rounds]``, for every seed in one program.
+    """Best value found after each round, ``f[seeds, rounds]``, for every seed in one program (for
+    a problem of several objectives, minus the hypervolume of the points found so far).
 
     Args:
       problem: the benchmark problem.
@@ -53,7 +58,10 @@ def sweep_curves(problem: Problem, strategy: Any, seeds: Sequence[int] | int, ev
     check_int("evals", evals, low=trials)
     seeds = np.arange(seeds) if isinstance(seeds, int) else np.asarray(seeds)
     rounds = evals // trials
-    built = make_strategy(strategy, problem.space, trials, **(options or {}))
+    built = make_strategy(strategy, problem.space, trials, objectives=problem.objectives, **(options or {}))
+    if problem.objectives > 1:
+        curves = _front_curves(problem, built, strategy, seeds, rounds, trials, options)
+        return (curves, np.cumsum(np.full_like(curves, trials), axis=1)) if cost else curves
     if isinstance(built, HostStrategy):  # proposes on the host: a Python loop of seeds and rounds
         return _host_curves(problem, strategy, seeds, rounds, trials, options)
 
@@ -99,6 +107,53 @@ def _host_curves(problem: Problem, strategy: Any, seeds: np.ndarray, rounds: int
             built.tell(u, scores)
             out[i, r] = best = min(best, float(scores.min()))
     return out
+
+
+def _front_curves(problem: Problem, built: Any, strategy: Any, seeds: np.ndarray, rounds: int, trials: int,
+                  options) -> np.ndarray:  # fmt: skip
+    """:func:`sweep_curves` of a problem of several objectives: minus the hypervolume of the points
+    found after each round (so lower is better, as for one objective), ``f[seeds, rounds]``."""
+    m, ref = problem.objectives, jnp.asarray(problem.reference, jnp.float32)
+    evaluate = jax.vmap(problem.fn)
+    if isinstance(built, HostStrategy):  # told every objective, seed by seed, round by round
+        batch = jax.jit(lambda u: evaluate(problem.space.from_unit(u)))
+        out = np.zeros((len(seeds), rounds), np.float32)
+        for i, seed in enumerate(seeds):
+            host, seen = make_strategy(strategy, problem.space, trials, objectives=m, **(options or {})), []
+            for r in range(rounds):
+                u = host.ask(int(seed), r)
+                values = np.asarray(batch(jnp.asarray(u)), np.float64)
+                values[~np.all(np.isfinite(values), axis=1)] = np.inf
+                host.tell(u, values)
+                seen.append(values)
+                out[i, r] = -hypervolume(np.concatenate(seen), problem.reference)
+        return out
+    weights = jnp.asarray([[round_weights(int(s), r, m) for r in range(rounds)] for s in seeds], jnp.float32)
+
+    def one(seed, weights):
+        root = jax.random.key(seed)
+        state = built.init(jax.random.fold_in(root, INIT_STREAM))
+
+        def round_(carry, xs):
+            state, seen = carry
+            r, w = xs
+            ask_key, _ = round_keys(root, r)
+            u, state = built.ask(ask_key, state)
+            values = evaluate(problem.space.from_unit(u))
+            counts = built.valid(state) & jnp.all(jnp.isfinite(values), axis=1)
+            values = jnp.where(counts[:, None], values, jnp.inf)
+            seen = jax.lax.dynamic_update_slice(seen, values, (r * trials, 0))
+            if built.objectives > 1:  # told every objective
+                state = built.tell(state, u, values)
+            else:  # told the round's scalarisation, as jt.tune tells it
+                low, high = finite_range(seen, jnp)
+                state = built.tell(state, u, scalarised(values, w, low, high, jnp).astype(jnp.float32))
+            return (state, seen), -hypervolume_2d(seen, ref)
+
+        seen = jnp.full((rounds * trials, m), jnp.inf, jnp.float32)
+        return jax.lax.scan(round_, (state, seen), (jnp.arange(rounds), weights))[1]
+
+    return np.asarray(jax.jit(jax.vmap(one))(jnp.asarray(seeds), weights))
 
 
 @dataclasses.dataclass
@@ -299,7 +354,7 @@ def run(
             t = time.perf_counter()
             best = sweep_curves(p, name, seeds, evals, trials, options)
             seconds[(p.name, label)] = time.perf_counter() - t
-            curves[(p.name, label)] = np.maximum(best - p.optimum, 0.0)
+            curves[(p.name, label)] = np.maximum(best + p.optimum if p.objectives > 1 else best - p.optimum, 0.0)
             if progress:
                 med = float(np.median(curves[(p.name, label)][:, -1]))
                 print(f"{p.name:<16} {label:<28} median final regret {med:.4g}  ({seconds[(p.name, label)]:.2f} s)")

@@ -25,7 +25,7 @@ from jaxtune.bench.problems import Problem, register_problem
 from jaxtune.errors import MissingFileError
 from jaxtune.space import Float, Int, Space
 
-__all__ = ["TABLE_SPACE", "build_table", "table_problem", "DATA"]
+__all__ = ["TABLE_SPACE", "build_table", "table_problem", "width_front_problem", "mlp_params", "DATA"]
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 
@@ -126,12 +126,51 @@ def table_problem(
     return Problem(label + "_mf", full, fn_mf, float(-values[:, -1].max()), fidelity=fidelity)
 
 
+def mlp_params(hidden, features_in: int = 40, classes: int = 10, depth: int = 2):
+    """The parameter count of the built-in MLP (``features_in -> hidden x depth -> classes``, with
+    biases) of width ``hidden``.
+
+    Example:
+      >>> mlp_params(100)  # the MNIST-1D paper's 40-100-100-10
+      15210
+    """
+    return features_in * hidden + (depth - 1) * hidden * hidden + classes * hidden + depth * hidden + classes
+
+
+def width_front_problem(path: str, name: str | None = None, width: str = "hidden") -> Problem:
+    """A problem of two objectives from a table of the MLP with a tuned ``width``: the nearest
+    configuration's validation error (1 - accuracy, at the largest budget) and its parameter
+    count in thousands (:func:`mlp_params`), reference point (1, 1.1 x the widest's count).
+    ``optimum`` is the hypervolume of the table's own front."""
+    import json
+
+    from jaxtune.pareto import hypervolume
+
+    if not os.path.exists(path):
+        raise MissingFileError(f"no table at {path!r}: build one with benchmarks/make_table.py")
+    data = np.load(path)
+    space = Space.from_description(json.loads(str(data["space"])))
+    hidden = np.asarray(space.from_unit(jnp.asarray(data["unit"]))[width], np.float64)
+    rows = np.stack([1.0 - np.nan_to_num(data["val_accuracy"][:, -1], nan=0.0), mlp_params(hidden) / 1e3], axis=1)
+    reference = (1.0, 1.1 * mlp_params(space.params[width].high) / 1e3)
+    points, table = jnp.asarray(data["unit"]), jnp.asarray(rows, jnp.float32)
+
+    def fn(hp):
+        u = space.to_unit(hp)
+        return table[jnp.argmin(jnp.sum((points - u[None]) ** 2, axis=-1))]
+
+    label = name or os.path.splitext(os.path.basename(path))[0] + "_width"
+    return Problem(label, space, fn, hypervolume(rows, reference), objectives=2, reference=reference)
+
+
 def register_shipped() -> None:
-    """Registers the tabular benchmark shipped with jaxtune (``mnist1d_mlp_table`` and its multi-fidelity form)."""
+    """Registers the tabular benchmarks shipped with jaxtune: ``mnist1d_mlp_table``, its
+    multi-fidelity form, and ``mnist1d_width_table`` (validation error vs parameter count)."""
     shipped = os.path.join(DATA, "mnist1d_mlp.npz")
     if os.path.exists(shipped):
         register_problem(table_problem(shipped, "mnist1d_mlp_table"))
         register_problem(table_problem(shipped, "mnist1d_mlp_table", fidelity="steps"))
+        register_problem(width_front_problem(shipped, "mnist1d_width_table"))
 
 
 def lookup_test_accuracy(path: str, hp: dict[str, Any]) -> float:

@@ -23,7 +23,7 @@ from jaxtune.drivers.args import Arguments
 from jaxtune.errors import InputError, StudyMismatchError
 from jaxtune.execute import Executor
 from jaxtune.keys import INIT_STREAM, round_keys, seed_keys
-from jaxtune.pareto import scalarised
+from jaxtune.pareto import finite_range, round_weights, scalarised
 from jaxtune.progress import ChunkProgress, RoundReport, print_compiling
 from jaxtune.records import aggregate, minimised, trial_record
 from jaxtune.result import Result
@@ -58,7 +58,8 @@ class _Driver:
             return u, state, strategy.valid(state), space.from_unit(u), jax.random.split(trial_key, trials)
 
         jit = functools.partial(jax.jit, compiler_options=executor.compiler_options or None)
-        scores = jax.ShapeDtypeStruct((trials,), jnp.float32)
+        told = (strategy.objectives,) if strategy.objectives > 1 else ()  # every objective, or one score
+        scores = jax.ShapeDtypeStruct((trials, *told), jnp.float32)
         self._plan = executor.compile_async(jit(plan).lower(self.root, np.int32(0), state0))
         self._init = executor.compile_async(
             jit(lambda root: strategy.init(jax.random.fold_in(root, INIT_STREAM))).lower(self.root)
@@ -75,7 +76,7 @@ class _Driver:
 
     def tell(self, u: jax.Array, scores: np.ndarray) -> None:
         """Tells the strategy a round's scores (lower is better, +inf for diverged or empty lanes)."""
-        self.state = self._tell.result()(self.state, u, jnp.asarray(scores))
+        self.state = self._tell.result()(self.state, u, jnp.asarray(scores, jnp.float32))
 
 
 class _HostDriver:
@@ -206,7 +207,8 @@ def _run_round(
 def _told(r: int, valid: np.ndarray, study: Study, args: Arguments) -> np.ndarray:
     """Round ``r``'s scores for the strategy (lower is better, +inf for diverged, infeasible or
     empty lanes); with several objectives, the round's random Chebyshev scalarisation
-    (:mod:`jaxtune.pareto`), normalised over the trials of rounds up to ``r``."""
+    (:mod:`jaxtune.pareto`), normalised over the trials of rounds up to ``r`` — or, for a host
+    strategy of several objectives (Optuna's), every objective, ``[trials, objectives]``."""
     scores = np.full((args.trials,), np.inf, np.float32)
     slots = np.flatnonzero(valid)
     if not args.objectives:
@@ -217,13 +219,13 @@ def _told(r: int, valid: np.ndarray, study: Study, args: Arguments) -> np.ndarra
     def point(t):
         return [minimised(t["metrics"].get(n), m, t["status"] == "ok") for n, m in args.objectives]
 
+    points = np.full((args.trials, len(args.objectives)), np.inf)
+    points[slots] = [point(study.done[(r, s)]) for s in slots]
+    if getattr(args.strategy, "objectives", 1) > 1:
+        return points
     seen = np.asarray([point(t) for (tr, _), t in study.done.items() if tr <= r], np.float64)
-    seen = seen[np.all(np.isfinite(seen), axis=1)]
-    dim = len(args.objectives)
-    low, high = (seen.min(axis=0), seen.max(axis=0)) if len(seen) else (np.zeros(dim), np.ones(dim))
-    weights = np.random.default_rng([args.seed, r]).dirichlet(np.ones(dim))
-    scores[slots] = scalarised(np.asarray([point(study.done[(r, s)]) for s in slots], np.float64), weights, low, high)
-    return scores
+    low, high = finite_range(seen)
+    return scalarised(points, round_weights(args.seed, r, len(args.objectives)), low, high).astype(np.float32)
 
 
 def run(objective, space: Space, described: dict, args: Arguments, executor: Executor, metric: str, storage) -> Result:

@@ -6,7 +6,9 @@ A :class:`Strategy` is a ``NamedTuple`` of pure functions, in the style of optax
 * ``init(key) -> state``
 * ``ask(key, state) -> (u, state)`` with ``u: f32[num_trials, dim]`` in ``[0, 1]``
 * ``tell(state, u, scores) -> state`` with ``scores: f32[num_trials]``, *lower is better*;
-  non-finite scores mean "diverged" and must never be preferred.
+  non-finite scores mean "diverged" and must never be preferred. A strategy built for several
+  objectives (``objectives > 1``, e.g. ``gp``) is told ``scores: f32[num_trials, objectives]``;
+  any other is told a random scalarisation of them (:mod:`jaxtune.pareto`).
 * ``valid(state) -> bool[num_trials]``: which lanes of the last ``ask`` carry a real trial
   (a grid that does not divide into batches pads its last batch).
 
@@ -60,6 +62,7 @@ class Strategy(NamedTuple):
     num_trials: int
     dim: int
     num_rounds: int | None = None  # default rounds (grid: until covered; halving: a bracket), else None
+    objectives: int = 1  # > 1: tell takes every objective, scores[num_trials, objectives] (each minimised)
 
 
 class StrategySpec(Protocol):
@@ -141,8 +144,14 @@ def make_spec(name: str, **options) -> StrategySpec:
     return spec_from_registry(REGISTRY, "strategy", name, options)
 
 
-def make_strategy(strategy: str | StrategySpec | Strategy, space: Space, num_trials: int, **options) -> Strategy:
-    """Builds a :class:`Strategy` from a registry name (with ``options``), a spec or a built strategy."""
+def make_strategy(
+    strategy: str | StrategySpec | Strategy, space: Space, num_trials: int, *, objectives: int = 1, **options
+) -> Strategy:
+    """Builds a :class:`Strategy` from a registry name (with ``options``), a spec or a built strategy.
+
+    With ``objectives > 1`` a spec that can be told every objective (one with an ``objectives``
+    field, or a host strategy with ``set_objectives``) is built for them; any other strategy is
+    built as it is and told a scalarisation."""
     if isinstance(strategy, Strategy):
         if options:
             raise InputTypeError(f"strategy options {sorted(options)} given with an already built Strategy")
@@ -160,7 +169,13 @@ def make_strategy(strategy: str | StrategySpec | Strategy, space: Space, num_tri
         raise InputTypeError(
             f"strategy must be a name, a spec with .build(space, num_trials) or a Strategy, got {strategy!r}"
         )
-    return strategy.build(space, num_trials)
+    takes = dataclasses.is_dataclass(strategy) and "objectives" in {f.name for f in dataclasses.fields(strategy)}
+    if objectives > 1 and takes:
+        strategy = dataclasses.replace(strategy, objectives=objectives)
+    built = strategy.build(space, num_trials)
+    if objectives > 1 and hasattr(built, "set_objectives"):
+        built.set_objectives(objectives)
+    return built
 
 
 def traits(name: str | None) -> dict[str, bool]:

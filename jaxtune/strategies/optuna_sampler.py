@@ -8,6 +8,10 @@ TPE runs with ``constant_liar=True`` so the points of one batch spread out inste
 the same promising spot. Proposals are deterministic for a seed, so a resumed sweep asks the same
 points again. Optional dependency: ``pip install optuna``.
 
+With several objectives (``metric=[...]``) the Optuna study is a multi-objective one and is told
+every objective of every trial (not a scalarisation): TPE (Optuna's default) and NSGA-II
+(``sampler="nsga2"``) then propose from the front as they do in Optuna.
+
     jt.tune(objective, space, "optuna", trials=16, rounds=4, strategy_options={"sampler": "tpe"})
 """
 
@@ -22,16 +26,25 @@ from jaxtune.errors import InputError, MissingDependencyError
 from jaxtune.space import Space
 from jaxtune.strategies.base import register
 
-SAMPLERS = ("tpe", "gp", "cmaes", "qmc", "random")
+SAMPLERS = ("tpe", "gp", "cmaes", "qmc", "random", "nsga2")
 
 
 class HostStrategy:
     """A strategy that proposes on the host (not jittable): ``ask(seed, round) -> u[num_trials, dim]``
-    and ``tell(u, scores)``, called once a round in order (a resumed sweep replays them)."""
+    and ``tell(u, scores)``, called once a round in order (a resumed sweep replays them).
+
+    ``objectives`` is set before the first ``ask`` by a sweep of several objectives; ``tell`` then
+    gets ``values[num_trials, objectives]`` (each minimised, +inf for a trial that does not count)
+    instead of one score a trial."""
 
     num_trials: int
     dim: int
     num_rounds: int | None = None
+    objectives: int = 1
+
+    def set_objectives(self, count: int) -> None:
+        """Tells the strategy it proposes for ``count`` objectives (called once, before any ``ask``)."""
+        self.objectives = count
 
     def ask(self, seed: int, r: int) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
@@ -59,6 +72,12 @@ class _OptunaStrategy(HostStrategy):
         )
         self.study, self.pending = None, []
 
+    def set_objectives(self, count: int) -> None:
+        if count > 1 and self.spec.sampler == "cmaes":
+            raise InputError("optuna: sampler 'cmaes' optimises one objective; for several objectives use 'tpe' "
+                             "(Optuna's default), 'nsga2', 'gp', 'qmc' or 'random'")  # fmt: skip
+        self.objectives = count
+
     def _sampler(self, optuna, seed: int):
         kind, options = self.spec.sampler, dict(self.spec.options)
         if kind == "tpe":
@@ -67,6 +86,8 @@ class _OptunaStrategy(HostStrategy):
             return optuna.samplers.GPSampler(seed=seed, **options)
         if kind == "cmaes":
             return optuna.samplers.CmaEsSampler(seed=seed, **options)
+        if kind == "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=seed, **options)
         if kind == "qmc":
             return optuna.samplers.QMCSampler(seed=seed, **options)
         return optuna.samplers.RandomSampler(seed=seed, **options)
@@ -78,7 +99,8 @@ class _OptunaStrategy(HostStrategy):
 
             with warnings.catch_warnings():  # constant_liar and some samplers are "experimental"
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                self.study = optuna.create_study(sampler=self._sampler(optuna, seed))
+                self.study = optuna.create_study(sampler=self._sampler(optuna, seed),
+                                                 directions=["minimize"] * self.objectives)  # fmt: skip
         dist = {n: optuna.distributions.FloatDistribution(0.0, 1.0) for n in self.names}
         self.pending = [self.study.ask(dist) for _ in range(self.num_trials)]
         return np.asarray([[t.params[n] for n in self.names] for t in self.pending], np.float32)
@@ -86,8 +108,8 @@ class _OptunaStrategy(HostStrategy):
     def tell(self, u: np.ndarray, scores: np.ndarray) -> None:
         optuna = _optuna()
         for trial, score in zip(self.pending, np.asarray(scores, np.float64)):
-            if np.isfinite(score):
-                self.study.tell(trial, float(score))
+            if np.all(np.isfinite(score)):
+                self.study.tell(trial, score.tolist() if score.ndim else float(score))
             else:
                 self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
         self.pending = []
@@ -99,7 +121,8 @@ class OptunaSampler:
     """An Optuna sampler proposing jaxtune's batches (see the module docstring).
 
     Args:
-      sampler: ``"tpe"`` (default), ``"gp"``, ``"cmaes"``, ``"qmc"`` or ``"random"``.
+      sampler: ``"tpe"`` (default), ``"gp"``, ``"cmaes"``, ``"qmc"``, ``"random"`` or ``"nsga2"``
+        (NSGA-II, for several objectives).
       options: keyword arguments for the sampler's constructor (``seed`` comes from the sweep).
     """
 
