@@ -23,6 +23,8 @@ MODULES = [
     "jaxtune.constraints",
     "jaxtune.reseeding",
     "jaxtune.pareto",
+    "jaxtune.tasks",
+    "jaxtune.bench.tables",
 ]
 
 

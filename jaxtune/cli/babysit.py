@@ -189,9 +189,8 @@ def _check_babysit(table: Mapping[str, Any]) -> dict[str, Any]:
 
 def main(args) -> int:
     """``jaxtune babysit``: builds the task, starts or resumes the run, reads commands."""
-    import jaxtune as jt
     from jaxtune.babysitting import Babysitter
-    from jaxtune.cli.config import check_config, enable_compile_cache, every_parameter_read, load_config
+    from jaxtune.cli.config import build_task, check_config, enable_compile_cache, every_parameter_read, load_config
 
     cfg = load_config(args.config)
     table = _check_babysit(cfg.get("babysit", {}))
@@ -201,7 +200,7 @@ def main(args) -> int:
     if storage:
         os.makedirs(os.path.dirname(os.path.abspath(storage)), exist_ok=True)
     enable_compile_cache()
-    task = jt.tasks.get(cfg["task"]["name"], **{k: v for k, v in cfg["task"].items() if k != "name"})
+    task = build_task(cfg, space)
     with every_parameter_read(task.name):
         sitter = Babysitter(
             task.objective,

@@ -6,6 +6,9 @@ Config (every section but ``[task]`` is optional)::
     [task]                  # a built-in task and its options
     name = "mnist1d_mlp"
     steps = 2000
+    # or your own: objective = "mymodel:make_trainer" (a jt.tasks.Task, a Trainer, an
+    # objective(hp, key), or a factory called with the other [task] keys; with [space] and
+    # [tune] metric unless it is a Task)
 
     [tune]                  # arguments of jt.tune
     strategy = "coarse_to_fine"
@@ -52,6 +55,7 @@ __all__ = [
     "positive_int",
     "load_study",
     "task_of_study",
+    "build_task",
 ]
 
 _SECTIONS = ("task", "tune", "strategy", "space", "babysit")
@@ -132,8 +136,9 @@ def load_config(path: str) -> dict[str, Any]:
     with problems.check():
         _check_keys(path, cfg, _SECTIONS)
     with problems.check():
-        if not isinstance(cfg.get("task"), Mapping) or "name" not in cfg["task"]:
-            raise ConfigError(f"{path}: needs a [task] section with name = one of the built-in tasks (jaxtune tasks)")
+        if not isinstance(cfg.get("task"), Mapping) or ("name" in cfg["task"]) == ("objective" in cfg["task"]):
+            raise ConfigError(f"{path}: needs a [task] section with name = one of the built-in tasks (jaxtune tasks) "
+                              'or objective = "package.module:attribute" (your own), one of the two')  # fmt: skip
     for section in ("tune", "strategy"):
         with problems.check():
             if not isinstance(cfg.get(section, {}), Mapping):
@@ -162,9 +167,11 @@ def check_config(cfg: Mapping[str, Any], tune_opts: Mapping[str, Any], plot: str
 
     problems = Problems(ConfigError)
     task = dict(cfg["task"])
-    name = task.pop("name")
     with problems.check():
-        tasks.check_options(name, task)
+        if "objective" in task:  # importable, and there (nothing is called: it may build data)
+            tasks.find(task["objective"])
+        else:
+            tasks.check_options(task.pop("name"), task)
     if "timeout" in tune_opts:  # a duration here ("20m"): seconds for the rule
         with problems.check():
             tune_opts["timeout"] = parse_duration(tune_opts["timeout"], "[tune] timeout")
@@ -347,12 +354,40 @@ def load_study(args):
     return cfg, jt.Result.load(args.storage, study=args.study)
 
 
+def build_task(cfg: Mapping[str, Any], space=None):
+    """The :class:`~jaxtune.tasks.Task` of a checked config's ``[task]``: a built-in one by
+    ``name``, or the user's ``objective = "package.module:attribute"`` (a Task as it is; an
+    objective, or what a factory returns, with the config's ``[space]`` and metric).
+
+    Raises:
+      ConfigError: an objective that is not a Task without ``[space]`` or a metric.
+    """
+    import jaxtune as jt
+
+    options = {k: v for k, v in cfg["task"].items() if k not in ("name", "objective")}
+    if "objective" not in cfg["task"]:
+        return jt.tasks.get(cfg["task"]["name"], **options)
+    reference = cfg["task"]["objective"]
+    try:
+        found = jt.tasks.from_reference(reference, **options)
+    except InputError as e:
+        raise ConfigError(str(e)) from e
+    if isinstance(found, jt.tasks.Task):
+        return found
+    metric = cfg.get("tune", {}).get("metric") or cfg.get("babysit", {}).get("metric")
+    if space is None or metric is None:
+        raise ConfigError(f"[task] objective = {reference!r} is an objective, not a jt.tasks.Task: the config needs a "
+                          "[space] section and [tune] metric (and mode) to tune it")  # fmt: skip
+    mode = cfg.get("tune", {}).get("mode") or cfg.get("babysit", {}).get("mode") or "min"
+    first = (lambda v: v[0] if isinstance(v, list) else v)  # noqa: E731  (several objectives: the first)
+    return jt.tasks.Task(reference, found, space, first(metric), first(mode))
+
+
 def task_of_study(cfg, result, storage: str):
     """The task ``cfg`` builds, checked to build the objective ``result``'s study was run with."""
-    import jaxtune as jt
     from jaxtune.space import Space
 
-    task = jt.tasks.get(cfg["task"]["name"], **{k: v for k, v in cfg["task"].items() if k != "name"})
-    space = Space.from_description(result.config["space"]) if "space" in result.config else task.space
-    _check_same_objective(result, task.objective, space, storage)
+    stored = Space.from_description(result.config["space"]) if "space" in result.config else None
+    task = build_task(cfg, stored)
+    _check_same_objective(result, task.objective, stored or task.space, storage)
     return task

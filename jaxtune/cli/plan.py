@@ -13,6 +13,7 @@ def main(args) -> int:
     """``jaxtune plan``: checks the config, builds the task, prints :func:`jaxtune.plan`."""
     import jaxtune as jt
     from jaxtune.cli.config import (
+    build_task,
         check_config,
         cpu_devices,
         enable_compile_cache,
@@ -30,7 +31,7 @@ def main(args) -> int:
     space = check_config(cfg, tune_opts)
     budget = None if args.budget is None else parse_duration(args.budget, "--budget")
     enable_compile_cache()
-    task = jt.tasks.get(cfg["task"]["name"], **{k: v for k, v in cfg["task"].items() if k != "name"})
+    task = build_task(cfg, space)
     with every_parameter_read(task.name):
         result = jt.plan(
             task.objective,

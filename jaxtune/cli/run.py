@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from jaxtune.cli.config import (
+    build_task,
     check_config,
     cpu_devices,
     enable_compile_cache,
@@ -25,7 +26,6 @@ def main(args) -> int:
     jt.use_cpu_cores(cpu_devices())  # before anything runs: trials sharded over the CPU's cores
 
     cfg = load_config(args.config)
-    task_opts = {k: v for k, v in cfg["task"].items() if k != "name"}
     tune_opts = dict(cfg.get("tune", {}))
     for key in ("trials", "rounds", "seed", "storage", "study", "timeout"):
         if getattr(args, key) is not None:
@@ -40,7 +40,7 @@ def main(args) -> int:
     if args.plot:
         make_parent("--plot", args.plot)
     enable_compile_cache()
-    task = jt.tasks.get(cfg["task"]["name"], **task_opts)
+    task = build_task(cfg, space)
     with every_parameter_read(task.name):
         result = jt.tune(
             task.objective,

@@ -1,12 +1,18 @@
 """Built-in tasks: real training tasks on local data, and synthetic functions with known optima.
 
 ``get(name, **options)`` builds a :class:`Task` by name; :data:`TASKS` lists the names.
+``from_reference("package.module:attribute", **options)`` finds a user's own task, objective or
+factory (what a config's ``[task] objective = "..."`` names).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
+import os
+import sys
+from typing import Any
 
 from jaxtune.errors import InputError
 from jaxtune.tasks.base import Task
@@ -26,6 +32,8 @@ __all__ = [
     "Task",
     "get",
     "check_options",
+    "find",
+    "from_reference",
     "describe",
     "SYNTHETIC",
     "Synthetic",
@@ -132,3 +140,72 @@ def get(name: str, **options) -> Task:
     """Builds the built-in task ``name`` with ``options`` (e.g. ``steps=500``)."""
     check_options(name, options)
     return _registry()[name](**options)
+
+
+def find(reference: str) -> Any:
+    """The object ``"package.module:attribute"`` names (``attribute`` may be dotted), imported as
+    ``python -m`` would: the current directory first. Nothing is called.
+
+    Raises:
+      InputError: the reference is malformed, its module cannot be imported, or it has no such attribute.
+    """
+    module, sep, attribute = reference.partition(":") if isinstance(reference, str) else ("", "", "")
+    if not (sep and module and attribute):
+        raise InputError(
+            f"objective must be 'package.module:attribute' (e.g. 'mymodel:make_trainer'), got {reference!r}"
+        )
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        found = importlib.import_module(module)
+    except ImportError as e:
+        raise InputError(f"objective {reference!r}: cannot import module {module!r} ({e})") from e
+    for part in attribute.split("."):
+        if not hasattr(found, part):
+            raise InputError(f"objective {reference!r}: {module!r} has no attribute {attribute!r}")
+        found = getattr(found, part)
+    return found
+
+
+def _is_objective(obj: Any) -> bool:
+    """An ``objective(hp, key)``: a Trainer (or any object with the stateful trial protocol), or a
+    function that needs exactly two positional arguments (a factory's options have defaults)."""
+    if all(hasattr(obj, m) for m in ("init", "train", "evaluate_state")):
+        return True
+    try:
+        params = list(inspect.signature(obj).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    required = [p for p in params if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    return len(required) == 2 and all(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in required)
+
+
+def from_reference(reference: str, **options) -> Task | Any:
+    """What ``"package.module:attribute"`` gives: a :class:`Task`, or an objective (a Trainer or a
+    function ``objective(hp, key)``), as it stands or returned by a factory called with
+    ``options`` (a function that is not an objective: e.g. ``make_trainer(width=64, steps=500)``).
+
+    Example:
+      >>> task = from_reference("jaxtune.tasks:get", name="branin")
+      >>> task.name, task.metric
+      ('branin', 'value')
+    """
+    found = find(reference)
+    if isinstance(found, Task) or (_is_objective(found) and not inspect.isclass(found)):
+        if options:
+            raise InputError(f"objective {reference!r} is a task or objective, not a factory: it takes no options, "
+                             f"got {sorted(options)}")  # fmt: skip
+        return found
+    if not callable(found):
+        raise InputError(f"objective {reference!r} is a {type(found).__name__}: name a jt.tasks.Task, a Trainer, an "
+                         "objective(hp, key) or a factory returning one")  # fmt: skip
+    try:
+        made = found(**options)
+    except TypeError as e:
+        raise InputError(
+            f"objective {reference!r}: calling it with the [task] options {sorted(options)} failed: {e}"
+        ) from e
+    if not (isinstance(made, Task) or callable(made)):
+        raise InputError(f"objective {reference!r} returned a {type(made).__name__}: a factory must return a "
+                         "jt.tasks.Task, a Trainer or an objective(hp, key)")  # fmt: skip
+    return made
