@@ -11,7 +11,7 @@ from jaxtune import priorities
 from jaxtune.errors import InputError
 from jaxtune.result import Result
 
-__all__ = ["summary", "table", "pareto_table", "plot", "html"]
+__all__ = ["summary", "table", "pareto_table", "plot", "html", "held_out", "metric_order"]
 
 
 def _fmt(v) -> str:
@@ -20,14 +20,35 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def table(result: Result, top: int = 10, metrics: Sequence[str] | None = None) -> str:
-    """The ``top`` best trials as an aligned text table (params, then metrics; with seeds, each
-    metric's mean ± its standard error over the trial's seeds, and the trial's aggregate value)."""
+def held_out(name: str) -> bool:
+    """Whether metric ``name`` is held out (a test metric: its name starts with ``test``): stored,
+    shown for the selected trial, kept out of tables unless asked, so nobody chooses on it."""
+    return name.startswith("test")
+
+
+def metric_order(result: Result, names: Sequence[str]) -> list[str]:
+    """``names`` as tables show them: the selection metric, the other objectives, validation
+    metrics, the rest (training metrics, costs), held-out metrics last; alphabetical within each."""
+    objectives = [n for n, _ in result.objectives] or [result.metric]
+
+    def key(n):
+        group = (0 if n == result.metric else 1 if n in objectives else 4 if held_out(n)
+                 else 2 if n.startswith("val") else 3)  # fmt: skip
+        return group, n
+
+    return sorted(dict.fromkeys(names), key=key)
+
+
+def table(result: Result, top: int = 10, metrics: Sequence[str] | None = None, show_test: bool = False) -> str:
+    """The ``top`` best trials as an aligned text table (params, then metrics in
+    :func:`metric_order`; with seeds, each metric's mean ± its standard error over the trial's
+    seeds, and the trial's aggregate value). Held-out metrics only with ``show_test``."""
     ranked = result.ranked()[:top]
     if not ranked:
         return "(no trials)"
     params = result.param_names
-    names = list(metrics) if metrics else [result.metric] + [m for m in ranked[0]["metrics"] if m != result.metric]
+    names = metric_order(result, list(metrics) if metrics else [result.metric, *ranked[0]["metrics"]])
+    names = [n for n in names if show_test or not held_out(n)]
     seeds = any(t["seeds"] for t in ranked)
     header = ["rank", "round", *params, *names, *(["value", "seeds"] if seeds else []), "status"]
 
@@ -73,8 +94,10 @@ def pareto_table(result: Result) -> str:
     return "\n".join(lines)
 
 
-def summary(result: Result, top: int = 5, metrics: Sequence[str] | None = None) -> str:
-    """A short text report: counts, best-so-far per round, the top trials and the best one."""
+def summary(result: Result, top: int = 5, metrics: Sequence[str] | None = None, show_test: bool = False) -> str:
+    """A short text report: counts, best-so-far per round, the top trials and the best one.
+    Held-out (test) metrics are left out of the table unless ``show_test``; the selected trial's
+    line gives them, apart."""
     best = result.best
     rounds = max((t["round"] for t in result.trials), default=-1) + 1
     infeasible = sum(t["status"] == "infeasible" for t in result.trials)
@@ -91,7 +114,10 @@ def summary(result: Result, top: int = 5, metrics: Sequence[str] | None = None) 
     curve = result.best_curve() if result.config.get("kind") != "population" else []
     if curve:
         out.append("best so far by round: " + ", ".join("-" if not math.isfinite(v) else f"{v:.4g}" for v in curve))
-    out.append(table(result, top, metrics))
+    out.append(table(result, top, metrics, show_test))
+    hidden = [m for m in metric_order(result, best["metrics"] if best else []) if held_out(m)]
+    if hidden and not show_test:
+        out.append(f"(held-out {', '.join(hidden)} not in the table, so nobody selects on them: --show-test shows them)")
     if len(result.objectives) > 1:
         out.append(pareto_table(result))
     if best is None:
@@ -103,8 +129,10 @@ def summary(result: Result, top: int = 5, metrics: Sequence[str] | None = None) 
         )  # fmt: skip
     else:
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items())
-        shown = metrics or list(best["metrics"])
-        mets = ", ".join(f"{m}={_fmt(best['metrics'][m])}" for m in shown if m in best["metrics"])
+        shown = [m for m in metric_order(result, metrics or list(best["metrics"])) if m in best["metrics"]]
+        mets = ", ".join(f"{m}={_fmt(best['metrics'][m])}" for m in shown if not held_out(m))
+        if any(held_out(m) for m in shown):
+            mets += "; held out: " + ", ".join(f"{m}={_fmt(best['metrics'][m])}" for m in shown if held_out(m))
         if best["seeds"]:
             s = result.seed_stats(best)
             how = result.config.get("aggregate", "mean")

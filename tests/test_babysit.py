@@ -32,7 +32,7 @@ def trainer():
 
 def test_set_takes_effect_from_its_step_and_segments_equal_straight_training(trainer, tmp_path):
     sitter = babysit(trainer, SPACE, {"lr": 0.01, "b1": 0.9, "n": 2}, storage=str(tmp_path / "b.db"), segment=5)
-    assert sitter.step == 0 and set(sitter.metrics) == {"val_loss", "val_accuracy"}
+    assert sitter.step == 0 and set(sitter.metrics) == {"val_loss", "val_accuracy", "n_params"}
     sitter.train(2)
     compiles = sum(p.compiles for p in sitter._pops.values())
     sitter.set(lr=0.05)

@@ -116,3 +116,17 @@ def test_population_figures_draw_curves_and_lineage(tmp_path):
     assert result.lineage
     paths = figures.write_figures(result, tmp_path)
     assert {"curves", "lineage", "history", "parameters", "parallel"} <= set(paths)
+
+
+def test_held_out_metrics_stay_out_of_the_table_unless_asked():
+    def objective(hp, key):
+        return {"train_loss": hp["x"], "test_accuracy": 1 - hp["x"], "val_accuracy": 1 - hp["x"] ** 2, "n_params": 5.0}
+
+    result = jt.tune(objective, jt.Space({"x": jt.Float(0.0, 1.0)}), "random", trials=4, metric="val_accuracy",
+                     mode="max", progress=False)  # fmt: skip
+    header = report.table(result).splitlines()[0].split()
+    assert header[header.index("x") + 1:] == ["val_accuracy", "n_params", "train_loss", "status"]  # selection first
+    assert "test_accuracy" in report.table(result, show_test=True).splitlines()[0]
+    text = report.summary(result)
+    assert "(held-out test_accuracy not in the table" in text and "held out: test_accuracy=" in text
+    assert "held-out" not in report.summary(result, show_test=True).split("best trial")[0]

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from jaxtune.errors import CommandError, JaxtuneError
-from jaxtune.report import fmt
+from jaxtune.report import fmt, held_out
 
 BABYSIT_KEYS = ("segment", "seed", "storage", "name", "metric", "mode", "hp")
 COMMANDS = ("train", "set", "rollback", "fork", "adopt", "show", "tree", "best", "help", "quit")
@@ -82,8 +82,9 @@ class Session:
 
     def _status(self) -> str:
         s = self.sitter
-        m = s.metrics
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in m.items())
+        m = s.metrics  # the selection metric first; held-out (test) ones are stored, not shown while choosing
+        names = sorted((k for k in m if not held_out(k)), key=lambda k: (k != s.metric, k))
+        shown = ", ".join(f"{k}={m[k]:.4g}" for k in names)
         hp = ", ".join(f"{k}={fmt(v)}" for k, v in s.hp.items())
         return f"step {s.step}: {shown}  [{hp}]"
 

@@ -44,7 +44,7 @@ def main(args) -> int:
         if path:
             make_parent(flag, path)
     result = Result.load(args.storage, study=args.study)
-    print(report.summary(result, top=args.top))
+    print(report.summary(result, top=args.top, show_test=args.show_test))
     if args.csv:
         result.to_csv(args.csv)
         print(f"csv: {args.csv}")
@@ -73,6 +73,7 @@ def add_parser(sub) -> None:
     rep.add_argument("storage")
     rep.add_argument("--study")
     rep.add_argument("--top", type=positive_int, default=10, help="trials to list (default 10)")
+    rep.add_argument("--show-test", action="store_true", help="show held-out (test) metrics in the table too")
     rep.add_argument("--csv", help="also write every trial to this CSV file")
     rep.add_argument("--curves-csv", help="also write every learning-curve point to this CSV file")
     rep.add_argument("--plot", help="write a figure (PNG) here")

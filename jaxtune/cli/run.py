@@ -52,7 +52,7 @@ def main(args) -> int:
             progress=not args.quiet,
             **tune_opts,
         )
-    print(report.summary(result, top=args.top, metrics=task.report or None))
+    print(report.summary(result, top=args.top, metrics=task.report or None, show_test=args.show_test))
     if args.plot:
         print(f"figure: {report.plot(result, args.plot)}")
     if result.storage:
@@ -72,5 +72,6 @@ def add_parser(sub) -> None:
     r.add_argument("--timeout", help="stop at a safe point after this long (90, 90s, 20m, 1.5h); rerun to resume")
     r.add_argument("--top", type=positive_int, default=5, help="trials to list in the report")
     r.add_argument("--plot", help="write a figure (PNG) here")
+    r.add_argument("--show-test", action="store_true", help="show held-out (test) metrics in the table too")
     r.add_argument("--quiet", action="store_true", help="no per-round progress")
     r.set_defaults(func=main)
