@@ -117,7 +117,8 @@ def summary(result: Result, top: int = 5, metrics: Sequence[str] | None = None, 
     out.append(table(result, top, metrics, show_test))
     hidden = [m for m in metric_order(result, best["metrics"] if best else []) if held_out(m)]
     if hidden and not show_test:
-        out.append(f"(held-out {', '.join(hidden)} not in the table, so nobody selects on them: --show-test shows them)")  # noqa: E501
+        names = ", ".join(hidden)
+        out.append(f"(held-out {names} not in the table, so nobody selects on them: --show-test shows them)")
     if len(result.objectives) > 1:
         out.append(pareto_table(result))
     if best is None:
