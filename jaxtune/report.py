@@ -11,7 +11,7 @@ from jaxtune import priorities
 from jaxtune.errors import InputError
 from jaxtune.result import Result
 
-__all__ = ["summary", "table", "pareto_table", "plot", "html", "held_out", "metric_order"]
+__all__ = ["summary", "table", "pareto_table", "plot", "html", "held_out", "metric_order", "schedule"]
 
 
 def _fmt(v) -> str:
@@ -62,7 +62,7 @@ def table(result: Result, top: int = 10, metrics: Sequence[str] | None = None, s
         [
             str(i + 1),
             str(t["round"]),
-            *(_fmt(t["params"][p]) if p in t["params"] else "-" for p in params),  # "-": inactive
+            *(_param_cell(result, t, p) for p in params),
             *(metric(t, m) for m in names),
             *([_fmt(t["value"]), str(len(t["seeds"]) or 1)] if seeds else []),
             t["status"],
@@ -73,6 +73,28 @@ def table(result: Result, top: int = 10, metrics: Sequence[str] | None = None, s
     lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths))]
     lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
     return "\n".join(lines)
+
+
+def schedule(result: Result, trial: dict[str, Any]) -> dict[str, list[tuple[int, Any]]]:
+    """Each hyperparameter's values along ``trial``'s lineage, ``{name: [(from_step, value), ...]}``
+    (one entry where it never changed; a PBT trial's schedule otherwise)."""
+    out: dict[str, list[tuple[int, Any]]] = {}
+    for step, params in result.history(trial):
+        for name, value in params.items():
+            if name not in out or out[name][-1][1] != value:
+                out.setdefault(name, []).append((step, value))
+    return out
+
+
+def _param_cell(result: Result, trial: dict[str, Any], name: str) -> str:
+    """A table cell: the value, ``first→last`` when the trial's lineage changed it (PBT), ``-``
+    where the parameter was inactive."""
+    if name not in trial["params"]:
+        return "-"
+    values = schedule(result, trial).get(name, []) if result.lineage else []
+    if len(values) > 1:
+        return f"{_fmt(values[0][1])}→{_fmt(values[-1][1])}"
+    return _fmt(trial["params"][name])
 
 
 def pareto_table(result: Result) -> str:
@@ -114,7 +136,10 @@ def summary(result: Result, top: int = 5, metrics: Sequence[str] | None = None, 
     curve = result.best_curve() if result.config.get("kind") != "population" else []
     if curve:
         out.append("best so far by round: " + ", ".join("-" if not math.isfinite(v) else f"{v:.4g}" for v in curve))
-    out.append(table(result, top, metrics, show_test))
+    rows = table(result, top, metrics, show_test)
+    out.append(rows)
+    if result.lineage and any("→" in line for line in rows.splitlines()[1:]):
+        out.append("(a→b: a PBT trial's hyperparameters, first → last along its lineage)")
     hidden = [m for m in metric_order(result, best["metrics"] if best else []) if held_out(m)]
     if hidden and not show_test:
         names = ", ".join(hidden)
@@ -143,9 +168,17 @@ def summary(result: Result, top: int = 5, metrics: Sequence[str] | None = None, 
         step = result.best_step(best) if result.select == "best_step" else None
         at = "" if step is None else f", at step {step}"
         out.append(f"best trial (round {best['round']}, slot {best['slot']}{at}): {params}\n  {mets}")
+        changed = {n: v for n, v in schedule(result, best).items() if len(v) > 1} if result.lineage else {}
+        if changed:  # a population's trial: the values it trained with, not only its last segment's
+            out[-1] = out[-1].replace(f"): {params}", "): its last values " + params, 1)
+            out.append("  trained with (PBT schedule, from step: value): " + "; ".join(
+                f"{n} " + " → ".join(f"{s}: {_fmt(v)}" for s, v in values) for n, values in changed.items()))  # fmt: skip
     imps = _importance(result)
     if imps:
         out.append(_importance_heading(result) + "\n" + priorities.table(imps))
+    elif result.config.get("kind") == "population" and len(result.trials) >= 8:
+        out.append("(no hyperparameter importance: a population's trials continue or stop each other, so they are "
+                   "not independent samples; measure it on a round-based sweep)")  # fmt: skip
     return "\n".join(out)
 
 

@@ -130,3 +130,22 @@ def test_held_out_metrics_stay_out_of_the_table_unless_asked():
     text = report.summary(result)
     assert "(held-out test_accuracy not in the table" in text and "held out: test_accuracy=" in text
     assert "held-out" not in report.summary(result, show_test=True).split("best trial")[0]
+
+
+def test_a_pbt_study_reads_as_schedules_and_refuses_importance():
+    task = jt.tasks.get("pbt_toy", steps=40)
+    result = jt.tune(task.objective, task.space, "pbt", trials=4, metric="Q", mode="max",
+                     strategy_options={"segment": 4, "quantile": 0.5}, progress=False)  # fmt: skip
+    best = result.best
+    plan = report.schedule(result, best)
+    assert plan["h0"][0][0] == 0 and [s for s, _ in plan["h0"]] == sorted(s for s, _ in plan["h0"])
+    assert plan["h0"][-1][1] == best["params"]["h0"]  # the schedule ends at the trial's own values
+    changed = [n for n, v in plan.items() if len(v) > 1]
+    assert changed  # exploit/explore changed something along the best lineage
+    text = report.summary(result)
+    first = text.split("rank")[1].splitlines()[1]
+    assert f"{report._fmt(plan[changed[0]][0][1])}→{report._fmt(plan[changed[0]][-1][1])}" in first
+    assert "trained with (PBT schedule, from step: value):" in text and "(a→b: a PBT trial's" in text
+    assert "no hyperparameter importance: a population's trials" in text
+    with pytest.raises(jt.InputError, match="not independent samples"):
+        jt.importance(result)
