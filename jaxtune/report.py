@@ -171,8 +171,8 @@ def summary(result: Result, top: int = 5, metrics: Sequence[str] | None = None, 
         changed = {n: v for n, v in schedule(result, best).items() if len(v) > 1} if result.lineage else {}
         if changed:  # a population's trial: the values it trained with, not only its last segment's
             out[-1] = out[-1].replace(f"): {params}", "): its last values " + params, 1)
-            out.append("  trained with (PBT schedule, from step: value): " + "; ".join(
-                f"{n} " + " → ".join(f"{s}: {_fmt(v)}" for s, v in values) for n, values in changed.items()))  # fmt: skip
+            steps = [f"{n} " + " → ".join(f"{s}: {_fmt(v)}" for s, v in values) for n, values in changed.items()]
+            out.append("  trained with (PBT schedule, from step: value): " + "; ".join(steps))
     imps = _importance(result)
     if imps:
         out.append(_importance_heading(result) + "\n" + priorities.table(imps))
