@@ -54,10 +54,7 @@ def write(name: str, payload: dict, out: str | None = None) -> str:
 
 
 def trial_steps(result) -> int:
-    """Optimizer steps a sweep trained in all, from its learning curves (a trial that continued
-    another's state counts its own stretch only)."""
-    total = 0
-    for key, points in result.curves.items():
-        parent = result.lineage.get(key)
-        total += points[-1][0] - (parent[2] if parent else 0)
-    return total
+    """Optimizer steps a sweep trained in all (:func:`jaxtune.report.trained_steps`)."""
+    from jaxtune.report import trained_steps
+
+    return trained_steps(result)

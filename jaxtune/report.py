@@ -11,7 +11,7 @@ from jaxtune import priorities
 from jaxtune.errors import InputError
 from jaxtune.result import Result
 
-__all__ = ["summary", "table", "pareto_table", "plot", "html", "held_out", "metric_order", "schedule"]
+__all__ = ["summary", "table", "pareto_table", "plot", "html", "held_out", "metric_order", "schedule", "trained_steps"]
 
 
 def _fmt(v) -> str:
@@ -75,6 +75,16 @@ def table(result: Result, top: int = 10, metrics: Sequence[str] | None = None, s
     return "\n".join(lines)
 
 
+def trained_steps(result: Result) -> int:
+    """Optimizer steps the study trained in all, from its learning curves (a trial that continued
+    another's state counts its own stretch only)."""
+    total = 0
+    for key, points in result.curves.items():
+        parent = result.lineage.get(key)
+        total += points[-1][0] - (parent[2] if parent else 0)
+    return total
+
+
 def schedule(result: Result, trial: dict[str, Any]) -> dict[str, list[tuple[int, Any]]]:
     """Each hyperparameter's values along ``trial``'s lineage, ``{name: [(from_step, value), ...]}``
     (one entry where it never changed; a PBT trial's schedule otherwise)."""
@@ -128,6 +138,10 @@ def summary(result: Result, top: int = 5, metrics: Sequence[str] | None = None, 
         + (f", {infeasible} infeasible ({'; '.join(result.config.get('constraints', []))})" if infeasible else "")
         + f"; selecting on {result.metric} ({result.mode})"
     ]
+    budget = (result.config.get("strategy") or {}).get("budget_steps")
+    if budget:
+        used = trained_steps(result)
+        out.append(f"trained {used:,} of a {budget:,}-step budget ({used / budget:.1%})")
     if result.storage:
         out.append(f"stored in {result.storage}")
     if result.stopped:

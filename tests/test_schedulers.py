@@ -318,3 +318,20 @@ def test_a_population_can_select_and_replay_each_trials_best_checkpoint(strategy
     assert r.best_step(best) == 20
     state = r.replay(Dip(), best)  # the best checkpoint, not the last state
     assert int(state["step"]) == 20
+
+
+def test_asha_spends_a_budget_of_steps():
+    from jaxtune.report import summary, trained_steps
+
+    task = jt.tasks.get("pbt_toy", steps=81)
+    for lanes, budget in ((8, 3000), (4, 2000)):
+        r = jt.tune(task.objective, task.space, "asha", trials=lanes, metric="Q", mode="max", progress=False,
+                    strategy_options={"min_steps": 3, "eta": 3, "budget_steps": budget})  # fmt: skip
+        assert abs(trained_steps(r) - budget) <= 0.05 * budget
+        assert f"of a {budget:,}-step budget" in summary(r)
+    with pytest.raises(jt.InputError, match="configs or budget_steps, not both"):
+        jt.tune(task.objective, task.space, "asha", trials=4, metric="Q", progress=False,
+                strategy_options={"configs": 8, "budget_steps": 100})  # fmt: skip
+    with pytest.raises(jt.InputError, match="less than one rung for every lane"):
+        jt.tune(task.objective, task.space, "asha", trials=4, metric="Q", progress=False,
+                strategy_options={"min_steps": 3, "budget_steps": 10})  # fmt: skip

@@ -8,6 +8,12 @@ arrivals included: it goes on only if its score is within the best ``1/eta`` of 
 ``1/eta`` quantile; a first arrival always goes on). A lane that reaches ``max_steps`` has
 finished. A stopped, finished or diverged lane is refilled at once with a fresh configuration
 while fewer than ``configs`` have been started, so the batch stays full; after that it idles.
+
+With a budget in training steps (``budget_steps``, instead of a count of configurations), a lane
+is refilled only while the steps trained so far, plus what the running trials are expected to
+train still, plus a fresh configuration's expected steps, fit in the budget. Expected steps
+follow the rungs' pass rates so far (``1/eta`` before a rung has a record): a trial at step ``s``
+trains to the next rung, and on to each later one with the product of the pass rates up to it.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ class ASHAState(NamedTuple):
     count: jax.Array  # i32[rungs]: how many arrived at each rung
     passed: jax.Array  # i32[rungs]: how many of them went on
     started: jax.Array  # i32[]: configurations started so far
+    retired: jax.Array  # f32[]: steps trained by trials that have ended
 
 
 @register_scheduler("asha")
@@ -44,17 +51,23 @@ class ASHA:
     Args:
       min_steps: the first rung, and the segment length.
       eta: keep the best ``1/eta`` at each rung (>= 2).
-      configs: configurations to start in all (None: 4 per lane).
+      configs: configurations to start in all (None: 4 per lane, or as many as ``budget_steps`` takes).
+      budget_steps: training steps to spend in all, summed over lanes (instead of ``configs``):
+        refilling stops once the next configuration is not expected to fit (module docstring).
     """
 
     min_steps: int = 100
     eta: int = 3
     configs: int | None = None
+    budget_steps: int | None = dataclasses.field(default=None, metadata={"describe": "if_changed"})
 
     def __post_init__(self):
         check_int("asha: min_steps", self.min_steps)
         check_int("asha: eta", self.eta, 2)
         check_int("asha: configs", self.configs, high=MAX_CONFIGS, none=True)
+        check_int("asha: budget_steps", self.budget_steps, none=True)
+        if self.configs is not None and self.budget_steps is not None:
+            raise InputError("asha: give configs or budget_steps, not both (a count of configurations, or of steps)")
 
     def build(self, space: Space, num_lanes: int, steps: int) -> Scheduler:
         """Binds ASHA to ``space``, ``num_lanes`` lanes and ``steps`` (the largest budget)."""
@@ -63,8 +76,11 @@ class ASHA:
                 f"asha: the budget of {steps} steps is less than one rung above min_steps={self.min_steps} "
                 f"(eta={self.eta}): train longer or lower min_steps"
             )
-        eta = self.eta
-        configs = self.configs or 4 * num_lanes
+        eta, budget = self.eta, self.budget_steps
+        if budget is not None and budget < num_lanes * self.min_steps:
+            raise InputError(f"asha: budget_steps={budget} is less than one rung for every lane ({num_lanes} lanes x "
+                             f"min_steps={self.min_steps} = {num_lanes * self.min_steps})")  # fmt: skip
+        configs = self.configs or (min(MAX_CONFIGS, budget // self.min_steps) if budget else 4 * num_lanes)
         if configs < num_lanes:
             raise InputError(f"asha: configs={configs} must be at least the number of lanes ({num_lanes})")
         milestones = []
@@ -72,7 +88,8 @@ class ASHA:
         while r < steps:
             milestones.append(r)
             r *= eta
-        return rung_scheduler(space, num_lanes, steps, self.min_steps, milestones, 1.0 / eta, configs, min_count=1)
+        return rung_scheduler(space, num_lanes, steps, self.min_steps, milestones, 1.0 / eta, configs, min_count=1,
+                              budget=budget)  # fmt: skip
 
 
 def rung_scheduler(
@@ -84,6 +101,7 @@ def rung_scheduler(
     quantile: float,
     configs: int,
     min_count: int,
+    budget: int | None = None,
 ) -> Scheduler:
     """Lanes compared at ``milestones`` (step counts): a lane arriving at one goes on only if its
     score is within the best ``quantile`` of that milestone's record (this segment's arrivals
@@ -94,6 +112,9 @@ def rung_scheduler(
     n_rungs = len(milestones)
     # Every configuration trains at most `steps`: lane-steps <= configs * steps.
     max_segments = math.ceil(configs * steps / (num_lanes * segment)) + math.ceil(steps / segment)
+    if budget is not None:  # lane-steps <= budget + what the lanes running at the last refill may train
+        max_segments = min(max_segments, math.ceil(budget / (num_lanes * segment)) + 2 * math.ceil(steps / segment))
+    ends = jnp.asarray([*milestones, steps], jnp.float32)  # where a trial is compared, then its end
 
     def init(key):
         return ASHAState(
@@ -101,7 +122,20 @@ def rung_scheduler(
             count=jnp.zeros((n_rungs,), jnp.int32),
             passed=jnp.zeros((n_rungs,), jnp.int32),
             started=jnp.asarray(num_lanes, jnp.int32),
+            retired=jnp.zeros((), jnp.float32),
         )
+
+    def expected_left(at, count, passed):
+        """Steps a trial at step ``at`` (each lane) is expected to train still, by the rungs' pass rates."""
+        rate = jnp.where(count > 0, passed / jnp.maximum(count, 1), quantile)  # [rungs]
+        reach, left = jnp.ones_like(at), jnp.zeros_like(at)
+        start = jnp.concatenate([jnp.zeros((1,)), ends[:-1]])
+        for k in range(n_rungs + 1):  # segment k: from the previous rung (or 0) to ends[k]
+            ahead = ends[k] > at
+            left = left + jnp.where(ahead, reach * (ends[k] - jnp.maximum(start[k], at)), 0.0)
+            if k < n_rungs:  # going past rung k takes passing it
+                reach = jnp.where(ahead, reach * rate[k], reach)
+        return left
 
     def first(key, state):
         return fresh(key, num_lanes, dim), state
@@ -125,9 +159,16 @@ def rung_scheduler(
         stopped = (lanes.active & at_rung & ~go_on) | diverged
         end = finished | stopped
         passed = state.passed + (arrive & go_on[:, None] & ~diverged[:, None]).sum(0)
-        # Refill ended lanes, in lane order, while configurations remain.
+        # Refill ended lanes, in lane order, while configurations (and the step budget) remain.
         order = jnp.cumsum(end) - 1
         refill = end & (state.started + order < configs)
+        trained = lanes.steps.astype(jnp.float32)
+        retired = state.retired + jnp.sum(jnp.where(end, trained, 0.0))
+        if budget is not None:
+            going = lanes.active & ~end
+            running = jnp.sum(jnp.where(going, trained + expected_left(trained, count, passed), 0.0))
+            fresh_cost = expected_left(jnp.zeros((1,)), count, passed)[0]
+            refill = refill & (retired + running + (order + 1) * fresh_cost <= budget)
         started = state.started + refill.sum()
         u = jnp.where(refill[:, None], fresh(key, num_lanes, dim), lanes.u)
         decision = Decision(
@@ -138,7 +179,7 @@ def rung_scheduler(
             idle=(~lanes.active) | (end & ~refill),
             u=u,
         )
-        return decision, ASHAState(record=record, count=count, passed=passed, started=started)
+        return decision, ASHAState(record=record, count=count, passed=passed, started=started, retired=retired)
 
     return Scheduler(init, first, decide, segment, max_segments, num_lanes, dim, tuple(milestones))
 
