@@ -113,8 +113,8 @@ def main():
     p.add_argument("--trials", type=int, default=16)
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--seeds", type=int, default=10)
-    p.add_argument("--mnist1d-steps", type=int, default=200, help="training steps of a trial in the mnist1d part")
-    p.add_argument("--mnist1d-rounds", type=int, default=6, help="rounds of --trials in the mnist1d part")
+    p.add_argument("--mnist1d-steps", type=int, default=150, help="training steps of a trial in the mnist1d part")
+    p.add_argument("--mnist1d-rounds", type=int, default=4, help="rounds of --trials in the mnist1d part")
     p.add_argument("--only", choices=["bench", "sequential", "mnist1d"])
     p.add_argument("--out")
     a = p.parse_args()
@@ -122,13 +122,13 @@ def main():
     path = a.out or os.path.join(common.RESULTS, f"pareto_{jax.default_backend()}.json")
     out = {"trials": a.trials, "rounds": a.rounds, "seeds": a.seeds, "reference_zdt": (1.1, 11.0),
            "reference_mnist1d": WIDTH_REFERENCE, "bench": [], "sequential": [], "mnist1d": []}  # fmt: skip
-    if a.only and os.path.exists(path):
+    if os.path.exists(path):  # parts not run this time keep their stored rows
         with open(path) as f:
             out.update({k: v for k, v in json.load(f).items() if k in ("bench", "sequential", "mnist1d")})
     for part, fn in (("bench", bench_part), ("sequential", sequential_part), ("mnist1d", mnist1d_part)):
         if a.only in (None, part):
             out[part] = fn(a)
-    common.write(f"pareto_{jax.default_backend()}", out, a.out)
+            common.write(f"pareto_{jax.default_backend()}", out, a.out)  # each part kept as soon as it is done
 
 
 if __name__ == "__main__":

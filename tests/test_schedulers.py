@@ -335,3 +335,11 @@ def test_asha_spends_a_budget_of_steps():
     with pytest.raises(jt.InputError, match="less than one rung for every lane"):
         jt.tune(task.objective, task.space, "asha", trials=4, metric="Q", progress=False,
                 strategy_options={"min_steps": 3, "budget_steps": 10})  # fmt: skip
+
+
+def test_population_progress_gives_the_lanes_best_before_any_trial_finishes(capsys):
+    task = jt.tasks.get("pbt_toy", steps=40)
+    jt.tune(task.objective, task.space, "pbt", trials=2, metric="Q", mode="max", progress=True,
+            strategy_options={"segment": 4, "quantile": 0.5})  # fmt: skip
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[jaxtune] segment")]
+    assert lines[0].startswith("[jaxtune] segment 1 of at most 10 (4 steps each)") and "; lanes now " in lines[0]

@@ -153,6 +153,8 @@ class _Run:
         b.steps = np.where(b.active, b.steps + self.sched.segment, b.steps)
         b.busy += int(b.active.sum())
         score, _ = lane_scores(metrics, self.metric, args.mode)
+        live = np.asarray(score)[b.active]
+        self.now = float(np.min(live[np.isfinite(live)], initial=np.inf))  # the lanes' best, for progress
         lanes = Lanes(jnp.asarray(score), jnp.asarray(b.steps), jnp.asarray(b.u, jnp.float32), jnp.asarray(b.active))
         decision, self.state = self.decide(
             jax.random.fold_in(jax.random.fold_in(self.root, DECIDE_STREAM), seg), self.state, lanes
@@ -259,7 +261,7 @@ def _run(objective, space, sched, args: Arguments, metric: str, study: Study, bu
             with checkpoints.timed():
                 checkpoint = (seg, pack_checkpoint(run.pop, run.state, run.book.arrays()))
         study.write(rows, points, lineage, checkpoint)
-        progress.update(seg, run.book)
+        progress.update(seg, run.book, run.now)
         if args.past_deadline():
             stopped = "timeout"
             break
@@ -278,16 +280,21 @@ class _Progress:
         self.bar = _bar(sched.max_segments, first) if args.verbose else None
         self.t0, self.every = time.perf_counter(), max(1, sched.max_segments // 20)
 
-    def update(self, seg: int, book: _Book) -> None:
-        """Reports the end of segment ``seg``."""
-        best = "none yet" if not math.isfinite(book.best) else f"{minimised(book.best, self.args.mode):.6g}"
+    def update(self, seg: int, book: _Book, now: float) -> None:
+        """Reports the end of segment ``seg``: the best finished trial, else the lanes' best now."""
+        mode = self.args.mode
+        if math.isfinite(book.best):
+            best = f"{minimised(book.best, mode):.6g}"
+        else:
+            lanes = f"{minimised(now, mode):.6g}" if math.isfinite(now) else "all diverged"
+            best = f"none finished; lanes now {lanes}"
         busy = f"{int(book.active.sum())}/{len(book.active)}"
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix_str(f"busy {busy}, best {self.metric} {best}", refresh=False)
         elif self.args.verbose and (seg + 1) % self.every == 0:
             print(
-                f"[jaxtune] segment {seg + 1}/{self.sched.max_segments} ({self.sched.segment} steps each): "
+                f"[jaxtune] segment {seg + 1} of at most {self.sched.max_segments} ({self.sched.segment} steps each): "
                 f"{busy} lanes busy, {time.perf_counter() - self.t0:.1f} s, best {self.metric} {best}",
                 file=sys.stderr,
                 flush=True,
