@@ -288,15 +288,17 @@ def plot_curves(result: Result, top: int = 5):
 def plot_importance(imps: list[priorities.Importance], title: str = "which hyperparameters mattered"):
     """Horizontal bars of importance with their intervals and directions."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 0.5 * len(imps) + 1.4))
-    names = [i.name for i in imps][::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.6 * len(imps) + 1.4))
+    def label(i):  # the direction beside the name: the share axis stays [0, 1]
+        best = f"{i.best_at:.3g}" if isinstance(i.best_at, float) else str(i.best_at)
+        return f"{i.name}\n({priorities.direction_shown(i)}; best near {best})"
+
+    names = [label(i) for i in imps][::-1]
     vals = np.asarray([i.value for i in imps][::-1])
     err = np.asarray([[i.value - i.low, i.high - i.value] for i in imps][::-1]).T
     ax.barh(names, vals, xerr=np.clip(err, 0, None), color="tab:blue", alpha=0.8, capsize=3)
-    for y, i in enumerate(imps[::-1]):
-        best = f"{i.best_at:.3g}" if isinstance(i.best_at, float) else str(i.best_at)
-        ax.text(i.high + 0.01, y, f"{i.direction}; best near {best}", va="center", fontsize=8)
-    ax.set_xlim(0, max(1.0, float(max(i.high for i in imps)) + 0.45))
+    ax.tick_params(axis="y", labelsize=8)
+    ax.set_xlim(0, 1)
     ax.set_xlabel("first-order share of the variance (90% bootstrap interval)")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()

@@ -330,6 +330,14 @@ def _optuna_evaluate(optuna, method: str, names: list[str], u: np.ndarray, y: np
     return value, low, high, best
 
 
+NO_EFFECT = 0.01  # a share below this says nothing about which way is better
+
+
+def direction_shown(imp: Importance) -> str:
+    """``imp.direction``, or ``"no clear effect"`` for a parameter whose share is under 1%."""
+    return "no clear effect" if imp.value < NO_EFFECT else imp.direction
+
+
 def table(imps: Sequence[Importance]) -> str:
     """A plain-text table of importances (for reports and the terminal)."""
     width = max([len(i.name) for i in imps] + [14])
@@ -337,5 +345,7 @@ def table(imps: Sequence[Importance]) -> str:
     for i in imps:
         best = f"{i.best_at:.3g}" if isinstance(i.best_at, float) else str(i.best_at)
         tag = "  (local)" if i.local else ""
-        lines.append(f"{i.name:<{width}}  {i.value:10.3f}  [{i.low:.3f}, {i.high:.3f}]  {i.direction:<16}  {best}{tag}")
+        lines.append(
+            f"{i.name:<{width}}  {i.value:10.3f}  [{i.low:.3f}, {i.high:.3f}]  {direction_shown(i):<16}  {best}{tag}"
+        )
     return "\n".join(lines)

@@ -137,7 +137,17 @@ class Space:
         )
 
     def sample(self, key: jax.Array, n: int) -> dict[str, jax.Array]:
-        """Draws ``n`` independent points, uniform on each parameter's scale."""
+        """Draws ``n`` independent points, uniform on each parameter's scale, as a batch of trials
+        receives them: arrays, a non-static ``Choice`` as the index of its value, and every
+        parameter present (a trial reads only the active ones). ``space.to_python(points)`` gives
+        them readable: choices as values, inactive parameters left out.
+
+        Example:
+          >>> space = Space({"opt": Choice(["sgd", "adam"], static=True), "act": Choice(["relu", "tanh"]),
+          ...                "mom": Float(0.5, 0.99, when={"opt": "sgd"})})
+          >>> [sorted(p) for p in space.to_python(space.sample(jax.random.key(0), 2))]
+          [['act', 'opt'], ['act', 'mom', 'opt']]
+        """
         return self.from_unit(jax.random.uniform(key, (n, self.dim)))
 
     def grid_unit(self, points: int | Mapping[str, int] = 5) -> np.ndarray:

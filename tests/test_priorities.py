@@ -1,5 +1,7 @@
 """Which hyperparameters mattered: known first-order indices, determinism, directions, studies."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -82,3 +84,9 @@ def test_optunas_evaluators_agree_on_what_mattered(method):
     assert imps[0].name == "lr" and imps[0].value > imps[1].value
     if method == "ped_anova":  # (fANOVA's forests take seconds: once is enough here)
         assert imps == jt.importance(result, method=method)
+
+
+def test_a_parameter_of_no_importance_gets_no_direction():
+    imp = priorities.Importance("wd", 0.0, 0.0, 0.004, "higher is better", 0.1, False)
+    assert priorities.direction_shown(imp) == "no clear effect" and "no clear effect" in priorities.table([imp])
+    assert priorities.direction_shown(dataclasses.replace(imp, value=0.3)) == "higher is better"

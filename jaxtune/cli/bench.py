@@ -20,6 +20,8 @@ def main(args) -> int:
     from jaxtune.cli.config import ConfigError
     from jaxtune.errors import Problems
 
+    if args.out is None:  # a folder per run: an earlier run's results are kept
+        args.out = os.path.join("runs", "bench", time.strftime("%Y%m%d-%H%M%S"))
     problems = [p for p in args.problems.split(",") if p]
     strategies = [s for s in args.strategies.split(";" if ";" in args.strategies else ",") if s]
     checks = Problems(ConfigError)
@@ -77,5 +79,6 @@ def add_parser(sub) -> None:
     b.add_argument("--seeds", type=int, default=100)
     b.add_argument("--evals", type=int, default=1000, help="evaluations per sweep")
     b.add_argument("--trials", type=int, default=50, help="evaluations per round")
-    b.add_argument("--out", default="runs/bench", help="folder for bench.json, bench.csv, table.md, regret.png")
+    b.add_argument("--out", help="folder for bench.json, bench.csv, table.md, regret.png (default: "
+                   "runs/bench/DATE-TIME, a new one per run)")  # fmt: skip
     b.set_defaults(func=main)
