@@ -14,6 +14,7 @@ $(BIN)/.installed: pyproject.toml
 
 demo: $(BIN)/.installed
 	$(BIN)/jaxtune run configs/demo.toml --plot runs/demo.png
+	@echo "the jaxtune command is $(BIN)/jaxtune: 'source $(BIN)/activate' makes it plain 'jaxtune' (README's CLI lines)"
 
 # Two workers, a test file each (module fixtures stay shared): on 2 cores the suite takes about
 # three quarters of the serial time; `$(BIN)/python -m pytest` alone runs it serially.
