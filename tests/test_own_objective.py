@@ -105,3 +105,18 @@ def test_a_users_task_is_babysat(user_module, capsys):
     cmds.write_text("train 2\nset lr=0.02\ntrain\nshow\n")
     assert cli.main(["babysit", str(cfg), "--commands", str(cmds)]) == 0
     assert "val_accuracy" in capsys.readouterr().out
+
+
+def test_a_babysat_model_is_exported_at_its_head_or_any_node(user_module, capsys):
+    cfg = user_module / "sit.toml"
+    cfg.write_text('[task]\nobjective = "usermodel_jt:task"\n[babysit]\nsegment = 5\nstorage = "sit.db"\n'
+                   "[babysit.hp]\nlr = 0.01\n")  # fmt: skip
+    (user_module / "cmds.txt").write_text("train 2\nset lr=0.02\ntrain\n")
+    assert cli.main(["babysit", str(cfg), "--commands", "cmds.txt"]) == 0
+    assert cli.main(["export", "sit.db", str(cfg), "--out", "head.npz"]) == 0
+    assert "babysat model, node" in capsys.readouterr().out
+    assert cli.main(["export", "sit.db", str(cfg), "--node", "1", "--out", "one.npz"]) == 0
+    head, one = np.load("head.npz"), np.load("one.npz")
+    assert head.files == one.files and any(not np.array_equal(head[k], one[k]) for k in head.files)
+    assert cli.main(["export", "sit.db", str(cfg), "--node", "99"]) == 2
+    assert "--node 99 is not a node of the run" in capsys.readouterr().err

@@ -188,9 +188,28 @@ def _check_babysit(table: Mapping[str, Any]) -> dict[str, Any]:
     return dict(table)
 
 
+def open_sitter(cfg: Mapping[str, Any], table: Mapping[str, Any], space, storage: str | None, name: str | None = None):
+    """The :class:`~jaxtune.babysitting.Babysitter` a checked config describes (its task, ``[babysit]``
+    table and space), started or resumed at its head in ``storage``."""
+    from jaxtune.babysitting import Babysitter
+    from jaxtune.cli.config import build_task
+
+    task = build_task(cfg, space)
+    return Babysitter(
+        task.objective,
+        space or task.space,
+        table.get("hp") or None,
+        storage=storage,
+        name=name or table.get("name", "babysit"),
+        seed=table.get("seed", 0),
+        segment=table.get("segment", 100),
+        metric=table.get("metric", task.metric),
+        mode=table.get("mode", task.mode),
+    )
+
+
 def main(args) -> int:
     """``jaxtune babysit``: builds the task, starts or resumes the run, reads commands."""
-    from jaxtune.babysitting import Babysitter
     from jaxtune.cli.config import build_task, check_config, enable_compile_cache, every_parameter_read, load_config
 
     cfg = load_config(args.config)
@@ -201,19 +220,8 @@ def main(args) -> int:
     if storage:
         os.makedirs(os.path.dirname(os.path.abspath(storage)), exist_ok=True)
     enable_compile_cache()
-    task = build_task(cfg, space)
-    with every_parameter_read(task.name):
-        sitter = Babysitter(
-            task.objective,
-            space or task.space,
-            table.get("hp") or None,
-            storage=storage,
-            name=table.get("name", "babysit"),
-            seed=table.get("seed", 0),
-            segment=table.get("segment", 100),
-            metric=table.get("metric", task.metric),
-            mode=table.get("mode", task.mode),
-        )
+    with every_parameter_read(build_task(cfg, space).name):
+        sitter = open_sitter(cfg, table, space, storage)
     session = Session(sitter)
     resumed = sitter.step > 0 or len(sitter.nodes) > 1
     session.say(("resumed " if resumed else "started ") + session._status())

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 from jaxtune.cli.config import ConfigError, check_output, load_study, make_parent, task_of_study
+from jaxtune.cli.report import _is_babysit
 
 __all__ = ["main", "add_parser"]
 
@@ -23,12 +26,40 @@ def _trial(result, which: str | None, storage: str):
     return trial
 
 
+def _export_babysit(args, out: str) -> int:
+    """``jaxtune export`` of a babysitting run: the state at its head, or at ``--node N`` (trained
+    again along its path, bit for bit on CPU), from the config it was run with."""
+    import jax
+    import numpy as np
+
+    from jaxtune._trees import host_leaf
+    from jaxtune.cli.babysit import _check_babysit, open_sitter
+    from jaxtune.cli.config import check_config, load_config
+
+    cfg = load_config(args.config)
+    table = _check_babysit(cfg.get("babysit", {}))
+    sitter = open_sitter(cfg, table, check_config(cfg, {}), args.storage, args.study)
+    try:
+        node = sitter.head if args.node is None else args.node
+        if not 0 <= node < len(sitter.nodes):
+            raise ConfigError(f"--node {node} is not a node of the run: its nodes are 0..{len(sitter.nodes) - 1} "
+                              "(jaxtune report STORAGE draws the tree)")  # fmt: skip
+        state = sitter.state if args.node is None else sitter.replay(node)
+        at = sitter.nodes[node]
+    finally:
+        sitter.close()
+    leaves = jax.tree_util.tree_flatten_with_path(state)[0]
+    make_parent("--out", out)
+    np.savez(out, **{jax.tree_util.keystr(path): host_leaf(leaf) for path, leaf in leaves})
+    print(f"babysat model, node {node} at step {at['step']}: {at['hp']}")
+    print(f"state: {os.path.abspath(out)} ({len(leaves)} arrays)")
+    return 0
+
+
 def main(args) -> int:
     """``jaxtune export``: trains a stored trial (the best, or ``--trial``) again, exactly (its key
     is part of the record; a PBT winner along its lineage), after checking that the config builds
     the study's objective, and writes its final state (parameters, optimizer state, ...) as .npz."""
-    import os
-
     import jax
     import numpy as np
 
@@ -37,11 +68,15 @@ def main(args) -> int:
 
     out = args.out if args.out.endswith(".npz") else args.out + ".npz"  # (numpy would add it)
     check_output("--out", out)
+    if _is_babysit(args.storage, args.study):
+        return _export_babysit(args, out)
+    if args.node is not None:
+        raise ConfigError("--node is for a babysitting run; a sweep's trial is --trial ROUND:SLOT")
     cfg, result = load_study(args)
     trial = _trial(result, args.trial, args.storage)
     task = task_of_study(cfg, result, args.storage)
     if not supports_protocol(task.objective):
-        raise ConfigError(f"task {cfg['task']['name']!r} cannot be replayed (no stateful trial protocol)")
+        raise ConfigError(f"task {task.name!r} cannot be replayed (no stateful trial protocol)")
     state, again = result.replay(task.objective, trial, return_metrics=True)
     leaves = jax.tree_util.tree_flatten_with_path(state)[0]
     make_parent("--out", out)
@@ -60,5 +95,6 @@ def add_parser(sub) -> None:
     e.add_argument("config", help="the TOML config the study was run with (it names the task)")
     e.add_argument("--study")
     e.add_argument("--trial", help="ROUND:SLOT of the trial to export (default: the best)")
+    e.add_argument("--node", type=int, help="a babysitting run's node to export (default: its head)")
     e.add_argument("--out", default="best.npz")
     e.set_defaults(func=main)
