@@ -264,8 +264,12 @@ def _life_curve(result: Result, trial: dict) -> list:
 def plot_curves(result: Result, top: int = 5):
     """Learning curves (the selection metric against the step) of the best ``top`` trials, or None
     when the study stored no curves."""
-    ranked = [t for t in result.ranked() if (t["round"], t["slot"]) in result.curves][:top]
-    if not ranked:
+    ranked = [t for t in result.ranked() if (t["round"], t["slot"]) in result.curves]
+    if result.lineage:  # PBT: the best trial of each lineage at mid-run, not near-clones of the winner
+        mid = max(p[-1][0] for p in result.curves.values()) / 2
+        best = {_ancestor_at(result, t, mid): t for t in ranked[::-1]}  # each lineage's best-ranked trial
+        ranked = [t for t in ranked if best[_ancestor_at(result, t, mid)] is t]
+    if not (ranked := ranked[:top]):
         return None
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -277,11 +281,18 @@ def plot_curves(result: Result, top: int = 5):
         ax.plot(steps, ys, marker="o", ms=3, lw=2.5 if i == 0 else 1.2, label=label)
     ax.set_xlabel("training step")
     ax.set_ylabel(result.metric)
-    lived = " (a PBT member's curve includes its ancestors')" if result.lineage else ""
+    lived = " of distinct lineages (each curve includes its ancestors')" if result.lineage else ""
     ax.set_title(f"learning curves of the best {len(ranked)} trials{lived}", fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def _ancestor_at(result: Result, trial: dict, step: float) -> tuple[int, int]:
+    key = (trial["round"], trial["slot"])  # the trial of its lineage that was training at `step`
+    while key in result.lineage and result.lineage[key][2] > step:
+        key = tuple(result.lineage[key][:2])
+    return key
 
 
 @plain_text

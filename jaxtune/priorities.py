@@ -188,6 +188,17 @@ def uniform_rounds(result) -> list[int] | None:
     return [0] if traits((result.config.get("strategy") or {}).get("name"))["zooms"] else None
 
 
+def _require_independent(result: Any) -> None:
+    """Refuses a scheduler's study (PBT, ASHA, median stopping): its trials are not independent
+    samples trained alike. (Halving's rungs are: their budget is a parameter importance leaves out.)"""
+    if (result.config.get("strategy") or {}).get("name") in ("pbt", "asha", "median") or result.lineage:
+        raise InputError(
+            "importance: a population's trials are not independent samples trained alike (PBT's continue each "
+            "other's states with changed hyperparameters; ASHA's stop at different steps), so their scores do not "
+            "compare; measure importance on a round-based sweep (random or halton)"
+        )
+
+
 def importance(
     result,
     *,
@@ -222,12 +233,7 @@ def importance(
         raise InputError(f"importance: unknown method {method!r}; allowed are {', '.join(map(repr, METHODS))}")
     if transform not in TRANSFORMS:
         raise InputError(f"importance: transform must be one of {TRANSFORMS}, got {transform!r}")
-    if result.config.get("kind") == "population":
-        raise InputError(
-            "importance: a population's trials are not independent samples trained alike (PBT's continue each "
-            "other's states with changed hyperparameters; ASHA's stop at different steps), so their scores do not "
-            "compare; measure importance on a round-based sweep (random or halton)"
-        )
+    _require_independent(result)
     chosen = uniform_rounds(result) if rounds == "uniform" else None if rounds == "all" else rounds
     if isinstance(chosen, str) or (chosen is not None and not all(isinstance(r, int) for r in chosen)):
         raise InputError(f"importance: rounds must be 'uniform', 'all' or a list of ints, got {rounds!r}")

@@ -168,32 +168,39 @@ def summary(result: Result, top: int = 5, metrics: Sequence[str] | None = None, 
             + (f", {infeasible} infeasible)" if infeasible else ")")
         )  # fmt: skip
     else:
-        params = ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items())
-        shown = [m for m in metric_order(result, metrics or list(best["metrics"])) if m in best["metrics"]]
-        mets = ", ".join(f"{m}={_fmt(best['metrics'][m])}" for m in shown if not held_out(m))
-        if any(held_out(m) for m in shown):
-            mets += "; held out: " + ", ".join(f"{m}={_fmt(best['metrics'][m])}" for m in shown if held_out(m))
-        if best["seeds"]:
-            s = result.seed_stats(best)
-            how = result.config.get("aggregate", "mean")
-            mets += (f"\n  {result.metric} over {len(best['seeds'])} seeds: mean {_fmt(s['mean'])} "
-                     f"± {s['stderr']:.2g}, {how} {_fmt(best['value'])}, each "
-                     + ", ".join(_fmt(v) for v in s["values"]))  # fmt: skip
-        step = result.best_step(best) if result.select == "best_step" else None
-        at = "" if step is None else f", at step {step}"
-        out.append(f"best trial (round {best['round']}, slot {best['slot']}{at}): {params}\n  {mets}")
-        changed = {n: v for n, v in schedule(result, best).items() if len(v) > 1} if result.lineage else {}
-        if changed:  # a population's trial: the values it trained with, not only its last segment's
-            out[-1] = out[-1].replace(f"): {params}", "): its last values " + params, 1)
-            steps = [f"{n} " + " → ".join(f"{s}: {_fmt(v)}" for s, v in values) for n, values in changed.items()]
-            out.append("  trained with (PBT schedule, from step: value): " + "; ".join(steps))
+        out.append(_best_trial(result, best, metrics))
     imps = _importance(result)
     if imps:
         out.append(_importance_heading(result) + "\n" + priorities.table(imps))
-    elif result.config.get("kind") == "population" and len(result.trials) >= 8:
+    elif (result.config.get("strategy") or {}).get("name") in ("pbt", "asha", "median") and len(result.trials) >= 8:
         out.append("(no hyperparameter importance: a population's trials continue or stop each other, so they are "
                    "not independent samples; measure it on a round-based sweep)")  # fmt: skip
     return "\n".join(out)
+
+
+def _best_trial(result: Result, best: dict[str, Any], metrics: Sequence[str] | None) -> str:
+    """The summary's lines on the selected trial: its values and metrics (held-out ones apart), its
+    seeds, and a population trial's whole schedule."""
+    params = ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items())
+    shown = [m for m in metric_order(result, metrics or list(best["metrics"])) if m in best["metrics"]]
+    mets = ", ".join(f"{m}={_fmt(best['metrics'][m])}" for m in shown if not held_out(m))
+    if any(held_out(m) for m in shown):
+        mets += "; held out: " + ", ".join(f"{m}={_fmt(best['metrics'][m])}" for m in shown if held_out(m))
+    if best["seeds"]:
+        s = result.seed_stats(best)
+        how = result.config.get("aggregate", "mean")
+        mets += (f"\n  {result.metric} over {len(best['seeds'])} seeds: mean {_fmt(s['mean'])} "
+                 f"± {s['stderr']:.2g}, {how} {_fmt(best['value'])}, each "
+                 + ", ".join(_fmt(v) for v in s["values"]))  # fmt: skip
+    step = result.best_step(best) if result.select == "best_step" else None
+    at = "" if step is None else f", at step {step}"
+    changed = {n: v for n, v in schedule(result, best).items() if len(v) > 1} if result.lineage else {}
+    which = "its last values " if changed else ""  # a population's trial: not only its last segment's values
+    text = f"best trial (round {best['round']}, slot {best['slot']}{at}): {which}{params}\n  {mets}"
+    if changed:
+        steps = [f"{n} " + " → ".join(f"{s}: {_fmt(v)}" for s, v in values) for n, values in changed.items()]
+        text += "\n  trained with (PBT schedule, from step: value): " + "; ".join(steps)
+    return text
 
 
 def _importance(result: Result) -> list[priorities.Importance] | None:

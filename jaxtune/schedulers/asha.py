@@ -92,6 +92,24 @@ class ASHA:
                               budget=budget)  # fmt: skip
 
 
+def expected_left(at: jax.Array, ends: jax.Array, rate: jax.Array) -> jax.Array:
+    """Steps trials at steps ``at`` are expected to train still: to the next of ``ends`` (the rungs,
+    then the budget), and past each rung ``k`` with probability ``rate[k]`` (products along the way).
+
+    Example:
+      >>> float(expected_left(jnp.zeros((1,)), jnp.asarray([10.0, 30.0, 90.0]), jnp.asarray([0.5, 0.5]))[0])
+      35.0
+    """
+    reach, left = jnp.ones_like(at), jnp.zeros_like(at)
+    start = jnp.concatenate([jnp.zeros((1,)), ends[:-1]])
+    for k in range(ends.shape[0]):  # segment k: from the previous rung (or 0) to ends[k]
+        ahead = ends[k] > at
+        left = left + jnp.where(ahead, reach * (ends[k] - jnp.maximum(start[k], at)), 0.0)
+        if k < rate.shape[0]:  # going past rung k takes passing it
+            reach = jnp.where(ahead, reach * rate[k], reach)
+    return left
+
+
 def rung_scheduler(
     space: Space,
     num_lanes: int,
@@ -125,17 +143,6 @@ def rung_scheduler(
             retired=jnp.zeros((), jnp.float32),
         )
 
-    def expected_left(at, count, passed):
-        """Steps a trial at step ``at`` (each lane) is expected to train still, by the rungs' pass rates."""
-        rate = jnp.where(count > 0, passed / jnp.maximum(count, 1), quantile)  # [rungs]
-        reach, left = jnp.ones_like(at), jnp.zeros_like(at)
-        start = jnp.concatenate([jnp.zeros((1,)), ends[:-1]])
-        for k in range(n_rungs + 1):  # segment k: from the previous rung (or 0) to ends[k]
-            ahead = ends[k] > at
-            left = left + jnp.where(ahead, reach * (ends[k] - jnp.maximum(start[k], at)), 0.0)
-            if k < n_rungs:  # going past rung k takes passing it
-                reach = jnp.where(ahead, reach * rate[k], reach)
-        return left
 
     def first(key, state):
         return fresh(key, num_lanes, dim), state
@@ -166,8 +173,9 @@ def rung_scheduler(
         retired = state.retired + jnp.sum(jnp.where(end, trained, 0.0))
         if budget is not None:
             going = lanes.active & ~end
-            running = jnp.sum(jnp.where(going, trained + expected_left(trained, count, passed), 0.0))
-            fresh_cost = expected_left(jnp.zeros((1,)), count, passed)[0]
+            rate = jnp.where(count > 0, passed / jnp.maximum(count, 1), quantile)  # each rung's pass rate so far
+            running = jnp.sum(jnp.where(going, trained + expected_left(trained, ends, rate), 0.0))
+            fresh_cost = expected_left(jnp.zeros((1,)), ends, rate)[0]
             refill = refill & (retired + running + (order + 1) * fresh_cost <= budget)
         started = state.started + refill.sum()
         u = jnp.where(refill[:, None], fresh(key, num_lanes, dim), lanes.u)
