@@ -80,7 +80,8 @@ def finite_range(points, xp=np):
     finite (``(0, 1)`` where there are none): the box :func:`scalarised` normalises by."""
     p = xp.asarray(points)
     ok = xp.all(xp.isfinite(p), axis=1)[:, None]
-    low, high = xp.min(xp.where(ok, p, xp.inf), axis=0), xp.max(xp.where(ok, p, -xp.inf), axis=0)
+    low = xp.min(xp.where(ok, p, xp.inf), axis=0, initial=xp.inf)
+    high = xp.max(xp.where(ok, p, -xp.inf), axis=0, initial=-xp.inf)
     empty = ~xp.any(ok)
     return xp.where(empty, 0.0, low), xp.where(empty, 1.0, high)
 

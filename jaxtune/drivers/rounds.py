@@ -207,8 +207,8 @@ def _run_round(
 def _told(r: int, valid: np.ndarray, study: Study, args: Arguments) -> np.ndarray:
     """Round ``r``'s scores for the strategy (lower is better, +inf for diverged, infeasible or
     empty lanes); with several objectives, the round's random Chebyshev scalarisation
-    (:mod:`jaxtune.pareto`), normalised over the trials of rounds up to ``r`` — or, for a host
-    strategy of several objectives (Optuna's), every objective, ``[trials, objectives]``."""
+    (:mod:`jaxtune.pareto`), normalised over the trials of rounds up to ``r`` — or, for a strategy
+    built for several objectives (``gp``, Optuna's samplers), every objective, ``[trials, objectives]``."""
     scores = np.full((args.trials,), np.inf, np.float32)
     slots = np.flatnonzero(valid)
     if not args.objectives:
@@ -219,13 +219,15 @@ def _told(r: int, valid: np.ndarray, study: Study, args: Arguments) -> np.ndarra
     def point(t):
         return [minimised(t["metrics"].get(n), m, t["status"] == "ok") for n, m in args.objectives]
 
-    points = np.full((args.trials, len(args.objectives)), np.inf)
-    points[slots] = [point(study.done[(r, s)]) for s in slots]
+    dim = len(args.objectives)
+    points = np.full((args.trials, dim), np.inf)
+    for s in slots:
+        points[s] = point(study.done[(r, s)])
     if getattr(args.strategy, "objectives", 1) > 1:
         return points
-    seen = np.asarray([point(t) for (tr, _), t in study.done.items() if tr <= r], np.float64)
+    seen = np.asarray([point(t) for (tr, _), t in study.done.items() if tr <= r], np.float64).reshape(-1, dim)
     low, high = finite_range(seen)
-    return scalarised(points, round_weights(args.seed, r, len(args.objectives)), low, high).astype(np.float32)
+    return scalarised(points, round_weights(args.seed, r, dim), low, high).astype(np.float32)
 
 
 def run(objective, space: Space, described: dict, args: Arguments, executor: Executor, metric: str, storage) -> Result:
