@@ -26,13 +26,23 @@ def _trial(result, which: str | None, storage: str):
     return trial
 
 
-def _export_babysit(args, out: str) -> int:
-    """``jaxtune export`` of a babysitting run: the state at its head, or at ``--node N`` (trained
-    again along its path, bit for bit on CPU), from the config it was run with."""
+def _write_state(out: str, state) -> list:
+    """Writes ``state``'s leaves to ``out`` (.npz, one array per tree path); returns the leaves."""
     import jax
     import numpy as np
 
     from jaxtune._trees import host_leaf
+
+    leaves = jax.tree_util.tree_flatten_with_path(state)[0]
+    make_parent("--out", out)
+    np.savez(out, **{jax.tree_util.keystr(path): host_leaf(leaf) for path, leaf in leaves})
+    return leaves
+
+
+def _export_babysit(args, out: str) -> int:
+    """``jaxtune export`` of a babysitting run: the state at its head, or at ``--node N`` (trained
+    again along its path, bit for bit on CPU), from the config it was run with."""
+
     from jaxtune.cli.babysit import _check_babysit, open_sitter
     from jaxtune.cli.config import check_config, load_config
 
@@ -48,9 +58,7 @@ def _export_babysit(args, out: str) -> int:
         at = sitter.nodes[node]
     finally:
         sitter.close()
-    leaves = jax.tree_util.tree_flatten_with_path(state)[0]
-    make_parent("--out", out)
-    np.savez(out, **{jax.tree_util.keystr(path): host_leaf(leaf) for path, leaf in leaves})
+    leaves = _write_state(out, state)
     print(f"babysat model, node {node} at step {at['step']}: {at['hp']}")
     print(f"state: {os.path.abspath(out)} ({len(leaves)} arrays)")
     return 0
@@ -60,10 +68,7 @@ def main(args) -> int:
     """``jaxtune export``: trains a stored trial (the best, or ``--trial``) again, exactly (its key
     is part of the record; a PBT winner along its lineage), after checking that the config builds
     the study's objective, and writes its final state (parameters, optimizer state, ...) as .npz."""
-    import jax
-    import numpy as np
 
-    from jaxtune._trees import host_leaf
     from jaxtune.execute.population import supports_protocol
 
     out = args.out if args.out.endswith(".npz") else args.out + ".npz"  # (numpy would add it)
@@ -78,9 +83,7 @@ def main(args) -> int:
     if not supports_protocol(task.objective):
         raise ConfigError(f"task {task.name!r} cannot be replayed (no stateful trial protocol)")
     state, again = result.replay(task.objective, trial, return_metrics=True)
-    leaves = jax.tree_util.tree_flatten_with_path(state)[0]
-    make_parent("--out", out)
-    np.savez(out, **{jax.tree_util.keystr(path): host_leaf(leaf) for path, leaf in leaves})
+    leaves = _write_state(out, state)
     which = "best trial" if args.trial is None else "trial"
     print(f"{which} (round {trial['round']}, slot {trial['slot']}): {trial['params']}")
     print(f"replayed {result.metric}: {again.get(result.metric, float('nan')):.6g} (stored {trial['value']:.6g})")
