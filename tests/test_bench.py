@@ -84,6 +84,30 @@ def test_bench_from_the_command_line(tmp_path, capsys):
     assert "unknown problem 'nope'" in err and "--seeds must be" in err
 
 
+MY_PROBLEM = """
+import jax.numpy as jnp
+import jaxtune as jt
+
+
+def make():
+    space = jt.Space({"x": jt.Float(-1.0, 1.0), "y": jt.Float(-1.0, 1.0)})
+    return jt.bench.Problem("my_bowl", space, lambda hp: hp["x"] ** 2 + (hp["y"] - 0.5) ** 2, 0.0)
+"""
+
+
+def test_a_problem_of_your_own_from_the_command_line(tmp_path, capsys, monkeypatch):
+    (tmp_path / "myproblems.py").write_text(MY_PROBLEM)
+    monkeypatch.chdir(tmp_path)  # imported as python -m would: the current directory first
+    args = ["bench", "--problems", "myproblems:make,branin", "--strategies", "random", "--seeds", "4", "--evals",
+            "40", "--trials", "8", "--out", str(tmp_path / "out")]  # fmt: skip
+    assert cli.main(args) == 0
+    assert "| strategy | my_bowl | branin | average rank |" in capsys.readouterr().out
+    assert cli.main(["bench", "--problems", "myproblems:nope"]) == 2
+    assert "problem 'myproblems:nope': 'myproblems' has no attribute 'nope'" in capsys.readouterr().err
+    assert cli.main(["bench", "--problems", "myproblems:jt"]) == 2  # a module, not a problem
+    assert "problem 'myproblems:jt' is a module: name a jt.bench.Problem" in capsys.readouterr().err
+
+
 def test_cma_es_runs_on_the_device_in_the_bench_and_in_jt_tune():
     pytest.importorskip("evosax")
     res = run(["hartmann3"], ["random", "cma_es"], seeds=8, evals=320, trials=16)

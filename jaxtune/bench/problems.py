@@ -76,9 +76,22 @@ def register_problem(problem: Problem) -> Problem:
 
 
 def get_problem(name: str) -> Problem:
-    """The registered problem ``name``, or an error listing the registered ones."""
+    """The registered problem ``name``, or your own as ``"package.module:attribute"`` (a
+    :class:`Problem`, or a function of no arguments that returns one; imported as ``python -m``
+    would, the current directory first, and registered under its own name); an error lists the
+    registered ones."""
+    if name not in PROBLEMS and ":" in name:
+        from jaxtune.tasks import find
+
+        found = find(name, what="problem")
+        made = found() if callable(found) and not isinstance(found, Problem) else found
+        if not isinstance(made, Problem):
+            raise InputError(f"problem {name!r} is a {type(made).__name__}: name a jt.bench.Problem or a function "
+                             "of no arguments returning one")  # fmt: skip
+        return register_problem(made)
     if name not in PROBLEMS:
-        raise UnknownNameError(f"unknown problem {name!r}; registered problems are {sorted(PROBLEMS)}")
+        raise UnknownNameError(f"unknown problem {name!r}; registered problems are {sorted(PROBLEMS)} "
+                               "(or your own as 'package.module:attribute')")  # fmt: skip
     return PROBLEMS[name]
 
 

@@ -142,9 +142,9 @@ def get(name: str, **options) -> Task:
     return _registry()[name](**options)
 
 
-def find(reference: str) -> Any:
+def find(reference: str, what: str = "objective") -> Any:
     """The object ``"package.module:attribute"`` names (``attribute`` may be dotted), imported as
-    ``python -m`` would: the current directory first. Nothing is called.
+    ``python -m`` would: the current directory first. Nothing is called; ``what`` names it in errors.
 
     Raises:
       InputError: the reference is malformed, its module cannot be imported, or it has no such attribute.
@@ -152,17 +152,17 @@ def find(reference: str) -> Any:
     module, sep, attribute = reference.partition(":") if isinstance(reference, str) else ("", "", "")
     if not (sep and module and attribute):
         raise InputError(
-            f"objective must be 'package.module:attribute' (e.g. 'mymodel:make_trainer'), got {reference!r}"
+            f"{what} must be 'package.module:attribute' (e.g. 'mymodel:make_trainer'), got {reference!r}"
         )
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
         found = importlib.import_module(module)
     except ImportError as e:
-        raise InputError(f"objective {reference!r}: cannot import module {module!r} ({e})") from e
+        raise InputError(f"{what} {reference!r}: cannot import module {module!r} ({e})") from e
     for part in attribute.split("."):
         if not hasattr(found, part):
-            raise InputError(f"objective {reference!r}: {module!r} has no attribute {attribute!r}")
+            raise InputError(f"{what} {reference!r}: {module!r} has no attribute {attribute!r}")
         found = getattr(found, part)
     return found
 
