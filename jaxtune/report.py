@@ -39,13 +39,16 @@ def metric_order(result: Result, names: Sequence[str]) -> list[str]:
     return sorted(dict.fromkeys(names), key=key)
 
 
-def table(result: Result, top: int = 10, metrics: Sequence[str] | None = None, show_test: bool = False) -> str:
-    """The ``top`` best trials as an aligned text table (params, then metrics in
-    :func:`metric_order`; with seeds, each metric's mean ± its standard error over the trial's
-    seeds, and the trial's aggregate value). Held-out metrics only with ``show_test``."""
+def table_cells(
+    result: Result, top: int | None = 10, metrics: Sequence[str] | None = None, show_test: bool = False
+) -> tuple[list[str], list[list[str]]]:
+    """``(header, rows)`` of the ``top`` best trials (all with None) as text cells: rank, round,
+    params (a PBT trial's ``first→last``), metrics in :func:`metric_order` (with seeds, each one's
+    mean ± its standard error over the trial's seeds, and the trial's aggregate value), status.
+    Held-out metrics only with ``show_test``."""
     ranked = result.ranked()[:top]
     if not ranked:
-        return "(no trials)"
+        return [], []
     params = result.param_names
     names = metric_order(result, list(metrics) if metrics else [result.metric, *ranked[0]["metrics"]])
     names = [n for n in names if show_test or not held_out(n)]
@@ -69,6 +72,14 @@ def table(result: Result, top: int = 10, metrics: Sequence[str] | None = None, s
         ]
         for i, t in enumerate(ranked)
     ]
+    return header, rows
+
+
+def table(result: Result, top: int = 10, metrics: Sequence[str] | None = None, show_test: bool = False) -> str:
+    """The ``top`` best trials as an aligned text table (the cells of :func:`table_cells`)."""
+    header, rows = table_cells(result, top, metrics, show_test)
+    if not rows:
+        return "(no trials)"
     widths = [max(len(h), *(len(r[j]) for r in rows)) for j, h in enumerate(header)]
     lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths))]
     lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
@@ -272,9 +283,10 @@ _CAPTIONS = {
 }
 
 
-def html(result: Result, folder: str, top: int = 20) -> str:
+def html(result: Result, folder: str, top: int | None = None, show_test: bool = False) -> str:
     """Writes the study's figures (PNG) and one self-contained HTML page (figures embedded) to
-    ``folder``; returns the page's path."""
+    ``folder``: its sortable table holds the ``top`` best trials (default all), columns as in the
+    text table (held-out metrics only with ``show_test``). Returns the page's path."""
     import base64
     import html as escape
 
@@ -290,21 +302,21 @@ def html(result: Result, folder: str, top: int = 20) -> str:
             f"<h2>{name}</h2><p>{escape.escape(_CAPTIONS[name])}</p>"
             f'<img alt="{name}" src="data:image/png;base64,{data}">'
         )
-    by_key = {(r["round"], r["slot"]): r for r in result.rows()}
-    rows = [by_key[(t["round"], t["slot"])] for t in result.ranked()[:top]]
+    header, rows = table_cells(result, top, show_test=show_test)
     if rows:
-        head = "".join(f"<th>{escape.escape(str(k))}</th>" for k in rows[0])
-        body = "".join(
-            "<tr>" + "".join(f"<td>{escape.escape(_fmt(v))}</td>" for v in r.values()) + "</tr>" for r in rows
-        )
-        sections.insert(0, f'<h2>best {len(rows)} trials</h2><table class="sortable"><thead><tr>{head}</tr></thead>'
+        head = "".join(f"<th>{escape.escape(h)}</th>" for h in header)
+        body = "".join("<tr>" + "".join(f"<td>{escape.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+        which = f"all {len(rows)}" if len(rows) == len(result) else f"best {len(rows)}"
+        sections.insert(0, f'<h2>{which} trials</h2><table class="sortable"><thead><tr>{head}</tr></thead>'
                            f"<tbody>{body}</tbody></table>")  # fmt: skip
     page = os.path.join(folder, "index.html")
     title = f"jaxtune study {result.study!r}: {result.metric} ({result.mode}), {len(result)} trials"
     with open(page, "w", encoding="utf-8") as f:
         f.write(
             _PAGE.format(
-                title=escape.escape(title), summary=escape.escape(summary(result)), sections="\n".join(sections)
+                title=escape.escape(title),
+                summary=escape.escape(summary(result, show_test=show_test)),
+                sections="\n".join(sections),
             )
         )
     return page

@@ -1,4 +1,5 @@
 import os
+import pathlib
 import re
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ import pytest
 
 import jaxtune as jt
 from jaxtune import figures, report
+from jaxtune.figures import axes
 
 SPACE = jt.Space(
     {
@@ -35,11 +37,11 @@ def study(tmp_path_factory):
 def test_axis_scales_follow_the_space_and_the_values(study):
     assert [figures.axis_kind(study, n, []) for n in SPACE.names] == ["log", "reverse_log", "log", "choice"]
     bare = jt.Result(study.trials, "loss")  # no stored space: guessed from the values
-    assert figures._guess_scale([1e-4, 3e-3, 0.1]) == "log"
-    assert figures._guess_scale([0.9, 0.95, 0.999]) == "reverse_log"
-    assert figures._guess_scale([0.2, 0.5, 0.7]) == "linear"
+    assert axes._guess_scale([1e-4, 3e-3, 0.1]) == "log"
+    assert axes._guess_scale([0.9, 0.95, 0.999]) == "reverse_log"
+    assert axes._guess_scale([0.2, 0.5, 0.7]) == "linear"
     assert figures.axis_kind(bare, "act", ["relu", "tanh"]) == "choice"
-    np.testing.assert_allclose(figures._reverse_log([0.9, 0.99, 0.999]), [1, 2, 3])
+    np.testing.assert_allclose(axes._reverse_log([0.9, 0.99, 0.999]), [1, 2, 3])
 
 
 def test_parameter_figure_draws_each_scale_rounds_boxes_and_the_best(study):
@@ -70,6 +72,10 @@ def test_html_report_is_self_contained_with_every_figure(study, tmp_path):
     )
     assert text.count("data:image/png;base64,") == 4 and not re.search(r"(src|href)=\"(https?:|//)", text)
     assert "which hyperparameters mattered" in text and 'class="sortable"' in text
+    assert f"<h2>all {len(study)} trials</h2>" in text and text.count("<tr><td>") == len(study)  # every trial
+    header = re.search(r"<thead><tr>(.*?)</tr>", text).group(1)
+    assert header == "".join(f"<th>{h}</th>" for h in report.table_cells(study, 1)[0])  # as the text table
+    assert "<h2>best 3 trials</h2>" in pathlib.Path(report.html(study, str(tmp_path / "top"), top=3)).read_text()
 
 
 def chromium():
@@ -116,6 +122,15 @@ def test_population_figures_draw_curves_and_lineage(tmp_path):
     assert result.lineage
     paths = figures.write_figures(result, tmp_path)
     assert {"curves", "lineage", "history", "parameters", "parallel"} <= set(paths)
+    fig = figures.plot_lineage(result)  # a panel per hyperparameter, each on its own scale, steps from 0
+    assert [ax.get_ylabel() for ax in fig.axes] == result.param_names
+    for ax, name in zip(fig.axes, result.param_names):
+        ys = [t["params"][name] for t in result.trials]
+        assert ax.get_yscale() == {"log": "log", "reverse_log": "function"}.get(axes.axis_kind(result, name, ys), "linear")
+        assert ax.get_xscale() == "linear" and ax.get_xlim()[0] == 0
+    logged = jt.Result(result.trials, result.metric, result.mode, config={**result.config, "space": {
+        name: {"type": "Float", "scale": "log"} for name in result.param_names}}, lineage=result.lineage)  # fmt: skip
+    assert {ax.get_yscale() for ax in figures.plot_lineage(logged).axes} == {"log"}
 
 
 def test_held_out_metrics_stay_out_of_the_table_unless_asked():

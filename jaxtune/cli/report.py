@@ -59,7 +59,7 @@ def main(args) -> int:
         if not os.access(parent, os.W_OK):
             raise ConfigError(f"--html {folder!r}: its directory {parent!r} is not writable (pass --html DIR)")
         try:
-            print(f"report: {report.html(result, folder)} (figures beside it)")
+            print(f"report: {report.html(result, folder, show_test=args.show_test)} (figures beside it)")
         except MissingDependencyError:
             if args.html:
                 raise

@@ -9,7 +9,6 @@ axis for ``reverse_log`` (0.9, 0.99, 0.999 equally spaced) and a categorical axi
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 from typing import Any
@@ -17,82 +16,12 @@ from typing import Any
 import numpy as np
 
 from jaxtune import priorities
-from jaxtune.errors import InputError, MissingDependencyError
+from jaxtune.errors import InputError
+from jaxtune.figures.axes import _set_axis, axis_kind, plain_text, pyplot
+from jaxtune.figures.lineage import plot_lineage
 from jaxtune.result import Result
 
-_REVERSE_LOG_TICKS = (0.5, 0.8, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9999)
 COLUMNS = 3  # parameter panels per row: 5 parameters make 2 rows, not a 2400 px strip
-
-
-def pyplot():
-    """matplotlib's pyplot on the Agg backend (no screen needed), or a clear error."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        raise MissingDependencyError("figures need matplotlib: pip install 'jaxtune[report]'") from e
-    return plt
-
-
-def plain_text(plot):
-    """``plot`` drawing with mathtext off: a name such as ``$x$`` is shown as typed (an unbalanced
-    ``$`` would fail)."""
-    @functools.wraps(plot)
-    def drawn(*args, **kwargs):
-        with pyplot().rc_context({"text.parse_math": False}):
-            return plot(*args, **kwargs)
-
-    return drawn
-
-
-def _reverse_log(x):
-    return -np.log10(np.clip(1.0 - np.asarray(x, float), 1e-12, None))
-
-
-def _reverse_log_inverse(y):
-    return 1.0 - 10.0 ** -np.asarray(y, float)
-
-
-def _guess_scale(xs) -> str:
-    """The axis for values whose space is unknown: log over decades, 1-x for momentum-like values."""
-    lo, hi = min(xs), max(xs)
-    if lo > 0 and hi / lo > 50:
-        return "log"
-    if 0 <= lo and hi < 1 and (1 - lo) / (1 - hi) > 10:
-        return "reverse_log"
-    return "linear"
-
-
-def axis_kind(result: Result, name: str, xs) -> str:
-    """How to draw parameter ``name``: ``"log"``, ``"reverse_log"``, ``"linear"`` or ``"choice"``."""
-    desc = (result.config.get("space") or {}).get(name)
-    if desc is None:
-        if xs and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs):
-            return _guess_scale(xs)
-        return "choice"
-    if desc["type"] == "Choice":
-        return "choice"
-    return desc.get("scale", "linear")
-
-
-def _set_axis(ax, kind: str, xs, choices=None) -> None:
-    if kind == "log":
-        ax.set_xscale("log")
-    elif kind == "reverse_log":
-        ax.set_xscale("function", functions=(_reverse_log, _reverse_log_inverse))
-        span = _reverse_log([min(xs), max(xs)])
-        ticks, last = [], -np.inf
-        for t in _REVERSE_LOG_TICKS:  # in range, and at least a third of a decade apart
-            at = float(_reverse_log(t))
-            if span[0] - 0.15 <= at <= span[1] + 0.15 and at - last >= 0.33:
-                ticks.append(t)
-                last = at
-        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-    elif kind == "choice":
-        ax.set_xticks(range(len(choices)), [str(c) for c in choices], rotation=30 if len(choices) > 4 else 0)
-        ax.set_xlim(-0.5, len(choices) - 0.5)
 
 
 def _rounds(result: Result):
@@ -359,47 +288,6 @@ def plot_parallel(result: Result):
     ax.set_yticks([])
     ax.set_title("parallel coordinates: each axis a hyperparameter on its own scale", fontsize=10)
     fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=result.metric)
-    fig.tight_layout()
-    return fig
-
-
-@plain_text
-def plot_lineage(result: Result, param: str | None = None):
-    """PBT's lineage: each trial a segment at its value of ``param`` (default: the first
-    hyperparameter) over the steps it trained, dotted jumps where a trial copied another, the
-    winner's path in red. None when the study has no lineage."""
-    if not result.lineage:
-        return None
-    plt = pyplot()
-    param = param or result.param_names[0]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    span = {}
-    for t in result.trials:
-        k = (t["round"], t["slot"])
-        start = result.lineage[k][2] if k in result.lineage else 0
-        steps = [s for s, _ in result.curves.get(k, [])]
-        span[k] = (start, max(steps, default=start), t["params"][param])
-        ax.plot(span[k][:2], [span[k][2]] * 2, color="0.6", lw=1)
-    for k, (parent_r, parent_s, step) in result.lineage.items():
-        if (parent_r, parent_s) in span and k in span:
-            ax.plot([step, step], [span[(parent_r, parent_s)][2], span[k][2]], color="0.75", lw=0.6, ls=":")
-    best = result.best
-    if best is not None:
-        k, until = (best["round"], best["slot"]), None
-        while k in span:  # each ancestor up to the step its descendant copied it
-            start, end, v = span[k]
-            ax.plot([start, end if until is None else until], [v, v], color="tab:red", lw=2.5)
-            if k not in result.lineage:
-                break
-            parent = result.lineage[k][:2]
-            if parent in span:
-                ax.plot([start, start], [span[parent][2], v], color="tab:red", lw=1.2, ls=":")
-            k, until = parent, start
-    xs = [v for _, _, v in span.values()]
-    _set_axis(ax, axis_kind(result, param, xs), xs)
-    ax.set_xlabel("training step")
-    ax.set_ylabel(param)
-    ax.set_title(f"lineage: {param} of every member over its life; the winner's path in red", fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -1,0 +1,86 @@
+"""Axes on each hyperparameter's own scale, and matplotlib loaded only when a figure is drawn."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from jaxtune.errors import MissingDependencyError
+from jaxtune.result import Result
+
+_REVERSE_LOG_TICKS = (0.5, 0.8, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9999)
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (no screen needed), or a clear error."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise MissingDependencyError("figures need matplotlib: pip install 'jaxtune[report]'") from e
+    return plt
+
+
+def plain_text(plot):
+    """``plot`` drawing with mathtext off: a name such as ``$x$`` is shown as typed (an unbalanced
+    ``$`` would fail)."""
+    @functools.wraps(plot)
+    def drawn(*args, **kwargs):
+        with pyplot().rc_context({"text.parse_math": False}):
+            return plot(*args, **kwargs)
+
+    return drawn
+
+
+def _reverse_log(x):
+    return -np.log10(np.clip(1.0 - np.asarray(x, float), 1e-12, None))
+
+
+def _reverse_log_inverse(y):
+    return 1.0 - 10.0 ** -np.asarray(y, float)
+
+
+def _guess_scale(xs) -> str:
+    """The axis for values whose space is unknown: log over decades, 1-x for momentum-like values."""
+    lo, hi = min(xs), max(xs)
+    if lo > 0 and hi / lo > 50:
+        return "log"
+    if 0 <= lo and hi < 1 and (1 - lo) / (1 - hi) > 10:
+        return "reverse_log"
+    return "linear"
+
+
+def axis_kind(result: Result, name: str, xs) -> str:
+    """How to draw parameter ``name``: ``"log"``, ``"reverse_log"``, ``"linear"`` or ``"choice"``."""
+    desc = (result.config.get("space") or {}).get(name)
+    if desc is None:
+        if xs and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs):
+            return _guess_scale(xs)
+        return "choice"
+    if desc["type"] == "Choice":
+        return "choice"
+    return desc.get("scale", "linear")
+
+
+def _set_axis(ax, kind: str, xs, choices=None, axis: str = "x") -> None:
+    """Puts ``ax``'s ``axis`` ("x" or "y") on the scale ``kind`` (see :func:`axis_kind`) for values ``xs``."""
+    scale, set_ticks, set_lim = (getattr(ax, f"set_{axis}{what}") for what in ("scale", "ticks", "lim"))
+    if kind == "log":
+        scale("log")
+    elif kind == "reverse_log":
+        scale("function", functions=(_reverse_log, _reverse_log_inverse))
+        span = _reverse_log([min(xs), max(xs)])
+        ticks, last = [], -np.inf
+        for t in _REVERSE_LOG_TICKS:  # in range, and at least a third of a decade apart
+            at = float(_reverse_log(t))
+            if span[0] - 0.15 <= at <= span[1] + 0.15 and at - last >= 0.33:
+                ticks.append(t)
+                last = at
+        set_ticks(ticks, [f"{t:g}" for t in ticks])
+    elif kind == "choice" and choices is not None:
+        turn = 30 if len(choices) > 4 and axis == "x" else 0
+        set_ticks(range(len(choices)), [str(c) for c in choices], rotation=turn)
+        set_lim(-0.5, len(choices) - 0.5)
