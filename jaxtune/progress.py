@@ -45,13 +45,21 @@ def print_compiling(r: int, rounds: int, programs: Sequence[tuple[str, int]]) ->
 
 
 class ChunkProgress:
-    """Prints a line after each chunk of a round that runs in several: trials done, rate, time left."""
+    """Prints a line after each chunk of a round that runs in several: trials done, rate, time left.
+
+    On a terminal every chunk gets its line; off one (a log file, a CI job) a line comes at most
+    every ``QUIET_S`` seconds, so a log holds a heartbeat rather than a line per chunk.
+    """
+
+    QUIET_S = 30.0
 
     def __init__(self, r: int, rounds: int, total: int, compiles: int):
         self.r, self.rounds, self.total, self.done = r, rounds, total, 0
         self.start = time.perf_counter()
         self.compiles = compiles
         self.steady: tuple[float, int] | None = None  # (time, trials done) once programs are compiled
+        self.every = 0.0 if sys.stderr.isatty() else self.QUIET_S
+        self.said = self.start
 
     def update(self, n: int, compiles: int) -> None:
         """Counts ``n`` more finished trials; ``compiles`` is the executor's compile count now."""
@@ -63,8 +71,10 @@ class ChunkProgress:
         if self.steady is None or compiles != self.compiles:
             # The first chunk (or one that compiled a new program): its rate says nothing yet.
             self.steady, self.compiles = (now, self.done), compiles
-            _say(f"{head} in {now - self.start:.1f} s (compiling included)")
-            return
-        rate = (self.done - self.steady[1]) / max(now - self.steady[0], 1e-9)
-        left = (self.total - self.done) / rate
-        _say(f"{head}, {rate:.1f} trials/s, ~{left:.0f} s left")
+            line = f"{head} in {now - self.start:.1f} s (compiling included)"
+        else:
+            rate = (self.done - self.steady[1]) / max(now - self.steady[0], 1e-9)
+            line = f"{head}, {rate:.1f} trials/s, ~{(self.total - self.done) / rate:.0f} s left"
+        if now - self.said >= self.every:
+            self.said = now
+            _say(line)

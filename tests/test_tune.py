@@ -167,7 +167,13 @@ def test_what_the_objective_reads_is_checked_against_the_space(capsys):
     assert "at the objective's defaults: c=0.5" in capsys.readouterr().err
 
 
-def test_a_round_in_several_chunks_reports_progress_with_rate_and_time_left(capsys):
+def test_a_round_in_several_chunks_reports_progress_with_rate_and_time_left(capsys, monkeypatch):
+    import sys
+
+    jt.tune(quad_objective, SPACE, trials=8, metric="loss", max_batch=2)
+    err = capsys.readouterr().err.splitlines()  # off a terminal: chunks report at most every 30 s
+    assert len(err) == 2 and "compiling 1 program" in err[0] and err[1].startswith("[jaxtune] round 0 (1/1): 8 trials")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # on a terminal: a line per chunk
     jt.tune(quad_objective, SPACE, trials=8, metric="loss", max_batch=2)
     err = capsys.readouterr().err.splitlines()
     # Rounds count from 0, as in the tables; the fraction says how far the sweep is.
