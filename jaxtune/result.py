@@ -47,6 +47,10 @@ class Result:
       lineage: ``{(round, slot): (parent_round, parent_slot, step)}``: trials that continued
         another trial's state from that step (PBT's exploits).
       config: the study's configuration (seed, trials, strategy, ...) as stored.
+
+    ``timing`` (set by :func:`jaxtune.tune`, None for a loaded study) splits the call's wall time:
+    ``{"wall_s", "trials_s" (compiled trial programs), "compile_s", "host_s" (storage, strategy,
+    transfers, Python), "host_share"}``.
     """
 
     def __init__(
@@ -79,6 +83,7 @@ class Result:
         self.stopped = stopped
         self.lineage = lineage or {}
         self.config = config or {}
+        self.timing: dict[str, float] | None = None
 
     @classmethod
     def load(cls, path: str | os.PathLike, study: str | None = None) -> Result:

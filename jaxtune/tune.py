@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,7 @@ from jaxtune.drivers import rounds as rounds_driver
 from jaxtune.drivers.args import Arguments
 from jaxtune.errors import InputError, InputTypeError, Problems
 from jaxtune.execute import CURVES, Executor
+from jaxtune.execute.timing import CLOCK
 from jaxtune.progress import RoundReport, print_round
 from jaxtune.records import AGGREGATES, MODES, SELECT, tie_break_spec
 from jaxtune.result import Result
@@ -268,6 +270,7 @@ def tune(
       >>> round(result.best["value"], 3)  # Branin's minimum is 0.397887
       0.398
     """
+    start, t0 = CLOCK.copy(), time.perf_counter()
     # All validation happens before anything is compiled or run.
     args = _check_arguments(
         objective, space, strategy, trials, rounds, mode, seed, study, strategy_options, progress, timeout, select,
@@ -303,8 +306,21 @@ def tune(
 
     if args.strategy is None:  # a population scheduler: lanes trained in segments
         options = strategy_options or {}
-        return population_driver.run(objective, space, strategy, options, args, executor, metric, storage)
-    if spec is not None:  # successive halving whose survivors continue from their state
-        return halving_driver.run(objective, space, spec, args, executor, metric, storage)
-    described = describe(strategy) if not isinstance(strategy, Strategy) else {"name": "custom"}
-    return rounds_driver.run(objective, space, described, args, executor, metric, storage)
+        result = population_driver.run(objective, space, strategy, options, args, executor, metric, storage)
+    elif spec is not None:  # successive halving whose survivors continue from their state
+        result = halving_driver.run(objective, space, spec, args, executor, metric, storage)
+    else:
+        described = describe(strategy) if not isinstance(strategy, Strategy) else {"name": "custom"}
+        result = rounds_driver.run(objective, space, described, args, executor, metric, storage)
+    result.timing = CLOCK.since(start, time.perf_counter() - t0)
+    if args.verbose:
+        print(f"[jaxtune] {timing_line(result.timing)}", file=sys.stderr)
+    return result
+
+
+def timing_line(timing: dict[str, float]) -> str:
+    """Where a study's wall time went, in one line (``Result.timing``)."""
+    w = max(timing["wall_s"], 1e-9)
+    return (f"{timing['wall_s']:.1f} s: trial programs {100 * timing['trials_s'] / w:.1f}%, compiling "
+            f"{100 * timing['compile_s'] / w:.1f}%, host {100 * timing['host_share']:.1f}% (storage, strategy, "
+            "transfers, Python)")  # fmt: skip

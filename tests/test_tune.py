@@ -172,7 +172,8 @@ def test_a_round_in_several_chunks_reports_progress_with_rate_and_time_left(caps
 
     jt.tune(quad_objective, SPACE, trials=8, metric="loss", max_batch=2)
     err = capsys.readouterr().err.splitlines()  # off a terminal: chunks report at most every 30 s
-    assert len(err) == 2 and "compiling 1 program" in err[0] and err[1].startswith("[jaxtune] round 0 (1/1): 8 trials")
+    assert len(err) == 3 and "compiling 1 program" in err[0] and err[1].startswith("[jaxtune] round 0 (1/1): 8 trials")
+    assert "trial programs" in err[2]  # where the time went
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # on a terminal: a line per chunk
     jt.tune(quad_objective, SPACE, trials=8, metric="loss", max_batch=2)
     err = capsys.readouterr().err.splitlines()
@@ -180,8 +181,8 @@ def test_a_round_in_several_chunks_reports_progress_with_rate_and_time_left(caps
     assert err[0] == "[jaxtune] round 0 (1/1): compiling 1 program: all (2 trials)"
     assert err[1].startswith("[jaxtune] round 0 (1/1): 2/8 trials in ") and "compiling included" in err[1]
     assert err[2].startswith("[jaxtune] round 0 (1/1): 4/8 trials, ") and "trials/s, ~" in err[2] and "s left" in err[2]
-    assert err[-1].startswith("[jaxtune] round 0 (1/1): 8 trials in ")  # the round's own line
-    assert len(err) == 5
+    assert err[-2].startswith("[jaxtune] round 0 (1/1): 8 trials in ")  # the round's own line
+    assert len(err) == 6
 
 
 def test_import_jaxtune_loads_neither_flax_nor_optax():
@@ -202,3 +203,17 @@ def test_a_missing_learning_curve_is_a_clear_key_error():
     with pytest.raises(KeyError, match="the objective records none"):
         result.curves[(0, 1)]
     assert result.curves.get((0, 1)) is None and (0, 1) not in result.curves
+
+
+def test_a_study_reports_where_its_wall_time_went(capsys):
+    result = jt.tune(quad_objective, SPACE, trials=8, rounds=2, metric="loss")
+    t = result.timing
+    assert set(t) == {"wall_s", "trials_s", "compile_s", "host_s", "host_share"}
+    assert t["trials_s"] > 0 and t["compile_s"] > 0 and t["host_s"] >= 0
+    assert abs(t["trials_s"] + t["compile_s"] + t["host_s"] - t["wall_s"]) < 1e-6 and 0 <= t["host_share"] <= 1
+    assert "trial programs" in capsys.readouterr().err.splitlines()[-1]  # the run's last line says it
+    task = jt.tasks.get("pbt_toy", steps=8)
+    pbt = jt.tune(task.objective, task.space, "pbt", trials=4, metric="Q", mode="max", progress=False,
+                  strategy_options={"segment": 4})  # fmt: skip
+    assert pbt.timing["trials_s"] > 0 and capsys.readouterr().err == ""  # progress=False: silent
+    assert jt.Result(pbt.trials, "Q", "max").timing is None  # a study not run by this call

@@ -30,6 +30,7 @@ from jaxtune.errors import InputError, InputTypeError
 from jaxtune.execute.placement import Placement
 from jaxtune.execute.platform import default_compiler_options, default_vmap_width, program_budget
 from jaxtune.execute.programs import Programs, is_out_of_memory
+from jaxtune.execute.timing import CLOCK
 from jaxtune.execute.trial import CURVES, Trial
 from jaxtune.space import Space
 
@@ -226,7 +227,8 @@ class Executor:
             try:
                 program = self.programs.get(bucket, width, ndev)
                 inputs = self.placement.put(({n: hp_np[n][lanes] for n in dyn_names}, key_data[lanes]), ndev)
-                out = jax.device_get(program(*inputs))
+                with CLOCK.count("trials_s"):  # to the results on the host
+                    out = jax.device_get(program(*inputs))
             except Exception as e:
                 if not is_out_of_memory(e) or cap <= ndev:
                     raise

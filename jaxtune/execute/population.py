@@ -34,6 +34,7 @@ from jaxtune.errors import InputError, InputTypeError
 from jaxtune.execute.placement import Placement
 from jaxtune.execute.platform import default_compiler_options, program_budget
 from jaxtune.execute.programs import ProgramCache, over_leading_axis
+from jaxtune.execute.timing import CLOCK
 from jaxtune.execute.trial import Trial
 from jaxtune.space import Space
 
@@ -238,15 +239,18 @@ class Population:
     def start(self, hp: Mapping[str, Any], keys: jax.Array) -> None:
         """Initialises every lane: ``hp`` ``{name: [width]}`` (the space's values), one key per lane."""
         self.hp = self._put_hp(hp)
-        self.state = self._init_program()(self.hp, self._put_keys(keys))
+        program = self._init_program()
+        with CLOCK.count("trials_s"):
+            self.state = jax.block_until_ready(program(self.hp, self._put_keys(keys)))
 
     def train(self, steps: int) -> dict[str, np.ndarray]:
         """Trains every lane ``steps`` more steps; each lane's metrics after them, on the host."""
         if self.state is None:
             raise InputError("Population.train before Population.start")
         program = self.segment_program(int(steps))
-        self.state, metrics = program(self.hp, self.state)
-        return {n: np.asarray(v) for n, v in jax.device_get(metrics).items()}
+        with CLOCK.count("trials_s"):  # to the metrics on the host
+            self.state, metrics = program(self.hp, self.state)
+            return {n: np.asarray(v) for n, v in jax.device_get(metrics).items()}
 
     def set_hp(self, hp: Mapping[str, Any]) -> None:
         """Replaces every lane's traced hyperparameters (from the next segment on; no recompile)."""
@@ -291,6 +295,7 @@ class Population:
             self.hp,
             jax.device_put(restart, replicated),
         )
+        jax.block_until_ready(self.state)  # a decision's time is the scheduler's, not the next segment's
 
     def take(self, other: Population, lanes: Sequence[int]) -> None:
         """Makes this population's lanes the lanes ``lanes`` of ``other`` (states and hyperparameters,

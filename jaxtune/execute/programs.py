@@ -17,6 +17,7 @@ import jax
 from jaxtune._checks import next_pow2, round_up
 from jaxtune.execute.placement import Placement
 from jaxtune.execute.platform import compile_async
+from jaxtune.execute.timing import CLOCK
 
 __all__ = ["PROBE_WIDTH", "ProgramCache", "Programs", "TooBig", "batched"]
 
@@ -104,14 +105,16 @@ class ProgramCache:
     def prefetch(self, key: Any, lower: Callable[[], jax.stages.Lowered]) -> None:
         """Starts compiling program ``key`` (``lower()`` traces and lowers it), unless it exists."""
         if key not in self.futures:
-            self.futures[key] = compile_async(lower(), self.compiler_options)
+            with CLOCK.count("compile_s"):  # tracing and lowering (XLA compiles on a worker thread)
+                self.futures[key] = compile_async(lower(), self.compiler_options)
             self.compiles += 1
 
     def need(self, key: Any, lower: Callable[[], jax.stages.Lowered]) -> int | None:
         """Bytes program ``key`` needs, by its memory analysis (once per program)."""
         self.prefetch(key, lower)
         if key not in self._needs:  # memory_analysis() takes milliseconds: once a program
-            self._needs[key] = bytes_needed(self.futures[key].result())
+            with CLOCK.count("compile_s"):
+                self._needs[key] = bytes_needed(self.futures[key].result())
         return self._needs[key]
 
     def fits(self, key: Any, lower: Callable[[], jax.stages.Lowered]) -> bool:
@@ -122,7 +125,8 @@ class ProgramCache:
     def get(self, key: Any, lower: Callable[[], jax.stages.Lowered]):
         """The compiled program ``key`` (compiling it if needed)."""
         self.prefetch(key, lower)
-        return self.futures[key].result()
+        with CLOCK.count("compile_s"):  # waiting for XLA, if it has not finished
+            return self.futures[key].result()
 
 
 class Programs:

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxtune.errors import InputError, InputTypeError, UnreadParameterWarning
+from jaxtune.execute.timing import CLOCK
 from jaxtune.hyperparameters import Hyperparameters, Reads
 from jaxtune.space import Masked, Space, bucket_size
 
@@ -138,7 +139,8 @@ class Trial:
         if bucket not in self._shapes:
             key = jax.eval_shape(lambda: jax.random.key(0))
             try:
-                out = jax.eval_shape(self.single(bucket), self.dynamic_example(), key)
+                with CLOCK.count("compile_s"):  # tracing
+                    out = jax.eval_shape(self.single(bucket), self.dynamic_example(), key)
             except Exception as e:  # the user's objective failed to trace: say for which bucket
                 e.add_note(
                     f"jaxtune: raised while tracing the objective for one trial of bucket {self.describe(bucket)}"

@@ -1,0 +1,56 @@
+"""Where a study's wall time goes: the compiled trial programs, compilation, and the rest.
+
+The rest is the *host overhead*: storage, the strategy or scheduler (its programs included),
+transfers and Python. :data:`CLOCK` accumulates, for the whole process, the seconds spent
+running trial programs (from the call to their results on the host) and compiling (tracing,
+lowering, and waiting for XLA); :func:`jaxtune.tune` reads it before and after a study and
+reports the split as ``Result.timing``.
+
+Example:
+  >>> t = Timing()
+  >>> with t.count("trials_s"):
+  ...     pass
+  >>> sorted(t.since(Timing(), wall=1.0))
+  ['compile_s', 'host_s', 'host_share', 'trials_s', 'wall_s']
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Iterator
+
+__all__ = ["Timing", "CLOCK"]
+
+
+@dataclasses.dataclass
+class Timing:
+    """Seconds spent running compiled trial programs and compiling, accumulated."""
+
+    trials_s: float = 0.0
+    compile_s: float = 0.0
+
+    @contextlib.contextmanager
+    def count(self, what: str) -> Iterator[None]:
+        """Adds the time the ``with`` body takes to ``what`` (``"trials_s"`` or ``"compile_s"``)."""
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            setattr(self, what, getattr(self, what) + time.perf_counter() - t)
+
+    def copy(self) -> Timing:
+        """A snapshot (read :meth:`since` it later)."""
+        return dataclasses.replace(self)
+
+    def since(self, start: Timing, wall: float) -> dict[str, float]:
+        """The split of ``wall`` seconds since snapshot ``start``: ``wall_s``, ``trials_s``,
+        ``compile_s``, ``host_s`` (the rest) and ``host_share`` (``host_s / wall_s``)."""
+        trials, compiling = self.trials_s - start.trials_s, self.compile_s - start.compile_s
+        host = max(wall - trials - compiling, 0.0)
+        return {"wall_s": wall, "trials_s": trials, "compile_s": compiling, "host_s": host,
+                "host_share": host / wall if wall > 0 else 0.0}  # fmt: skip
+
+
+CLOCK = Timing()  # this process's: every executor and population adds to it
