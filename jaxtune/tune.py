@@ -108,6 +108,21 @@ RULES: dict[str, Callable[[Any, str], Any]] = {
 }
 
 
+def _strategy_key(strategy, options, space: Space, trials: int, objectives: int) -> str | None:
+    """Everything a strategy built from a name or spec depends on, as text (None for a built
+    strategy or one proposed on the host: their programs are not cached across calls)."""
+    import json
+
+    if not (isinstance(strategy, str) or dataclasses.is_dataclass(strategy)) or hasattr(strategy, "set_objectives"):
+        return None
+    spec = strategy if isinstance(strategy, str) else [type(strategy).__qualname__, describe(strategy)]
+    try:
+        return json.dumps([spec, options or {}, space.describe(), trials, objectives, jax.config.jax_enable_x64],
+                          sort_keys=True)  # fmt: skip
+    except TypeError:  # an option that is not plain data: not cached
+        return None
+
+
 def check_argument(key: str, value: Any, name: str | None = None) -> Any:
     """``value`` of tune()'s argument ``key`` checked by :data:`RULES` (errors name it ``name``)."""
     return RULES[key](value, name or key)
@@ -151,6 +166,7 @@ def _check_arguments(
                                                               **(strategy_options or {}))  # fmt: skip
     return Arguments(
         strategy=built,
+        strategy_key=_strategy_key(strategy, strategy_options, space, trials, several) if built else None,
         trials=trials,
         rounds=rounds if rounds is not None else (built.num_rounds if built else None) or 1,
         mode=values["mode"][0] if isinstance(values["mode"], tuple) else values["mode"],

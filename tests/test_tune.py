@@ -217,3 +217,18 @@ def test_a_study_reports_where_its_wall_time_went(capsys):
                   strategy_options={"segment": 4})  # fmt: skip
     assert pbt.timing["trials_s"] > 0 and capsys.readouterr().err == ""  # progress=False: silent
     assert jt.Result(pbt.trials, "Q", "max").timing is None  # a study not run by this call
+
+
+def test_a_strategys_programs_are_reused_by_a_later_call_with_the_same_strategy():
+    from jaxtune.drivers import rounds
+
+    rounds._PROGRAMS.clear()
+    first = jt.tune(quad_objective, SPACE, "coarse_to_fine", trials=8, rounds=2, metric="loss", progress=False)
+    assert len(rounds._PROGRAMS) == 1
+    again = jt.tune(quad_objective, SPACE, "coarse_to_fine", trials=8, rounds=2, metric="loss", progress=False,
+                    seed=0)  # fmt: skip
+    assert len(rounds._PROGRAMS) == 1 and again.trials == first.trials  # reused: the same program, the same trials
+    jt.tune(quad_objective, SPACE, "coarse_to_fine", trials=8, rounds=2, metric="loss", progress=False,
+            strategy_options={"top_fraction": 0.5})  # fmt: skip
+    jt.tune(quad_objective, SPACE, "coarse_to_fine", trials=4, rounds=2, metric="loss", progress=False)
+    assert len(rounds._PROGRAMS) == 3  # other options, other trial counts: programs of their own

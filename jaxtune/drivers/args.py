@@ -30,6 +30,7 @@ class Arguments:
     aggregate: str = "mean"  # how its seeds' values make its value (jaxtune.records.aggregate)
     objectives: tuple = ()  # ((metric, mode), ...) of several objectives (the first is the primary one)
     constraints: tuple = ()  # jaxtune.constraints.Constraint, checked against the objective's metrics
+    strategy_key: str | None = None  # what the built strategy depends on (its programs are cached by it), if known
     started: float = dataclasses.field(default_factory=time.monotonic)
 
     @property

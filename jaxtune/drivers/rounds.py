@@ -37,14 +37,22 @@ __all__ = ["run", "REFUSES"]
 REFUSES: dict[str, str] = {}  # every jt.tune argument is honoured
 
 
+# A strategy's compiled programs by what it was built from (Arguments.strategy_key), compiler
+# options and devices: a later jt.tune call in the process with the same ones reuses them.
+_PROGRAMS: dict[tuple, tuple] = {}
+MAX_CACHED = 32
+
+
 class _Driver:
     """The strategy's programs for one sweep, compiled once on worker threads: init, plan, tell.
 
     They are submitted only after the objective has been traced and the metric checked (so a bad
-    argument compiles nothing), and after the objective's first program (which takes longest).
+    argument compiles nothing), and after the objective's first program (which takes longest);
+    with ``key`` (what the strategy was built from), they are cached for later sweeps.
     """
 
-    def __init__(self, strategy: Strategy, space: Space, trials: int, seed: int, executor: Executor):
+    def __init__(self, strategy: Strategy, space: Space, trials: int, seed: int, executor: Executor,
+                 key: str | None = None):  # fmt: skip
         self.root = jax.random.key(seed)
         state0 = jax.eval_shape(strategy.init, self.root)
         u0, _ = jax.eval_shape(strategy.ask, self.root, state0)
@@ -60,11 +68,19 @@ class _Driver:
         jit = functools.partial(jax.jit, compiler_options=executor.compiler_options or None)
         told = (strategy.objectives,) if strategy.objectives > 1 else ()  # every objective, or one score
         scores = jax.ShapeDtypeStruct((trials, *told), jnp.float32)
-        self._plan = executor.compile_async(jit(plan).lower(self.root, np.int32(0), state0))
-        self._init = executor.compile_async(
-            jit(lambda root: strategy.init(jax.random.fold_in(root, INIT_STREAM))).lower(self.root)
-        )
-        self._tell = executor.compile_async(jit(strategy.tell).lower(state0, u0, scores))
+        cached = None if key is None else (key, repr(sorted(executor.compiler_options.items())), str(jax.devices()))
+        if cached in _PROGRAMS:  # the same strategy, space and device in an earlier jt.tune call of this process
+            self._plan, self._init, self._tell = _PROGRAMS[cached]
+        else:
+            self._plan = executor.compile_async(jit(plan).lower(self.root, np.int32(0), state0))
+            self._init = executor.compile_async(
+                jit(lambda root: strategy.init(jax.random.fold_in(root, INIT_STREAM))).lower(self.root)
+            )
+            self._tell = executor.compile_async(jit(strategy.tell).lower(state0, u0, scores))
+            if cached is not None:
+                _PROGRAMS[cached] = (self._plan, self._init, self._tell)
+                while len(_PROGRAMS) > MAX_CACHED:
+                    _PROGRAMS.pop(next(iter(_PROGRAMS)))  # the oldest
         self.state = None
 
     def plan(self, r: int):
@@ -237,7 +253,8 @@ def run(objective, space: Space, described: dict, args: Arguments, executor: Exe
         if not sweep.done:  # a fresh study: its first program may be known already
             executor.prefetch_batch(args.trials * args.seeds)  # a configuration's seeds are lanes
         host = isinstance(args.strategy, HostStrategy)  # an Optuna sampler proposes on the host
-        driver = (_HostDriver if host else _Driver)(args.strategy, space, args.trials, args.seed, executor)
+        driver = (_HostDriver(args.strategy, space, args.trials, args.seed, executor) if host
+                  else _Driver(args.strategy, space, args.trials, args.seed, executor, args.strategy_key))  # fmt: skip
         best, stopped, announced = math.inf, None, set()
         ran = False  # every run makes progress: the deadline is checked once a chunk is stored
         for r in range(args.rounds):
