@@ -126,7 +126,8 @@ def test_population_figures_draw_curves_and_lineage(tmp_path):
     assert [ax.get_ylabel() for ax in fig.axes] == result.param_names
     for ax, name in zip(fig.axes, result.param_names):
         ys = [t["params"][name] for t in result.trials]
-        assert ax.get_yscale() == {"log": "log", "reverse_log": "function"}.get(axes.axis_kind(result, name, ys), "linear")
+        kind = axes.axis_kind(result, name, ys)
+        assert ax.get_yscale() == {"log": "log", "reverse_log": "function"}.get(kind, "linear")
         assert ax.get_xscale() == "linear" and ax.get_xlim()[0] == 0
     logged = jt.Result(result.trials, result.metric, result.mode, config={**result.config, "space": {
         name: {"type": "Float", "scale": "log"} for name in result.param_names}}, lineage=result.lineage)  # fmt: skip

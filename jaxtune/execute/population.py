@@ -22,6 +22,7 @@ gather over the trial axis and one select, on the device.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -75,6 +76,20 @@ def require_protocol(objective: Any, who: str) -> None:
         )
 
 
+def _once(make: Callable) -> Callable:
+    """A method whose result is kept per arguments: each program (and the state spec) is traced
+    once per population, not at every segment or decision."""
+
+    @functools.wraps(make)
+    def kept(self, *args):
+        key = (make.__name__, *args)
+        if key not in self._ready:
+            self._ready[key] = make(self, *args)
+        return self._ready[key]
+
+    return kept
+
+
 class Population:
     """``width`` lanes of trials of bucket ``bucket``, their states on the device.
 
@@ -118,6 +133,7 @@ class Population:
         self.programs = ProgramCache(self.compiler_options, program_budget(self.placement.devices))
         self.hp: dict[str, jax.Array] | None = None
         self.state: Any = None
+        self._ready: dict[Any, Any] = {}  # compiled programs and the state spec, once made (no retracing)
         self._dyn = [n for n in space.names if n not in space.static_names]
 
     # Single-lane functions with the bucket's static values bound.
@@ -178,6 +194,7 @@ class Population:
 
         return self.programs.get(key, lower), lower
 
+    @_once
     def state_spec(self):
         """Shapes, dtypes and shardings of the population's states (nothing is computed)."""
         hp, keys = self._specs()
@@ -185,10 +202,12 @@ class Population:
         sharding = self.lane_sharding()
         return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
 
+    @_once
     def _init_program(self):
         hp, keys = self._specs()
         return self._compile(("init",), self._over_lanes(self.init_one, 2), (hp, keys), self.lane_sharding())[0]
 
+    @_once
     def segment_program(self, steps: int):
         """The compiled program that trains every lane ``steps`` steps (compiled once, cached)."""
         hp, _ = self._specs()
@@ -204,6 +223,7 @@ class Population:
             )
         return program
 
+    @_once
     def _mix_program(self, refill: bool):
         state = self.state_spec()
         lanes = jax.ShapeDtypeStruct((self.width,), jnp.int32, sharding=self._replicated())
@@ -304,12 +324,18 @@ class Population:
         if idx.shape != (self.width,):
             raise InputError(f"take needs {self.width} lanes, got {idx.shape[0]}")
         sharding = self.lane_sharding()
-        self.state = jax.device_put(jax.tree.map(lambda a: a[idx], other.state), sharding)
-        self.hp = jax.device_put({n: v[idx] for n, v in other.hp.items()}, sharding)
+        self.state = jax.device_put(_gather(other.state, idx), sharding)  # one program, not an op per array
+        self.hp = jax.device_put(_gather(other.hp, idx), sharding)
 
     def lanes(self, which: Sequence[int]) -> list[Any]:
         """The states of lanes ``which`` (one pytree per lane; for checkpoints and export)."""
         return [jax.tree.map(lambda a, i=i: a[i], self.state) for i in which]
+
+
+@jax.jit
+def _gather(tree: Any, idx: jax.Array) -> Any:
+    """Lanes ``idx`` of every array of ``tree`` (leading lane axis), as one compiled program."""
+    return jax.tree.map(lambda a: a[idx], tree)
 
 
 def _select(mask: jax.Array, a: jax.Array, b: jax.Array) -> jax.Array:
