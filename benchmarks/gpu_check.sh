@@ -7,29 +7,54 @@
 #   .venv/bin/python -c "from sklearn.datasets import load_digits as l; import numpy as np; d = l(); np.savez('benchmarks/data/digits.npz', data=d.data, target=d.target)"
 # Results go to $OUT (the device tool brings back at most 8 files); commit them under
 # benchmarks/results/.
+#
+#   benchmarks/gpu_check.sh --cpu-smoke   # every part, tiny, on this CPU (a dry run: a minute or two)
 set -uo pipefail
+SMOKE=0
+[ "${1:-}" = "--cpu-smoke" ] && SMOKE=1
 export PYTHONPATH=. PYTHONUNBUFFERED=1 JAXTUNE_MNIST1D_NPZ=benchmarks/data/mnist1d.npz
 export JAXTUNE_DIGITS_NPZ=benchmarks/data/digits.npz XLA_PYTHON_CLIENT_PREALLOCATE=false
-OUT=${OUT:-/tmp/gpu_results}
+PY=${PYTHON:-python}
+if [ "$SMOKE" = 1 ]; then
+  export JAX_PLATFORMS=cpu
+  OUT=${OUT:-/tmp/gpu_check_smoke}
+  PY=${PYTHON:-.venv/bin/python}
+  # Sizes of each part: tiny here, the real ones below.
+  TP_NS=1,8 TP_STEPS=50 RF_NS=1,8 RF_STEPS=20 CNN_NS=8 CNN_STEPS=40 C2_N=8 C2_STEPS=20
+  POP_LANES=16 POP_STEPS=40 LANE_COUNTS=16 LANE_STEPS=200 SCALE_TRIALS=2000 SCALE_STEPS=20
+  TESTS="tests/test_layers.py"
+else
+  OUT=${OUT:-/tmp/gpu_results}
+  TP_NS=1,8,64,256,1024,4096 TP_STEPS=1000 RF_NS=1,64,512,4096 RF_STEPS=500 CNN_NS=64,256 CNN_STEPS=1000
+  C2_N=256 C2_STEPS=500 POP_LANES=1024 POP_STEPS=1000 LANE_COUNTS=256,1024,4096 LANE_STEPS=500
+  SCALE_TRIALS=100000 SCALE_STEPS=1000
+  TESTS="tests/test_execute.py tests/test_train.py tests/test_layers.py tests/test_tasks.py"
+fi
+if [ ! -f "$JAXTUNE_MNIST1D_NPZ" ]; then  # here (not on the GPU machine, which lacks mnist1d): make it
+  $PY -c "from jaxtune.tasks.data import save_npz; save_npz('$JAXTUNE_MNIST1D_NPZ')"
+fi
 mkdir -p "$OUT"
 {
-  nvidia-smi --query-gpu=name,memory.total --format=csv
+  nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null || echo "no nvidia-smi: $($PY -c 'import jax; print(jax.devices())')"
   # GPU-relevant tests (equalities are checked in full float32: tests/conftest.py).
-  timeout 150 python -m pytest -q -p no:cacheprovider tests/test_execute.py tests/test_train.py tests/test_layers.py \
-    tests/test_tasks.py 2>&1 | tail -15
+  timeout 150 $PY -m pytest -q -p no:cacheprovider $TESTS 2>&1 | tail -15
   # Every method in a fresh process, on the same device with the same options.
-  python benchmarks/throughput.py --ns 1,8,64,256,1024,4096 --steps 1000 --seq-max 64 --naive-max 8 \
+  $PY benchmarks/throughput.py --ns $TP_NS --steps $TP_STEPS --seq-max 64 --naive-max 8 \
     --methods jaxtune,handwritten,sequential --data "$JAXTUNE_MNIST1D_NPZ" --out "$OUT/throughput_gpu.json" \
     2>&1 | grep -v '^{'
-  python benchmarks/cnn.py --ns 64,256 --steps 1000 --full-vmap --data "$JAXTUNE_MNIST1D_NPZ" \
+  # Fractions of the measured peaks: MLP, CNN and GRU, plain vmap and jaxtune.
+  $PY benchmarks/roofline.py --ns $RF_NS --steps $RF_STEPS --out "$OUT/roofline_gpu.json" 2>&1 | grep '^|\|^peaks'
+  $PY benchmarks/cnn.py --ns $CNN_NS --steps $CNN_STEPS --full-vmap --data "$JAXTUNE_MNIST1D_NPZ" \
     --out "$OUT/cnn_gpu.json" 2>&1 | tail -4
-  python benchmarks/cnn2d.py --parts equality,plan,one --n 256 --plan-steps 500 --repeats 2 \
+  $PY benchmarks/cnn2d.py --parts equality,plan,one --n $C2_N --plan-steps $C2_STEPS --repeats 2 \
     --out "$OUT/cnn2d_gpu.json" 2>&1 | tail -8
-  # A population's segment boundary (evaluation, decision) at N=1024 lanes.
-  python benchmarks/populations.py --only boundary --lanes 1024 --boundary-steps 1000 --segments 10 \
+  # A population's segment boundary (evaluation, decision), then PBT and ASHA end to end at many lanes.
+  $PY benchmarks/populations.py --only boundary --lanes $POP_LANES --boundary-steps $POP_STEPS --segments 10 \
     --out "$OUT/populations_gpu.json" 2>&1 | tail -2
+  $PY benchmarks/populations.py --only lanes --lane-counts $LANE_COUNTS --lane-steps $LANE_STEPS \
+    --out "$OUT/populations_gpu.json" 2>&1 | tail -8
   # The one line a user sees if a chunk does not fit; XLA's own allocator messages are counted.
-  python benchmarks/scale.py --trials 100000 --steps 1000 --data "$JAXTUNE_MNIST1D_NPZ" \
+  $PY benchmarks/scale.py --trials $SCALE_TRIALS --steps $SCALE_STEPS --data "$JAXTUNE_MNIST1D_NPZ" \
     --out "$OUT/scale_gpu.json" > "$OUT/scale_log.txt" 2>&1
   echo "scale: $(grep -c RESOURCE_EXHAUSTED "$OUT/scale_log.txt") RESOURCE_EXHAUSTED lines"; tail -3 "$OUT/scale_log.txt"
 } 2>&1 | tee "$OUT/log.txt"

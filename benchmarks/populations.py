@@ -6,7 +6,9 @@
 * ``asha``: ASHA with refill vs synchronous successive halving with continuation, the same
   number of configurations (lane utilisation, wall time, selected accuracy);
 * ``boundary``: the cost of a segment boundary at N lanes: one population trained S steps in
-  one segment vs in k segments with a decision (an exploit of a quarter of the lanes) at each.
+  one segment vs in k segments with a decision (an exploit of a quarter of the lanes) at each;
+* ``lanes``: PBT and ASHA end to end (``jt.tune``) at each of ``--lane-counts`` lanes: wall time,
+  lane utilisation, trained lane-steps per second.
 
 Every method runs the same Trainer (the MNIST-1D MLP of the demo, AdamW on lr / b1 / wd) on
 the same devices; seeds change the sampled configurations. Selection is on the validation split;
@@ -125,6 +127,24 @@ def boundary(task, lanes: int, steps: int, segments: int, repeats: int = 2) -> d
     }
 
 
+def at_lanes(steps: int, lanes: int, segment: int) -> list[dict]:
+    """PBT and ASHA through ``jt.tune`` on ``lanes`` lanes (ASHA: 2x as many configurations)."""
+    rows = []
+    for name, options in (("pbt", {"segment": segment}), ("asha", {"min_steps": segment, "eta": 3,
+                                                                  "configs": 2 * lanes})):  # fmt: skip
+        task = classify.mnist1d("mlp", steps=steps, batch_size=128)
+        t = time.perf_counter()
+        result = jt.tune(task.objective, task.space, name, trials=lanes, metric="val_accuracy", mode="max",
+                         strategy_options=options, progress=False)  # fmt: skip
+        seconds = time.perf_counter() - t
+        trained = common.trial_steps(result)
+        rows.append({"scheduler": name, "lanes": lanes, "steps": steps, "segment": segment, "seconds": seconds,
+                     "utilisation": result.utilisation, "trial_steps": trained,
+                     "lane_steps_per_s": trained / seconds, **selected(result)})  # fmt: skip
+        print(rows[-1], flush=True)
+    return rows
+
+
 def checkpoint_cost(task, lanes: int, segment_s: float) -> dict:
     """Size and seconds of one checkpoint of ``lanes`` lanes (packed and written to SQLite)."""
     import tempfile
@@ -165,14 +185,16 @@ def main():
     p.add_argument("--lanes", type=int, default=256)
     p.add_argument("--boundary-steps", type=int, default=500)
     p.add_argument("--segments", type=int, default=5, help="segments of the boundary run (100 steps each)")
+    p.add_argument("--lane-counts", default="64,256", help="lanes of the PBT and ASHA runs (part lanes)")
+    p.add_argument("--lane-steps", type=int, default=300, help="steps per trial in part lanes")
     p.add_argument(
-        "--only", choices=["halving", "boundary"], help="run one part only (the JSON keeps the other's rows)"
+        "--only", choices=["halving", "boundary", "lanes"], help="run one part only (the JSON keeps the others' rows)"
     )
     p.add_argument("--out")
     a = p.parse_args()
     jt.use_cpu_cores()
     task = classify.mnist1d("mlp", steps=a.high, batch_size=128)
-    out = {"devices": jax.device_count(), "halving": [], "asha": []}
+    out = {"devices": jax.device_count(), "halving": [], "asha": [], "lanes": []}
     path = a.out or os.path.join(common.RESULTS, f"populations_{jax.default_backend()}.json")
     if a.only and os.path.exists(path):
         with open(path) as f:
@@ -186,6 +208,8 @@ def main():
         bt = classify.mnist1d("mlp", steps=a.boundary_steps, batch_size=128)
         out["boundary"] = boundary(bt, a.lanes, a.boundary_steps, a.segments)
         out["checkpoint"] = checkpoint_cost(bt, a.lanes, out["boundary"]["one_segment_s"] / a.segments)
+    if a.only in (None, "lanes"):
+        out["lanes"] = [r for n in a.lane_counts.split(",") for r in at_lanes(a.lane_steps, int(n), 100)]
     common.write(f"populations_{jax.default_backend()}", out, a.out)
 
     def table(rows, cols):
@@ -196,13 +220,14 @@ def main():
 
     table(out["halving"], ["method", "seed", "seconds", "trial_steps", "val_accuracy", "test_accuracy"])
     table(out["asha"], ["method", "seed", "seconds", "utilisation", "trial_steps", "val_accuracy", "test_accuracy"])
-    b = out["boundary"]
+    table(out.get("lanes", []), ["scheduler", "lanes", "seconds", "utilisation", "lane_steps_per_s", "val_accuracy"])
+    b = out.get("boundary")
     print(
         f"segment boundaries at N={b['lanes']}: {b['steps']} steps in 1 segment {b['one_segment_s']:.2f} s; in "
         f"{b['segments']} segments of {b['segment_steps']} (each evaluated) {b['segmented_s']:.2f} s "
         f"(+{100 * b['evaluation_overhead']:.1f}%); with a decision at each {b['segmented_with_decisions_s']:.2f} s "
         f"(+{100 * b['total_overhead']:.1f}%, {b['per_decision_ms']:.1f} ms a decision)"
-    )
+    ) if b else None
     c = out.get("checkpoint")
     if c:
         print(

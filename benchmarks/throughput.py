@@ -55,6 +55,7 @@ import optax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
+import roofline  # noqa: E402
 
 import jaxtune as jt  # noqa: E402
 from jaxtune.execute import Executor, default_compiler_options  # noqa: E402
@@ -223,6 +224,16 @@ def measure(n, a, arrays, methods):
         row["sequential_compile_s"] = first
         row["sequential_s"], out = best_of(lambda: [srun(k, h) for h, k in inputs])
         row["sequential_test_acc"] = float(np.mean([o["test_accuracy"] for o in out]))
+    if a.peaks:  # the fraction of this machine's peaks each method reached (benchmarks/roofline.py)
+        peak = json.loads(a.peaks)
+        cost = roofline.Cost(0.0, 0.0)
+        for part_keys, part_hp in split_over_devices((keys, hp), n):  # what each device's part computes
+            c = roofline.program_cost(jax.vmap(fresh()[3]), part_keys, part_hp)
+            cost = roofline.Cost(cost.flops + c.flops, cost.bytes + c.bytes)
+        row.update(flops=cost.flops, bytes=cost.bytes)
+        for name in ("jaxtune", "handwritten", "sequential"):
+            if f"{name}_s" in row:
+                row.update(roofline.columns(name, cost, row[f"{name}_s"], peak))
     if "per_step" in methods and n <= a.naive_max:
         init, step, evaluate, _ = fresh()
         jstep, jeval, jinit = jit(step), jit(evaluate), jit(init)
@@ -337,6 +348,14 @@ def table(rows):
             f"{r['N']:>6} {r['N'] / jt_s:12.1f} {ratio('handwritten_s')} {ratio('sequential_s')} "
             f"{ratio('per_step_s')} {e2e}"
         )
+    if any("jaxtune_flops_frac" in r for r in rows):
+        lines += ["", f"{'N':>6} {'FLOPs/byte':>10}  % of peak FLOP/s (and bytes/s): jaxtune, hand-written, sequential"]
+        for r in rows:
+            pct = "  ".join(
+                f"{100 * r[f'{m}_flops_frac']:5.1f} ({100 * r[f'{m}_bytes_frac']:4.1f})" if f"{m}_flops_frac" in r
+                else f"{'-':>12}" for m in ("jaxtune", "handwritten", "sequential")
+            )  # fmt: skip
+            lines.append(f"{r['N']:>6} {r['flops'] / r['bytes']:10.1f}  {pct}")
     lines.append("(ratios above 1: jaxtune is faster)")
     return "\n".join(lines)
 
@@ -390,6 +409,8 @@ def main(argv=None):
     p.add_argument("--no-isolate", action="store_true", help="measure every (N, method) in this one process")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--data", default=None, help=".npz with x, y, x_test, y_test (default: generate MNIST-1D)")
+    p.add_argument("--peaks", default=None, help=argparse.SUPPRESS)  # measured once, by the parent
+    p.add_argument("--no-roofline", action="store_true", help="no FLOPs, bytes and fractions of peak")
     p.add_argument("--name", default=None)
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
@@ -401,6 +422,9 @@ def main(argv=None):
     s = data.mnist1d(path=a.data)
     # The anchor trains on all 4000 training sequences and evaluates on the test set.
     arrays = (np.concatenate([s.train[0], s.val[0]]), np.concatenate([s.train[1], s.val[1]]), *s.test)
+    if not a.no_roofline and a.peaks is None:
+        a.peaks = json.dumps(roofline.peaks())
+        argv = [*argv, "--peaks", a.peaks]
     methods = a.methods.split(",")
     ns = [int(v) for v in a.ns.split(",")]
     if a.worker or a.no_isolate:
@@ -430,7 +454,8 @@ def main(argv=None):
                 print(json.dumps(row), flush=True)
     print(table(rows))
     name = a.name or f"throughput_{jax.default_backend()}"
-    payload = {"steps": a.steps, "hidden": a.hidden, "batch": a.batch, "isolated": not a.no_isolate, "rows": rows}
+    payload = {"steps": a.steps, "hidden": a.hidden, "batch": a.batch, "isolated": not a.no_isolate, "rows": rows,
+               "peaks": json.loads(a.peaks) if a.peaks else None}  # fmt: skip
     path = common.write(name, payload, a.out)
     fig = plot(rows, path.replace(".json", ".png"))
     if fig:
