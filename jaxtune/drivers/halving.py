@@ -17,7 +17,7 @@ import numpy as np
 
 from jaxtune.constraints import feasible
 from jaxtune.drivers.args import Arguments
-from jaxtune.drivers.population import pack_checkpoint, segment_value, unpack_book, unpack_checkpoint
+from jaxtune.drivers.population import jit_counted, pack_checkpoint, segment_value, unpack_book, unpack_checkpoint
 from jaxtune.execute.population import Population, supports_protocol
 from jaxtune.keys import DECIDE_STREAM, lane_keys
 from jaxtune.records import lane_scores, trial_record
@@ -132,7 +132,7 @@ class _Halving:
         self.objective, self.space, self.sub, self.spec, self.levels = objective, space, sub, spec, levels
         self.args, self.metric, self.study = args, metric, study
         self.root = jax.random.key(args.seed)
-        self.from_unit = jax.jit(sub.from_unit)
+        self.from_unit = jit_counted(sub.from_unit)
         self.pops: dict[int, Population] = {}
         self.fidelity_at = space.names.index(spec.fidelity)
 
