@@ -8,7 +8,7 @@
 # Results go to $OUT (the device tool brings back at most 8 files); commit them under
 # benchmarks/results/.
 #
-#   benchmarks/gpu_check.sh --cpu-smoke   # every part, tiny, on this CPU (a dry run: a minute or two)
+#   benchmarks/gpu_check.sh --cpu-smoke   # every part, tiny, on this CPU (a dry run: ~10 min on 2 cores)
 set -uo pipefail
 SMOKE=0
 [ "${1:-}" = "--cpu-smoke" ] && SMOKE=1
@@ -21,7 +21,7 @@ if [ "$SMOKE" = 1 ]; then
   PY=${PYTHON:-.venv/bin/python}
   # Sizes of each part: tiny here, the real ones below.
   TP_NS=1,8 TP_STEPS=50 RF_NS=1,8 RF_STEPS=20 CNN_NS=8 CNN_STEPS=40 C2_N=8 C2_STEPS=20
-  POP_LANES=16 POP_STEPS=40 LANE_COUNTS=16 LANE_STEPS=200 SCALE_TRIALS=2000 SCALE_STEPS=20
+  POP_LANES=16 POP_STEPS=40 LANE_COUNTS=16 LANE_STEPS=300 SCALE_TRIALS=2000 SCALE_STEPS=20
   TESTS="tests/test_layers.py"
 else
   OUT=${OUT:-/tmp/gpu_results}
@@ -30,31 +30,40 @@ else
   SCALE_TRIALS=100000 SCALE_STEPS=1000
   TESTS="tests/test_execute.py tests/test_train.py tests/test_layers.py tests/test_tasks.py"
 fi
+mkdir -p benchmarks/data
 if [ ! -f "$JAXTUNE_MNIST1D_NPZ" ]; then  # here (not on the GPU machine, which lacks mnist1d): make it
   $PY -c "from jaxtune.tasks.data import save_npz; save_npz('$JAXTUNE_MNIST1D_NPZ')"
+fi
+if [ ! -f "$JAXTUNE_DIGITS_NPZ" ]; then  # the same for scikit-learn's digits
+  $PY -c "from sklearn.datasets import load_digits as l; import numpy as np; d = l(); np.savez('$JAXTUNE_DIGITS_NPZ', data=d.data, target=d.target)"
 fi
 mkdir -p "$OUT"
 {
   nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null || echo "no nvidia-smi: $($PY -c 'import jax; print(jax.devices())')"
   # GPU-relevant tests (equalities are checked in full float32: tests/conftest.py).
-  timeout 150 $PY -m pytest -q -p no:cacheprovider $TESTS 2>&1 | tail -15
+  timeout 150 $PY -m pytest -q -p no:cacheprovider $TESTS 2>&1 | tail -15 || echo "gpu_check: FAILED tests"
   # Every method in a fresh process, on the same device with the same options.
   $PY benchmarks/throughput.py --ns $TP_NS --steps $TP_STEPS --seq-max 64 --naive-max 8 \
     --methods jaxtune,handwritten,sequential --data "$JAXTUNE_MNIST1D_NPZ" --out "$OUT/throughput_gpu.json" \
-    2>&1 | grep -v '^{'
+    2>&1 | grep -v '^{' || echo "gpu_check: FAILED throughput"
   # Fractions of the measured peaks: MLP, CNN and GRU, plain vmap and jaxtune.
-  $PY benchmarks/roofline.py --ns $RF_NS --steps $RF_STEPS --out "$OUT/roofline_gpu.json" 2>&1 | grep '^|\|^peaks'
+  $PY benchmarks/roofline.py --ns $RF_NS --steps $RF_STEPS --out "$OUT/roofline_gpu.json" 2>&1 | grep '^|\|^peaks\|Error' \
+    || echo "gpu_check: FAILED roofline"
   $PY benchmarks/cnn.py --ns $CNN_NS --steps $CNN_STEPS --full-vmap --data "$JAXTUNE_MNIST1D_NPZ" \
-    --out "$OUT/cnn_gpu.json" 2>&1 | tail -4
+    --out "$OUT/cnn_gpu.json" 2>&1 | tail -4 || echo "gpu_check: FAILED cnn"
   $PY benchmarks/cnn2d.py --parts equality,plan,one --n $C2_N --plan-steps $C2_STEPS --repeats 2 \
-    --out "$OUT/cnn2d_gpu.json" 2>&1 | tail -8
+    --out "$OUT/cnn2d_gpu.json" 2>&1 | tail -8 || echo "gpu_check: FAILED cnn2d"
   # A population's segment boundary (evaluation, decision), then PBT and ASHA end to end at many lanes.
   $PY benchmarks/populations.py --only boundary --lanes $POP_LANES --boundary-steps $POP_STEPS --segments 10 \
-    --out "$OUT/populations_gpu.json" 2>&1 | tail -2
+    --out "$OUT/populations_gpu.json" 2>&1 | tail -2 || echo "gpu_check: FAILED populations boundary"
   $PY benchmarks/populations.py --only lanes --lane-counts $LANE_COUNTS --lane-steps $LANE_STEPS \
-    --out "$OUT/populations_gpu.json" 2>&1 | tail -8
+    --out "$OUT/populations_gpu.json" 2>&1 | tail -8 || echo "gpu_check: FAILED populations lanes"
   # The one line a user sees if a chunk does not fit; XLA's own allocator messages are counted.
   $PY benchmarks/scale.py --trials $SCALE_TRIALS --steps $SCALE_STEPS --data "$JAXTUNE_MNIST1D_NPZ" \
-    --out "$OUT/scale_gpu.json" > "$OUT/scale_log.txt" 2>&1
+    --out "$OUT/scale_gpu.json" > "$OUT/scale_log.txt" 2>&1 || echo "gpu_check: FAILED scale"
   echo "scale: $(grep -c RESOURCE_EXHAUSTED "$OUT/scale_log.txt") RESOURCE_EXHAUSTED lines"; tail -3 "$OUT/scale_log.txt"
 } 2>&1 | tee "$OUT/log.txt"
+# Each part that exits non-zero says so in the log: count them, and fail (the smoke run's point).
+failed=$(grep -c '^gpu_check: FAILED' "$OUT/log.txt")
+echo "gpu_check: $failed part(s) failed"
+[ "$failed" = 0 ]
