@@ -34,7 +34,6 @@ import time
 import jax
 import jax.extend.core
 import jax.numpy as jnp
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
@@ -82,24 +81,24 @@ def _loops(closed) -> tuple[list, int]:
     return scans, whiles
 
 
-def _jaxpr_cost(closed) -> Cost:
+def _jaxpr_cost(closed) -> tuple[Cost, tuple[float, float]]:
+    """The jaxpr's work counted through its scans, and XLA's own count of it (bodies once)."""
     args = [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype) for v in closed.jaxpr.invars]
-    flops, nbytes = _xla(jax.extend.core.jaxpr_as_fun(closed), args)
+    once = _xla(jax.extend.core.jaxpr_as_fun(closed), args)
+    flops, nbytes = once
     scans, whiles = _loops(closed)
     for length, body in scans:
-        inner = _jaxpr_cost(body)
-        once = _xla(jax.extend.core.jaxpr_as_fun(body), [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype)
-                                                        for v in body.jaxpr.invars])  # fmt: skip
-        flops += length * inner.flops - once[0]
-        nbytes += length * inner.bytes - once[1]
+        inner, inner_once = _jaxpr_cost(body)
+        flops += length * inner.flops - inner_once[0]
+        nbytes += length * inner.bytes - inner_once[1]
         whiles += inner.uncounted_loops
-    return Cost(flops, nbytes, whiles)
+    return Cost(flops, nbytes, whiles), once
 
 
 def program_cost(fn, *args) -> Cost:
     """FLOPs and bytes accessed of ``fn(*args)`` (arrays or ShapeDtypeStructs) from XLA's cost
     analysis, every ``lax.scan`` counted as many times as it runs."""
-    return _jaxpr_cost(jax.make_jaxpr(fn)(*args))
+    return _jaxpr_cost(jax.make_jaxpr(fn)(*args))[0]
 
 
 def _best(fn, repeats: int) -> float:
@@ -158,14 +157,6 @@ def columns(prefix: str, cost: Cost, seconds: float, peak: dict) -> dict:
     return out
 
 
-def split_over_devices(tree, n: int) -> list:
-    """A part of the trial axis committed to each device (the hand-written way to use them all)."""
-    devs = jax.devices()[: max(1, min(jax.device_count(), n))]
-    bounds = np.linspace(0, n, len(devs) + 1).astype(int)
-    return [jax.device_put(jax.tree.map(lambda v, lo=lo, hi=hi: v[lo:hi], tree), d)
-            for lo, hi, d in zip(bounds, bounds[1:], devs)]  # fmt: skip
-
-
 def measure(task_name: str, n: int, steps: int, peak: dict, repeats: int) -> dict:
     """One row: the plain vmap and jaxtune on ``n`` trials of a built-in task, with their fractions of peak."""
     from jaxtune.execute import Executor
@@ -174,7 +165,7 @@ def measure(task_name: str, n: int, steps: int, peak: dict, repeats: int) -> dic
     space = task.space
     hp = {k: jnp.asarray(v) for k, v in space.sample(jax.random.key(1), n).items()}
     keys = jax.random.split(jax.random.key(0), n)
-    parts = split_over_devices((hp, keys), n)
+    parts = common.split_over_devices((hp, keys), n)
     plain = jax.jit(jax.vmap(task.objective))
     row = {"task": task_name, "N": n, "steps": steps, "devices": len(parts)}
     t = time.perf_counter()

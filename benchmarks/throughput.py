@@ -151,22 +151,6 @@ def best_of(fn):
     return min(runs, key=lambda r: r[0])
 
 
-def split_over_devices(tree, n):
-    """The hand-written way to use every device: one part of the trial axis committed to each.
-
-    A jitted call on committed inputs runs on their device and returns at once (dispatch is
-    asynchronous), so the parts run side by side. With fewer trials than devices, one part a trial.
-    (Sharding the inputs with a NamedSharding and letting jit partition vmap(scan) also works, but
-    ran ~1.8x slower on the 2-core CPU at N=2: this is the baseline's best ordinary setup.)
-    """
-    devs = jax.devices()[: max(1, min(jax.device_count(), n))]
-    bounds = np.linspace(0, n, len(devs) + 1).astype(int)
-    return [
-        jax.device_put(jax.tree.map(lambda v, lo=lo, hi=hi: v[lo:hi], tree), d)
-        for lo, hi, d in zip(bounds, bounds[1:], devs)
-    ]
-
-
 def measure(n, a, arrays, methods):
     """One row: every method in ``methods`` on n trials (same hyperparameters and keys for all)."""
     options = {} if a.xla_defaults else default_compiler_options(jax.devices()[0])
@@ -209,7 +193,7 @@ def measure(n, a, arrays, methods):
         row["jaxtune_e2e_s"], _ = best_of(lambda: e2e().best["value"])
     if "handwritten" in methods:
         vrun = jit(jax.vmap(fresh()[3]))
-        parts = split_over_devices((keys, hp), n)  # the two lines that put a part on each device
+        parts = common.split_over_devices((keys, hp), n)  # the two lines that put a part on each device
         first, _ = clock(lambda: [vrun(*p) for p in parts])
         row["handwritten_s"], out = best_of(lambda: [vrun(*p) for p in parts])
         row["handwritten_compile_s"] = first - row["handwritten_s"]
@@ -227,7 +211,7 @@ def measure(n, a, arrays, methods):
     if a.peaks:  # the fraction of this machine's peaks each method reached (benchmarks/roofline.py)
         peak = json.loads(a.peaks)
         cost = roofline.Cost(0.0, 0.0)
-        for part_keys, part_hp in split_over_devices((keys, hp), n):  # what each device's part computes
+        for part_keys, part_hp in common.split_over_devices((keys, hp), n):  # what each device's part computes
             c = roofline.program_cost(jax.vmap(fresh()[3]), part_keys, part_hp)
             cost = roofline.Cost(cost.flops + c.flops, cost.bytes + c.bytes)
         row.update(flops=cost.flops, bytes=cost.bytes)
