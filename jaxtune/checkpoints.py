@@ -10,19 +10,37 @@ import warnings
 
 from jaxtune.errors import CheckpointError, CheckpointWarning
 
-__all__ = ["read", "write", "drop"]
+__all__ = ["read", "write", "drop", "resign"]
 
 
 def _tables(conn: sqlite3.Connection) -> set[str]:
     return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
-def _checksum(conn: sqlite3.Connection, study_id: int, segment: int, state: bytes) -> str:
-    """A checkpoint's checksum, bound to its study (name and configuration) and its segment."""
-    name, config = conn.execute("SELECT name, config FROM studies WHERE id = ?", (study_id,)).fetchone()
-    h = hashlib.sha256(f"{name}\0{config}\0{segment}\0".encode())
+def _checksum(conn: sqlite3.Connection, study_id: int, segment: int, state: bytes, config: str | None = None) -> str:
+    """A checkpoint's checksum, bound to its study (name and configuration, the stored one unless
+    ``config`` is given) and its segment."""
+    name, stored = conn.execute("SELECT name, config FROM studies WHERE id = ?", (study_id,)).fetchone()
+    h = hashlib.sha256(f"{name}\0{stored if config is None else config}\0{segment}\0".encode())
     h.update(state)
     return h.hexdigest()
+
+
+def resign(conn: sqlite3.Connection, study_id: int, before: str) -> None:
+    """Binds a study's good checkpoints to its configuration as it is now stored, after a resume
+    changed it (its layout) from ``before`` (inside the caller's transaction); a damaged one stays
+    damaged."""
+    if "checkpoint_ring" not in _tables(conn):
+        return
+    rows = conn.execute(
+        "SELECT slot, segment, digest, CAST(state AS BLOB) FROM checkpoint_ring WHERE study_id = ?", (study_id,)
+    ).fetchall()
+    for slot, segment, digest, state in rows:
+        if _checksum(conn, study_id, int(segment), bytes(state), before) == digest:
+            conn.execute(
+                "UPDATE checkpoint_ring SET digest = ? WHERE study_id = ? AND slot = ?",
+                (_checksum(conn, study_id, int(segment), bytes(state)), study_id, slot),
+            )
 
 
 def write(conn: sqlite3.Connection, study_id: int, segment: int, state: bytes) -> None:

@@ -224,11 +224,12 @@ class Storage:
                 stacklevel=3,
             )
             # From here on the study runs with this layout: a later resume with it is silent.
-            with self.conn:
+            with self.conn:  # its checkpoints stay good: signed again for the new configuration
                 self.conn.execute(
                     "UPDATE studies SET config = ? WHERE id = ?",
                     (_dumps({**stored, **{k: config.get(k) for k in changed}}), row[0]),
                 )
+                checkpoints.resign(self.conn, row[0], row[1])
         return row[0]
 
     def write_trials(

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import CompileCounter, make_trainer
+from tolerances import F32_ITERATED
 
 import jaxtune as jt
 from jaxtune.execute.population import Population
@@ -83,6 +84,32 @@ def test_lanes_in_sequence_train_as_the_vmapped_population(group, key):
     assert b.vmap_width == group
     with pytest.raises(ValueError, match="vmap_width must be an int >= 1 or None, got 0"):
         population(vmap_width=0)
+
+
+@pytest.mark.parametrize("group", [1, None])
+def test_masked_lanes_keep_their_state_and_one_program_serves_any_live_lanes(group, key):
+    """train(steps, live) trains only the live lanes (one lane at a time, an idle one costs
+    nothing); the others keep their state bit for bit and read NaN; without evaluate only the
+    training metrics come back; any set of live lanes runs the one program."""
+    hp, keys = SPACE.sample(key, 4), jax.random.split(key, 4)
+    a, b = population(vmap_width=group), population(vmap_width=group)
+    a.start(hp, keys)
+    b.start(hp, keys)
+    before = b.lanes(range(4))
+    live = np.array([True, False, True, False])
+    first = b.train(5, live, evaluate=False)
+    assert set(first) == {"train_loss"} and np.isnan(first["train_loss"][~live]).all()
+    m = b.train(5, live)
+    full = a.train(5)
+    full = a.train(5)
+    np.testing.assert_allclose(m["val_loss"][live], full["val_loss"][live], **F32_ITERATED)
+    assert np.isnan(m["val_loss"][~live]).all() and np.isfinite(m["val_loss"][live]).all()
+    after = b.lanes(range(4))
+    assert all(leaves_equal(before[i], after[i]) for i in (1, 3))
+    compiles = b.compiles
+    b.train(5, ~live)
+    b.train(5, np.ones(4, bool), evaluate=False)
+    assert b.compiles == compiles  # the mask is data, evaluate too
 
 
 def test_new_hyperparameters_between_segments_take_effect_without_recompiling(key):

@@ -5,9 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import make_trainer
+from tolerances import F32_ITERATED
 
 import jaxtune as jt
-from jaxtune.errors import InputError
+from jaxtune.errors import InputError, LayoutWarning
 from jaxtune.execute.population import Population
 from jaxtune.keys import trial_key
 from jaxtune.schedulers import ASHA, PBT, Lanes
@@ -134,10 +135,16 @@ def test_pbt_solves_the_toy_problem_of_its_paper_where_fixed_hyperparameters_pla
     assert max(fixed) < 0.4 and r.best["value"] > 1.1
 
 
-def test_successive_halving_continues_survivors_and_a_survivor_equals_straight_training():
+@pytest.mark.parametrize("vmap_width", ["auto", 1])
+def test_successive_halving_continues_survivors_and_a_survivor_equals_straight_training(vmap_width):
+    """Vmapped lanes narrow into narrower programs; lanes one at a time (vmap_width=1, the CPU
+    rule for large trials) stay in one population, idle ones skipped, in one training program."""
     trainer = make_trainer(steps=36)
     space = jt.Space({**SPACE.params, "steps": jt.Int(4, 36, scale="log", static=True)})
-    result = jt.tune(trainer, space, "successive_halving", trials=9, metric="val_loss", progress=False)
+    result = jt.tune(trainer, space, "successive_halving", trials=9, metric="val_loss", progress=False,
+                     vmap_width=vmap_width)  # fmt: skip
+    if vmap_width == 1:
+        assert result.compiles == 2  # initialisation and the 4-step piece every rung is trained in
     by_status = {s: [t for t in result.trials if t["status"] == s] for s in ("ok", "stopped")}
     assert len(result.trials) == 9 and len(by_status["ok"]) == 1 and len(by_status["stopped"]) == 8
     reached = sorted(t["params"]["steps"] for t in result.trials)
@@ -152,13 +159,16 @@ def test_successive_halving_continues_survivors_and_a_survivor_equals_straight_t
     np.testing.assert_allclose(best["metrics"]["val_loss"], straight["val_loss"], rtol=1e-5)
 
 
-def test_continued_hyperband_stores_whole_units_honours_timeout_and_resumes_without_retraining(tmp_path, monkeypatch):
+@pytest.mark.parametrize("vmap_width", ["auto", 1])
+def test_continued_hyperband_stores_whole_units_honours_timeout_and_resumes_without_retraining(
+    tmp_path, monkeypatch, vmap_width
+):
     """Unit coordinates of the whole space (the budget first, as configs/halving.toml has it), so
     importance reads them; a timeout stops at a stored rung; a rerun finishes the sweep equal to an
     uninterrupted one, and a rerun of a finished study trains nothing."""
     trainer = make_trainer(steps=36)
     space = jt.Space({"steps": jt.Int(4, 36, scale="log", static=True), **SPACE.params})
-    kw = dict(trials=9, rounds=5, metric="val_loss", progress=False)
+    kw = dict(trials=9, rounds=5, metric="val_loss", progress=False, vmap_width=vmap_width)
     straight = jt.tune(trainer, space, "hyperband", **kw)
     assert all(len(t["unit"]) == space.dim for t in straight.trials)
     for t in straight.trials:  # the stored budget's unit coordinate maps back to it
@@ -170,9 +180,9 @@ def test_continued_hyperband_stores_whole_units_honours_timeout_and_resumes_with
     trained = []  # lane-steps trained, counted at the population
     train = Population.train
 
-    def counting(pop, steps):
-        trained.append(pop.width * steps)
-        return train(pop, steps)
+    def counting(pop, steps, live=None, evaluate=True):
+        trained.append((pop.width if live is None else int(np.sum(live))) * steps)
+        return train(pop, steps, live, evaluate)
 
     monkeypatch.setattr(Population, "train", counting)
     jt.tune(trainer, space, "hyperband", **kw)
@@ -190,6 +200,26 @@ def test_continued_hyperband_stores_whole_units_honours_timeout_and_resumes_with
     np.testing.assert_array_equal([t["value"] for t in resumed.trials], [t["value"] for t in straight.trials])
     again = jt.tune(trainer, space, "hyperband", storage=db, **kw)
     assert again.compiles == 0 and len(again.trials) == len(straight.trials)  # nothing trained again
+
+
+@pytest.mark.parametrize("before, after", [(None, 1), (1, None)])
+def test_continued_halving_resumes_across_lane_layouts(tmp_path, before, after):
+    """Survivors stored by vmapped lanes resume in the one population of lanes run one at a time,
+    and the other way (a study moved between a GPU and a CPU): the sweep finishes as uninterrupted."""
+    trainer = make_trainer(steps=36)
+    space = jt.Space({"steps": jt.Int(4, 36, scale="log", static=True), **SPACE.params})
+    kw = dict(trials=9, rounds=5, metric="val_loss", progress=False)
+    straight = jt.tune(trainer, space, "hyperband", vmap_width=after, **kw)
+    db = str(tmp_path / "h.db")
+    stopped = jt.tune(trainer, space, "hyperband", storage=db, timeout=1e-9, vmap_width=before, **kw)
+    assert stopped.stopped == "timeout"
+    with pytest.warns(LayoutWarning, match="vmap_width"):  # said, not refused
+        resumed = jt.tune(trainer, space, "hyperband", storage=db, vmap_width=after, **kw)
+    assert [(t["round"], t["slot"], t["status"], t["params"]) for t in resumed.trials] == [
+        (t["round"], t["slot"], t["status"], t["params"]) for t in straight.trials
+    ]
+    np.testing.assert_allclose([t["value"] for t in resumed.trials], [t["value"] for t in straight.trials],
+                               **F32_ITERATED)  # fmt: skip
 
 
 @pytest.mark.parametrize("strategy, options", [("random", {}), ("pbt", {"segment": 10})])

@@ -9,12 +9,14 @@ retraining version (:class:`~jaxtune.strategies.SuccessiveHalving`).
 from __future__ import annotations
 
 import functools
+import math
 import sys
 import time
 
 import jax
 import numpy as np
 
+from jaxtune._checks import round_up
 from jaxtune.constraints import feasible
 from jaxtune.drivers.args import Arguments
 from jaxtune.drivers.population import jit_counted, pack_checkpoint, segment_value, unpack_book, unpack_checkpoint
@@ -28,12 +30,15 @@ from jaxtune.strategies.base import describe, make_spec
 from jaxtune.strategies.halving import bracket_plan, budgets, is_halving
 from jaxtune.study import Study, study_config
 
-__all__ = ["run", "continued_halving", "REFUSES"]
+__all__ = ["run", "continued_halving", "REFUSES", "MAX_PIECES"]
+
+# Most training calls a rung of the shared population (lanes one at a time) is split into: more,
+# and each rung length gets its own program instead of pieces of one length.
+MAX_PIECES = 64
 
 # The jt.tune arguments this driver cannot honour, and why: refused before anything is traced.
 REFUSES = {
     "max_batch": "a rung's lanes live on the device together: use fewer trials",
-    "vmap_width": "a rung vmaps all its lanes",
     "progress": "continued halving reports per rung (progress=True prints it), not through a RoundReport callable",
     "metric": "several objectives: a rung promotes on one metric (not yet)",
     "seeds": "not yet: a rung promotes lane by lane (halving that retrains, continue_survivors=False, takes seeds)",
@@ -56,35 +61,50 @@ def run(objective, space: Space, spec, args: Arguments, executor, metric: str, s
     sub = Space({n: p for n, p in space.params.items() if n != spec.fidelity})
     check_space(sub)
     config = study_config(space, describe(spec), args, metric, args.tie_break, objective, executor, "population")
+    vmap_width = executor.vmap_width_of(executor.first_bucket())
     with Study(storage, args.study, config) as study:
-        return _run_halving(objective, space, sub, spec, plan, levels, args, metric, study)
+        return _run_halving(objective, space, sub, spec, plan, levels, args, metric, study, vmap_width)
 
 
 class _Bracket:
-    """One bracket's configurations, trained rung by rung as a population that narrows."""
+    """One bracket's configurations, trained rung by rung.
+
+    Vmapped lanes (GPUs) narrow into narrower populations (one per width); lanes run one at a
+    time (CPUs, ``vmap_width=1``) stay in the sweep's one population and only the survivors stay
+    live (:meth:`_Halving.train`): one training program for every bracket and rung.
+    """
 
     def __init__(self, run: _Halving, first: int, rungs, saved: bytes | None = None):
         self.run, self.first, self.rungs = run, first, rungs
         n = rungs[0][0]
-        key = jax.random.fold_in(jax.random.fold_in(run.root, DECIDE_STREAM), first)
-        self.u = np.asarray(jax.random.uniform(key, (n, run.sub.dim)))
-        hp = run.from_unit(self.u)
-        self.params = run.sub.to_python({k: np.asarray(v) for k, v in hp.items()})
-        self.alive = np.arange(n)  # bracket slots of the lanes, in lane order
+        u, hp, keys = jax.device_get(run.draw(run.root, first))
+        self.u, self.hp, self.keys = u[:n], {k: v[:n] for k, v in hp.items()}, keys[:n]
+        self.params = run.sub.to_python(self.hp)
+        self.alive = np.arange(n)  # bracket slots of the live lanes
         self.trained, self.next = 0, 0  # steps trained so far; the rung to train next
         if saved is None:
-            self.pop = run.population(n)
-            self.pop.start(hp, lane_keys(run.root, first, n))
-            return
-        book = unpack_book(saved)  # resumed at the rung a checkpoint stored
-        self.alive, self.trained, self.next = book["alive"], int(book["trained"]), int(book["next"])
-        self.pop = run.population(len(self.alive))
-        unpack_checkpoint(saved, self.pop, ())
-        self.pop.set_hp({k: np.asarray(v)[self.alive] for k, v in hp.items()})
+            self.pop, self.lane = run.layout(n)  # the lane each live slot trains in
+            self.pop.start(self.hp_of_lanes(), jax.random.wrap_key_data(self.keys[self.slot_of_lanes()]))
+        else:  # resumed at the rung a checkpoint stored
+            book = unpack_book(saved)
+            self.alive, self.trained, self.next = book["alive"], int(book["trained"]), int(book["next"])
+            self.pop, self.lane = run.restore(saved, book)
+            self.pop.set_hp(self.hp_of_lanes())
+
+    def slot_of_lanes(self) -> np.ndarray:
+        """The bracket slot each lane of the population holds (a live one's own; slot 0 for the rest)."""
+        slots = np.full(self.pop.width, self.alive[0])
+        slots[self.lane] = self.alive
+        return slots
+
+    def hp_of_lanes(self) -> dict[str, np.ndarray]:
+        """Every lane's hyperparameters (``{name: [width]}``)."""
+        return {k: v[self.slot_of_lanes()] for k, v in self.hp.items()}
 
     def checkpoint(self) -> tuple[int, bytes]:
         """The narrowed population as it starts its next rung (stored with the rung's trials)."""
-        book = {"first": self.first, "alive": self.alive, "trained": self.trained, "next": self.next}
+        book = {"first": self.first, "alive": self.alive, "lane": self.lane, "width": self.pop.width,
+                "trained": self.trained, "next": self.next}  # fmt: skip
         return self.first, pack_checkpoint(self.pop, (), book)
 
     def rung(self, i: int, last: bool) -> tuple[list, list, np.ndarray, int]:
@@ -93,7 +113,7 @@ class _Bracket:
         run, args = self.run, self.run.args
         level = self.rungs[i][1]
         budget = run.levels[level]
-        metrics = self.pop.train(budget - self.trained)
+        metrics = run.train(self, budget - self.trained)
         self.trained = budget
         score, _ = lane_scores(metrics, run.metric, args.mode)
         ok = np.ones(len(self.alive), bool)
@@ -119,35 +139,112 @@ class _Bracket:
         return rows, points, keep, budget
 
     def narrow(self, keep: np.ndarray) -> None:
-        """Moves the lanes that go on into a narrower population (cached per width)."""
-        narrow = self.run.population(int(keep.sum()))
-        narrow.take(self.pop, np.flatnonzero(keep))
-        self.pop, self.alive = narrow, self.alive[keep]
+        """Keeps the lanes that go on: moved into a narrower population (vmapped lanes) or, in the
+        sweep's one population, spread evenly over its devices again."""
+        self.alive = self.alive[keep]
+        if self.run.shared is None:
+            self.pop, self.lane = self.run.moved(self.pop, self.lane[keep], len(self.alive))
+        else:
+            self.pop, self.lane = self.run.balanced(self.lane[keep])
 
 
 class _Halving:
     """A continued-halving sweep: brackets one after another, ``rounds`` rungs in all."""
 
-    def __init__(self, objective, space: Space, sub: Space, spec, levels, args: Arguments, metric: str, study: Study):
+    def __init__(self, objective, space: Space, sub: Space, spec, plan, levels, args: Arguments, metric: str,
+                 study: Study, vmap_width: int | None):  # fmt: skip
         self.objective, self.space, self.sub, self.spec, self.levels = objective, space, sub, spec, levels
-        self.args, self.metric, self.study = args, metric, study
+        self.args, self.metric, self.study, self.vmap_width = args, metric, study, vmap_width
         self.root = jax.random.key(args.seed)
-        self.from_unit = jit_counted(sub.from_unit)
+        self.draw = jit_counted(self._draw)
         self.pops: dict[int, Population] = {}
         self.fidelity_at = space.names.index(spec.fidelity)
+        fid = space.params[spec.fidelity]  # each budget's unit coordinate, in one call
+        self.unit_at = dict(zip(levels, map(float, np.asarray(fid.to_unit(np.asarray(levels, np.float32))))))
+        self.most = max(rungs[0][0] for rungs in plan)  # configurations of the widest bracket
+        self.shared, self.piece = None, None
+        if vmap_width == 1:  # lanes one at a time: one population for the sweep, its idle lanes cost nothing
+            self.shared = Population(objective, sub, (), round_up(self.most, len(jax.devices())), vmap_width=1)
+            self.piece = _piece(plan, levels)
 
     def population(self, width: int) -> Population:
-        """The population of ``width`` lanes (one per width, reused by every bracket)."""
+        """The vmapped population of ``width`` lanes (one per width, reused by every bracket)."""
         if width not in self.pops:
-            self.pops[width] = Population(self.objective, self.sub, (), width)
+            self.pops[width] = Population(self.objective, self.sub, (), width, vmap_width=self.vmap_width)
         return self.pops[width]
+
+    def layout(self, n: int) -> tuple[Population, np.ndarray]:
+        """The population a bracket of ``n`` configurations starts in, and the lane of each."""
+        if self.shared is None:
+            return self.population(n), np.arange(n)
+        return self.shared, _spread(n, self.shared.width, self.shared.ndev)
+
+    def _draw(self, root: jax.Array, first: jax.Array) -> tuple:
+        """The unit points, hyperparameters and key data of the bracket that starts at round
+        ``first``, drawn for the widest bracket: a bracket of ``n`` takes the first ``n`` rows,
+        which under JAX's partitionable threefry (the default) are those of shape ``(n, ...)``,
+        and one program serves every bracket."""
+        key = jax.random.fold_in(jax.random.fold_in(root, DECIDE_STREAM), first)
+        u = jax.random.uniform(key, (self.most, self.sub.dim))
+        return u, self.sub.from_unit(u), jax.random.key_data(lane_keys(root, first, self.most))
+
+    def moved(self, pop: Population, lanes: np.ndarray, width: int) -> tuple[Population, np.ndarray]:
+        """Lanes ``lanes`` of ``pop`` moved into the vmapped population of ``width`` lanes."""
+        narrow = self.population(width)
+        narrow.take(pop, lanes)
+        return narrow, np.arange(width)
+
+    def balanced(self, lanes: np.ndarray) -> tuple[Population, np.ndarray]:
+        """The live ``lanes`` of the shared population spread evenly over its devices again (a
+        device holding more of them than its share would run alone at the end of each rung)."""
+        pop = self.shared
+        per = pop.width // pop.ndev
+        if np.bincount(lanes // per, minlength=pop.ndev).max() <= -(-len(lanes) // pop.ndev):
+            return pop, lanes
+        to = _spread(len(lanes), pop.width, pop.ndev)
+        source = np.arange(pop.width)
+        source[to] = lanes
+        pop.take(pop, source)
+        return pop, to
+
+    def restore(self, saved: bytes, book: dict) -> tuple[Population, np.ndarray]:
+        """The population and lanes of a bracket resumed from a checkpoint, in this run's layout
+        (a checkpoint of vmapped lanes resumes with lanes one at a time, and the other way)."""
+        alive = book["alive"]
+        lanes = book["lane"] if "lane" in book else np.arange(len(alive))
+        width = int(book.get("width", len(alive)))  # a checkpoint without it: a narrowed population
+        fits = self.shared is not None and self.shared.width == width
+        source = self.shared if fits else self.population(width)
+        unpack_checkpoint(saved, source, ())
+        if fits:
+            return source, lanes
+        if self.shared is None:
+            same = np.array_equal(lanes, np.arange(width))
+            return (source, lanes) if same else self.moved(source, lanes, len(alive))
+        to = _spread(len(alive), self.shared.width, self.shared.ndev)
+        gather = np.zeros(self.shared.width, np.int64)
+        gather[to] = lanes
+        self.shared.take(source, gather)
+        return self.shared, to
+
+    def train(self, bracket: _Bracket, steps: int) -> dict[str, np.ndarray]:
+        """Trains the bracket's live lanes ``steps`` steps; their metrics, in live-slot order.
+
+        In the shared population, in pieces of one length (one program), evaluated after the
+        last; a training metric (a segment's mean) is the mean of the pieces'."""
+        if self.shared is None:
+            return bracket.pop.train(steps)
+        live = np.zeros(self.shared.width, bool)
+        live[bracket.lane] = True
+        pieces = [self.piece] * (steps // self.piece) if self.piece and steps % self.piece == 0 else [steps]
+        runs = [self.shared.train(n, live, evaluate=k == len(pieces) - 1) for k, n in enumerate(pieces)]
+        metrics = {n: v if n not in runs[0] else np.mean([r[n] for r in runs], axis=0) for n, v in runs[-1].items()}
+        return {n: v[bracket.lane] for n, v in metrics.items()}
 
     def full(self, params: dict, u: np.ndarray, budget: int) -> tuple[dict, list[float]]:
         """A trial's parameters and unit coordinates in the whole space, its budget included (what
         every other driver stores, so importance and the report read them alike)."""
-        fid = self.space.params[self.spec.fidelity]
-        at = float(np.asarray(fid.to_unit(np.asarray([budget], np.float32)))[0])
-        unit = [*map(float, u[: self.fidelity_at]), at, *map(float, u[self.fidelity_at :])]
+        unit = [*map(float, u[: self.fidelity_at]), self.unit_at[budget], *map(float, u[self.fidelity_at :])]
         return {**params, self.spec.fidelity: budget}, unit
 
     def finished(self, first: int, n: int) -> bool:
@@ -155,9 +252,34 @@ class _Halving:
         whole (each of its configurations ends in exactly one stored trial)."""
         return sum(1 for r, _ in self.study.done if r == first) >= n
 
+    @property
+    def compiles(self) -> int:
+        """Programs compiled so far, by every population of the sweep."""
+        return sum(p.compiles for p in [*self.pops.values(), *([self.shared] if self.shared else [])])
 
-def _run_halving(objective, space: Space, sub: Space, spec, plan, levels, args, metric: str, study: Study) -> Result:
-    run = _Halving(objective, space, sub, spec, levels, args, metric, study)
+
+def _spread(n: int, width: int, ndev: int) -> np.ndarray:
+    """Lanes for ``n`` trials in a population of ``width`` lanes on ``ndev`` devices, dealt round
+    the devices (each holds ``width // ndev`` consecutive lanes), so each runs its share."""
+    j = np.arange(n)
+    return (j % ndev) * (width // ndev) + j // ndev
+
+
+def _piece(plan, levels) -> int | None:
+    """The steps of one training call in the shared population: the greatest common divisor of
+    every rung's steps, unless a rung would need more than :data:`MAX_PIECES` calls (None: each
+    rung its own length, a program per length)."""
+    lengths = set()
+    for rungs in plan:
+        budgets = [levels[level] for _, level in rungs]
+        lengths.update(b - a for a, b in zip([0, *budgets], budgets))
+    piece = math.gcd(*lengths)
+    return piece if max(lengths) // piece <= MAX_PIECES else None
+
+
+def _run_halving(objective, space: Space, sub: Space, spec, plan, levels, args, metric: str, study: Study,
+                 vmap_width: int | None) -> Result:  # fmt: skip
+    run = _Halving(objective, space, sub, spec, plan, levels, args, metric, study, vmap_width)
     r, b, t0, stopped, ran = 0, 0, time.perf_counter(), None, False
     while r < args.rounds and stopped is None:
         if ran and args.past_deadline():  # between brackets: every finished rung is stored
@@ -196,5 +318,5 @@ def _run_halving(objective, space: Space, sub: Space, spec, plan, levels, args, 
     if stopped:
         args.say_stopped(len(study.done), "at the last stored rung")
     result = study.result(metric, args.mode, args.tie_break, args.select, stopped)
-    result.compiles = sum(p.compiles for p in run.pops.values())
+    result.compiles = run.compiles
     return result

@@ -224,6 +224,28 @@ class Population:
         return program
 
     @_once
+    def masked_program(self, steps: int):
+        """The compiled program that trains the lanes flagged live ``steps`` steps and evaluates the
+        lanes flagged to; the other lanes keep their state and get NaN metrics. With lanes run one
+        at a time (``vmap_width=1``) a lane that is not live costs nothing (a real branch), so one
+        program serves every number of live lanes; vmapped, both branches run (still correct)."""
+        hp, _ = self._specs()
+        flags = jax.ShapeDtypeStruct((self.width,), jnp.bool_, sharding=self.lane_sharding())
+
+        def one(h, s, live, evaluate):
+            bound = self.trial.bind(self.bucket, h)
+            trained = lambda s: self.objective.train(bound, s, steps)  # noqa: E731
+            s, m = jax.lax.cond(live, trained, lambda s: (s, _nans(jax.eval_shape(trained, s)[1])), s)
+            scored = lambda s: self.objective.evaluate_state(bound, s)  # noqa: E731
+            e = jax.lax.cond(evaluate, scored, lambda s: _nans(jax.eval_shape(scored, s)), s)
+            return s, m, e
+
+        fn = self._over_lanes(one, 4, self.vmap_width)
+        args = (hp, self.state_spec(), flags, flags)
+        out = (self.lane_sharding(), self._replicated(), self._replicated())
+        return self._compile(("masked", steps), fn, args, out, (1,))[0]
+
+    @_once
     def _mix_program(self, refill: bool):
         state = self.state_spec()
         lanes = jax.ShapeDtypeStruct((self.width,), jnp.int32, sharding=self._replicated())
@@ -263,13 +285,25 @@ class Population:
         with CLOCK.count("trials_s"):
             self.state = jax.block_until_ready(program(self.hp, self._put_keys(keys)))
 
-    def train(self, steps: int) -> dict[str, np.ndarray]:
-        """Trains every lane ``steps`` more steps; each lane's metrics after them, on the host."""
+    def train(self, steps: int, live: np.ndarray | None = None, evaluate: bool = True) -> dict[str, np.ndarray]:
+        """Trains every lane ``steps`` more steps; each lane's metrics after them, on the host.
+
+        With ``live`` (one flag per lane) only those lanes train, and only they are evaluated, if
+        ``evaluate`` (without it only the training metrics come back): the others keep their state
+        and get NaN metrics (:meth:`masked_program`).
+        """
         if self.state is None:
             raise InputError("Population.train before Population.start")
-        program = self.segment_program(int(steps))
-        with CLOCK.count("trials_s"):  # to the metrics on the host
-            self.state, metrics = program(self.hp, self.state)
+        if live is None:
+            program = self.segment_program(int(steps))
+            with CLOCK.count("trials_s"):  # to the metrics on the host
+                self.state, metrics = program(self.hp, self.state)
+                return {n: np.asarray(v) for n, v in jax.device_get(metrics).items()}
+        live = np.asarray(live, bool)
+        program, flags = self.masked_program(int(steps)), self.placement.put((live, live & evaluate), self.ndev)
+        with CLOCK.count("trials_s"):
+            self.state, metrics, scores = program(self.hp, self.state, *flags)
+            metrics = {**metrics, **(scores if evaluate else {})}
             return {n: np.asarray(v) for n, v in jax.device_get(metrics).items()}
 
     def set_hp(self, hp: Mapping[str, Any]) -> None:
@@ -325,17 +359,34 @@ class Population:
             raise InputError(f"take needs {self.width} lanes, got {idx.shape[0]}")
         sharding = self.lane_sharding()
         self.state = jax.device_put(_gather(other.state, idx), sharding)  # one program, not an op per array
-        self.hp = jax.device_put(_gather(other.hp, idx), sharding)
+        self.hp = None if other.hp is None else jax.device_put(_gather(other.hp, idx), sharding)
+        jax.block_until_ready(self.state)
 
     def lanes(self, which: Sequence[int]) -> list[Any]:
         """The states of lanes ``which`` (one pytree per lane; for checkpoints and export)."""
         return [jax.tree.map(lambda a, i=i: a[i], self.state) for i in which]
 
 
-@jax.jit
-def _gather(tree: Any, idx: jax.Array) -> Any:
-    """Lanes ``idx`` of every array of ``tree`` (leading lane axis), as one compiled program."""
-    return jax.tree.map(lambda a: a[idx], tree)
+_GATHERS: dict[Any, Any] = {}  # compiled gathers, by the shapes and placement of what they gather
+
+
+def _gather(tree: Any, idx: np.ndarray) -> Any:
+    """Lanes ``idx`` of every array of ``tree`` (leading lane axis), as one compiled program (its
+    compilation counted as such in ``Result.timing``)."""
+    leaves, structure = jax.tree.flatten(tree)
+    key = (structure, tuple((a.shape, a.dtype, a.sharding) for a in leaves), idx.shape)
+    if key not in _GATHERS:
+        if len(_GATHERS) >= 64:  # a long-lived process that gathers many shapes keeps the recent ones
+            _GATHERS.clear()
+        with CLOCK.count("compile_s"):
+            _GATHERS[key] = jax.jit(lambda t, i: jax.tree.map(lambda a: a[i], t)).lower(tree, idx).compile()
+    return _GATHERS[key](tree, idx)
+
+
+def _nans(shapes: Any) -> Any:
+    """Arrays of ``shapes`` (``ShapeDtypeStruct``) filled with NaN (zeros for non-float dtypes)."""
+    fill = lambda s: jnp.full(s.shape, jnp.nan if jnp.issubdtype(s.dtype, jnp.inexact) else 0, s.dtype)  # noqa: E731
+    return jax.tree.map(fill, shapes)
 
 
 def _select(mask: jax.Array, a: jax.Array, b: jax.Array) -> jax.Array:
