@@ -219,6 +219,21 @@ def test_a_study_reports_where_its_wall_time_went(capsys):
     assert jt.Result(pbt.trials, "Q", "max").timing is None  # a study not run by this call
 
 
+def test_a_counted_jit_counts_a_call_as_compiling_only_when_it_compiles():
+    from jaxtune.execute.timing import CLOCK, jit_counted
+
+    calls = []
+    f = jit_counted(lambda x, n: (calls.append(n), x * n)[1], static_argnums=1)  # traced once per signature
+    before = CLOCK.compile_s
+    f(jnp.ones(3), 2)
+    first = CLOCK.compile_s
+    f(jnp.ones(3), 2)
+    assert first > before and CLOCK.compile_s == first and calls == [2]  # the second call: no compile, not counted
+    f(jnp.ones(4), 2)
+    f(jnp.ones(3), 5)
+    assert CLOCK.compile_s > first and calls == [2, 2, 5]  # a new shape, a new static value: counted
+
+
 def test_a_strategys_programs_are_reused_by_a_later_call_with_the_same_strategy():
     from jaxtune.drivers import rounds
 

@@ -19,8 +19,9 @@ import numpy as np
 from jaxtune._checks import round_up
 from jaxtune.constraints import feasible
 from jaxtune.drivers.args import Arguments
-from jaxtune.drivers.population import jit_counted, pack_checkpoint, segment_value, unpack_book, unpack_checkpoint
+from jaxtune.drivers.population import pack_checkpoint, segment_value, unpack_book, unpack_checkpoint
 from jaxtune.execute.population import Population, supports_protocol
+from jaxtune.execute.timing import jit_counted
 from jaxtune.keys import DECIDE_STREAM, lane_keys
 from jaxtune.records import lane_scores, trial_record
 from jaxtune.result import Result

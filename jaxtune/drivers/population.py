@@ -24,7 +24,6 @@ import functools
 import math
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -35,7 +34,7 @@ from jaxtune._trees import restore_tree, tree_arrays
 from jaxtune.drivers.args import Arguments
 from jaxtune.errors import InputError
 from jaxtune.execute.population import Population, require_protocol
-from jaxtune.execute.timing import CLOCK
+from jaxtune.execute.timing import jit_counted
 from jaxtune.keys import DECIDE_STREAM, INIT_STREAM, lane_keys
 from jaxtune.records import lane_scores, minimised, trial_record
 from jaxtune.result import Result
@@ -134,11 +133,12 @@ class _Run:
         u, self.state = jit_counted(sched.first)(jax.random.fold_in(self.root, INIT_STREAM), state)
         self.decide = jit_counted(sched.decide)
         self.from_unit = jit_counted(space.from_unit)
+        self.lane_keys = jit_counted(lane_keys, static_argnums=2)
         self.pop = Population(objective, space, (), self.lanes)
         self.book = _Book(np.asarray(u), *(np.zeros(self.lanes, t) for t in (np.int64, np.int32)),
                           np.ones(self.lanes, bool))  # fmt: skip
         self.hp = self.from_unit(self.book.u)
-        self.pop.start(self.hp, lane_keys(self.root, 0, self.lanes))
+        self.pop.start(self.hp, self.lane_keys(self.root, 0, self.lanes))
 
     def resume(self, saved: tuple[int, bytes]) -> int:
         """Restores the run from a checkpoint; returns the segment to train next."""
@@ -197,7 +197,7 @@ class _Run:
         b.u = d.u
         self.hp = self.from_unit(b.u)
         if b.active.any():
-            keys = lane_keys(self.root, seg + 1, self.lanes)
+            keys = self.lane_keys(self.root, seg + 1, self.lanes)
             self.pop.replace(self.hp, source=d.source, restart=d.restart, keys=keys, reseed=moved)
         return lineage
 
@@ -247,7 +247,7 @@ def _run(objective, space, sched, args: Arguments, metric: str, study: Study, bu
         first = run.resume(saved)
         if args.verbose:
             print(f"[jaxtune] resuming at segment {first} (the last checkpoint)", file=sys.stderr)
-    checkpoints, progress = _Checkpoints(), _Progress(sched, args, metric, first)
+    checkpoints, progress = _Checkpoints(run.pop.nbytes()), _Progress(sched, args, metric, first)
     stopped, seg = None, first - 1
     for seg in range(first, sched.max_segments):
         metrics, decision = run.segment(seg)
@@ -258,13 +258,14 @@ def _run(objective, space, sched, args: Arguments, metric: str, study: Study, bu
             break
         # The population as it starts segment seg + 1, stored with this segment's trials (one
         # transaction), as often as keeps its cost small (see _Checkpoints).
-        if checkpoints.due():
+        stopping = args.past_deadline()
+        if checkpoints.due(stopping):
             with checkpoints.timed():  # packed and written: what a checkpoint costs
                 study.write(rows, points, lineage, (seg, pack_checkpoint(run.pop, run.state, run.book.arrays())))
         else:
             study.write(rows, points, lineage)
         progress.update(seg, run.book, run.now)
-        if args.past_deadline():
+        if stopping:
             stopped = "timeout"
             break
     progress.close()
@@ -272,21 +273,6 @@ def _run(objective, space, sched, args: Arguments, metric: str, study: Study, bu
     if stopped:
         args.say_stopped(len(study.done), "at the last checkpoint")
     return run.result(seg + 1, stopped)
-
-
-def jit_counted(fn: Callable) -> Callable:
-    """``jax.jit(fn)`` whose first call — its tracing and compiling; a scheduler's own run takes
-    microseconds — counts as compiling in ``Result.timing``, not as host overhead."""
-    jitted, first = jax.jit(fn), [True]
-
-    def call(*args):
-        if first[0]:
-            first[0] = False
-            with CLOCK.count("compile_s"):
-                return jax.block_until_ready(jitted(*args))
-        return jitted(*args)
-
-    return call
 
 
 class _Progress:
@@ -348,17 +334,20 @@ def _bar(total: int, done: int):
 
 
 class _Checkpoints:
-    """When to store the population: after the first segment, then once the time since the last
-    checkpoint is at least ``RATIO`` times what that checkpoint took to pack and write (its cost
-    stays under ~2%; a kill loses at most that long of training, never a finished trial)."""
+    """When to store the population: once the time since the last checkpoint (or the start) is at
+    least ``RATIO`` times what a checkpoint costs to pack and write — the last one's, measured;
+    before the first, its bytes at ``RATE`` — and when a timeout stops the run, so a rerun goes on
+    from there. Its cost stays ~1%; a kill loses at most that long of training, never a finished
+    trial."""
 
-    RATIO = 50
+    RATIO = 100
+    RATE = 6e7  # bytes/s a checkpoint is packed and written at, until one is measured (67-84 MB/s on a 2-core CPU)
 
-    def __init__(self):
-        self.last, self.cost = None, 0.0
+    def __init__(self, nbytes: int):
+        self.last, self.cost = time.perf_counter(), nbytes / self.RATE
 
-    def due(self) -> bool:
-        return self.last is None or time.perf_counter() - self.last >= self.RATIO * self.cost
+    def due(self, stopping: bool = False) -> bool:
+        return stopping or time.perf_counter() - self.last >= self.RATIO * self.cost
 
     def timed(self):
         import contextlib

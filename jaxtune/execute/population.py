@@ -202,6 +202,10 @@ class Population:
         sharding = self.lane_sharding()
         return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
 
+    def nbytes(self) -> int:
+        """Bytes of the population's states (every lane)."""
+        return sum(int(np.prod(s.shape)) * s.dtype.itemsize for s in jax.tree.leaves(self.state_spec()))
+
     @_once
     def _init_program(self):
         hp, keys = self._specs()

@@ -19,9 +19,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
-__all__ = ["Timing", "CLOCK"]
+__all__ = ["Timing", "CLOCK", "jit_counted"]
 
 
 @dataclasses.dataclass
@@ -54,3 +55,26 @@ class Timing:
 
 
 CLOCK = Timing()  # this process's: every executor and population adds to it
+
+
+def jit_counted(fn: Callable, static_argnums: tuple[int, ...] | int = ()) -> Callable:
+    """``jax.jit(fn)`` whose calls that compile — the first with each argument shape (and static
+    value) — count as compiling in ``Result.timing``, the others as what they are: a scheduler's
+    or driver's own run takes microseconds."""
+    import jax
+    import numpy as np
+
+    static = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
+    jitted, seen = jax.jit(fn, static_argnums=static), set()
+
+    def call(*args: Any) -> Any:
+        leaves, tree = jax.tree.flatten([a for i, a in enumerate(args) if i not in static])
+        signature = (tree, tuple((np.shape(x), str(getattr(x, "dtype", type(x)))) for x in leaves),
+                     tuple(args[i] for i in static))  # fmt: skip
+        if signature in seen:
+            return jitted(*args)
+        seen.add(signature)
+        with CLOCK.count("compile_s"):
+            return jax.block_until_ready(jitted(*args))
+
+    return call

@@ -82,7 +82,8 @@ class Trial:
         """The bucket of the centre of the space: a bucket to trace before any trial is sampled."""
         if self.one_bucket:
             return ()
-        centre = jax.jit(self.space.from_unit)(jnp.full((1, self.space.dim), 0.5, jnp.float32))
+        with CLOCK.count("compile_s"):  # a compile and one tiny call
+            centre = jax.jit(self.space.from_unit)(jnp.full((1, self.space.dim), 0.5, jnp.float32))
         return next(iter(self.buckets(centre)))
 
     def describe(self, bucket: tuple) -> str:
