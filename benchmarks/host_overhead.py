@@ -17,6 +17,7 @@ and prints each one's wall time, trial-program time, compile time and host share
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -69,6 +70,13 @@ def main() -> None:
     jt.use_cpu_cores()
     with tempfile.TemporaryDirectory() as folder:
         rows = [run(name, a.lanes, a.pbt_steps, folder) for name in a.drivers.split(",")]
+    for r in rows:
+        r["date"] = common.machine()["date"]
+    path = a.out or os.path.join(common.RESULTS, f"host_overhead_{jax.default_backend()}.json")
+    if os.path.exists(path):  # a subset of the drivers: the others' rows stay (each row dated)
+        with open(path) as f:
+            kept = [r for r in json.load(f).get("rows", []) if r["driver"] not in {r["driver"] for r in rows}]
+        rows = sorted(kept + rows, key=lambda r: ["rounds", "pbt", "halving"].index(r["driver"]))
     common.write(f"host_overhead_{jax.default_backend()}", {"lanes": a.lanes, "pbt_steps": a.pbt_steps, "rows": rows},
                  a.out)  # fmt: skip
 

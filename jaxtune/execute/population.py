@@ -198,7 +198,8 @@ class Population:
     def state_spec(self):
         """Shapes, dtypes and shardings of the population's states (nothing is computed)."""
         hp, keys = self._specs()
-        shapes = jax.eval_shape(jax.vmap(self.init_one), hp, keys)
+        with CLOCK.count("compile_s"):  # tracing the initialisation, once per population
+            shapes = jax.eval_shape(jax.vmap(self.init_one), hp, keys)
         sharding = self.lane_sharding()
         return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
 
