@@ -1,5 +1,10 @@
 """Population schedulers: PBT and ASHA, their rules on the unit cube and whole sweeps."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -220,6 +225,31 @@ def test_continued_halving_resumes_across_lane_layouts(tmp_path, before, after):
     ]
     np.testing.assert_allclose([t["value"] for t in resumed.trials], [t["value"] for t in straight.trials],
                                **F32_ITERATED)  # fmt: skip
+
+
+def test_continued_halving_on_two_devices_in_both_lane_layouts():
+    """Runs in a subprocess (two CPU devices): survivors of a rung split over both devices move
+    into a one-device program (10 lanes -> 3), and the one shared population of lanes run one at
+    a time finishes the same sweep to float32 rounding."""
+    script = textwrap.dedent("""
+        import sys, jax, numpy as np
+        sys.path.insert(0, "tests")
+        assert jax.device_count() == 2
+        import jaxtune as jt
+        from conftest import make_trainer
+        from tolerances import F32_ITERATED
+        space = jt.Space({"lr": jt.Float(1e-3, 1e-1, scale="log"), "b1": jt.Float(0.8, 0.99),
+                          "steps": jt.Int(4, 36, scale="log", static=True)})
+        runs = [jt.tune(make_trainer(steps=36), space, "successive_halving", trials=10, metric="val_loss",
+                        progress=False, vmap_width=w).trials for w in (None, 1)]
+        assert [(t["slot"], t["params"]) for t in runs[0]] == [(t["slot"], t["params"]) for t in runs[1]]
+        np.testing.assert_allclose(*[[t["value"] for t in r] for r in runs], **F32_ITERATED)
+        print("ok")
+    """)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=root)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
 
 
 @pytest.mark.parametrize("strategy, options", [("random", {}), ("pbt", {"segment": 10})])

@@ -362,7 +362,9 @@ class Population:
         idx = np.asarray(lanes, np.int32)
         if idx.shape != (self.width,):
             raise InputError(f"take needs {self.width} lanes, got {idx.shape[0]}")
-        sharding = self.lane_sharding()
+        # Onto this population's devices even when it has one and ``other`` several (None would
+        # leave the gathered arrays where the gather put them).
+        sharding = self.lane_sharding() or jax.sharding.SingleDeviceSharding(self.placement.devices[0])
         self.state = jax.device_put(_gather(other.state, idx), sharding)  # one program, not an op per array
         self.hp = None if other.hp is None else jax.device_put(_gather(other.hp, idx), sharding)
         jax.block_until_ready(self.state)
