@@ -35,7 +35,7 @@ from jaxtune.errors import InputError, InputTypeError
 from jaxtune.execute.placement import Placement
 from jaxtune.execute.platform import default_compiler_options, program_budget
 from jaxtune.execute.programs import ProgramCache, over_leading_axis
-from jaxtune.execute.timing import CLOCK
+from jaxtune.execute.timing import CLOCK, jit_counted
 from jaxtune.execute.trial import Trial
 from jaxtune.space import Space
 
@@ -300,15 +300,16 @@ class Population:
         if self.state is None:
             raise InputError("Population.train before Population.start")
         if live is None:
-            program = self.segment_program(int(steps))
-            with CLOCK.count("trials_s"):  # to the metrics on the host
-                self.state, metrics = program(self.hp, self.state)
-                return {n: np.asarray(v) for n, v in jax.device_get(metrics).items()}
-        live = np.asarray(live, bool)
-        program, flags = self.masked_program(int(steps)), self.placement.put((live, live & evaluate), self.ndev)
-        with CLOCK.count("trials_s"):
-            self.state, metrics, scores = program(self.hp, self.state, *flags)
-            metrics = {**metrics, **(scores if evaluate else {})}
+            program, flags = self.segment_program(int(steps)), ()
+        else:
+            live = np.asarray(live, bool)
+            if live.shape != (self.width,):
+                raise InputError(f"live needs one flag per lane ({self.width}), got shape {live.shape}")
+            program, flags = self.masked_program(int(steps)), self.placement.put((live, live & evaluate), self.ndev)
+        with CLOCK.count("trials_s"):  # to the metrics on the host
+            self.state, metrics, *scores = program(self.hp, self.state, *flags)
+            if scores and evaluate:  # the masked program returns the evaluation apart
+                metrics = {**metrics, **scores[0]}
             return {n: np.asarray(v) for n, v in jax.device_get(metrics).items()}
 
     def set_hp(self, hp: Mapping[str, Any]) -> None:
@@ -374,20 +375,9 @@ class Population:
         return [jax.tree.map(lambda a, i=i: a[i], self.state) for i in which]
 
 
-_GATHERS: dict[Any, Any] = {}  # compiled gathers, by the shapes and placement of what they gather
-
-
-def _gather(tree: Any, idx: np.ndarray) -> Any:
-    """Lanes ``idx`` of every array of ``tree`` (leading lane axis), as one compiled program (its
-    compilation counted as such in ``Result.timing``)."""
-    leaves, structure = jax.tree.flatten(tree)
-    key = (structure, tuple((a.shape, a.dtype, a.sharding) for a in leaves), idx.shape)
-    if key not in _GATHERS:
-        if len(_GATHERS) >= 64:  # a long-lived process that gathers many shapes keeps the recent ones
-            _GATHERS.clear()
-        with CLOCK.count("compile_s"):
-            _GATHERS[key] = jax.jit(lambda t, i: jax.tree.map(lambda a: a[i], t)).lower(tree, idx).compile()
-    return _GATHERS[key](tree, idx)
+# Lanes ``i`` of every array of a tree (leading lane axis), as one compiled program per shape
+# (its compiling counted as such in ``Result.timing``).
+_gather = jit_counted(lambda tree, i: jax.tree.map(lambda a: a[i], tree))
 
 
 def _nans(shapes: Any) -> Any:
