@@ -8,7 +8,7 @@ its traceback. Each also derives from the matching built-in (``ValueError``, ``T
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 __all__ = [
     "JaxtuneError",
@@ -29,6 +29,10 @@ __all__ = [
     "MissingHyperparameterError",
     "ConfigError",
     "CommandError",
+    "Terminated",
+    "raise_from_signal",
+    "raise_swallowed_signal",
+    "signal_handled",
 ]
 
 
@@ -127,6 +131,36 @@ class ConfigError(InputError):
 
 class CommandError(InputError):
     """A babysit command that cannot be carried out (bad syntax, name or value)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: finished trials are stored and a rerun resumes."""
+
+
+_SIGNALLED: list[KeyboardInterrupt] = []  # raised by a signal handler and not yet handled
+
+
+def raise_from_signal(error: KeyboardInterrupt) -> NoReturn:
+    """Raises ``error`` from a signal handler and remembers it until :func:`signal_handled`.
+
+    Python runs a signal handler between any two bytecodes, a destructor's or a garbage-collector
+    callback's (``jax`` has one) among them, and there an exception is printed and dropped: the run
+    would carry on. Remembered, the stop is raised again at the drivers' next safe point
+    (:func:`raise_swallowed_signal`).
+    """
+    _SIGNALLED.append(error)
+    raise error
+
+
+def raise_swallowed_signal() -> None:
+    """Raises again a signalled stop that the code it interrupted swallowed (no-op otherwise)."""
+    if _SIGNALLED:
+        raise _SIGNALLED[-1]
+
+
+def signal_handled() -> None:
+    """Forgets the signalled stops: whoever called this has handled them."""
+    _SIGNALLED.clear()
 
 
 class Problems:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from jaxtune.cli import babysit, bench, export, plan, report, reseed, run
 from jaxtune.cli.config import ConfigError, check_config, load_config, parse_duration, space_from_config
-from jaxtune.errors import JaxtuneError, StorageFullError
+from jaxtune.errors import JaxtuneError, StorageFullError, Terminated, raise_from_signal, signal_handled
 
 __all__ = ["main", "load_config", "check_config", "space_from_config", "parse_duration", "ConfigError"]
 
@@ -39,33 +39,45 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, handled as Ctrl-C is (finished trials are stored; a rerun resumes)."""
+def _on_signal(signum, frame):
+    """Ctrl-C and SIGTERM: stop the run, and again at its next safe point if this raise is swallowed."""
+    raise_from_signal(Terminated() if signum == signal.SIGTERM else KeyboardInterrupt())
 
 
-def _on_sigterm(signum, frame):
-    raise _Terminated()
+def _quiet_about_signals(hook):
+    """``sys.unraisablehook`` that leaves out a signalled stop (it is raised again at a safe point)."""
+
+    def unraisable(info):
+        if not isinstance(info.exc_value, KeyboardInterrupt):
+            hook(info)
+
+    return unraisable
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jaxtune`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
-    previous = None
+    previous = {}
     try:
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, _on_signal)
     except ValueError:  # not the main thread: leave signals alone
         pass
+    hook, sys.unraisablehook = sys.unraisablehook, _quiet_about_signals(sys.unraisablehook)
     try:
         return args.func(args)
     except KeyboardInterrupt as e:
-        what = "terminated" if isinstance(e, _Terminated) else "interrupted"
+        what = "terminated" if isinstance(e, Terminated) else "interrupted"
         print(f"jaxtune: {what}; finished trials are stored, rerun the same command to resume", file=sys.stderr)
-        return 143 if isinstance(e, _Terminated) else 130
+        return 143 if isinstance(e, Terminated) else 130
     except JaxtuneError as e:  # what the user can fix; anything else is a bug and shows its traceback
         if os.environ.get("JAXTUNE_DEBUG"):
             raise
         print(f"jaxtune: error: {e}", file=sys.stderr)
         return 1 if isinstance(e, StorageFullError) else 2  # a full disk is no mistake in the command
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        signal_handled()
+        sys.unraisablehook = hook
+        for signum, handler in previous.items():
+            if handler is not None:  # None: installed outside Python, which cannot be put back
+                signal.signal(signum, handler)

@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from jaxtune.errors import raise_swallowed_signal
+
 __all__ = ["Arguments"]
 
 
@@ -39,7 +41,12 @@ class Arguments:
         return None if self.timeout is None else self.started + self.timeout
 
     def past_deadline(self) -> bool:
-        """Whether the timeout has passed."""
+        """Whether the timeout has passed; called at the drivers' safe points.
+
+        It also raises a Ctrl-C or SIGTERM that the code it interrupted swallowed
+        (:func:`jaxtune.errors.raise_from_signal`), so that the run stops there.
+        """
+        raise_swallowed_signal()
         return self.deadline is not None and time.monotonic() > self.deadline
 
     def say_stopped(self, stored: int, resumes_at: str) -> None:
