@@ -266,7 +266,10 @@ def _samples(keys, x, used, y, theta, c, num_trials: int, features: int) -> jax.
     k_freq, k_gamma, k_phase, k_w, k_eps = keys
     dim, cap, m = x.shape[1], x.shape[0], features
     ls, sf2, sn2 = jnp.exp(theta[:dim]), jnp.exp(theta[dim]), jnp.exp(theta[dim + 1])
-    omega = jax.random.normal(k_freq, (m, dim)) / ls[None] * jnp.sqrt(2.5 / jax.random.gamma(k_gamma, 2.5, (m, 1)))
+    # chi2 with 5 degrees of freedom as a sum of 5 squared normals: the same law as 2 * gamma(2.5),
+    # without jax.random.gamma's rejection loop (~2 s of XLA compile on a CPU)
+    chi2 = jnp.sum(jax.random.normal(k_gamma, (m, 5)) ** 2, axis=1, keepdims=True)
+    omega = jax.random.normal(k_freq, (m, dim)) / ls[None] * jnp.sqrt(5.0 / chi2)
     phase = jax.random.uniform(k_phase, (m,), maxval=2 * math.pi)
 
     def feats(z):
@@ -313,7 +316,9 @@ def _front_picks(key: jax.Array, seen: jax.Array, samples: jax.Array, multi: str
     low = jnp.min(jnp.where(ok[:, None], seen, jnp.inf), axis=0)
     high = jnp.max(jnp.where(ok[:, None], seen, -jnp.inf), axis=0)
     reference = high + 0.1 * (high - low) + 1e-6
-    weights = jax.random.dirichlet(key, jnp.ones((m,)), (trials,))
+    # Dirichlet(1, ..., 1): normalised exponentials (the same law; no gamma sampler to compile)
+    exponentials = jax.random.exponential(key, (trials, m))
+    weights = exponentials / jnp.sum(exponentials, axis=1, keepdims=True)
 
     def pick(carry, i):
         front, taken = carry
