@@ -17,7 +17,11 @@ batch 32, 500 steps (the built-in task ``digits_cnn``). Parts (``--parts``):
             ``optuna_jit`` the same Trainer under a plain ``jax.jit`` (hyperparameters traced:
             one compile per device), ``optuna_tutorial`` the tutorial's own loop (``nnx.Optimizer``
             with Python-float hyperparameters and an ``nnx.jit`` train step per batch: one compile
-            per trial, nnx.Conv). One run each (minutes long).
+            per trial, nnx.Conv). One run each (minutes long; --no-tutorial leaves the last out).
+
+With --roofline, one trial's FLOPs (XLA's cost analysis, through its loops) and this machine's
+measured peaks give each time's fraction of peak FLOP/s: run-only times on one device against one
+device's share of the peak, end-to-end sweeps (compile included) against all devices'.
 
 Every method runs on the same devices (one per core on a CPU, as the jaxtune CLI does) with the
 same compiler options (jaxtune's for the platform).
@@ -43,6 +47,7 @@ from flax import nnx
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
+import roofline  # noqa: E402
 
 import jaxtune as jt  # noqa: E402
 from jaxtune.execute import Executor, default_compiler_options  # noqa: E402
@@ -203,10 +208,10 @@ def e2e(a, row, options):
         return float(trainer(hp, key)["val_accuracy"])
 
     data_splits = data.digits()  # the splits the task trains and selects on
-    for name, objective in (
-        ("optuna_jit", jit_objective),
-        ("optuna_tutorial", lambda trial: tutorial_objective(trial, data_splits, a, devs)),
-    ):
+    objectives = [("optuna_jit", jit_objective)]
+    if not a.no_tutorial:
+        objectives.append(("optuna_tutorial", lambda trial: tutorial_objective(trial, data_splits, a, devs)))
+    for name, objective in objectives:
         t = time.perf_counter()
         study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
         study.optimize(objective, n_trials=a.trials, n_jobs=len(devs))
@@ -215,6 +220,22 @@ def e2e(a, row, options):
         print(f"  {name}: {row[f'e2e_{name}_s']:.1f} s, best val acc {study.best_value:.3f}", flush=True)
     row["e2e_trials"] = a.trials
     row["e2e_optuna_jobs"] = len(devs)
+
+
+def fractions_of_peak(a, row):
+    """One trial's FLOPs and each measured time's fraction of this machine's peak FLOP/s."""
+    peak = roofline.peaks()
+    space = classify.default_space()
+    hp = {k: v[0] for k, v in sample(space, 1).items()}
+    flops = roofline.program_cost(task(a).objective, hp, jax.random.key(0)).flops
+    row.update(trial_flops=flops, peak_flops_per_s=peak["flops_per_s"], peak_devices=peak["devices"])
+    one_device = peak["flops_per_s"] / peak["devices"]
+    for name in ("one_trial_executor_run_s", "one_trial_jit_run_s"):
+        if name in row:
+            row[name.replace("_s", "_flops_frac")] = flops / row[name] / one_device
+    for name in ("e2e_jaxtune_s", "e2e_optuna_jit_s", "e2e_optuna_tutorial_s"):
+        if name in row:
+            row[name.replace("_s", "_flops_frac")] = row["e2e_trials"] * flops / row[name] / peak["flops_per_s"]
 
 
 def main(argv=None):
@@ -228,6 +249,9 @@ def main(argv=None):
     p.add_argument("--check-steps", type=int, default=10)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--one-device", action="store_true")
+    p.add_argument("--no-tutorial", action="store_true", help="e2e without the tutorial's own loop")
+    p.add_argument("--roofline", action="store_true", help="FLOPs per trial and fractions of peak")
+    p.add_argument("--name", default=None)
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
     if not a.one_device:
@@ -249,8 +273,10 @@ def main(argv=None):
         one_trial(a, row, options)
     if "e2e" in parts:
         e2e(a, row, options)
+    if a.roofline:
+        fractions_of_peak(a, row)
     print(json.dumps(row))
-    common.write(f"cnn2d_{jax.default_backend()}", row, a.out)
+    common.write(a.name or f"cnn2d_{jax.default_backend()}", row, a.out)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ SPACE = jt.Space({"a": jt.Float(0, 1), "b": jt.Float(1e-3, 1, scale="log"), "c":
 # Successive halving and Hyperband need a budget in the space: the same three dimensions, the last a budget.
 BUDGET_SPACE = jt.Space({**dict(list(SPACE.params.items())[:2]), "steps": jt.Int(1, 27, static=True)})
 SPACES = {"successive_halving": BUDGET_SPACE, "hyperband": BUDGET_SPACE}
+# The properties below do not depend on the Gaussian process's size: a small one runs op by op in seconds.
+OPTIONS = {"gp": {"capacity": 64, "candidates": 128, "fit_steps": 10, "features": 128}}
 
 
 def sphere(u):
@@ -45,9 +47,9 @@ def run_scan(strategy, key, rounds):
 def test_loop_equals_scan(name, key):
     if name == "cma_es":
         pytest.importorskip("evosax")
-    strategy = make_strategy(name, SPACES.get(name, SPACE), 16)
+    strategy = make_strategy(name, SPACES.get(name, SPACE), 16, **OPTIONS.get(name, {}))
     if name == "gp":
-        # The Gaussian process's lanes each take the argmin of a posterior sample among 1,024
+        # The Gaussian process's lanes each take the argmin of a posterior sample among its
         # candidates, many of them close together near the best point: op-by-op and compiled
         # float32 rounding pick different near-ties after a few fitted rounds. Its Halton round and
         # first fitted round agree; each program is deterministic (the next test).
@@ -65,7 +67,7 @@ def test_loop_equals_scan(name, key):
 def test_deterministic_for_a_fixed_key_and_in_the_cube(name, key):
     if name == "cma_es":
         pytest.importorskip("evosax")
-    strategy = make_strategy(name, SPACES.get(name, SPACE), 16)
+    strategy = make_strategy(name, SPACES.get(name, SPACE), 16, **OPTIONS.get(name, {}))
     _, u1 = run_loop(strategy, key, 3)
     _, u2 = run_loop(strategy, key, 3)
     np.testing.assert_array_equal(u1, u2)
