@@ -27,6 +27,8 @@ everything anew):
   optuna_scan    the same with one thread
   optuna_step    Optuna (RandomSampler), the per-step loop as objective, end to end (small N; one run)
   hyperoptax     hyperoptax RandomSearch with n_parallel=N, end to end (one run)
+  stages         one trial's trace, lowering and XLA compile: jaxtune's trial program against the
+                 hand-written one (fastest of --repeats, alternating; optimised HLO instructions)
 
 All compute the same thing: the same MLP (Flax Linen by hand, NNX in the Trainer: the same
 initialisers, other init draws), the same minibatch indices per step (the same key splits),
@@ -151,6 +153,35 @@ def best_of(fn):
     return min(runs, key=lambda r: r[0])
 
 
+def stages(a, arrays, hp, keys, jit, options):
+    """One trial's trace, lowering and XLA compile, jaxtune's trial program (the Trainer, as
+    ``jt.tune`` traces it) against the hand-written one, each built anew and alternating, fastest
+    of REPEATS; with the instruction count of each optimised program."""
+    one = ({k: v[0] for k, v in hp.items()}, keys[0])
+
+    def hand():
+        return jit(handwritten(a.hidden, a.batch, a.steps, *arrays)[3]), (one[1], one[0])
+
+    def ours():
+        ex = Executor(trainer(a.hidden, a.batch, a.steps, *arrays), SPACE, compiler_options=options)
+        return jit(ex.trial.single(())), one
+
+    out = {}
+    for name, make in [("hand", hand), ("jaxtune", ours)] * REPEATS:
+        fn, args = make()
+        t0 = time.perf_counter()
+        traced = fn.trace(*args)
+        t1 = time.perf_counter()
+        lowered = traced.lower()
+        t2 = time.perf_counter()
+        compiled = lowered.compile()
+        t3 = time.perf_counter()
+        for stage, t in (("trace", t1 - t0), ("lower", t2 - t1), ("compile", t3 - t2)):
+            out[f"stages_{name}_{stage}_s"] = min(out.get(f"stages_{name}_{stage}_s", t), t)
+        out[f"stages_{name}_hlo_instructions"] = compiled.as_text().count(" = ")
+    return out
+
+
 def measure(n, a, arrays, methods):
     """One row: every method in ``methods`` on n trials (same hyperparameters and keys for all)."""
     options = {} if a.xla_defaults else default_compiler_options(jax.devices()[0])
@@ -191,6 +222,8 @@ def measure(n, a, arrays, methods):
             return jt.tune(fresh_trainer, SPACE, "random", trials=n, metric="test_accuracy", mode="max", progress=False)
 
         row["jaxtune_e2e_s"], _ = best_of(lambda: e2e().best["value"])
+    if "stages" in methods:
+        row.update(stages(a, arrays, hp, keys, jit, options))
     if "handwritten" in methods:
         vrun = jit(jax.vmap(fresh()[3]))
         parts = common.split_over_devices((keys, hp), n)  # the two lines that put a part on each device
