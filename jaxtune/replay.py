@@ -56,31 +56,48 @@ def replay_trial(objective, config: dict, chain: list[tuple[dict, int]], last_st
     return _alone(objective, space, config, chain, last_step, key_of)
 
 
-def _hp(space, trial: dict, fidelity: str | None) -> dict[str, Any]:
-    """A trial's hyperparameters as the trial saw them: static ones as Python values, the rest as arrays."""
+def _bound(space, trial: dict, fidelity: str | None):
+    """``(dynamic, bind)``: a trial's traced hyperparameters as arrays, and ``bind(dynamic)``, its
+    hyperparameters as its sweep's program saw them: static values as Python values, masked
+    widths as :class:`~jaxtune.space.Masked` in their power-of-two bucket, the rest traced.
+
+    The static values and bucket sizes are closed over, so ``bind`` can run under ``jit``.
+    """
     import jax.numpy as jnp
 
-    static = set(space.static_names)
-    return {n: v if n in static else jnp.asarray(v, jnp.int32 if isinstance(v, int) else jnp.float32)
-            for n, v in trial["params"].items() if n != fidelity}  # fmt: skip
+    from jaxtune.space import Masked, bucket_size
+
+    params = {n: v for n, v in trial["params"].items() if n != fidelity}
+    static, masked = set(space.static_names), set(space.masked_names)
+    fixed = {n: v for n, v in params.items() if n in static}
+    sizes = {n: bucket_size(int(v)) for n, v in params.items() if n in masked}
+    dynamic = {n: jnp.asarray(v, jnp.int32 if isinstance(v, int) else jnp.float32)
+               for n, v in params.items() if n not in static}  # fmt: skip
+
+    def bind(values):
+        return {**fixed, **{n: Masked(v, sizes[n]) if n in sizes else v for n, v in values.items()}}
+
+    return dynamic, bind
 
 
 def _alone(objective, space, config, chain, last_step, key_of):
     import jax
 
     fidelity = config.get("strategy", {}).get("fidelity")
-    state = objective.init(_hp(space, chain[0][0], fidelity), key_of(chain[0][0]))
-    hp = _hp(space, chain[-1][0], fidelity)
+    dynamic, bind = _bound(space, chain[0][0], fidelity)
+    state = jax.jit(lambda d, key: objective.init(bind(d), key))(dynamic, key_of(chain[0][0]))
     for i, (t, start) in enumerate(chain):
         if start >= last_step:
             break
         if i and hasattr(objective, "reseed"):  # a copy trains with its own randomness
             state = objective.reseed(state, key_of(t))
         end = min(chain[i + 1][1] if i + 1 < len(chain) else last_step, last_step)
-        hp = _hp(space, t, fidelity)
+        dynamic, bind = _bound(space, t, fidelity)
         if end > start:
-            state, _ = objective.train(hp, state, end - start)
-    return state, jax.jit(objective.evaluate_state)(hp, state)
+            train = jax.jit(lambda d, s, bind=bind, n=end - start: objective.train(bind(d), s, n))
+            state, _ = train(dynamic, state)
+    dynamic, bind = _bound(space, chain[-1][0], fidelity)
+    return state, jax.jit(lambda d, s: objective.evaluate_state(bind(d), s))(dynamic, state)
 
 
 def _through_population(objective, config, space, chain, last_step, key_of):

@@ -46,7 +46,7 @@ from jaxtune._checks import MAX_STEPS, check_int
 from jaxtune.errors import InputError, InputTypeError
 from jaxtune.layers import Hyper, live_params, patch_convs, reached_by, refuse_static_tracers, traced_values_explained
 from jaxtune.schedules import SCHEDULES
-from jaxtune.space import Choice, Float, Int, Space
+from jaxtune.space import Choice, Float, Int, Masked, Space
 
 __all__ = ["Trainer", "accuracy", "set_mode"]
 
@@ -62,6 +62,38 @@ def _merge(graphdef, *states) -> nnx.Module:
 
 
 _MERGE_COPIES = "copy" in inspect.signature(nnx.merge).parameters
+
+
+def _unmasked(hp: Mapping[str, Any]) -> dict[str, Any]:
+    """``hp`` with every :class:`~jaxtune.space.Masked` width as its plain int value."""
+    return {n: int(v.value) if isinstance(v, Masked) else v for n, v in hp.items()}
+
+
+def _leading_blocks(tree: Any, like: Any, what: str, missing_ok: bool = False) -> Any:
+    """``tree``'s arrays, each cut to the leading block of the shape of ``like``'s array at its path.
+
+    A path of ``like`` absent from ``tree`` is refused, unless ``missing_ok``: then ``like``'s
+    own shape is filled with zeros (a ``Hyper`` value, which :meth:`Trainer.model_of` sets from ``hp``).
+    """
+    have = {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+    flat, treedef = jax.tree_util.tree_flatten_with_path(like)
+    out = []
+    for path, want in flat:
+        name = jax.tree_util.keystr(path)
+        x = have.get(name)
+        if x is None:
+            if not missing_ok:
+                raise InputError(f"the trial's {what} has no array at {name}: the state is not this model's")
+            x = jnp.zeros(want.shape, want.dtype)
+        elif any(a < b for a, b in zip(x.shape, want.shape)) or len(x.shape) != len(want.shape):
+            raise InputError(
+                f"the trial's {what}{name} has shape {tuple(x.shape)}, smaller than the model's {tuple(want.shape)} "
+                "at these hyperparameters: the state is not this model's (another hp?)"
+            )
+        else:
+            x = x[tuple(slice(0, n) for n in want.shape)]
+        out.append(x)
+    return jax.tree_util.tree_unflatten(treedef, out)
 
 
 def _takes_rngs(model: nnx.Module) -> bool:
@@ -316,11 +348,40 @@ class Trainer:
         """The trained NNX model of a trial's ``state`` (from :meth:`train` or ``Result.replay``), in eval mode.
 
         ``hp`` may hold plain Python values (``result.best["params"]``); ``jt.layers.Hyper``
-        values (a dropout rate) are set from it.
+        values (a dropout rate) are set from it. A masked width comes back at its true size: a
+        trial with ``hidden = 33`` trained in the 64-unit bucket gives a model whose layers have
+        33 units (the live units are the first ones, so this model computes what the masked one
+        did); see :meth:`unpadded`.
         """
+        hp = _unmasked(hp)
+        state = self.unpadded(hp, state)
         graphdef, hyper = self._structure(hp)
         rest = self._with_hyper(hp, hyper, state["rest"])
         return set_mode(nnx.merge(graphdef, state["params"], rest), train=False)
+
+    def unpadded(self, hp: Mapping[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+        """``state`` at the trial's true widths: every array of a masked width cut to its live units.
+
+        A ``masked=True`` width trains in its power-of-two bucket: a trial with ``hidden = 33``
+        holds ``(64, 64)`` kernels whose units past 33 are masked out (zero inputs and outputs).
+        The live units are always the first ones, so each array of the model built at ``hp``'s
+        true widths is the leading block of the stored one: ``kernel[:33, :33]``. Parameters,
+        other model state and the optimizer's state are cut alike; a state that already has the
+        true shapes comes back unchanged.
+        """
+        hp = _unmasked(hp)
+
+        def shapes():
+            _, params, rest, _ = self._init(hp, jax.random.key(0))
+            return params, rest, self._optimizer(hp).init(params)
+
+        params, rest, opt_state = jax.eval_shape(shapes)
+        return {
+            **state,
+            "params": _leading_blocks(state["params"], params, "params"),
+            "rest": _leading_blocks(state["rest"], rest, "rest", missing_ok=True),
+            "opt_state": _leading_blocks(state["opt_state"], opt_state, "opt_state"),
+        }
 
     def reseed(self, state: dict[str, Any], key: jax.Array) -> dict[str, Any]:
         """``state`` with its own data order from ``key`` (a copied trial must not train as its donor does)."""

@@ -153,6 +153,13 @@ def make_trainer(width=64, steps=500):
 
 # Assertions run after a block (the test's, not the README's).
 CHECKS = {
+    "replay": """
+import numpy as np
+
+assert model.a.kernel.shape == (64, best["params"]["hidden"]), model.a.kernel.shape  # its true width
+acc = float((np.argmax(model(x[1200:1500]), -1) == y[1200:1500]).mean())
+assert abs(acc - best["metrics"]["val_accuracy"]) <= 2 / 300, (acc, best["metrics"])  # the stored trial again
+""",
     "conditional": """
 import jax
 

@@ -67,7 +67,8 @@ def _export_babysit(args, out: str) -> int:
 def main(args) -> int:
     """``jaxtune export``: trains a stored trial (the best, or ``--trial``) again, exactly (its key
     is part of the record; a PBT winner along its lineage), after checking that the config builds
-    the study's objective, and writes its final state (parameters, optimizer state, ...) as .npz."""
+    the study's objective, and writes its final state (parameters, optimizer state, ...) as .npz,
+    each array at the trial's true widths (a masked width is cut from its bucket to its value)."""
 
     from jaxtune.execute.population import supports_protocol
 
@@ -83,6 +84,8 @@ def main(args) -> int:
     if not supports_protocol(task.objective):
         raise ConfigError(f"task {task.name!r} cannot be replayed (no stateful trial protocol)")
     state, again = result.replay(task.objective, trial, return_metrics=True)
+    if hasattr(task.objective, "unpadded"):  # masked widths: the arrays at the trial's true widths
+        state = task.objective.unpadded(trial["params"], state)
     leaves = _write_state(out, state)
     which = "best trial" if args.trial is None else "trial"
     print(f"{which} (round {trial['round']}, slot {trial['slot']}): {trial['params']}")
