@@ -49,7 +49,7 @@ class Importance:
       name: the hyperparameter.
       value: the estimate (for ``"variance"``: its first-order share of the metric's variance, in [0, 1]).
       low, high: the interval (bootstrap percentiles; equal to ``value`` where a method gives none).
-      direction: ``"higher is better"``, ``"lower is better"`` or ``"best inside"`` (an optimum
+      direction: ``"higher is better"``, ``"lower is better"``, ``"no clear direction"`` or ``"best inside"`` (an optimum
         inside the range, which a rank correlation would miss), on the parameter's own scale.
       best_at: the parameter's value at the centre of the best bin.
       local: True when the trials came from a zoomed-in box (later coarse-to-fine rounds), so
@@ -162,9 +162,12 @@ def _ranks(x: np.ndarray) -> np.ndarray:
 def _direction(u: np.ndarray, y: np.ndarray) -> str:
     """``"best inside"`` where the best bin lies inside the range and is better than the bins at
     both ends by more than two standard errors (an optimum a rank correlation would miss), else
-    Spearman's sign (``y``: lower is better)."""
+    Spearman's sign (``y``: lower is better) — unless the best bin is not at the end that sign
+    favours: then ``"no clear direction"`` (a trend and an inner best bin, neither clear enough,
+    would read as "higher is better; best near" a middle value)."""
     g, k = _groups(u, int(np.clip(math.isqrt(len(u)) // 2, 3, 20)))
     count = np.bincount(g, minlength=k)
+    b = None
     if k >= 3 and (count >= 2).all():
         mean = np.bincount(g, y, minlength=k) / count
         var = np.bincount(g, (y - mean[g]) ** 2, minlength=k) / (count - 1)
@@ -173,6 +176,8 @@ def _direction(u: np.ndarray, y: np.ndarray) -> str:
         if 0 < b < k - 1 and all(mean[e] - mean[b] > 2 * math.hypot(se[e], se[b]) for e in (0, k - 1)):
             return "best inside"
     rho = np.corrcoef(_ranks(u), _ranks(y))[0, 1] if np.ptp(u) > 0 and np.ptp(y) > 0 else 0.0
+    if b is not None and b != (k - 1 if rho < 0 else 0):
+        return "no clear direction"
     return "higher is better" if rho < 0 else "lower is better"
 
 

@@ -15,7 +15,11 @@ __all__ = ["summary", "table", "pareto_table", "plot", "html", "held_out", "metr
 
 
 def _fmt(v) -> str:
+    """A value for a table or a line: floats to 4 significant digits, whole counts (``n_params``
+    10140.0) as integers rather than ``1.014e+04``."""
     if isinstance(v, float):
+        if v.is_integer() and 1e4 <= abs(v) < 1e15:
+            return str(int(v))
         return f"{v:.4g}"
     return str(v)
 
@@ -145,7 +149,8 @@ def summary(result: Result, top: int = 5, metrics: Sequence[str] | None = None, 
     rounds = max((t["round"] for t in result.trials), default=-1) + 1
     infeasible = sum(t["status"] == "infeasible" for t in result.trials)
     out = [
-        f"study {result.study!r}: {len(result)} trials in {rounds} rounds, {result.num_diverged} diverged"
+        f"study {result.study!r}: {len(result)} trials in {rounds} round{'s' if rounds != 1 else ''}, "
+        f"{result.num_diverged} diverged"
         + (f", {infeasible} infeasible ({'; '.join(result.config.get('constraints', []))})" if infeasible else "")
         + f"; selecting on {result.metric} ({result.mode})"
     ]
@@ -172,12 +177,11 @@ def summary(result: Result, top: int = 5, metrics: Sequence[str] | None = None, 
     if len(result.objectives) > 1:
         out.append(pareto_table(result))
     if best is None:
-        stopped_early = sum(t["status"] == "stopped" for t in result.trials)
+        others = result.outcomes()
         out.append(
-            "no trial has finished yet: rerun to resume" if result.stopped and not result.num_diverged
-            else f"no trial finished without diverging ({result.num_diverged} diverged, {stopped_early} stopped early"
-            + (f", {infeasible} infeasible)" if infeasible else ")")
-        )  # fmt: skip
+            "no trial has finished yet: rerun to resume" if result.stopped and not others
+            else f"no trial can be selected: none finished feasible and finite ({others or 'no trials'})"
+        )
     else:
         out.append(_best_trial(result, best, metrics))
     imps = _importance(result)
@@ -200,9 +204,9 @@ def _best_trial(result: Result, best: dict[str, Any], metrics: Sequence[str] | N
     if best["seeds"]:
         s = result.seed_stats(best)
         how = result.config.get("aggregate", "mean")
+        valued = "" if how == "mean" else f", {how} {_fmt(best['value'])}"  # the mean is said once
         mets += (f"\n  {result.metric} over {len(best['seeds'])} seeds: mean {_fmt(s['mean'])} "
-                 f"± {s['stderr']:.2g}, {how} {_fmt(best['value'])}, each "
-                 + ", ".join(_fmt(v) for v in s["values"]))  # fmt: skip
+                 f"± {s['stderr']:.2g}{valued}, each " + ", ".join(_fmt(v) for v in s["values"]))  # fmt: skip
     step = result.best_step(best) if result.select == "best_step" else None
     at = "" if step is None else f", at step {step}"
     changed = {n: v for n, v in schedule(result, best).items() if len(v) > 1} if result.lineage else {}

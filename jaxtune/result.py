@@ -284,6 +284,15 @@ class Result:
         """How many trials diverged (NaN/Inf selection metric)."""
         return sum(t["status"] == "diverged" for t in self.trials)
 
+    def outcomes(self) -> str:
+        """What happened to the trials that did not finish ``"ok"``, in words: ``"14 infeasible,
+        2 diverged"`` ("" when every trial did). A ``"stopped"`` trial is "exploited" in PBT (a
+        better lane's copy took its place) and "stopped early" elsewhere (ASHA, median, halving)."""
+        stopped = "exploited" if (self.config.get("strategy") or {}).get("name") == "pbt" else "stopped early"
+        words = {"infeasible": "infeasible", "stopped": stopped, "diverged": "diverged"}
+        counts = {w: sum(t["status"] == s for t in self.trials) for s, w in words.items()}
+        return ", ".join(f"{n} {w}" for w, n in counts.items() if n)
+
     def best_curve(self, rounds: int | None = None) -> list[float]:
         """Best value so far after each round (for regret curves)."""
         last = max((t["round"] for t in self.trials), default=-1)

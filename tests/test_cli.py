@@ -255,7 +255,7 @@ def test_a_config_can_mask_a_width(tmp_path, capsys, monkeypatch):
     )
     assert cli.main(["run", write(tmp_path, text), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "4 trials in 1 rounds" in out and "hidden=" in out
+    assert "4 trials in 1 round," in out and "hidden=" in out
 
 
 def test_a_space_parameter_the_task_never_reads_is_a_config_error(tmp_path, capsys):

@@ -42,6 +42,15 @@ def test_one_parameter_that_matters_among_five_and_its_direction():
     assert priorities._direction(u[:, 0], u[:, 0]) == "lower is better"
 
 
+def test_a_trend_whose_best_bin_is_inside_has_no_clear_direction():
+    """Ranks fall with u ("higher is better") but the best bin is the middle one, not clearly so:
+    "higher is better; best near" a middle value would contradict itself."""
+    u = np.linspace(0, 1, 36)
+    swing = np.tile([-1.0, 1.0], 6)
+    y = np.concatenate([1 + 0.1 * swing, -0.5 + 3 * swing, 0.1 * swing])  # 3 bins of 12
+    assert priorities._direction(u, y) == "no clear direction"
+
+
 def test_bad_inputs_are_refused():
     with pytest.raises(InputError, match="need u"):
         priorities.first_order(np.zeros((4, 2)), np.zeros(5))

@@ -122,7 +122,13 @@ def test_population_figures_draw_curves_and_lineage(tmp_path):
     assert result.lineage
     paths = figures.write_figures(result, tmp_path)
     assert {"curves", "lineage", "history", "parameters", "parallel"} <= set(paths)
+    label = figures.plot_history(result).axes[0].get_xlabel()  # PBT's replaced lanes, not "diverged"
+    assert "exploited" in label and "diverged" not in label, label
     fig = figures.plot_lineage(result)  # a panel per hyperparameter, each on its own scale, steps from 0
+    from readable import assert_readable
+
+    assert_readable(fig)
+    assert_readable(figures.plot_curves(result))
     assert [ax.get_ylabel() for ax in fig.axes] == result.param_names
     for ax, name in zip(fig.axes, result.param_names):
         ys = [t["params"][name] for t in result.trials]
@@ -165,3 +171,59 @@ def test_a_pbt_study_reads_as_schedules_and_refuses_importance():
     assert "no hyperparameter importance: a population's trials" in text
     with pytest.raises(jt.InputError, match="not independent samples"):
         jt.importance(result)
+
+
+def test_every_figure_of_a_study_with_log_and_reverse_log_axes_is_readable(study):
+    """Log, reverse-log and choice axes: every tick label plain text (no raw mathtext), none
+    overlapping; log ticks are powers of ten as a reader writes them."""
+    pytest.importorskip("matplotlib")
+    from readable import assert_readable
+
+    imps = jt.importance(study)
+    drawn = [figures.plot_history(study), figures.plot_parameters(study), figures.plot_parallel(study),
+             figures.plot_importance(imps)]  # fmt: skip
+    for fig in drawn:
+        assert_readable(fig)
+    lr = [ax for ax in drawn[1].axes if ax.get_xlabel() == "lr"][0]
+    shown = {t.get_text() for t in lr.get_xticklabels() if t.get_visible()}
+    assert {"10⁻⁴", "10⁻²", "10⁰"} <= shown, shown
+    for fig in drawn:
+        figures.pyplot().close(fig)
+
+
+def test_the_readability_check_fails_on_raw_mathtext_and_overlaps():
+    pytest.importorskip("matplotlib")
+    from readable import assert_readable
+
+    plt = figures.pyplot()
+    with plt.rc_context({"text.parse_math": False}):  # what the figures did: mathtext drawn raw
+        fig, ax = plt.subplots()
+        ax.set_xscale("log")
+        ax.set_xlim(1e-4, 1)
+    with pytest.raises(AssertionError, match="raw tick label"):
+        assert_readable(fig)
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.set_xticks(range(6), ["a long label"] * 6)
+    with pytest.raises(AssertionError, match="overlap"):
+        assert_readable(fig)
+    plt.close("all")
+
+
+def test_the_history_and_summary_name_what_happened_to_each_trial_not_shown():
+    pytest.importorskip("matplotlib")
+
+    def objective(hp, key):
+        return {"loss": hp["x"], "size": 10140.0 + 0 * hp["x"]}
+
+    space = jt.Space({"x": jt.Float(0.0, 1.0)})
+    nothing = jt.tune(objective, space, "random", trials=4, rounds=1, metric="loss", constraints=["loss < -1"],
+                      progress=False)  # fmt: skip
+    text = report.summary(nothing)
+    assert "4 trials in 1 round," in text and "no trial can be selected: none finished feasible and finite (4 infeasible)" in text
+    label = figures.plot_history(nothing).axes[0].get_xlabel()
+    assert label.endswith("not shown: 4 infeasible"), label
+    seeded = jt.tune(objective, space, "random", trials=2, rounds=2, metric="loss", seeds=2, progress=False)
+    line = [x for x in report.summary(seeded).splitlines() if "over 2 seeds" in x][0]
+    assert line.count("mean") == 1 and "± " in line, line  # the aggregate is the mean: said once
+    assert "size=10140" in report.summary(seeded)  # a whole count, not 1.014e+04
+    figures.pyplot().close("all")

@@ -99,8 +99,8 @@ def plot_history(result: Result):
         i = result.trials.index(b)
         ax.scatter([i], [b["value"]], marker="*", s=220, color="tab:red", edgecolor="k", zorder=5, label="best trial")
         ax.legend(loc="best", fontsize=8)
-    diverged = sum(t["status"] != "ok" for t in result.trials)
-    ax.set_xlabel("trial (in the order run)" + (f"; {diverged} diverged, not shown" if diverged else ""))
+    others = result.outcomes()  # infeasible, stopped early, exploited, diverged: no final value to draw
+    ax.set_xlabel("trial (in the order run)" + (f"; not shown: {others}" if others else ""))
     ax.set_ylabel(result.metric)
     ax.set_title(_title(result), fontsize=10)
     _round_colorbar(fig, ax, result)
@@ -161,6 +161,10 @@ def plot_parameters(result: Result):
             bottom, top = ax.get_ylim()
             room = 0.05 + 0.035 * min(len(boxes), n)  # lower the axis so the bars sit under the points
             ax.set_ylim((bottom - room * top) / (1 - room), top)
+            # The strip under the data holds the bars, not values: no metric ticks there (a loss
+            # axis must not seem to go below zero).
+            low = min((t["value"] for t in ok), default=bottom)
+            ax.set_yticks([v for v in ax.get_yticks() if low - 1e-9 * abs(low) <= v <= top])
             for r, (lo, hi) in enumerate(boxes[:n]):
                 ends = np.asarray(param.from_unit(np.asarray([lo[j_unit], hi[j_unit]], np.float32)), float)
                 ax.hlines(0.03 + 0.035 * r, ends[0], ends[1], transform=ax.get_xaxis_transform(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -24,13 +25,51 @@ def pyplot():
     return plt
 
 
+_SUPERSCRIPT = str.maketrans("-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079")
+
+
+def power_label(x: float) -> str:
+    """``x`` on a log axis as plain text: ``10⁻⁴``, ``2×10⁻⁴`` (no mathtext to parse)."""
+    if x <= 0 or not math.isfinite(x):
+        return f"{x:g}"
+    exponent = math.floor(math.log10(x) + 1e-9)
+    coeff = round(x / 10.0**exponent, 6)
+    if coeff >= 10:  # rounding carried into the next decade
+        coeff, exponent = coeff / 10, exponent + 1
+    power = "10" + str(exponent).translate(_SUPERSCRIPT)
+    return power if coeff == 1 else f"{coeff:g}\u00d7{power}"
+
+
+def _plain_log_ticks(fig) -> None:
+    """Log axes' tick labels as plain text (:func:`power_label`) instead of matplotlib's mathtext,
+    which is drawn raw (``$\\mathdefault{10^{-4}}$``) while the user's names are kept literal."""
+    from matplotlib.ticker import LogFormatter
+
+    class PowerFormatter(LogFormatter):
+        def __call__(self, x, pos=None):
+            return power_label(x) if super().__call__(x, pos) else ""
+
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            for which in ("major", "minor"):
+                f = getattr(axis, f"get_{which}_formatter")()
+                if isinstance(f, LogFormatter) and not isinstance(f, PowerFormatter):
+                    plain = PowerFormatter(base=f._base, labelOnlyBase=f.labelOnlyBase,
+                                           minor_thresholds=f.minor_thresholds)  # fmt: skip
+                    getattr(axis, f"set_{which}_formatter")(plain)
+
+
 def plain_text(plot):
     """``plot`` drawing with mathtext off: a name such as ``$x$`` is shown as typed (an unbalanced
-    ``$`` would fail)."""
+    ``$`` would fail), and log axes labelled in plain text (``10⁻⁴``) rather than in mathtext,
+    which would be drawn raw."""
     @functools.wraps(plot)
     def drawn(*args, **kwargs):
         with pyplot().rc_context({"text.parse_math": False}):
-            return plot(*args, **kwargs)
+            fig = plot(*args, **kwargs)
+        if fig is not None:
+            _plain_log_ticks(fig)
+        return fig
 
     return drawn
 
