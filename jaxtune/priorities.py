@@ -49,8 +49,9 @@ class Importance:
       name: the hyperparameter.
       value: the estimate (for ``"variance"``: its first-order share of the metric's variance, in [0, 1]).
       low, high: the interval (bootstrap percentiles; equal to ``value`` where a method gives none).
-      direction: ``"higher is better"``, ``"lower is better"``, ``"no clear direction"`` or ``"best inside"`` (an optimum
-        inside the range, which a rank correlation would miss), on the parameter's own scale.
+      direction: ``"higher is better"``, ``"lower is better"``, ``"no clear direction"`` or
+        ``"best inside"`` (an optimum inside the range, which a rank correlation would miss), on
+        the parameter's own scale.
       best_at: the parameter's value at the centre of the best bin.
       local: True when the trials came from a zoomed-in box (later coarse-to-fine rounds), so
         the estimate describes that region, not the whole space.

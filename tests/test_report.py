@@ -219,7 +219,8 @@ def test_the_history_and_summary_name_what_happened_to_each_trial_not_shown():
     nothing = jt.tune(objective, space, "random", trials=4, rounds=1, metric="loss", constraints=["loss < -1"],
                       progress=False)  # fmt: skip
     text = report.summary(nothing)
-    assert "4 trials in 1 round," in text and "no trial can be selected: none finished feasible and finite (4 infeasible)" in text
+    assert "4 trials in 1 round," in text
+    assert "no trial can be selected: none finished feasible and finite (4 infeasible)" in text
     label = figures.plot_history(nothing).axes[0].get_xlabel()
     assert label.endswith("not shown: 4 infeasible"), label
     seeded = jt.tune(objective, space, "random", trials=2, rounds=2, metric="loss", seeds=2, progress=False)
