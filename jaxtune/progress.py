@@ -36,12 +36,14 @@ def print_round(report: RoundReport) -> None:
     )
 
 
-def print_compiling(r: int, rounds: int, programs: Sequence[tuple[str, int]]) -> None:
-    """Says which programs a round compiles before its first trial can run: ``[(bucket, trials)]``."""
-    what = ", ".join(f"{bucket} ({width} trials)" for bucket, width in programs[:4])
+def print_compiling(r: int, rounds: int, programs: Sequence[tuple[str, int, int]], trials: int) -> None:
+    """Says which programs a round compiles before its first trial can run: ``[(bucket, trials of
+    the bucket, trials one program runs at once)]``, of the ``trials`` the round runs."""
+    what = ", ".join(f"{b} ({n} trial{'s' if n != 1 else ''}, {width} at once)" for b, n, width in programs[:4])
     more = f" and {len(programs) - 4} more" if len(programs) > 4 else ""
     s = "s" if len(programs) > 1 else ""
-    _say(f"{_round(r, rounds)}: compiling {len(programs)} program{s}: {what}{more}")
+    _say(f"{_round(r, rounds)}: compiling {len(programs)} program{s} for {trials} trial{'s' if trials != 1 else ''}: "
+         f"{what}{more}")  # fmt: skip
 
 
 class ChunkProgress:

@@ -36,7 +36,8 @@ def test_a_configuration_trains_under_k_seeds_in_one_program(tmp_path, capfd):
     trainer = make_trainer(steps=12, eval_every=6)
     one = jt.tune(trainer, LR_B1, trials=4, metric="val_loss", progress=False)
     four = jt.tune(trainer, LR_B1, trials=4, metric="val_loss", seeds=4, storage=db)
-    assert "compiling 1 program: all (16 trials)" in capfd.readouterr().err  # 4 configurations x 4 seeds
+    err = capfd.readouterr().err
+    assert "compiling 1 program for 16 trials: all (16 trials, 16 at once)" in err  # 4 configurations x 4 seeds
     for a, b in zip(one.trials, four.trials):
         assert a["params"] == b["params"] and len(b["seeds"]) == 4
         np.testing.assert_allclose(b["seeds"][0]["val_loss"], a["metrics"]["val_loss"], **F32)  # seed 0: its own key

@@ -1,3 +1,5 @@
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -167,6 +169,17 @@ def test_what_the_objective_reads_is_checked_against_the_space(capsys):
     assert "at the objective's defaults: c=0.5" in capsys.readouterr().err
 
 
+def test_the_compiling_line_counts_add_up_to_the_rounds_trials(capsys):
+    def objective(hp, key):  # a masked width: a program per power-of-two bucket
+        return {"loss": hp["lr"] * hp["w"].value}
+
+    space = jt.Space({"lr": jt.Float(1e-3, 1.0, scale="log"), "w": jt.Int(3, 16, masked=True)})
+    jt.tune(objective, space, trials=16, metric="loss", seed=2)
+    line = capsys.readouterr().err.splitlines()[0]
+    counts = [int(n) for n in re.findall(r"\((\d+) trials?, \d+ at once\)", line)]
+    assert "for 16 trials:" in line and sum(counts) == 16 and len(counts) >= 2, line
+
+
 def test_a_round_in_several_chunks_reports_progress_with_rate_and_time_left(capsys, monkeypatch):
     import sys
 
@@ -178,7 +191,7 @@ def test_a_round_in_several_chunks_reports_progress_with_rate_and_time_left(caps
     jt.tune(quad_objective, SPACE, trials=8, metric="loss", max_batch=2)
     err = capsys.readouterr().err.splitlines()
     # Rounds count from 0, as in the tables; the fraction says how far the sweep is.
-    assert err[0] == "[jaxtune] round 0 (1/1): compiling 1 program: all (2 trials)"
+    assert err[0] == "[jaxtune] round 0 (1/1): compiling 1 program for 8 trials: all (8 trials, 2 at once)"
     assert err[1].startswith("[jaxtune] round 0 (1/1): 2/8 trials in ") and "compiling included" in err[1]
     assert err[2].startswith("[jaxtune] round 0 (1/1): 4/8 trials, ") and "trials/s, ~" in err[2] and "s left" in err[2]
     assert err[-2].startswith("[jaxtune] round 0 (1/1): 8 trials in ")  # the round's own line

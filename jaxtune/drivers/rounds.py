@@ -186,10 +186,10 @@ def _run_round(
         lanes = (missing[:, None] * k + np.arange(k)).ravel()
         seeds = _Seeds(k)
         if args.verbose:
-            new = [p for p in executor.plan(lanes_hp, only=lanes) if p not in announced]
+            new = [p for p in executor.plan(lanes_hp, only=lanes) if p[:3] not in announced]
             if new:  # programs no earlier round ran: compiled now (or loaded from JAX's cache)
-                announced.update(new)
-                print_compiling(r, args.rounds, [(executor.trial.describe(b), w) for b, w, _ in new])
+                announced.update(p[:3] for p in new)
+                print_compiling(r, args.rounds, [(executor.trial.describe(b), n, w) for b, w, _, n in new], lanes.size)
         chunks = ChunkProgress(r, args.rounds, int(missing.size), executor.compiles) if args.verbose else None
         for idx, metrics, curves in executor.run(lanes_hp, seed_keys(keys, k), only=lanes, group=k):
             done = seeds.add(idx, metrics, curves)

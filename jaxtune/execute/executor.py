@@ -171,13 +171,14 @@ class Executor:
             ndev = self.placement.devices_for(n)
             self.programs.prefetch((), self.programs.width((), n, n, ndev), ndev)
 
-    def plan(self, hp: Mapping[str, Any], only: np.ndarray | None = None) -> list[tuple[tuple, int, int]]:
-        """The programs a batch will start with: ``(bucket, width, devices)`` per bucket, in run order."""
+    def plan(self, hp: Mapping[str, Any], only: np.ndarray | None = None) -> list[tuple[tuple, int, int, int]]:
+        """The programs a batch will start with: ``(bucket, width, devices, trials)`` per bucket, in
+        run order (``trials``: how many of the batch's trials the bucket holds)."""
         n = len(np.asarray(next(iter(hp.values()))))
         ndev = self.placement.devices_for(n)
         out = []
         for bucket, idx in self._buckets(jax.device_get(dict(hp)), only).items():
-            out.append((bucket, self.programs.width(bucket, idx.size, round_up(n, ndev), ndev), ndev))
+            out.append((bucket, self.programs.width(bucket, idx.size, round_up(n, ndev), ndev), ndev, idx.size))
         return out
 
     def _buckets(self, hp_np: Mapping[str, np.ndarray], only: np.ndarray | None) -> dict[tuple, np.ndarray]:
