@@ -117,6 +117,9 @@ def _program_changed(name: str, path: str, stored: dict[str, Any], config: dict[
 class Study:
     """A study in storage, as one run sees it: the trials done, and a place to write new ones.
 
+    ``Study.stored_in_process`` counts the trials written by every study of this process (the
+    CLI says, after a Ctrl-C, whether any trial of the run was stored).
+
     Args:
       storage: the SQLite file (None: in memory).
       name: the study's name in it.
@@ -124,6 +127,8 @@ class Study:
         refused with :class:`~jaxtune.StudyMismatchError`, which names what changed.
       check: the config keys that must equal the stored ones.
     """
+
+    stored_in_process = 0
 
     def __init__(self, storage: str | None, name: str, config: dict[str, Any], check: Sequence[str] = CHECKED):
         self.storage, self.name = storage, name
@@ -183,6 +188,7 @@ class Study:
         transaction."""
         self.store.write_trials(self.sid, rows, points, lineage, checkpoint if self.writer else None)
         self.done.update({(row["round"], row["slot"]): row for row in rows})
+        Study.stored_in_process += len(rows)
 
     def curves(self) -> dict[tuple[int, int], list]:
         """Every stored learning curve of the study (on every process)."""

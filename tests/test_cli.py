@@ -305,9 +305,58 @@ def test_sigterm_is_handled_like_ctrl_c_and_a_rerun_resumes(tmp_path):
         proc.kill()  # no-op once it has exited; never leave it running into the next test
         proc.wait()
     assert proc.returncode == 143, err
-    assert "jaxtune: terminated; finished trials are stored, rerun the same command to resume" in err
+    n = stored()
+    assert f"jaxtune: terminated; the {n} trials this run finished are stored: rerun the same command to resume" in err
     assert "Traceback" not in err
-    assert 64 <= stored() < 64 * 2000
+    assert 64 <= n < 64 * 2000
+
+
+SLOW_MODULE = """
+import jax
+
+import jaxtune as jt
+
+space = jt.Space({"x": jt.Float(0.0, 1.0)})
+
+
+def objective(hp, key):  # one compiled program that runs for minutes
+    inner = lambda i, v: jax.lax.fori_loop(0, 50, lambda j, w: w * 0.999999 + 1e-9, v)  # noqa: E731
+    return {"loss": jax.lax.fori_loop(0, 2_000_000_000, inner, hp["x"])}
+
+
+task = jt.tasks.Task("slow", objective, space, "loss", "min")
+"""
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
+def test_a_signal_inside_a_long_compiled_program_ends_the_process_within_seconds(tmp_path, signum):
+    """The program runs for minutes; the process must end within seconds of the signal (not when
+    the program ends), and say only what is true: no trial of the run had finished."""
+    import signal
+    import time
+
+    (tmp_path / "slowmod.py").write_text(SLOW_MODULE)
+    cfg = write(tmp_path, f"[task]\nobjective = 'slowmod:task'\n[tune]\ntrials = 2\nstorage = '{tmp_path / 's.db'}'\n")
+    env = {**os.environ, "JAXTUNE_CACHE_DIR": "none"}
+    proc = subprocess.Popen([sys.executable, "-m", "jaxtune.cli", "run", cfg], cwd=tmp_path, stderr=subprocess.PIPE,
+                            text=True, env=env)  # fmt: skip
+    try:
+        seen = ""
+        while "compiling 1 program" not in seen and proc.poll() is None:
+            seen += proc.stderr.readline()
+        time.sleep(4)  # compiled by now (a tiny loop) and running
+        assert proc.poll() is None, seen
+        proc.send_signal(getattr(signal, signum))
+        t0 = time.monotonic()
+        _, err = proc.communicate(timeout=60)
+        waited = time.monotonic() - t0
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()
+    assert waited < 15, waited
+    assert proc.returncode == (143 if signum == "SIGTERM" else 130), seen + err
+    assert "no trial of this run had finished" in err and "are stored" not in err and "Traceback" not in err
 
 
 def test_a_signal_swallowed_where_it_landed_stops_the_run_at_the_next_safe_point(tmp_path, capsys, monkeypatch):
@@ -333,7 +382,7 @@ def test_a_signal_swallowed_where_it_landed_stops_the_run_at_the_next_safe_point
     assert cli.main(["run", cfg, "--quiet"]) == 143
     monkeypatch.setattr(cli.run, "main", real)
     err = capsys.readouterr().err
-    assert "jaxtune: terminated; finished trials are stored" in err and "Traceback" not in err
+    assert "jaxtune: terminated; the " in err and "this run finished are stored" in err and "Traceback" not in err
     with sqlite3.connect(db) as conn:
         assert 8 <= conn.execute("SELECT COUNT(*) FROM trials").fetchone()[0] < 8 * 50  # stopped after a chunk
     assert cli.main(["run", cfg, "--quiet"]) == 0  # nothing left signalled: a rerun finishes

@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from jaxtune.cli import babysit, bench, export, plan, report, reseed, run
 from jaxtune.cli.config import ConfigError, check_config, load_config, parse_duration, space_from_config
 from jaxtune.errors import JaxtuneError, StorageFullError, Terminated, raise_from_signal, signal_handled
+from jaxtune.study import Study
 
-__all__ = ["main", "load_config", "check_config", "space_from_config", "parse_duration", "ConfigError"]
+__all__ = ["main", "console", "load_config", "check_config", "space_from_config", "parse_duration", "ConfigError"]
 
 
 def _tasks(args) -> int:
@@ -54,6 +55,30 @@ def _quiet_about_signals(hook):
     return unraisable
 
 
+def _what_was_kept(args, stored: int) -> str:
+    """After a Ctrl-C or SIGTERM: what this run stored, only what is true."""
+    if args.command not in ("run", "reseed", "bench"):
+        return "nothing was changed" if args.command in ("report", "plan", "tasks") else "stopped"
+    if stored:
+        trials = f"the {stored} trial{'s' if stored != 1 else ''}"
+        return f"{trials} this run finished are stored: rerun the same command to resume"
+    return ("no trial of this run had finished (a round's trials finish together, a chunk at a time), so none was "
+            "stored: rerun the same command to start where the study stood")  # fmt: skip
+
+
+def console() -> None:
+    """The ``jaxtune`` console script: :func:`main`, then exit. After Ctrl-C or SIGTERM it exits at
+    once: everything finished is stored (each chunk in its own committed transaction), and an
+    interrupted compiled program or compile would otherwise hold the interpreter's shutdown,
+    which waits for XLA's and the compile workers' threads, for as long as it runs."""
+    code = main()
+    if code in (130, 143):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jaxtune`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
@@ -64,11 +89,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError:  # not the main thread: leave signals alone
         pass
     hook, sys.unraisablehook = sys.unraisablehook, _quiet_about_signals(sys.unraisablehook)
+    stored_before = Study.stored_in_process
     try:
         return args.func(args)
     except KeyboardInterrupt as e:
         what = "terminated" if isinstance(e, Terminated) else "interrupted"
-        print(f"jaxtune: {what}; finished trials are stored, rerun the same command to resume", file=sys.stderr)
+        print(f"jaxtune: {what}; {_what_was_kept(args, Study.stored_in_process - stored_before)}", file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
     except JaxtuneError as e:  # what the user can fix; anything else is a bug and shows its traceback
         if os.environ.get("JAXTUNE_DEBUG"):

@@ -1,7 +1,5 @@
 """``python -m jaxtune.cli``: the ``jaxtune`` command."""
 
-import sys
+from jaxtune.cli import console
 
-from jaxtune.cli import main
-
-sys.exit(main())
+console()
