@@ -21,7 +21,10 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from jaxtune.errors import InputError, InputTypeError
+from jaxtune.records import held_out
 
 __all__ = ["Constraint", "constraint", "check_constraints", "feasible"]
 
@@ -40,8 +43,18 @@ class Constraint:
     name: str | None = None  # the metric or hyperparameter a string constraint reads
 
     def __call__(self, params: Mapping[str, Any], metrics: Mapping[str, float]) -> bool:
-        """Whether a trial with these ``params`` and ``metrics`` respects the constraint."""
-        return bool(self.test(params, metrics))
+        """Whether a trial with these ``params`` and ``metrics`` respects the constraint.
+
+        The test must return a bool (Python's or NumPy's): ``None``, a string, NaN or an array
+        read by truthiness would judge every trial one way, silently, so they are refused.
+        """
+        value = self.test(params, metrics)
+        if not isinstance(value, (bool, np.bool_)):
+            raise InputTypeError(
+                f"constraint {self.description!r} returned {value!r} ({type(value).__name__}); it must return a bool: "
+                "True for a feasible trial, False for one that breaks it"
+            )
+        return bool(value)
 
 
 def constraint(spec: str | Callable | Constraint) -> Constraint:
@@ -80,6 +93,15 @@ class _Known(dict):
     def __init__(self, values: Mapping[str, Any], what: str, owner: str):
         super().__init__(values)
         self.what, self.owner = what, owner
+        self.read: set[str] = set()
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self.read.add(key)
+        return super().get(key, default)
 
     def __missing__(self, key):
         raise _Unknown(f"{key!r}, which is not {self.what} ({self.owner}: {sorted(self)})")
@@ -104,13 +126,32 @@ def check_constraints(specs: Any, params: Mapping[str, Any], metrics: Sequence[s
             if c.name not in metrics and c.name not in params:
                 raise InputError(f"constraint {c.description!r}: {c.name!r} is neither a metric of the objective "
                                  f"{sorted(metrics)} nor a hyperparameter of the space {sorted(params)}")  # fmt: skip
+            _refuse_held_out(c, [c.name] if c.name in metrics else [])
             continue
+        known = _Known(dict.fromkeys(metrics, 1.0), "a metric", "the objective's")
         try:
-            c(_Known(params, "a hyperparameter", "the space's"), _Known(dict.fromkeys(metrics, 1.0), "a metric",
-                                                                        "the objective's"))  # fmt: skip
+            c(_Known(params, "a hyperparameter", "the space's"), known)
         except _Unknown as e:
             raise InputError(f"constraint {c.description!r} reads {e.args[0]}") from None
+        except InputError:
+            raise
+        except Exception as e:  # wrong arity, or it fails on plain values: before any compute
+            raise InputError(
+                f"constraint {c.description!r} failed on example values ({type(e).__name__}: {e}); a callable "
+                "constraint is fn(params, metrics) -> bool, both dicts of plain Python values"
+            ) from None
+        _refuse_held_out(c, known.read)
     return out
+
+
+def _refuse_held_out(c: Constraint, read) -> None:
+    """A constraint on a held-out (test) metric would select on test data."""
+    held = sorted(n for n in read if held_out(n))
+    if held:
+        raise InputError(
+            f"constraint {c.description!r} reads held-out metric(s) {held}: a constraint selects trials, and "
+            "selecting on test data spoils it; constrain a validation metric instead"
+        )
 
 
 def feasible(constraints: Sequence[Constraint], params: Mapping[str, Any], metrics: Mapping[str, float]) -> bool:

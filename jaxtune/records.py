@@ -31,6 +31,7 @@ __all__ = [
     "tie_break_spec",
     "AGGREGATES",
     "aggregate",
+    "held_out",
 ]
 
 MODES = ("min", "max")
@@ -42,6 +43,13 @@ SELECT = ("final", "best_step")
 STATUSES = ("ok", "diverged", "stopped", "infeasible")
 # How a configuration trained under several seeds is valued (jt.tune(seeds=K, aggregate=...)).
 AGGREGATES = ("mean", "median", "lcb")
+
+
+def held_out(name: str) -> bool:
+    """Whether metric ``name`` is held out (a test metric: its name starts with ``test``): stored,
+    shown for the selected trial, kept out of tables unless asked, and never selected or
+    constrained on, so nobody chooses on it."""
+    return name.startswith("test")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

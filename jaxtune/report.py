@@ -9,6 +9,7 @@ from typing import Any
 
 from jaxtune import priorities
 from jaxtune.errors import InputError
+from jaxtune.records import held_out
 from jaxtune.result import Result
 
 __all__ = ["summary", "table", "pareto_table", "plot", "html", "held_out", "metric_order", "schedule", "trained_steps"]
@@ -22,12 +23,6 @@ def _fmt(v) -> str:
             return str(int(v))
         return f"{v:.4g}"
     return str(v)
-
-
-def held_out(name: str) -> bool:
-    """Whether metric ``name`` is held out (a test metric: its name starts with ``test``): stored,
-    shown for the selected trial, kept out of tables unless asked, so nobody chooses on it."""
-    return name.startswith("test")
 
 
 def metric_order(result: Result, names: Sequence[str]) -> list[str]:

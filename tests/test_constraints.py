@@ -47,6 +47,29 @@ def test_a_constraint_naming_nothing_known_is_refused_before_compute(tmp_path):
                 metric="val_loss", constraints=["val_loss < 1"], progress=False)  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (lambda p, m: None, r"returned None \(NoneType\); it must return a bool"),
+        (lambda p, m: "no", r"returned 'no' \(str\)"),
+        (lambda p, m: float("nan"), r"returned nan \(float\)"),
+        (lambda p, m: jt.Space, r"it must return a bool"),
+        (lambda m: True, r"failed on example values \(TypeError"),
+        ("test_accuracy > 0.5", r"reads held-out metric\(s\) \['test_accuracy'\]"),
+        (lambda p, m: m["test_accuracy"] > 0.5, r"reads held-out metric\(s\) \['test_accuracy'\]"),
+    ],
+)
+def test_a_constraint_that_would_judge_wrongly_is_refused_before_compute(bad, message):
+    import numpy as np
+
+    with pytest.raises(jt.InputError, match=message):
+        check_constraints([bad], {"x": 0.5}, ["loss", "test_accuracy"])
+    assert constraint(lambda p, m: np.float32(m["loss"]) < 1)({}, {"loss": 0.5})  # NumPy's bool is a bool
+    with pytest.raises(jt.InputError, match=message):  # jt.tune checks them before any training
+        jt.tune(lambda hp, key: {"loss": hp["x"], "test_accuracy": hp["x"]}, jt.Space({"x": XY.params["x"]}), trials=2,
+                metric="loss", constraints=[bad], progress=False)  # fmt: skip
+
+
 def test_infeasible_trials_are_stored_marked_and_never_the_best(tmp_path):
     db = str(tmp_path / "s.db")
     result = jt.tune(tempting, XY, trials=16, rounds=2, metric="loss", constraints=["risk < 0.5"], storage=db,
