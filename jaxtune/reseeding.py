@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from jaxtune._checks import check_int
-from jaxtune.errors import InputError
+from jaxtune.errors import InputError, InputTypeError, StudyMismatchError
 from jaxtune.records import minimised
 from jaxtune.result import Result
 
@@ -51,7 +51,12 @@ def reseed(result: Result, objective: Any, seeds: int = 8, top: int = 5) -> list
     """
     from jaxtune.execute import Executor
     from jaxtune.space import Space
+    from jaxtune.study import objective_mismatch
 
+    if not isinstance(result, Result):
+        raise InputTypeError(f"reseed: result must be a jt.Result (jt.Result.load(path)), got {result!r}")
+    if not callable(objective):
+        raise InputTypeError(f"reseed: objective must be the study's objective(hp, key), got {objective!r}")
     check_int("seeds", seeds, 1, 2**16)
     check_int("top", top, 1)
     if "space" not in result.config or "seed" not in result.config:
@@ -59,7 +64,17 @@ def reseed(result: Result, objective: Any, seeds: int = 8, top: int = 5) -> list
     best = [t for t in result.ranked() if math.isfinite(result.score(t))][:top]
     if not best:
         raise InputError("reseed: the study has no finished configuration")
+    scheduled = [f"{t['round']}:{t['slot']}" for t in best if (t["round"], t["slot"]) in result.lineage]
+    if scheduled:
+        raise InputError(
+            f"reseed: trial(s) {scheduled} continued another trial's state with new hyperparameters (PBT): their "
+            "configuration is a schedule, and reseed trains fixed values; Result.replay(..., seed=) trains one "
+            "along its lineage"
+        )
     space = Space.from_description(result.config["space"])
+    what = objective_mismatch(result.config, objective, space)
+    if what:
+        raise StudyMismatchError(f"reseed: objective is not the one the study was run with ({what})")
     units = np.repeat(np.asarray([t["unit"] for t in best], np.float32), seeds, axis=0)
     hp = jax.jit(space.from_unit)(units)
     root = jax.random.fold_in(jax.random.key(result.config["seed"]), RESEED_STREAM)

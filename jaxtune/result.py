@@ -6,10 +6,10 @@ import csv
 import functools
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jaxtune.errors import InputError, MissingDependencyError
+from jaxtune.errors import InputError, InputTypeError, MissingDependencyError
 from jaxtune.records import MODES, SELECT, minimised, select_value, tie_break_spec
 
 __all__ = ["Result"]
@@ -199,8 +199,16 @@ class Result:
         A study trained with ``seeds=K`` replays the trial's training seed ``seed`` (its metrics:
         ``trial["seeds"][seed]``).
         """
+        from jaxtune.execute.population import supports_protocol
         from jaxtune.replay import lineage_chain, replay_trial
 
+        if not supports_protocol(objective):
+            raise InputTypeError(
+                "replay trains a trial again and returns its state: the objective must implement init(hp, key), "
+                f"train(hp, state, steps) and evaluate_state(hp, state), as jt.train.Trainer does; got {objective!r} "
+                "(a plain objective(hp, key) returns metrics, no state: call it with the trial's hp and "
+                "result.trial_key(trial))"
+            )
         trial = self.best if trial is None else trial
         if trial is None:
             raise InputError("replay: the study has no finished trial")
@@ -247,7 +255,12 @@ class Result:
         seeds ``trial`` was trained under (``jt.tune(seeds=K)``; one seed: its value, stderr 0)."""
         import numpy as np
 
+        if not isinstance(trial, Mapping) or not isinstance(trial.get("metrics"), Mapping):
+            raise InputTypeError(f"seed_stats: trial must be one of the study's trials (result.best), got {trial!r}")
         metric = metric or self.metric
+        if not isinstance(metric, str) or metric not in trial["metrics"]:
+            raise InputError(f"seed_stats: metric must be one of the trial's metrics {sorted(trial['metrics'])}, "
+                             f"got {metric!r}")  # fmt: skip
         values = [s[metric] for s in trial.get("seeds", ())] or [trial["metrics"][metric]]
         v = np.asarray(values, np.float64)
         stderr = float(np.std(v, ddof=1) / np.sqrt(v.size)) if v.size > 1 else 0.0

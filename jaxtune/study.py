@@ -101,6 +101,22 @@ def settings_changed(stored: dict[str, Any], settings: dict[str, Any]) -> str | 
     return "; ".join(f"objective setting {k}: stored {old.get(k)!r}, now {settings.get(k)!r}" for k in changed)
 
 
+def objective_mismatch(config: Mapping[str, Any], objective: Any, space) -> str | None:
+    """Why ``objective`` is not the one a stored study (its ``config``) was run with, in words, or
+    None: its settings (a Trainer's steps, data shapes, ...) and, under the same jax version, its
+    program's fingerprint. ``export``, ``reseed`` and ``jt.reseed`` check it before training."""
+    from jaxtune.execute import Executor
+
+    what = settings_changed(config, objective_settings(objective))
+    if what:
+        return what
+    if config.get("layout", {}).get("jax") == jax.__version__ and config.get("program"):
+        executor = Executor(objective, space)
+        if executor.trial.fingerprint(executor.first_bucket()) != config["program"]:
+            return "its program differs: another task, model, data or step count"
+    return None
+
+
 def _program_changed(name: str, path: str, stored: dict[str, Any], config: dict[str, Any]) -> StudyMismatchError:
     """The error for a resume whose objective computes something else: it names the settings that
     changed (``settings steps: stored 300, now 500``) when the objective has any."""

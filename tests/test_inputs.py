@@ -87,3 +87,36 @@ def test_bench_refuses_a_file_as_its_folder_and_an_oversized_run(tmp_path, capsy
     assert "is a file; give a folder" in capsys.readouterr().err
     assert cli.main(["bench", "--problems", "branin", "--seeds", "10000000", "--out", str(tmp_path / "b")]) == 2
     assert "held in memory at once" in capsys.readouterr().err and not (tmp_path / "b").exists()
+
+
+def test_replay_reseed_and_seed_stats_refuse_what_they_cannot_use(tmp_path):
+    db = str(tmp_path / "s.db")
+    jt.tune(quad_objective, SPACE, trials=4, metric="loss", storage=db, progress=False)
+    result = jt.Result.load(db)
+    with pytest.raises(jt.InputError, match="replay trains a trial again and returns its state"):
+        result.replay(quad_objective)  # a plain function has no state to return
+    with pytest.raises(jt.InputError, match=r"seed_stats: metric must be one of the trial's metrics \['acc', 'loss'\]"):
+        result.seed_stats(result.best, "nope")
+    with pytest.raises(jt.InputError, match="seed_stats: trial must be one of the study's trials"):
+        result.seed_stats("best")
+    with pytest.raises(jt.InputError, match="reseed: result must be a jt.Result"):
+        jt.reseed(db, quad_objective)
+    with pytest.raises(jt.InputError, match="seeds must be an int"):
+        jt.reseed(result, quad_objective, seeds="8")
+
+    def other(hp, key):  # another objective than the study's
+        return {"loss": hp["lr"] * hp["b1"] * hp["n"], "acc": hp["lr"]}
+
+    with pytest.raises(jt.StudyMismatchError, match="reseed: objective is not the one the study was run with"):
+        jt.reseed(result, other)
+
+
+def test_reseed_of_a_pbt_schedule_is_refused():
+    from jaxtune.tasks import get
+
+    task = get("pbt_toy", steps=40)
+    result = jt.tune(task.objective, task.space, "pbt", trials=4, metric="Q", mode="max",
+                     strategy_options={"segment": 4, "quantile": 0.5}, progress=False)  # fmt: skip
+    assert (result.best["round"], result.best["slot"]) in result.lineage
+    with pytest.raises(jt.InputError, match=r"continued another trial's state with new hyperparameters \(PBT\)"):
+        jt.reseed(result, task.objective, top=1)

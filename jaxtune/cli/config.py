@@ -327,22 +327,12 @@ def cpu_devices() -> int | None:
 def _check_same_objective(result, objective, space, storage: str) -> None:
     """Raises :class:`ConfigError` unless the config builds the objective the study was run with (as
     ``jaxtune run`` checks on resume): for ``export`` and ``reseed``."""
-    import jax
+    from jaxtune.study import objective_mismatch
 
-    from jaxtune.execute import Executor
-    from jaxtune.study import objective_settings, settings_changed
-
-    stored = result.config
-    what = settings_changed(stored, objective_settings(objective))
+    what = objective_mismatch(result.config, objective, space)
     if what:
-        raise ConfigError(f"{storage}: the config builds another objective than the study's ({what})")
-    if stored.get("layout", {}).get("jax") == jax.__version__ and stored.get("program"):
-        executor = Executor(objective, space)
-        if executor.trial.fingerprint(executor.first_bucket()) != stored["program"]:
-            raise ConfigError(
-                f"{storage}: the config builds another objective than the study's (its program differs: another "
-                "task, model, data or step count); export with the config the study was run with"
-            )
+        raise ConfigError(f"{storage}: the config builds another objective than the study's ({what}); "
+                          "use the config the study was run with")  # fmt: skip
 
 
 def load_study(args):
