@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxtune.errors import InputError, MissingDependencyError
+from jaxtune.errors import InputError, InputTypeError, MissingDependencyError
 
 METHODS = ("variance", "fanova", "ped_anova")
 TRANSFORMS = ("rank", "none")
@@ -235,6 +235,10 @@ def importance(
       >>> for imp in jt.importance(result):
       ...     print(f"{imp.name}: {imp.value:.2f} [{imp.low:.2f}, {imp.high:.2f}] {imp.direction}")
     """
+    from jaxtune.result import Result
+
+    if not isinstance(result, Result):
+        raise InputTypeError(f"importance: result must be a jt.Result (from jt.tune or jt.Result.load), got {result!r}")
     if method not in METHODS:
         raise InputError(f"importance: unknown method {method!r}; allowed are {', '.join(map(repr, METHODS))}")
     if transform not in TRANSFORMS:

@@ -41,10 +41,11 @@ def metric_order(result: Result, names: Sequence[str]) -> list[str]:
 def table_cells(
     result: Result, top: int | None = 10, metrics: Sequence[str] | None = None, show_test: bool = False
 ) -> tuple[list[str], list[list[str]]]:
-    """``(header, rows)`` of the ``top`` best trials (all with None) as text cells: rank, round,
-    params (a PBT trial's ``first→last``), metrics in :func:`metric_order` (with seeds, each one's
-    mean ± its standard error over the trial's seeds, and the trial's aggregate value), status.
-    Held-out metrics only with ``show_test``."""
+    """``(header, rows)`` of the ``top`` best trials (all with None) as text cells: rank, trial
+    (``ROUND:SLOT``, as ``jaxtune export --trial`` takes it), params (a PBT trial's
+    ``first→last``), metrics in :func:`metric_order` (with seeds, each one's mean ± its standard
+    error over the trial's seeds, and the trial's aggregate value), status. Held-out metrics only
+    with ``show_test``."""
     ranked = result.ranked()[:top]
     if not ranked:
         return [], []
@@ -52,7 +53,7 @@ def table_cells(
     names = metric_order(result, list(metrics) if metrics else [result.metric, *ranked[0]["metrics"]])
     names = [n for n in names if show_test or not held_out(n)]
     seeds = any(t["seeds"] for t in ranked)
-    header = ["rank", "round", *params, *names, *(["value", "seeds"] if seeds else []), "status"]
+    header = ["rank", "trial", *params, *names, *(["value", "seeds"] if seeds else []), "status"]
 
     def metric(t, m):
         text = _fmt(t["metrics"].get(m, float("nan")))
@@ -63,7 +64,7 @@ def table_cells(
     rows = [
         [
             str(i + 1),
-            str(t["round"]),
+            f"{t['round']}:{t['slot']}",  # ROUND:SLOT, as export --trial takes it
             *(_param_cell(result, t, p) for p in params),
             *(metric(t, m) for m in names),
             *([_fmt(t["value"]), str(len(t["seeds"]) or 1)] if seeds else []),
@@ -282,10 +283,10 @@ _CAPTIONS = {
 }
 
 
-def html(result: Result, folder: str, top: int | None = None, show_test: bool = False) -> str:
-    """Writes the study's figures (PNG) and one self-contained HTML page (figures embedded) to
-    ``folder``: its sortable table holds the ``top`` best trials (default all), columns as in the
-    text table (held-out metrics only with ``show_test``). Returns the page's path."""
+def html(result: Result, folder: str, top: int | None = None, show_test: bool = False, page: str = "index.html") -> str:
+    """Writes the study's figures (PNG) and one self-contained HTML page (figures embedded) named
+    ``page`` to ``folder``: its sortable table holds the ``top`` best trials (default all), columns
+    as in the text table (held-out metrics only with ``show_test``). Returns the page's path."""
     import base64
     import html as escape
 
@@ -308,7 +309,7 @@ def html(result: Result, folder: str, top: int | None = None, show_test: bool = 
         which = f"all {len(rows)}" if len(rows) == len(result) else f"best {len(rows)}"
         sections.insert(0, f'<h2>{which} trials</h2><table class="sortable"><thead><tr>{head}</tr></thead>'
                            f"<tbody>{body}</tbody></table>")  # fmt: skip
-    page = os.path.join(folder, "index.html")
+    page = os.path.join(folder, page)
     title = f"jaxtune study {result.study!r}: {result.metric} ({result.mode}), {len(result)} trials"
     with open(page, "w", encoding="utf-8") as f:
         f.write(

@@ -79,6 +79,9 @@ def test_a_users_trainer_factory_runs_reports_and_exports(user_module, capsys):
 def test_a_users_task_needs_nothing_else_and_bad_references_are_config_errors(user_module, capsys):
     cfg = user_module / "task.toml"
     cfg.write_text('[task]\nobjective = "usermodel_jt:task"\n[tune]\nstrategy = "random"\ntrials = 2\n')
+    (user_module / "raises_jt.py").write_text('raise RuntimeError("no GPU")\n')  # a module that fails on import
+    (user_module / "exits_jt.py").write_text("import sys\nsys.exit(0)\n")  # ... or exits: not a 0 for nothing run
+    (user_module / "factory_jt.py").write_text('def make():\n    raise ValueError("bad width")\n')
     assert cli.main(["run", str(cfg)]) == 0
     capsys.readouterr()
     for task, why in [
@@ -86,7 +89,10 @@ def test_a_users_task_needs_nothing_else_and_bad_references_are_config_errors(us
         ('objective = "no_such_module_jt:x"', "cannot import module 'no_such_module_jt'"),
         ('objective = "usermodel_jt:nope"', "has no attribute 'nope'"),
         ('objective = "usermodel_jt:NOT_CALLABLE"', "is a int"),
-        ('objective = "usermodel_jt:make_trainer"\nsize = 3', "calling it with the [task] options ['size'] failed"),
+        ('objective = "usermodel_jt:make_trainer"\nsize = 3', "calling it with the [task] options ['size'] raised"),
+        ('objective = "raises_jt:task"', "module 'raises_jt' raised RuntimeError: no GPU (raises_jt.py, line 1)"),
+        ('objective = "exits_jt:task"', "importing module 'exits_jt' raised SystemExit(0) (exits_jt.py, line 2)"),
+        ('objective = "factory_jt:make"', "options [] raised ValueError: bad width (factory_jt.py, line 2)"),
         ('name = "branin"\nobjective = "usermodel_jt:task"', "one of the two"),
     ]:
         path = _config(user_module / "bad.toml", "[task]\n" + task, SPACE)

@@ -228,3 +228,22 @@ def test_the_history_and_summary_name_what_happened_to_each_trial_not_shown():
     assert line.count("mean") == 1 and "± " in line, line  # the aggregate is the mean: said once
     assert "size=10140" in report.summary(seeded)  # a whole count, not 1.014e+04
     figures.pyplot().close("all")
+
+
+def test_several_studies_in_one_file_get_a_report_each_and_an_html_file_is_a_file(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from jaxtune import cli
+
+    db = tmp_path / "s.db"
+    for name in ("a", "b"):
+        jt.tune(objective, SPACE, "random", trials=8, rounds=1, metric="loss", storage=str(db), study=name,
+                progress=False)  # fmt: skip
+    for name in ("a", "b"):
+        assert cli.main(["report", str(db), "--study", name]) == 0
+    assert (tmp_path / "s-a-report" / "index.html").exists() and (tmp_path / "s-b-report" / "index.html").exists()
+    assert "study &#x27;b&#x27;" in (tmp_path / "s-b-report" / "index.html").read_text()
+    assert cli.main(["report", str(db), "--study", "a", "--html", str(tmp_path / "page.html")]) == 0
+    assert (tmp_path / "page.html").is_file() and (tmp_path / "history.png").exists()
+    out = capsys.readouterr().out
+    trial = re.search(r"^\s+1\s+(\d+:\d+)\s", out, re.M).group(1)  # the table's trial column: ROUND:SLOT
+    assert trial in (tmp_path / "page.html").read_text()  # the HTML table has it too, as export --trial takes it

@@ -341,6 +341,8 @@ def run(
       >>> print(res.table())
     """
     check_int("seeds", seeds)
+    problems = [problems] if isinstance(problems, (str, Problem)) else problems  # one, as meant: not its letters
+    strategies = [strategies] if isinstance(strategies, str) else strategies
     probs = [p if isinstance(p, Problem) else get_problem(p) for p in problems]
     parsed = [_parse(s) for s in strategies]
     for _, name, options in parsed:  # names and options checked before anything runs

@@ -23,6 +23,30 @@ def _is_babysit(path: str, study: str | None) -> bool:
     return kinds == {"babysit"}
 
 
+def _studies(path: str) -> int:
+    """How many studies the file holds."""
+    from jaxtune.storage import Storage
+
+    store = Storage(path, read_only=True)
+    try:
+        return len(store.study_names())
+    finally:
+        store.close()
+
+
+def html_target(html: str | None, storage: str, study: str, several: bool) -> tuple[str, str]:
+    """``(folder, page)`` of the HTML report: ``--html FILE.html`` is that page (figures beside
+    it), ``--html DIR`` a folder with ``index.html``; by default ``STORAGE-report/``, or
+    ``STORAGE-STUDY-report/`` when the file holds several studies (one folder each, none
+    overwriting another)."""
+    if html and html.lower().endswith((".html", ".htm")):
+        return os.path.dirname(html) or ".", os.path.basename(html)
+    if html:
+        return html, "index.html"
+    stem = os.path.splitext(storage)[0]
+    return (f"{stem}-{study}-report" if several else f"{stem}-report"), "index.html"
+
+
 def main(args) -> int:
     """``jaxtune report``: the summary, then CSV, figures and the HTML report as asked."""
     from jaxtune import report
@@ -54,12 +78,12 @@ def main(args) -> int:
     if args.plot:
         print(f"figure: {report.plot(result, args.plot)}")
     if not args.no_html:
-        folder = args.html or os.path.splitext(args.storage)[0] + "-report"
+        folder, page = html_target(args.html, args.storage, result.study, several=_studies(args.storage) > 1)
         parent = os.path.dirname(os.path.abspath(folder))
         if not os.access(parent, os.W_OK):
             raise ConfigError(f"--html {folder!r}: its directory {parent!r} is not writable (pass --html DIR)")
         try:
-            print(f"report: {report.html(result, folder, show_test=args.show_test)} (figures beside it)")
+            print(f"report: {report.html(result, folder, show_test=args.show_test, page=page)} (figures beside it)")
         except MissingDependencyError:
             if args.html:
                 raise
@@ -77,6 +101,7 @@ def add_parser(sub) -> None:
     rep.add_argument("--csv", help="also write every trial to this CSV file")
     rep.add_argument("--curves-csv", help="also write every learning-curve point to this CSV file")
     rep.add_argument("--plot", help="write a figure (PNG) here")
-    rep.add_argument("--html", help="folder for the HTML report and its figures (default: STORAGE's name + '-report')")
+    rep.add_argument("--html", help="the HTML report: a FILE.html (figures beside it) or a folder (default: STORAGE's "
+                     "name + '-report', with the study's name when the file holds several)")
     rep.add_argument("--no-html", action="store_true", help="print the summary only")
     rep.set_defaults(func=main)

@@ -56,7 +56,10 @@ def main(args) -> int:
     if args.plot:
         print(f"figure: {report.plot(result, args.plot)}")
     if result.storage:
-        print(f"results: {os.path.abspath(result.storage)} (jaxtune report {result.storage})")
+        from jaxtune.cli.report import _studies
+
+        which = f" --study {result.study}" if _studies(result.storage) > 1 else ""  # else report cannot choose
+        print(f"results: {os.path.abspath(result.storage)} (jaxtune report {result.storage}{which})")
     return 0 if result.best is not None or result.stopped else 1
 
 

@@ -72,7 +72,10 @@ class PBT:
             raise InputError(f"pbt: quantile must be in (0, 0.5], got {self.quantile!r}")
         if not 0 <= self.resample <= 1:
             raise InputError(f"pbt: resample must be in [0, 1], got {self.resample!r}")
-        if len(self.factors) != 2 or not 0 < self.factors[0] < 1 < self.factors[1]:
+        numbers = isinstance(self.factors, (list, tuple)) and all(
+            isinstance(f, (int, float)) and not isinstance(f, bool) for f in self.factors
+        )
+        if not numbers or len(self.factors) != 2 or not 0 < self.factors[0] < 1 < self.factors[1]:
             raise InputError(f"pbt: factors must be (down < 1, up > 1), got {self.factors!r}")
 
     def build(self, space: Space, num_lanes: int, steps: int) -> Scheduler:

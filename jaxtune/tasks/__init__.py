@@ -160,11 +160,23 @@ def find(reference: str, what: str = "objective") -> Any:
         found = importlib.import_module(module)
     except ImportError as e:
         raise InputError(f"{what} {reference!r}: cannot import module {module!r} ({e})") from e
+    except (Exception, SystemExit) as e:  # the module's own code failed (or exited) while importing
+        raise InputError(f"{what} {reference!r}: importing module {module!r} raised {_where(e)}") from None
     for part in attribute.split("."):
         if not hasattr(found, part):
             raise InputError(f"{what} {reference!r}: {module!r} has no attribute {attribute!r}")
         found = getattr(found, part)
     return found
+
+
+def _where(e: BaseException) -> str:
+    """``e`` in one line with where it was raised: ``RuntimeError: boom (mymodel.py, line 3)``."""
+    import traceback
+
+    frames = traceback.extract_tb(e.__traceback__)
+    at = f" ({os.path.basename(frames[-1].filename)}, line {frames[-1].lineno})" if frames else ""
+    text = f"SystemExit({e.code!r})" if isinstance(e, SystemExit) else f"{type(e).__name__}: {e}"
+    return text + at
 
 
 def _is_objective(obj: Any) -> bool:
@@ -201,10 +213,10 @@ def from_reference(reference: str, **options) -> Task | Any:
                          "objective(hp, key) or a factory returning one")  # fmt: skip
     try:
         made = found(**options)
-    except TypeError as e:
+    except (Exception, SystemExit) as e:  # wrong options, or the factory's own code failed
         raise InputError(
-            f"objective {reference!r}: calling it with the [task] options {sorted(options)} failed: {e}"
-        ) from e
+            f"objective {reference!r}: calling it with the [task] options {sorted(options)} raised {_where(e)}"
+        ) from None
     if not (isinstance(made, Task) or callable(made)):
         raise InputError(f"objective {reference!r} returned a {type(made).__name__}: a factory must return a "
                          "jt.tasks.Task, a Trainer or an objective(hp, key)")  # fmt: skip
