@@ -348,6 +348,21 @@ class Storage:
         with self.conn:
             checkpoints.drop(self.conn, self.study_id(study))
 
+    def release_checkpoints(self, study: str, compact: bool = False) -> None:
+        """Drops study ``study``'s checkpoints once nothing can resume from them (a finished bracket
+        or study); with ``compact``, gives their pages back to the disk (``VACUUM``) when free pages
+        are most of the file (a deleted checkpoint otherwise leaves the file at its largest)."""
+        self.drop_checkpoints(study)
+        if not compact:
+            return
+        free = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
+        total = self.conn.execute("PRAGMA page_count").fetchone()[0]
+        if free * 2 > total:
+            try:
+                self.conn.execute("VACUUM")
+            except sqlite3.Error:  # another reader, or no room for the copy: the file stays as it is
+                pass
+
     def lineage(self, study_id: int) -> dict[tuple[int, int], tuple[int, int, int]]:
         """``{(round, slot): (parent_round, parent_slot, step)}`` for trials that continued a parent's state."""
         if "lineage" not in {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}:

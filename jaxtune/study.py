@@ -220,6 +220,12 @@ class Study:
         """The last stored checkpoint of a population run: ``(segment, blob)``, or None."""
         return self.store.checkpoint(self.sid) if jax.process_count() == 1 else None
 
+    def release_checkpoints(self, compact: bool = False) -> None:
+        """Drops the study's checkpoints (nothing resumes from them any more); see
+        :meth:`~jaxtune.storage.Storage.release_checkpoints`. Only the writing process writes."""
+        if self.writer:
+            self.store.release_checkpoints(self.name, compact)
+
     def result(self, metric: str, mode: str, tie_break, select: str, stopped: str | None) -> Result:
         """Every trial of the study, stored ones included."""
         return Result(

@@ -203,6 +203,12 @@ def test_continued_hyperband_stores_whole_units_honours_timeout_and_resumes_with
         (t["round"], t["slot"], t["status"], t["params"]) for t in straight.trials
     ]
     np.testing.assert_array_equal([t["value"] for t in resumed.trials], [t["value"] for t in straight.trials])
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:  # finished: no checkpoint kept (they held whole populations)
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert sum(conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in tables & {"checkpoints",
+                   "checkpoint_ring"}) == 0  # fmt: skip
     again = jt.tune(trainer, space, "hyperband", storage=db, **kw)
     assert again.compiles == 0 and len(again.trials) == len(straight.trials)  # nothing trained again
 

@@ -311,13 +311,16 @@ def _run_halving(objective, space: Space, sub: Space, spec, plan, levels, args, 
                     flush=True,
                 )
             r += 1
-            if not going_on:
+            if not going_on:  # the bracket is done: its checkpoint resumes nothing
+                study.release_checkpoints()
                 break
             if args.past_deadline():  # a safe point: this rung and the survivors' states are stored
                 stopped = "timeout"
                 break
     if stopped:
         args.say_stopped(len(study.done), "at the last stored rung")
+    else:  # finished: no checkpoint is kept, and the file gives their space back
+        study.release_checkpoints(compact=True)
     result = study.result(metric, args.mode, args.tie_break, args.select, stopped)
     result.compiles = run.compiles
     return result
