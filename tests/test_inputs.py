@@ -120,3 +120,11 @@ def test_reseed_of_a_pbt_schedule_is_refused():
     assert (result.best["round"], result.best["slot"]) in result.lineage
     with pytest.raises(jt.InputError, match=r"continued another trial's state with new hyperparameters \(PBT\)"):
         jt.reseed(result, task.objective, top=1)
+
+
+def test_bench_refuses_an_unknown_strategy_before_making_its_out_folder(tmp_path, capsys):
+    out = tmp_path / "results" / "x"
+    assert cli.main(["bench", "--problems", "branin", "--strategies", "nope", "--out", str(out)]) == 2
+    assert "unknown strategy 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
+    assert jt.bench.check_strategies("random")[0][1] == "random"  # one name, as meant (not its letters)

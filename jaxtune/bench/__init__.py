@@ -8,7 +8,7 @@ Command line: ``jaxtune bench --problems branin,hartmann6 --strategies random,co
 """
 
 from jaxtune.bench.problems import PROBLEMS, Problem, get_problem, register_problem
-from jaxtune.bench.runner import BenchResult, run, sweep_curves
+from jaxtune.bench.runner import BenchResult, check_strategies, run, sweep_curves
 from jaxtune.bench.tables import build_table, register_shipped, table_problem
 
 register_shipped()  # mnist1d_mlp_table: the shipped tabular benchmark of a real task
@@ -18,6 +18,7 @@ __all__ = [
     "Problem",
     "BenchResult",
     "build_table",
+    "check_strategies",
     "get_problem",
     "register_problem",
     "run",

@@ -295,6 +295,17 @@ class BenchResult:
         return path
 
 
+def check_strategies(strategies: Sequence[str | tuple[str, dict]]) -> list[tuple[str, str, dict]]:
+    """``[(label, name, options)]`` of benchmark strategies, each name and its options checked
+    (an unknown one raises :class:`~jaxtune.InputError`) before anything runs; one name is one
+    strategy, not a list of its letters."""
+    strategies = [strategies] if isinstance(strategies, str) else strategies
+    parsed = [_parse(s) for s in strategies]
+    for _, name, options in parsed:
+        make_spec(name, **options)
+    return parsed
+
+
 def _parse(entry: str | tuple[str, dict]) -> tuple[str, str, dict]:
     """``"name"`` or ``"name:key=value,key=value"`` or ``(name, options)``: (label, name, options)."""
     if isinstance(entry, tuple):
@@ -342,11 +353,8 @@ def run(
     """
     check_int("seeds", seeds)
     problems = [problems] if isinstance(problems, (str, Problem)) else problems  # one, as meant: not its letters
-    strategies = [strategies] if isinstance(strategies, str) else strategies
     probs = [p if isinstance(p, Problem) else get_problem(p) for p in problems]
-    parsed = [_parse(s) for s in strategies]
-    for _, name, options in parsed:  # names and options checked before anything runs
-        make_spec(name, **options)
+    parsed = check_strategies(strategies)
     curves, seconds, scales = {}, {}, {}
     for p in probs:
         scales[p.name] = random_scale(p)

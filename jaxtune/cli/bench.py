@@ -28,6 +28,8 @@ def main(args) -> int:
     for p in problems:
         with checks.check():
             bench.get_problem(p)
+    with checks.check():  # strategies too, before the --out folder is made
+        bench.check_strategies(strategies)
     for name, value, low in (("--seeds", args.seeds, 1), ("--trials", args.trials, 1), ("--evals", args.evals, 1)):
         with checks.check():
             check_int(name, value, low)
