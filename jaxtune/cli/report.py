@@ -23,7 +23,7 @@ def _is_babysit(path: str, study: str | None) -> bool:
     return kinds == {"babysit"}
 
 
-def _studies(path: str) -> int:
+def study_count(path: str) -> int:
     """How many studies the file holds."""
     from jaxtune.storage import Storage
 
@@ -78,7 +78,7 @@ def main(args) -> int:
     if args.plot:
         print(f"figure: {report.plot(result, args.plot)}")
     if not args.no_html:
-        folder, page = html_target(args.html, args.storage, result.study, several=_studies(args.storage) > 1)
+        folder, page = html_target(args.html, args.storage, result.study, several=study_count(args.storage) > 1)
         parent = os.path.dirname(os.path.abspath(folder))
         if not os.access(parent, os.W_OK):
             raise ConfigError(f"--html {folder!r}: its directory {parent!r} is not writable (pass --html DIR)")

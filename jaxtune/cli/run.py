@@ -56,9 +56,9 @@ def main(args) -> int:
     if args.plot:
         print(f"figure: {report.plot(result, args.plot)}")
     if result.storage:
-        from jaxtune.cli.report import _studies
+        from jaxtune.cli.report import study_count
 
-        which = f" --study {result.study}" if _studies(result.storage) > 1 else ""  # else report cannot choose
+        which = f" --study {result.study}" if study_count(result.storage) > 1 else ""  # else report cannot choose
         print(f"results: {os.path.abspath(result.storage)} (jaxtune report {result.storage}{which})")
     return 0 if result.best is not None or result.stopped else 1
 
