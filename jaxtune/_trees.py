@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxtune.errors import InputError
+
 
 def host_leaf(x: Any) -> np.ndarray:
     """An array on the host; a PRNG key as its raw data."""
@@ -28,3 +30,30 @@ def restore_tree(data: Mapping[str, np.ndarray], prefix: str, template: Any) -> 
         a = data[f"{prefix}{i}"]
         out.append(jax.random.wrap_key_data(a) if jnp.issubdtype(t.dtype, jax.dtypes.prng_key) else a)
     return jax.tree.unflatten(treedef, out)
+
+
+def leading_blocks(tree: Any, like: Any, what: str, missing_ok: bool = False) -> Any:
+    """``tree``'s arrays, each cut to the leading block of the shape of ``like``'s array at its path.
+
+    A path of ``like`` absent from ``tree`` is refused, unless ``missing_ok``: then ``like``'s
+    own shape is filled with zeros (a ``Hyper`` value, which ``Trainer.model_of`` sets from ``hp``).
+    """
+    have = {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+    flat, treedef = jax.tree_util.tree_flatten_with_path(like)
+    out = []
+    for path, want in flat:
+        name = jax.tree_util.keystr(path)
+        x = have.get(name)
+        if x is None:
+            if not missing_ok:
+                raise InputError(f"the trial's {what} has no array at {name}: the state is not this model's")
+            x = jnp.zeros(want.shape, want.dtype)
+        elif any(a < b for a, b in zip(x.shape, want.shape)) or len(x.shape) != len(want.shape):
+            raise InputError(
+                f"the trial's {what}{name} has shape {tuple(x.shape)}, smaller than the model's {tuple(want.shape)} "
+                "at these hyperparameters: the state is not this model's (another hp?)"
+            )
+        else:
+            x = x[tuple(slice(0, n) for n in want.shape)]
+        out.append(x)
+    return jax.tree_util.tree_unflatten(treedef, out)

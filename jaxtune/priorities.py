@@ -205,6 +205,18 @@ def _require_independent(result: Any) -> None:
         )
 
 
+def _check_arguments(result, method: str, transform: str) -> None:
+    """Refuses what :func:`importance` cannot use, naming it."""
+    from jaxtune.result import Result
+
+    if not isinstance(result, Result):
+        raise InputTypeError(f"importance: result must be a jt.Result (from jt.tune or jt.Result.load), got {result!r}")
+    if method not in METHODS:
+        raise InputError(f"importance: unknown method {method!r}; allowed are {', '.join(map(repr, METHODS))}")
+    if transform not in TRANSFORMS:
+        raise InputError(f"importance: transform must be one of {TRANSFORMS}, got {transform!r}")
+
+
 def importance(
     result,
     *,
@@ -235,14 +247,7 @@ def importance(
       >>> for imp in jt.importance(result):
       ...     print(f"{imp.name}: {imp.value:.2f} [{imp.low:.2f}, {imp.high:.2f}] {imp.direction}")
     """
-    from jaxtune.result import Result
-
-    if not isinstance(result, Result):
-        raise InputTypeError(f"importance: result must be a jt.Result (from jt.tune or jt.Result.load), got {result!r}")
-    if method not in METHODS:
-        raise InputError(f"importance: unknown method {method!r}; allowed are {', '.join(map(repr, METHODS))}")
-    if transform not in TRANSFORMS:
-        raise InputError(f"importance: transform must be one of {TRANSFORMS}, got {transform!r}")
+    _check_arguments(result, method, transform)
     _require_independent(result)
     chosen = uniform_rounds(result) if rounds == "uniform" else None if rounds == "all" else rounds
     if isinstance(chosen, str) or (chosen is not None and not all(isinstance(r, int) for r in chosen)):

@@ -43,6 +43,7 @@ import optax
 from flax import nnx
 
 from jaxtune._checks import MAX_STEPS, check_int
+from jaxtune._trees import leading_blocks
 from jaxtune.errors import InputError, InputTypeError
 from jaxtune.layers import Hyper, live_params, patch_convs, reached_by, refuse_static_tracers, traced_values_explained
 from jaxtune.schedules import SCHEDULES
@@ -67,33 +68,6 @@ _MERGE_COPIES = "copy" in inspect.signature(nnx.merge).parameters
 def _unmasked(hp: Mapping[str, Any]) -> dict[str, Any]:
     """``hp`` with every :class:`~jaxtune.space.Masked` width as its plain int value."""
     return {n: int(v.value) if isinstance(v, Masked) else v for n, v in hp.items()}
-
-
-def _leading_blocks(tree: Any, like: Any, what: str, missing_ok: bool = False) -> Any:
-    """``tree``'s arrays, each cut to the leading block of the shape of ``like``'s array at its path.
-
-    A path of ``like`` absent from ``tree`` is refused, unless ``missing_ok``: then ``like``'s
-    own shape is filled with zeros (a ``Hyper`` value, which :meth:`Trainer.model_of` sets from ``hp``).
-    """
-    have = {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
-    flat, treedef = jax.tree_util.tree_flatten_with_path(like)
-    out = []
-    for path, want in flat:
-        name = jax.tree_util.keystr(path)
-        x = have.get(name)
-        if x is None:
-            if not missing_ok:
-                raise InputError(f"the trial's {what} has no array at {name}: the state is not this model's")
-            x = jnp.zeros(want.shape, want.dtype)
-        elif any(a < b for a, b in zip(x.shape, want.shape)) or len(x.shape) != len(want.shape):
-            raise InputError(
-                f"the trial's {what}{name} has shape {tuple(x.shape)}, smaller than the model's {tuple(want.shape)} "
-                "at these hyperparameters: the state is not this model's (another hp?)"
-            )
-        else:
-            x = x[tuple(slice(0, n) for n in want.shape)]
-        out.append(x)
-    return jax.tree_util.tree_unflatten(treedef, out)
 
 
 def _takes_rngs(model: nnx.Module) -> bool:
@@ -362,12 +336,10 @@ class Trainer:
     def unpadded(self, hp: Mapping[str, Any], state: dict[str, Any]) -> dict[str, Any]:
         """``state`` at the trial's true widths: every array of a masked width cut to its live units.
 
-        A ``masked=True`` width trains in its power-of-two bucket: a trial with ``hidden = 33``
-        holds ``(64, 64)`` kernels whose units past 33 are masked out (zero inputs and outputs).
-        The live units are always the first ones, so each array of the model built at ``hp``'s
-        true widths is the leading block of the stored one: ``kernel[:33, :33]``. Parameters,
-        other model state and the optimizer's state are cut alike; a state that already has the
-        true shapes comes back unchanged.
+        A ``masked=True`` width trains in its power-of-two bucket (``hidden = 33`` holds ``(64, 64)``
+        kernels, units past 33 masked out); the live units are the first ones, so each array at the
+        true widths is the stored one's leading block (``kernel[:33, :33]``): parameters, model and
+        optimizer state alike. A state with the true shapes comes back unchanged.
         """
         hp = _unmasked(hp)
 
@@ -378,9 +350,9 @@ class Trainer:
         params, rest, opt_state = jax.eval_shape(shapes)
         return {
             **state,
-            "params": _leading_blocks(state["params"], params, "params"),
-            "rest": _leading_blocks(state["rest"], rest, "rest", missing_ok=True),
-            "opt_state": _leading_blocks(state["opt_state"], opt_state, "opt_state"),
+            "params": leading_blocks(state["params"], params, "params"),
+            "rest": leading_blocks(state["rest"], rest, "rest", missing_ok=True),
+            "opt_state": leading_blocks(state["opt_state"], opt_state, "opt_state"),
         }
 
     def reseed(self, state: dict[str, Any], key: jax.Array) -> dict[str, Any]:
