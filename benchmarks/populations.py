@@ -149,7 +149,7 @@ def checkpoint_cost(task, lanes: int, segment_s: float) -> dict:
     """Size and seconds of one checkpoint of ``lanes`` lanes (packed and written to SQLite)."""
     import tempfile
 
-    from jaxtune.drivers.population import pack_checkpoint
+    from jaxtune.execute.snapshots import pack
     from jaxtune.storage import Storage
 
     key = jax.random.key(0)
@@ -162,7 +162,7 @@ def checkpoint_cost(task, lanes: int, segment_s: float) -> dict:
         times = []
         for _ in range(3):
             t = time.perf_counter()
-            blob = pack_checkpoint(pop, (), book)
+            blob = pack(pop.state, (), book)
             store.write_trials(sid, [], [], [], (0, blob))
             times.append(time.perf_counter() - t)
         store.close()

@@ -23,12 +23,24 @@ def tree_arrays(tree: Any, prefix: str) -> dict[str, np.ndarray]:
 
 
 def restore_tree(data: Mapping[str, np.ndarray], prefix: str, template: Any) -> Any:
-    """The pytree shaped like ``template`` whose leaves :func:`tree_arrays` wrote under ``prefix``."""
+    """The pytree shaped like ``template`` whose leaves :func:`tree_arrays` wrote under ``prefix``.
+
+    Raises:
+      ValueError: a leaf is missing, or its shape or dtype is not the template's (the data is
+        another program's, or damaged); the message names the leaf.
+    """
     leaves, treedef = jax.tree.flatten(template)
     out = []
     for i, t in enumerate(leaves):
-        a = data[f"{prefix}{i}"]
-        out.append(jax.random.wrap_key_data(a) if jnp.issubdtype(t.dtype, jax.dtypes.prng_key) else a)
+        name = f"{prefix}{i}"
+        if name not in data:
+            raise ValueError(f"{name} is missing ({len(leaves)} arrays expected)")
+        a = data[name]
+        key = jnp.issubdtype(t.dtype, jax.dtypes.prng_key)
+        want = jax.eval_shape(jax.random.key_data, t) if key else t
+        if tuple(a.shape) != tuple(want.shape) or a.dtype != want.dtype:
+            raise ValueError(f"{name} is {a.dtype}{list(a.shape)}, expected {want.dtype}{list(want.shape)}")
+        out.append(jax.random.wrap_key_data(a) if key else a)
     return jax.tree.unflatten(treedef, out)
 
 

@@ -148,3 +148,71 @@ def test_a_damaged_checkpoint_is_reported_and_the_one_before_it_used(tmp_path, m
     store.drop_checkpoints("default")
     store.close()
     assert rows(sweep("pbt", storage=db)) == rows(straight)
+
+
+def _rewrite_checkpoint(db, segment=None, blob=None):
+    """Replaces the newest checkpoint with one signed afresh (its checksum good): what only a
+    tampered or foreign row looks like."""
+    import sqlite3
+
+    from jaxtune import checkpoints
+
+    with sqlite3.connect(db) as conn:
+        sid, seg, state = conn.execute(
+            "SELECT study_id, segment, CAST(state AS BLOB) FROM checkpoint_ring ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        conn.execute("DELETE FROM checkpoint_ring")
+        checkpoints.write(conn, sid, seg if segment is None else segment, bytes(state) if blob is None else blob)
+    return bytes(state)
+
+
+@pytest.mark.parametrize("name, tamper", [("pbt", "segment"), *((name, tamper) for name in ("pbt", "hyperband")
+                                                                   for tamper in ("not npz", "other shapes",
+                                                                                  "bookkeeping"))])  # fmt: skip
+def test_a_checkpoint_with_a_good_checksum_is_still_checked_before_it_is_unpacked(tmp_path, monkeypatch, name,
+                                                                                  tamper):  # fmt: skip
+    """A checkpoint row signed afresh but not this study's population (a segment past the run, a
+    blob that is no .npz, arrays of other shapes, bookkeeping out of range) stops the run with one
+    CheckpointError naming the checkpoint and how to start afresh, before anything trains."""
+    import io
+
+    monkeypatch.setattr(population._Checkpoints, "RATIO", 0)
+    db = str(tmp_path / "s.db")
+    assert sweep(name, storage=db, timeout=1e-9).stopped == "timeout"
+    state = _rewrite_checkpoint(db)
+    data = dict(np.load(io.BytesIO(state)))
+    if tamper == "segment":
+        _rewrite_checkpoint(db, segment=10**9)  # (halving: a bracket's checkpoint is used by its own round only)
+    elif tamper == "not npz":
+        _rewrite_checkpoint(db, blob=b"PK\x03\x04 not a zip")
+    elif tamper == "other shapes":
+        data["state0"] = np.zeros((3, 5, 7), data["state0"].dtype)
+    else:
+        data["book_steps" if name == "pbt" else "book_alive"] = -np.ones_like(data["book_steps" if name == "pbt"
+                                                                                    else "book_alive"])  # fmt: skip
+    if tamper in ("other shapes", "bookkeeping"):
+        buf = io.BytesIO()
+        np.savez(buf, **data)
+        _rewrite_checkpoint(db, blob=buf.getvalue())
+    with pytest.raises(jt.errors.CheckpointError, match="checkpoint.*drop_checkpoints|checkpoint.*past") as e:
+        sweep(name, storage=db)
+    assert "s.db" in str(e.value)
+
+
+def test_a_halving_checkpoint_holds_only_the_survivors(tmp_path):
+    """Lanes run one at a time share one population as wide as the widest bracket; the stored
+    checkpoint holds only the rung's survivors' states (not every lane), and resumes to the
+    uninterrupted study."""
+    import io
+    import sqlite3
+
+    straight = sweep("hyperband", vmap_width=1)
+    db = str(tmp_path / "s.db")
+    assert sweep("hyperband", storage=db, timeout=1e-9, vmap_width=1).stopped == "timeout"
+    with sqlite3.connect(db) as conn:
+        (blob,) = conn.execute("SELECT CAST(state AS BLOB) FROM checkpoint_ring").fetchone()
+    data = np.load(io.BytesIO(bytes(blob)))
+    survivors = len(data["book_alive"])
+    assert 0 < survivors < DRIVERS["hyperband"][2]["trials"]
+    assert {data[k].shape[0] for k in data.files if k.startswith("state")} == {survivors}
+    assert rows(sweep("hyperband", storage=db, vmap_width=1)) == rows(straight)

@@ -19,7 +19,9 @@ import numpy as np
 from jaxtune._checks import round_up
 from jaxtune.constraints import feasible
 from jaxtune.drivers.args import Arguments
-from jaxtune.drivers.population import pack_checkpoint, segment_value, unpack_book, unpack_checkpoint
+from jaxtune.drivers.population import segment_value
+from jaxtune.errors import CheckpointError
+from jaxtune.execute import snapshots
 from jaxtune.execute.population import Population, supports_protocol
 from jaxtune.execute.timing import jit_counted
 from jaxtune.keys import DECIDE_STREAM, lane_keys
@@ -87,7 +89,7 @@ class _Bracket:
             self.pop, self.lane = run.layout(n)  # the lane each live slot trains in
             self.pop.start(self.hp_of_lanes(), jax.random.wrap_key_data(self.keys[self.slot_of_lanes()]))
         else:  # resumed at the rung a checkpoint stored
-            book = unpack_book(saved)
+            book = self.checked_book(saved)
             self.alive, self.trained, self.next = book["alive"], int(book["trained"]), int(book["next"])
             self.pop, self.lane = run.restore(saved, book)
             self.pop.set_hp(self.hp_of_lanes())
@@ -103,10 +105,31 @@ class _Bracket:
         return {k: v[self.slot_of_lanes()] for k, v in self.hp.items()}
 
     def checkpoint(self) -> tuple[int, bytes]:
-        """The narrowed population as it starts its next rung (stored with the rung's trials)."""
-        book = {"first": self.first, "alive": self.alive, "lane": self.lane, "width": self.pop.width,
+        """The survivors as they start the next rung (stored with the rung's trials): only the live
+        lanes' states, in live-slot order, whatever population they train in."""
+        n = len(self.alive)
+        book = {"first": self.first, "alive": self.alive, "lane": np.arange(n), "width": n,
                 "trained": self.trained, "next": self.next}  # fmt: skip
-        return self.first, pack_checkpoint(self.pop, (), book)
+        whole = np.array_equal(self.lane, np.arange(self.pop.width))
+        return self.first, snapshots.pack(self.pop.state, (), book, None if whole else self.lane)
+
+    def checked_book(self, saved: bytes) -> dict[str, np.ndarray]:
+        """The bookkeeping of a stored checkpoint of this bracket, checked against its plan.
+
+        Raises:
+          CheckpointError: an entry is missing or does not fit the bracket.
+        """
+        where = f"{self.run.study.store.path}: the checkpoint of the bracket at round {self.first}"
+        book = snapshots.unpack_book(saved, where)
+        n, rungs = self.rungs[0][0], len(self.rungs)
+        width = int(book.get("width", 1))
+        spec = {"first": ((), "i", self.first, self.first), "alive": ((None,), "i", 0, n - 1),
+                "trained": ((), "i", 0, max(self.run.levels)), "next": ((), "i", 1, rungs - 1),
+                "width": ((), "i", 1, None), "lane": ((None,), "i", 0, width - 1)}  # fmt: skip
+        snapshots.check_book(book, spec, where)
+        if not 0 < len(book["alive"]) == len(book["lane"]) <= int(book["width"]):
+            raise CheckpointError(f"{where}: its {len(book['alive'])} live trials do not fit its lanes")
+        return book
 
     def rung(self, i: int, last: bool) -> tuple[list, list, np.ndarray, int]:
         """Trains rung ``i``; returns the records of the trials that end there, every lane's curve
@@ -216,7 +239,8 @@ class _Halving:
         width = int(book.get("width", len(alive)))  # a checkpoint without it: a narrowed population
         fits = self.shared is not None and self.shared.width == width
         source = self.shared if fits else self.population(width)
-        unpack_checkpoint(saved, source, ())
+        where = f"{self.study.store.path}: the checkpoint of a bracket"
+        source.load_state(snapshots.unpack(saved, source.state_spec(), (), where)[1])
         if fits:
             return source, lanes
         if self.shared is None:

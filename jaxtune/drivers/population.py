@@ -30,9 +30,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxtune._trees import restore_tree, tree_arrays
 from jaxtune.drivers.args import Arguments
-from jaxtune.errors import InputError
+from jaxtune.errors import CheckpointError, InputError
+from jaxtune.execute import snapshots
 from jaxtune.execute.population import Population, require_protocol
 from jaxtune.execute.timing import jit_counted
 from jaxtune.keys import DECIDE_STREAM, INIT_STREAM, lane_keys
@@ -50,9 +50,6 @@ __all__ = [
     "budget_of",
     "segment_value",
     "REFUSES",
-    "pack_checkpoint",
-    "unpack_checkpoint",
-    "unpack_book",
 ]
 
 # The jt.tune arguments this driver cannot honour, and why: refused before anything is traced.
@@ -142,7 +139,15 @@ class _Run:
 
     def resume(self, saved: tuple[int, bytes]) -> int:
         """Restores the run from a checkpoint; returns the segment to train next."""
-        book, self.state = unpack_checkpoint(saved[1], self.pop, self.state)
+        where = f"{self.study.store.path}: the checkpoint at segment {saved[0]}"
+        if not 0 <= saved[0] < self.sched.max_segments:
+            raise CheckpointError(f"{where} is past this run's {self.sched.max_segments} segments")
+        book, states, self.state = snapshots.unpack(saved[1], self.pop.state_spec(), self.state, where)
+        n, d = self.lanes, self.space.dim
+        snapshots.check_book(book, {"u": ((n, d), "f", 0, 1), "start": ((n,), "i", 0, saved[0] + 1),
+                                    "steps": ((n,), "i", 0, None), "active": ((n,), "b", None, None),
+                                    "busy": ((), "i", 0, None), "best": ((), "f", None, None)}, where)  # fmt: skip
+        self.pop.load_state(states)
         self.book = _Book.from_arrays(book)
         self.hp = self.from_unit(self.book.u)
         self.pop.set_hp(self.hp)
@@ -261,7 +266,7 @@ def _run(objective, space, sched, args: Arguments, metric: str, study: Study, bu
         stopping = args.past_deadline()
         if checkpoints.due(stopping):
             with checkpoints.timed():  # packed and written: what a checkpoint costs
-                study.write(rows, points, lineage, (seg, pack_checkpoint(run.pop, run.state, run.book.arrays())))
+                study.write(rows, points, lineage, (seg, snapshots.pack(run.pop.state, run.state, run.book.arrays())))
         else:
             study.write(rows, points, lineage)
         progress.update(seg, run.book, run.now)
@@ -359,36 +364,3 @@ class _Checkpoints:
             self.last, self.cost = time.perf_counter(), time.perf_counter() - t
 
         return clock()
-
-
-def pack_checkpoint(pop: Population, sched_state, book: dict[str, Any]) -> bytes:
-    """The population's states and hyperparameters, the scheduler's state and the driver's
-    bookkeeping, as one ``.npz`` blob."""
-    import io
-
-    arrays = {**tree_arrays(pop.state, "state"), **tree_arrays(sched_state, "sched")}
-    arrays.update({f"book_{k}": np.asarray(v) for k, v in book.items()})
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return buf.getvalue()
-
-
-def unpack_book(blob: bytes) -> dict[str, np.ndarray]:
-    """The driver's bookkeeping in a :func:`pack_checkpoint` blob."""
-    import io
-
-    data = np.load(io.BytesIO(blob))
-    return {k[5:]: data[k] for k in data.files if k.startswith("book_")}
-
-
-def unpack_checkpoint(blob: bytes, pop: Population, sched_state) -> tuple[dict[str, np.ndarray], Any]:
-    """Restores ``pop``'s states from a :func:`pack_checkpoint` blob; the bookkeeping and the scheduler's state."""
-    import io
-
-    data = np.load(io.BytesIO(blob))
-
-    def restore(prefix, template):
-        return restore_tree(data, prefix, template)
-
-    pop.load_state(restore("state", pop.state_spec()))
-    return unpack_book(blob), restore("sched", sched_state)
