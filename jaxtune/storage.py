@@ -7,6 +7,7 @@ a rerun of the same study resumes from what is stored.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -122,6 +123,16 @@ class Storage:
         conn.commit()
         return conn
 
+    @contextlib.contextmanager
+    def _writing(self):
+        """One transaction; an SQLite error in it raised as what it means for the user
+        (:func:`~jaxtune.sqlite_files.storage_error`: a full disk, a read-only file ...)."""
+        try:
+            with self.conn:
+                yield
+        except sqlite3.OperationalError as e:
+            raise storage_error(self.path, e) from e
+
     @staticmethod
     def check(path: str | os.PathLike) -> None:
         """Raises :class:`StorageError` now if ``path`` could not hold a study; writes nothing."""
@@ -201,7 +212,7 @@ class Storage:
           LayoutWarning: the study exists and differs from ``config`` in a key of ``warn``.
         """
         config = json.loads(_dumps(config))
-        with self.conn:  # two processes creating the same study at once: the first one's stands
+        with self._writing():  # two processes creating the same study at once: the first one's stands
             self.conn.execute("INSERT OR IGNORE INTO studies (name, config) VALUES (?, ?)", (name, _dumps(config)))
         row = self.conn.execute("SELECT id, config FROM studies WHERE name = ?", (name,)).fetchone()
         stored = json.loads(row[1])
@@ -224,7 +235,7 @@ class Storage:
                 stacklevel=3,
             )
             # From here on the study runs with this layout: a later resume with it is silent.
-            with self.conn:  # its checkpoints stay good: signed again for the new configuration
+            with self._writing():  # its checkpoints stay good: signed again for the new configuration
                 self.conn.execute(
                     "UPDATE studies SET config = ? WHERE id = ?",
                     (_dumps({**stored, **{k: config.get(k) for k in changed}}), row[0]),
@@ -249,49 +260,47 @@ class Storage:
           StorageFullError: the disk is full (nothing of this call is stored; all before it is).
         """
         try:
-            self._write_trials(study_id, rows, curves, lineage, checkpoint)
-        except sqlite3.OperationalError as e:
-            error = storage_error(self.path, e)
-            if isinstance(error, StorageFullError):
-                stored = self.conn.execute("SELECT COUNT(*) FROM trials WHERE study_id = ?", (study_id,)).fetchone()[0]
-                error = StorageFullError(f"{error} ({stored} trials of this study are stored)")
-            raise error from e
+            with self._writing():
+                self._write_trials(study_id, rows, curves, lineage, checkpoint)
+        except StorageFullError as error:
+            stored = self.conn.execute("SELECT COUNT(*) FROM trials WHERE study_id = ?", (study_id,)).fetchone()[0]
+            raise StorageFullError(f"{error} ({stored} trials of this study are stored)") from error.__cause__
 
     def _write_trials(self, study_id, rows, curves, lineage, checkpoint) -> None:
-        with self.conn:
-            if checkpoint is not None:
-                checkpoints.write(self.conn, study_id, int(checkpoint[0]), checkpoint[1])
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO lineage (study_id, round, slot, parent_round, parent_slot, step) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [(study_id, *map(int, row)) for row in lineage],
-            )
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO trials (study_id, round, slot, params, unit, metrics, status, value) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        study_id,
-                        int(r["round"]),
-                        int(r["slot"]),
-                        _dumps(r["params"]),
-                        _dumps(r["unit"]),
-                        _dumps(r["metrics"]),
-                        r["status"],
-                        r["value"] if r["value"] is None or math.isfinite(r["value"]) else None,
-                    )
-                    for r in rows
-                ],
-            )
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO trial_seeds (study_id, round, slot, seed, metrics) VALUES (?, ?, ?, ?, ?)",
-                [(study_id, int(r["round"]), int(r["slot"]), k, _dumps(m)) for r in rows
-                 for k, m in enumerate(r.get("seeds", ()))],
-            )  # fmt: skip
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO curves (study_id, round, slot, step, metrics) VALUES (?, ?, ?, ?, ?)",
-                [(study_id, int(r), int(s), int(step), _dumps(m)) for r, s, step, m in curves],
-            )
+        """The statements of :meth:`write_trials` (inside its transaction)."""
+        if checkpoint is not None:
+            checkpoints.write(self.conn, study_id, int(checkpoint[0]), checkpoint[1])
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO lineage (study_id, round, slot, parent_round, parent_slot, step) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(study_id, *map(int, row)) for row in lineage],
+        )
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO trials (study_id, round, slot, params, unit, metrics, status, value) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    study_id,
+                    int(r["round"]),
+                    int(r["slot"]),
+                    _dumps(r["params"]),
+                    _dumps(r["unit"]),
+                    _dumps(r["metrics"]),
+                    r["status"],
+                    r["value"] if r["value"] is None or math.isfinite(r["value"]) else None,
+                )
+                for r in rows
+            ],
+        )
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO trial_seeds (study_id, round, slot, seed, metrics) VALUES (?, ?, ?, ?, ?)",
+            [(study_id, int(r["round"]), int(r["slot"]), k, _dumps(m)) for r in rows
+             for k, m in enumerate(r.get("seeds", ()))],
+        )  # fmt: skip
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO curves (study_id, round, slot, step, metrics) VALUES (?, ?, ?, ?, ?)",
+            [(study_id, int(r), int(s), int(step), _dumps(m)) for r, s, step, m in curves],
+        )
 
     def trials(self, study_id: int) -> list[TrialRecord]:
         """All stored trials of a study, in (round, slot) order."""
@@ -345,7 +354,7 @@ class Storage:
     def drop_checkpoints(self, study: str) -> None:
         """Forgets the population checkpoints of study ``study`` (its trials stay): the next run starts
         the population afresh."""
-        with self.conn:
+        with self._writing():
             checkpoints.drop(self.conn, self.study_id(study))
 
     def release_checkpoints(self, study: str, compact: bool = False) -> None:
@@ -375,8 +384,12 @@ class Storage:
     def add_nodes(self, study_id: int, nodes: Iterable[Mapping[str, Any]], head: int) -> None:
         """Stores babysitting nodes (checkpoints and events: ``id``, ``parent``, ``step``, ``event``,
         ``hp``, ``metrics``, ``width``, ``lane`` and ``state`` bytes or None) and moves the run's
-        head to node ``head``, in one transaction."""
-        with self.conn:
+        head to node ``head``, in one transaction.
+
+        Raises:
+          StorageFullError: the disk is full (nothing of this call is stored; all before it is).
+        """
+        with self._writing():
             self.conn.executemany(
                 "INSERT INTO nodes (study_id, id, parent, step, event, hp, metrics, width, lane, state) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

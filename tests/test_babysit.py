@@ -254,3 +254,31 @@ def test_a_damaged_stored_state_is_one_clear_error(tmp_path):
     with pytest.raises(jt.StorageError, match=r"the stored state of node #1 \(step 5\) is damaged"):
         again.train(1)
     again.close()
+
+
+def test_a_full_disk_during_a_session_is_one_line_and_the_session_resumes(tmp_path, capsys, monkeypatch):
+    """The study file may not grow past a few pages (SQLite's own "database or disk is full", as on
+    a full disk): the session ends with one line, exit 1, no traceback; with room again, a rerun
+    resumes from the last node stored."""
+    from jaxtune.storage import Storage
+
+    cfg = tmp_path / "b.toml"
+    cfg.write_text(CONFIG.format(db=tmp_path / "b.db"))
+    cmds = tmp_path / "cmds.txt"
+    cmds.write_text("train 2\n" * 40)
+    connect = Storage._connect
+
+    def small_disk(self, read_only):
+        conn = connect(self, read_only)
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {pages + 1}")
+        return conn
+
+    monkeypatch.setattr(Storage, "_connect", small_disk)
+    assert cli.main(["babysit", str(cfg), "--commands", str(cmds)]) == 1
+    err = capsys.readouterr().err
+    assert "the disk is full" in err and "rerun the same command to resume" in err and "Traceback" not in err
+    monkeypatch.undo()
+    cmds.write_text("show\n")
+    assert cli.main(["babysit", str(cfg), "--commands", str(cmds)]) == 0
+    assert "resumed step" in capsys.readouterr().out

@@ -305,3 +305,46 @@ def test_reading_a_study_writes_nothing_beside_it(tmp_path, monkeypatch):
     assert len(jt.Result.load(db)) == 4
     assert cli.main(["report", db, "--no-html"]) == 0
     assert sorted(p.name for p in folder.iterdir()) == ["s.db"]
+
+
+def test_a_full_disk_while_writing_a_report_or_an_export_is_one_line_and_leaves_no_partial_file(
+    tmp_path, monkeypatch, capsys
+):
+    """The study is healthy, the disk is full: `report` and `export` say so in one line (exit 1,
+    no traceback, the study file unharmed) and an export leaves no half-written .npz."""
+    import errno
+
+    import matplotlib.figure
+    import numpy as np
+
+    from jaxtune import cli
+
+    db = str(tmp_path / "s.db")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"[task]\nname = 'pbt_toy'\nsteps = 20\n[tune]\nstrategy = 'random'\ntrials = 2\n"
+                   f"storage = '{db}'\n")  # fmt: skip
+    assert cli.main(["run", str(cfg), "--quiet"]) == 0
+    capsys.readouterr()
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", no_space)
+    assert cli.main(["report", db]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("jaxtune: error: cannot write a file: No space left on device; the study file is unharmed")
+    assert "Traceback" not in err
+    savez = np.savez
+
+    def half_then_full(f, **arrays):
+        f.write(b"PK\x03\x04 half an archive")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", half_then_full)
+    out = tmp_path / "best.npz"
+    assert cli.main(["export", db, str(cfg), "--out", str(out)]) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "best.npz.part").exists()
+    monkeypatch.setattr(np, "savez", savez)
+    assert cli.main(["export", db, str(cfg), "--out", str(out)]) == 0 and out.exists()
+    assert len(jt.Result.load(db).trials) == 2

@@ -10,6 +10,7 @@ See :mod:`jaxtune.cli.config` for the config file.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -66,6 +67,10 @@ def _what_was_kept(args, stored: int) -> str:
             "stored: rerun the same command to start where the study stood")  # fmt: skip
 
 
+# Errors of the disk or the filesystem while writing an output file: said in one line, exit 1.
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
 def console() -> None:
     """The ``jaxtune`` console script: :func:`main`, then exit. After Ctrl-C or SIGTERM it exits at
     once: everything finished is stored (each chunk in its own committed transaction), and an
@@ -101,6 +106,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"jaxtune: error: {e}", file=sys.stderr)
         return 1 if isinstance(e, StorageFullError) else 2  # a full disk is no mistake in the command
+    except OSError as e:  # a file the command writes (a figure, a report, an export), not the study
+        if e.errno not in _DISK_ERRORS or os.environ.get("JAXTUNE_DEBUG"):
+            raise
+        name = f" ({e.filename})" if e.filename else ""
+        kept = ""
+        if args.command in ("run", "reseed", "bench"):
+            kept = f" ({_what_was_kept(args, Study.stored_in_process - stored_before)})"
+        print(f"jaxtune: error: cannot write a file{name}: {e.strerror}; the study file is unharmed{kept}",
+              file=sys.stderr)  # fmt: skip
+        return 1
     finally:
         signal_handled()
         sys.unraisablehook = hook

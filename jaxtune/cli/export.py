@@ -27,7 +27,8 @@ def _trial(result, which: str | None, storage: str):
 
 
 def _write_state(out: str, state) -> list:
-    """Writes ``state``'s leaves to ``out`` (.npz, one array per tree path); returns the leaves."""
+    """Writes ``state``'s leaves to ``out`` (.npz, one array per tree path); returns the leaves.
+    The file appears whole or not at all (written beside it, then renamed)."""
     import jax
     import numpy as np
 
@@ -35,7 +36,14 @@ def _write_state(out: str, state) -> list:
 
     leaves = jax.tree_util.tree_flatten_with_path(state)[0]
     make_parent("--out", out)
-    np.savez(out, **{jax.tree_util.keystr(path): host_leaf(leaf) for path, leaf in leaves})
+    part = f"{out}.part"
+    try:
+        with open(part, "wb") as f:
+            np.savez(f, **{jax.tree_util.keystr(path): host_leaf(leaf) for path, leaf in leaves})
+        os.replace(part, out)
+    finally:
+        if os.path.exists(part):
+            os.remove(part)
     return leaves
 
 
