@@ -239,12 +239,22 @@ class Babysitter:
         return [(n["step"], n["event"]) for n in self.path(node) if n["event"] != "train"]
 
     def train(self, segments: int = 1) -> dict[str, float]:
-        """Trains ``segments`` more segments with the current hyperparameters; the metrics after them."""
-        check_int("segments", segments)
+        """Trains ``segments`` more segments with the current hyperparameters; the metrics after them.
+        Each segment is stored as it ends (Ctrl-C keeps every finished one)."""
+        self._check_segments(segments)
         for metrics, pop in self._train([self.hp], self._state_of(self.head), segments):
             node = self._node(self.head, self.step + self.segment, "train", self.hp, metrics[0], 1, 0)
             self._record([node], pop, [0], head=node["id"])
         return self.metrics
+
+    def _check_segments(self, segments: int) -> None:
+        """Refuses a number of segments that is not an int >= 1, or that would take the step count
+        past what a training state's int32 step counter holds."""
+        check_int("segments", segments)
+        most = (MAX_STEP - self.step) // self.segment
+        if segments > most:
+            raise InputError(f"segments must be at most {most} from step {self.step} ({self.segment} steps each: "
+                             f"step counters are int32), got {segments}")  # fmt: skip
 
     def set(self, **changes: Any) -> dict[str, Any]:
         """Changes traced hyperparameters from the current step on (recorded as an event); returns
@@ -281,7 +291,7 @@ class Babysitter:
         """Trains K edits of the current configuration side by side from the current state (K
         lanes of one program) for ``segments`` segments. Returns ``{label: metrics}``; the branches
         stay in the tree, and :meth:`adopt` makes one of them the current path."""
-        check_int("segments", segments)
+        self._check_segments(segments)
         count = len(edits)
         if not count or count > len(LABELS):  # (zip would drop edits past the last label)
             raise InputError(f"fork: give 1 to {len(LABELS)} edits, got {count}")
@@ -390,6 +400,10 @@ class Babysitter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# The most steps a session trains: optimizer and schedule step counters are int32.
+MAX_STEP = 2**31 - 1
 
 
 def babysit(objective: Any, space: Space, hp: Mapping[str, Any] | None = None, **options: Any) -> Babysitter:

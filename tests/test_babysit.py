@@ -132,6 +132,11 @@ def bad_edits(sitter, trainer):
         sitter.fork({"no good": {"lr": 0.1}})
     with pytest.raises(InputError, match="segment"):
         Babysitter(trainer, SPACE, segment=0)
+    for segments in (10**20, 2**31):  # past an int32 step counter: refused, not trained for ever
+        with pytest.raises(InputError, match=f"segments must be at most .* step counters are int32\\), got {segments}"):
+            sitter.train(segments)
+        with pytest.raises(InputError, match="step counters are int32"):
+            sitter.fork([{"lr": 0.1}], segments)
     assert len(sitter.nodes) == 1
 
 
