@@ -154,8 +154,23 @@ def _refuse_held_out(c: Constraint, read) -> None:
         )
 
 
-def feasible(constraints: Sequence[Constraint], params: Mapping[str, Any], metrics: Mapping[str, float]) -> bool:
-    """Whether a trial respects every constraint (a trial with a non-finite metric is judged diverged instead)."""
+def feasible(
+    constraints: Sequence[Constraint], params: Mapping[str, Any], metrics: Mapping[str, float], trial: str = "a trial"
+) -> bool:
+    """Whether a trial respects every constraint (a trial with a non-finite metric is judged diverged instead).
+
+    Raises:
+      InputError: a constraint raised, or returned no bool, on this trial (``trial`` names it).
+    """
     if not constraints or not all(math.isfinite(v) for v in metrics.values()):
         return True
-    return all(c(params, metrics) for c in constraints)
+    for c in constraints:
+        try:
+            if not c(params, metrics):
+                return False
+        except Exception as e:  # the user's code, on values the example check did not meet
+            shown = ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v!r}" for k, v in {**params,
+                              **metrics}.items())  # fmt: skip
+            why = str(e) if isinstance(e, InputError) else f"raised {type(e).__name__}: {e}"
+            raise InputError(f"constraint {c.description!r} on {trial} ({shown}): {why}") from e
+    return True

@@ -116,3 +116,29 @@ def test_check_constraints_takes_one_or_a_list():
     assert check_constraints(None, params, metrics) == ()
     with pytest.raises(InputTypeError):
         check_constraints({"loss": 1}, params, metrics)
+
+
+def test_a_constraint_that_raises_on_a_trial_keeps_the_rest_of_its_chunk(tmp_path):
+    """A constraint that passes the example check but raises on some trial stops the sweep with one
+    error naming the constraint, the trial and the exception; the chunk's other trials are stored,
+    and once the constraint is fixed a rerun trains only the trials it could not judge."""
+    db = str(tmp_path / "s.db")
+
+    def judge(p, m):
+        if p["x"] > 0.8:
+            raise ZeroDivisionError("x past 0.8")
+        return m["risk"] < 0.5
+
+    kw = dict(trials=16, rounds=1, metric="loss", storage=db, progress=False, study="s")
+    with pytest.raises(jt.InputError, match=r"constraint '.*judge' on trial \(round 0, slot \d+\) \(x=.*, risk=.*\): "
+                       r"raised ZeroDivisionError: x past 0.8; the \d+ other trials of its chunk are stored"):  # fmt: skip
+        jt.tune(objective, XY, constraints=[judge], **kw)
+    stored = jt.Result.load(db).trials
+    assert 0 < len(stored) < 16 and all(t["params"]["x"] <= 0.8 for t in stored)
+
+    def judge(p, m):  # noqa: F811  (fixed, under the same name: the same study)
+        return m["risk"] < 0.5
+
+    done = jt.tune(objective, XY, constraints=[judge], **kw)
+    assert len(done.trials) == 16 and [t["params"] for t in done.trials if (t["round"], t["slot"]) in
+                                       {(s["round"], s["slot"]) for s in stored}] == [s["params"] for s in stored]  # fmt: skip

@@ -143,7 +143,8 @@ class _Bracket:
         ok = np.ones(len(self.alive), bool)
         for lane, slot in enumerate(self.alive if args.constraints else ()):
             m = {n: float(v[lane]) for n, v in metrics.items()}
-            ok[lane] = feasible(args.constraints, run.full(self.params[slot], self.u[slot], budget)[0], m)
+            where = f"configuration {slot} of the bracket at round {self.first}"
+            ok[lane] = feasible(args.constraints, run.full(self.params[slot], self.u[slot], budget)[0], m, where)
         score[~ok] = np.inf  # an infeasible trial is not promoted
         keep = np.zeros(len(self.alive), bool)
         if not last:

@@ -137,8 +137,10 @@ class _Seeds:
 
 
 def _records(r, done, params, u, metric: str, args: Arguments):
-    """Records (and learning-curve points) of the configurations of round ``r`` that ``done`` completes."""
-    rows, points = [], []
+    """Records (and learning-curve points) of the configurations of round ``r`` that ``done``
+    completes, and the first error of a constraint that could not judge one (that configuration
+    is left out, to be trained again once the constraint is fixed; the others are stored)."""
+    rows, points, error = [], [], None
     for (i, seeds, curves), p in zip(done, params):
         steps, one = curves.get("step"), len(seeds) == 1
         # A configuration's curves: its seeds' means at every step, and the selection metric's
@@ -150,12 +152,16 @@ def _records(r, done, params, u, metric: str, args: Arguments):
             curve = [float(x) for x in values[0]] if one else [
                 aggregate(values[:, c], args.aggregate, args.mode) for c in range(values.shape[1])]  # fmt: skip
         m = seeds[0] if one else {n: float(np.mean([s[n] for s in seeds])) for n in seeds[0]}
-        ok = feasible(args.constraints, p, m)
+        try:
+            ok = feasible(args.constraints, p, m, f"trial (round {r}, slot {i})")
+        except InputError as e:
+            error = error or e
+            continue
         rows.append(trial_record(r, i, p, u[i], m, metric, args.mode, args.select, curve, feasible=ok,
                                  seeds=() if one else seeds, how=args.aggregate))  # fmt: skip
         for c in range(0 if steps is None else steps.shape[1]):
             points.append((r, int(i), int(steps[0, c]), {n: float(v[c]) for n, v in means.items()}))
-    return rows, points
+    return rows, points, error
 
 
 def _run_round(
@@ -195,7 +201,11 @@ def _run_round(
             done = seeds.add(idx, metrics, curves)
             configs = np.asarray([i for i, _, _ in done], np.int64)
             params = space.to_python({n: np.asarray(v)[configs] for n, v in hp.items()})
-            study.write(*_records(r, done, params, u_np, metric, args))
+            rows, points, error = _records(r, done, params, u_np, metric, args)
+            study.write(rows, points)
+            if error is not None:  # the chunk's other trials are stored
+                raise InputError(f"{error}; the {len(rows)} other trials of its chunk are stored: fix the constraint "
+                                 "and rerun to resume") from error.__cause__  # fmt: skip
             if chunks is not None:
                 chunks.update(len(idx), executor.compiles)
             if args.past_deadline() and not all((r, s) in study.done for s in missing):
