@@ -27,6 +27,7 @@ from jaxtune.priorities import Importance as Importance
 from jaxtune.priorities import importance
 from jaxtune.reseeding import reseed
 from jaxtune.result import Result
+from jaxtune.settings import configure
 from jaxtune.space import Choice, Float, Int, Masked, Space
 from jaxtune.storage import Storage as Storage
 from jaxtune.storage import StudyMismatchError
@@ -64,6 +65,7 @@ __all__ = [
     "babysit",
     "reseed",
     "use_cpu_cores",
+    "configure",
     # errors about the input
     "JaxtuneError",
     "InputError",

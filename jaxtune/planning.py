@@ -167,7 +167,7 @@ def _measure_whole(executor: Executor, bucket, width: int, ndev: int):
     dyn = [n for n in executor.space.names if n not in executor.space.static_names]
     hp = {n: np.asarray(v) for n, v in _hp(executor.space, width).items() if n in dyn}
     keys = np.asarray(jax.random.key_data(jax.random.split(jax.random.key(0), width)))
-    inputs = executor.placement.put((hp, keys), ndev)
+    inputs = executor.placement.put((hp, keys, np.ones(width, bool)), ndev)
     _timed(compiled, *inputs)  # warm-up
     run_s = min(_timed(compiled, *inputs)[0] for _ in range(2))
     return Measurement(width, compile_s, bytes_needed(compiled), run_s)

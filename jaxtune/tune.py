@@ -33,6 +33,7 @@ from jaxtune.progress import RoundReport, print_round
 from jaxtune.records import AGGREGATES, MODES, SELECT, tie_break_spec
 from jaxtune.result import Result
 from jaxtune.schedulers import is_scheduler
+from jaxtune.settings import enable_compile_cache
 from jaxtune.space import Space
 from jaxtune.storage import Storage
 from jaxtune.strategies.base import Strategy, describe, make_strategy
@@ -306,6 +307,7 @@ def tune(
         population_driver.check(objective, space, strategy)
     if hasattr(objective, "validate_space"):
         objective.validate_space(space)
+    enable_compile_cache(say=args.verbose)  # before the first program: a later run loads it
     executor = Executor(objective, space, max_batch=max_batch, vmap_width=vmap_width)
     first = executor.first_bucket()
     names = [n for n in executor.output_shapes(first) if n != CURVES]
@@ -337,6 +339,8 @@ def tune(
 def timing_line(timing: dict[str, float]) -> str:
     """Where a study's wall time went, in one line (``Result.timing``)."""
     w = max(timing["wall_s"], 1e-9)
+    n, cached = timing.get("programs", 0), timing.get("cached", 0)
+    programs = f"{n} program{'s' if n != 1 else ''}" + (f" ({cached} from the cache)" if cached else "")
     return (f"{timing['wall_s']:.1f} s: trial programs {100 * timing['trials_s'] / w:.1f}%, compiling "
-            f"{100 * timing['compile_s'] / w:.1f}%, host {100 * timing['host_share']:.1f}% (storage, strategy, "
-            "transfers, Python)")  # fmt: skip
+            f"{100 * timing['compile_s'] / w:.1f}% ({programs}, {timing['compile_s']:.1f} s), host "
+            f"{100 * timing['host_share']:.1f}% (storage, strategy, transfers, Python)")  # fmt: skip

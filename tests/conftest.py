@@ -39,6 +39,14 @@ def key():
     return jax.random.key(0)
 
 
+@pytest.fixture
+def no_sharing():
+    """Each masked bucket its own program (jt.configure(share_programs=False)) for the test."""
+    jt.configure(share_programs=False)
+    yield
+    jt.configure(share_programs=True)
+
+
 SPACE = jt.Space(
     {"lr": jt.Float(1e-3, 1.0, scale="log"), "b1": jt.Float(0.5, 0.99, scale="reverse_log"), "n": jt.Int(1, 3)}
 )

@@ -25,7 +25,7 @@ LAYERS = [
     ["jaxtune.train", "jaxtune.layers", "jaxtune.schedules"],
     ["jaxtune.execute", "jaxtune.strategies", "jaxtune.schedulers"],
     ["jaxtune.space", "jaxtune.params", "jaxtune.hyperparameters", "jaxtune.keys"],
-    ["jaxtune._checks", "jaxtune._trees", "jaxtune.errors"],
+    ["jaxtune._checks", "jaxtune._trees", "jaxtune.errors", "jaxtune.settings"],
 ]
 
 

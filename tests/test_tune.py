@@ -169,7 +169,7 @@ def test_what_the_objective_reads_is_checked_against_the_space(capsys):
     assert "at the objective's defaults: c=0.5" in capsys.readouterr().err
 
 
-def test_the_compiling_line_counts_add_up_to_the_rounds_trials(capsys):
+def test_the_compiling_line_counts_add_up_to_the_rounds_trials(capsys, no_sharing):
     def objective(hp, key):  # a masked width: a program per power-of-two bucket
         return {"loss": hp["lr"] * hp["w"].value}
 

@@ -68,7 +68,6 @@ _PARAM_KEYS = {
     "int": ("low", "high", "scale", "static", "masked", "when"),
     "choice": ("values", "static", "when"),
 }
-CACHE_ENV = "JAXTUNE_CACHE_DIR"
 CPU_DEVICES_ENV = "JAXTUNE_CPU_DEVICES"
 
 
@@ -301,16 +300,11 @@ def every_parameter_read(task: str):
 
 
 def enable_compile_cache() -> None:
-    """Enables JAX's persistent compilation cache (``JAXTUNE_CACHE_DIR``; ``none`` turns it off)."""
-    # A rerun (or a resumed sweep) then loads compiled programs instead of compiling them again.
-    path = os.environ.get(CACHE_ENV, os.path.join(os.path.expanduser("~"), ".cache", "jaxtune", "xla"))
-    if path.lower() in ("", "0", "none", "off"):
-        return
-    import jax
+    """Enables JAX's persistent compilation cache (``JAXTUNE_CACHE_DIR``; ``none`` turns it off):
+    a rerun (or a resumed sweep) loads compiled programs instead of compiling them again."""
+    from jaxtune.settings import enable_compile_cache as enable
 
-    os.makedirs(path, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", path)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    enable()
 
 
 def cpu_devices() -> int | None:

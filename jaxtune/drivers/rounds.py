@@ -186,9 +186,11 @@ def _run_round(
             )
     missing = np.asarray([s for s in np.flatnonzero(valid) if s not in stored], dtype=np.int64)
     t0 = time.perf_counter()
-    if missing.size:
-        k = args.seeds  # each configuration's seeds are lanes of the same batch
-        lanes_hp = hp if k == 1 else {n: jnp.repeat(v, k, axis=0) for n, v in hp.items()}
+    k = args.seeds  # each configuration's seeds are lanes of the same batch
+    lanes_hp = hp if k == 1 else {n: jnp.repeat(v, k, axis=0) for n, v in hp.items()}
+    if not missing.size:  # stored: its programs are still the study's (what later rounds share)
+        executor.share(lanes_hp)
+    else:
         lanes = (missing[:, None] * k + np.arange(k)).ravel()
         seeds = _Seeds(k)
         if args.verbose:

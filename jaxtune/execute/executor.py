@@ -27,11 +27,13 @@ import numpy as np
 
 from jaxtune._checks import check_int, round_up
 from jaxtune.errors import InputError, InputTypeError
+from jaxtune.execute import sharing
 from jaxtune.execute.placement import Placement
-from jaxtune.execute.platform import default_compiler_options, default_vmap_width, program_budget
+from jaxtune.execute.platform import default_compiler_options, default_vmap_width, matmul_flops, program_budget
 from jaxtune.execute.programs import Programs, is_out_of_memory
 from jaxtune.execute.timing import CLOCK
 from jaxtune.execute.trial import CURVES, Trial
+from jaxtune.settings import settings
 from jaxtune.space import Space
 
 __all__ = ["Executor"]
@@ -87,6 +89,8 @@ class Executor:
             raise InputError(f"vmap_width must be an int >= 1, None or 'auto', got {vmap_width!r}")
         self.vmap_width = vmap_width if vmap_width == "auto" else check_int("vmap_width", vmap_width, none=True)
         self._widths: dict[tuple, int | None] = {}
+        self._flop_counts: dict[tuple, float] = {}
+        self._hosts: list[tuple] = []  # buckets with a program, in the order batches chose them (sharing.hosts)
         if compiler_options == "auto":
             compiler_options = default_compiler_options(self.placement.devices[0])
         if not isinstance(compiler_options, Mapping):
@@ -182,10 +186,33 @@ class Executor:
         return out
 
     def _buckets(self, hp_np: Mapping[str, np.ndarray], only: np.ndarray | None) -> dict[tuple, np.ndarray]:
+        """The batch's trials by the bucket whose program runs them (after :func:`sharing.hosts`,
+        chosen from the whole batch: ``only`` a part of it runs as it would in the whole)."""
         buckets = self.trial.buckets(hp_np)
+        if self.space.masked_names and settings().share_programs:
+            to = sharing.hosts({b: idx.size for b, idx in buckets.items()}, self._flops, self.placement.platform,
+                               len(self.space.static_names), self._hosts)  # fmt: skip
+            self._hosts.extend(h for h in dict.fromkeys(to.values()) if h not in self._hosts)
+            merged: dict[tuple, list[np.ndarray]] = {}
+            for b, idx in buckets.items():
+                merged.setdefault(to[b], []).append(idx)
+            buckets = {h: np.sort(np.concatenate(parts)) for h, parts in merged.items()}
         if only is not None:
             buckets = {k: idx[np.isin(idx, only)] for k, idx in buckets.items()}
         return {k: idx for k, idx in buckets.items() if idx.size}
+
+    def share(self, hp: Mapping[str, Any]) -> None:
+        """Records which programs a batch runs on (:func:`sharing.hosts`) without running it: a
+        driver tells the executor every batch of a study in order, a stored one too, so a
+        resumed study's later batches share programs as the uninterrupted study's did."""
+        self._buckets({n: np.asarray(v) for n, v in jax.device_get(dict(hp)).items()}, None)
+
+    def _flops(self, bucket: tuple) -> float:
+        """Matrix-product flops of one trial of ``bucket`` (traced once)."""
+        if bucket not in self._flop_counts:
+            self.output_shapes(bucket)  # traced and checked first: a bad objective fails with its own error
+            self._flop_counts[bucket] = matmul_flops(self.trial.jaxpr(bucket))[0]
+        return self._flop_counts[bucket]
 
     def run(
         self, hp: Mapping[str, Any], keys: jax.Array, *, only: np.ndarray | None = None, group: int = 1
@@ -227,7 +254,8 @@ class Executor:
             lanes = np.concatenate([part, np.full(width - part.size, part[-1])])  # padded with a real trial
             try:
                 program = self.programs.get(bucket, width, ndev)
-                inputs = self.placement.put(({n: hp_np[n][lanes] for n in dyn_names}, key_data[lanes]), ndev)
+                live = np.arange(width) < part.size  # padded lanes: skipped where trials run in sequence
+                inputs = self.placement.put(({n: hp_np[n][lanes] for n in dyn_names}, key_data[lanes], live), ndev)
                 with CLOCK.count("trials_s"):  # to the results on the host
                     out = jax.device_get(program(*inputs))
             except Exception as e:

@@ -10,12 +10,14 @@ import atexit
 import concurrent.futures
 import math
 import os
+import threading
 import warnings
 from typing import Any
 
 import jax
 
 from jaxtune._checks import check_int
+from jaxtune.execute.timing import CLOCK
 
 __all__ = [
     "COMPILER_OPTIONS",
@@ -193,6 +195,35 @@ def _compile_pool() -> concurrent.futures.ThreadPoolExecutor:
     return _POOL
 
 
-def compile_async(lowered: jax.stages.Lowered, compiler_options: dict[str, Any]) -> concurrent.futures.Future:
-    """Compiles ``lowered`` on a worker thread (XLA releases the GIL); a future of the executable."""
-    return _compile_pool().submit(lowered.compile, compiler_options=compiler_options or None)
+_COMPILING = threading.local()  # set on a worker thread while it compiles a trial program
+
+
+def _on_jax_event(event: str, **kwargs: Any) -> None:
+    if event == "/jax/compilation_cache/cache_hits" and getattr(_COMPILING, "program", False):
+        CLOCK.cached += 1
+
+
+def _compile(lowered: jax.stages.Lowered, compiler_options: dict[str, Any], program: bool):
+    _COMPILING.program = program
+    try:
+        return lowered.compile(compiler_options=compiler_options or None)
+    finally:
+        _COMPILING.program = False
+
+
+def compile_async(
+    lowered: jax.stages.Lowered, compiler_options: dict[str, Any], program: bool = False
+) -> concurrent.futures.Future:
+    """Compiles ``lowered`` on a worker thread (XLA releases the GIL); a future of the executable.
+    A trial ``program`` (trials, or a population's init, segment or mix) is counted in
+    :data:`~jaxtune.execute.timing.CLOCK`: ``programs``, and ``cached`` when JAX's persistent
+    cache had it (a strategy's or scheduler's small programs are not)."""
+    global _LISTENING
+    if not _LISTENING:
+        jax.monitoring.register_event_listener(_on_jax_event)
+        _LISTENING = True
+    CLOCK.programs += program
+    return _compile_pool().submit(_compile, lowered, compiler_options, program)
+
+
+_LISTENING = False

@@ -13,11 +13,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
-from jaxtune._checks import next_pow2, round_up
+from jaxtune._checks import round_up
 from jaxtune.execute.placement import Placement
 from jaxtune.execute.platform import compile_async
 from jaxtune.execute.timing import CLOCK
+from jaxtune.settings import enable_compile_cache
 
 __all__ = ["PROBE_WIDTH", "ProgramCache", "Programs", "TooBig", "batched"]
 
@@ -62,24 +64,58 @@ def over_leading_axis(fn: Callable, n: int, vmap_width: int | None) -> Callable:
     return in_sequence
 
 
-def batched(single: Callable, width: int, ndev: int, vmap_width: int | None) -> Callable:
-    """``single(hp, key)`` for one trial made into ``(hp[width], key_data[width]) -> metrics[width]``.
+def over_live_lanes(fn: Callable, n: int, vmap_width: int | None) -> Callable:
+    """``fn`` of one item made into ``(live[n], *args[n]) -> outputs[n]``, as :func:`over_leading_axis`
+    arranges it, where a group of items (one item with ``vmap_width=1``) none of whose ``live``
+    flags is set is skipped (a ``lax.cond`` inside the sequence: no compute; its outputs are
+    zeros). So a program as wide as a round's batch runs a chunk of any size at the cost of its
+    live items' groups, and one program serves every chunk. A single vmap of every item
+    (``vmap_width`` None, as on GPUs) computes padded items alongside the live ones.
+    """
+    if vmap_width is None or vmap_width >= n:
+        whole = jax.vmap(fn)
+        return lambda live, *args: whole(*args)
+    g = vmap_width
+    body = fn if g == 1 else jax.vmap(fn)
 
-    Each device runs ``width // ndev`` trials: one trial alone, or all of them
-    (:func:`over_leading_axis`), in one program.
+    def group(item):
+        live, args = item
+        shapes = jax.eval_shape(body, *args)
+        skipped = lambda a: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)  # noqa: E731
+        return jax.lax.cond(jnp.any(live), lambda a: body(*a), skipped, args)
+
+    def in_groups(live, *args):
+        m = n - n % g  # whole groups; the rest, fewer than a group, one more group after them
+        lead = (m // g,) if g == 1 else (m // g, g)
+        out = jax.lax.map(group, jax.tree.map(lambda a: a[:m].reshape(*lead, *a.shape[1:]), (live, args)))
+        out = jax.tree.map(lambda a: a.reshape(m, *a.shape[len(lead) :]), out)
+        if m == n:
+            return out
+        rest = jax.vmap(fn)(*jax.tree.map(lambda a: a[m:], args))
+        return jax.tree.map(lambda a, b: jnp.concatenate([a, b]), out, rest)
+
+    return in_groups
+
+
+def batched(single: Callable, width: int, ndev: int, vmap_width: int | None) -> Callable:
+    """``single(hp, key)`` for one trial made into ``(hp[width], key_data[width], live[width]) ->
+    metrics[width]``.
+
+    Each device runs ``width // ndev`` trials: one trial alone, or all of them, groups with no
+    live trial skipped (:func:`over_live_lanes`), in one program.
     """
     local = width // ndev  # trials each device runs
     if local == 1:
         # A vmap of one trial still batches every matmul, which XLA:CPU runs slower than
         # plain ones: run the trial itself and add the trial axis afterwards.
-        def over_trials(hp, keys):
+        def over_trials(live, hp, keys):
             out = single(jax.tree.map(lambda v: v[0], hp), keys[0])
             return jax.tree.map(lambda v: v[None], out)
     else:
-        over_trials = over_leading_axis(single, local, vmap_width)
+        over_trials = over_live_lanes(single, local, vmap_width)
 
-    def program(hp, key_data):  # keys travel as raw uint32 data: every host can build its shard
-        return over_trials(hp, jax.random.wrap_key_data(key_data))
+    def program(hp, key_data, live):  # keys travel as raw uint32 data: every host can build its shard
+        return over_trials(live, hp, jax.random.wrap_key_data(key_data))
 
     return program
 
@@ -96,6 +132,7 @@ class ProgramCache:
     """
 
     def __init__(self, compiler_options: dict[str, Any], budget: int | None):
+        enable_compile_cache()  # (once per process; see jaxtune.settings)
         self.compiler_options = compiler_options
         self.budget = budget
         self.compiles = 0
@@ -106,7 +143,7 @@ class ProgramCache:
         """Starts compiling program ``key`` (``lower()`` traces and lowers it), unless it exists."""
         if key not in self.futures:
             with CLOCK.count("compile_s"):  # tracing and lowering (XLA compiles on a worker thread)
-                self.futures[key] = compile_async(lower(), self.compiler_options)
+                self.futures[key] = compile_async(lower(), self.compiler_options, program=True)
             self.compiles += 1
 
     def need(self, key: Any, lower: Callable[[], jax.stages.Lowered]) -> int | None:
@@ -187,6 +224,7 @@ class Programs:
         hp_spec = {n: jax.ShapeDtypeStruct((width,), s.dtype, sharding=sharding) for n, s in self.hp_example().items()}
         key_data = jax.eval_shape(lambda: jax.random.key_data(jax.random.split(jax.random.key(0), width)))
         key_spec = jax.ShapeDtypeStruct(key_data.shape, key_data.dtype, sharding=sharding)
+        live_spec = jax.ShapeDtypeStruct((width,), bool, sharding=sharding)
         program = batched(self.single(bucket), width, ndev, self.vmap_width(bucket))
         out_sharding = sharding
         if ndev > 1:
@@ -198,7 +236,7 @@ class Programs:
                 program, mesh=sharding.mesh, in_specs=sharding.spec, out_specs=sharding.spec, check_vma=False
             )
             out_sharding = self.placement.sharding(ndev, replicated=True)
-        return jax.jit(program, out_shardings=out_sharding).lower(hp_spec, key_spec)
+        return jax.jit(program, out_shardings=out_sharding).lower(hp_spec, key_spec, live_spec)
 
     def compile_async(self, lowered: jax.stages.Lowered) -> concurrent.futures.Future:
         """Compiles ``lowered`` with these options on a worker thread; a future of the executable."""
@@ -235,20 +273,22 @@ class Programs:
         return self.caps.get(bucket, self.max_batch or total)
 
     def halve(self, bucket: tuple, width: int, ndev: int) -> int:
-        """Halves ``bucket``'s cap after its ``width``-trial program ran out of memory; the new cap."""
-        self.caps[bucket] = round_up(max(1, width // 2), ndev)
+        """Halves ``bucket``'s cap after its ``width``-trial program ran out of memory (to the power
+        of two below ``width``: 24 -> 16 -> 8); the new cap."""
+        self.caps[bucket] = round_up(1 << max(0, (width - 1).bit_length() - 1), ndev)
         return self.caps[bucket]
 
     def width(self, bucket: tuple, n: int, total: int, ndev: int) -> int:
         """The program width for the next ``n`` trials of ``bucket`` in a batch of ``total``.
 
-        Widths come from a small fixed set (powers of two, the full batch, the chunk cap), so
-        later rounds reuse the programs compiled for earlier ones. With several devices the
-        width is a multiple of their number: each holds the same share of trials.
+        One width per bucket and batch size, whatever ``n``: the batch (or the chunk cap, if
+        smaller), so every chunk and every round of a study runs on one program, a chunk's
+        padded lanes skipped where trials run in sequence (:func:`over_live_lanes`). With several
+        devices the width is a multiple of their number: each holds the same share of trials.
         """
         total = round_up(total, ndev)
         cap = self.cap(bucket, total)
-        return round_up(min(next_pow2(min(n, cap)), total, cap), ndev)
+        return round_up(min(total, cap), ndev)
 
     def size_by_probe(self, bucket: tuple, n: int, total: int, ndev: int) -> None:
         """Caps a wide bucket's chunk from a narrow probe program's memory use (see :data:`PROBE_WIDTH`)."""

@@ -11,7 +11,7 @@ Example:
   >>> with t.count("trials_s"):
   ...     pass
   >>> sorted(t.since(Timing(), wall=1.0))
-  ['compile_s', 'host_s', 'host_share', 'trials_s', 'wall_s']
+  ['cached', 'compile_s', 'host_s', 'host_share', 'programs', 'trials_s', 'wall_s']
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ class Timing:
 
     trials_s: float = 0.0
     compile_s: float = 0.0
+    programs: int = 0  # trial programs compiled (or loaded from JAX's persistent cache)
+    cached: int = 0  # of those, loaded from the persistent cache
 
     @contextlib.contextmanager
     def count(self, what: str) -> Iterator[None]:
@@ -47,11 +49,13 @@ class Timing:
 
     def since(self, start: Timing, wall: float) -> dict[str, float]:
         """The split of ``wall`` seconds since snapshot ``start``: ``wall_s``, ``trials_s``,
-        ``compile_s``, ``host_s`` (the rest) and ``host_share`` (``host_s / wall_s``)."""
+        ``compile_s``, ``host_s`` (the rest) and ``host_share`` (``host_s / wall_s``); and the
+        trial ``programs`` compiled, ``cached`` of them loaded from JAX's persistent cache."""
         trials, compiling = self.trials_s - start.trials_s, self.compile_s - start.compile_s
         host = max(wall - trials - compiling, 0.0)
         return {"wall_s": wall, "trials_s": trials, "compile_s": compiling, "host_s": host,
-                "host_share": host / wall if wall > 0 else 0.0}  # fmt: skip
+                "host_share": host / wall if wall > 0 else 0.0, "programs": self.programs - start.programs,
+                "cached": self.cached - start.cached}  # fmt: skip
 
 
 CLOCK = Timing()  # this process's: every executor and population adds to it
