@@ -22,13 +22,15 @@ if [ "$SMOKE" = 1 ]; then
   # Sizes of each part: tiny here, the real ones below.
   TP_NS=1,8 TP_STEPS=50 RF_NS=1,8 RF_STEPS=20 CNN_NS=8 CNN_STEPS=40 C2_N=8 C2_STEPS=20
   POP_LANES=16 POP_STEPS=40 LANE_COUNTS=16 LANE_STEPS=300 SCALE_TRIALS=2000 SCALE_STEPS=20
-  TESTS="tests/test_layers.py"
+  TESTS="tests/test_layers.py tests/test_sharing.py"
+  CP_STEPS=60 CP_TRIALS=8
 else
   OUT=${OUT:-/tmp/gpu_results}
   TP_NS=1,8,64,256,1024,4096 TP_STEPS=1000 RF_NS=1,64,512,4096 RF_STEPS=500 CNN_NS=64,256 CNN_STEPS=1000
   C2_N=256 C2_STEPS=500 POP_LANES=1024 POP_STEPS=1000 LANE_COUNTS=256,1024,4096 LANE_STEPS=500
   SCALE_TRIALS=100000 SCALE_STEPS=1000
-  TESTS="tests/test_execute.py tests/test_train.py tests/test_layers.py tests/test_tasks.py"
+  TESTS="tests/test_execute.py tests/test_train.py tests/test_layers.py tests/test_tasks.py tests/test_sharing.py"
+  CP_STEPS=900 CP_TRIALS=32
 fi
 mkdir -p benchmarks/data
 if [ ! -f "$JAXTUNE_MNIST1D_NPZ" ]; then  # here (not on the GPU machine, which lacks mnist1d): make it
@@ -42,6 +44,10 @@ mkdir -p "$OUT"
   nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null || echo "no nvidia-smi: $($PY -c 'import jax; print(jax.devices())')"
   # GPU-relevant tests (equalities are checked in full float32: tests/conftest.py).
   timeout 150 $PY -m pytest -q -p no:cacheprovider $TESTS 2>&1 | tail -15 || echo "gpu_check: FAILED tests"
+  # Programs compiled and their seconds per driver (a masked-width sweep, Hyperband, PBT), from
+  # nothing and from the persistent cache: a GPU's compile is slow and its training fast.
+  $PY benchmarks/compiles.py --steps $CP_STEPS --trials $CP_TRIALS --out "$OUT/compiles_gpu.json" 2>&1 | tail -7 \
+    || echo "gpu_check: FAILED compiles"
   # Every method in a fresh process, on the same device with the same options.
   $PY benchmarks/throughput.py --ns $TP_NS --steps $TP_STEPS --seq-max 64 --naive-max 8 \
     --methods jaxtune,handwritten,sequential --data "$JAXTUNE_MNIST1D_NPZ" --out "$OUT/throughput_gpu.json" \

@@ -384,7 +384,11 @@ class MaskedLinear(nnx.Module):
     """A dense layer whose input and/or output width may be :class:`~jaxtune.space.Masked`.
 
     With plain ints it is an ordinary dense layer. The kernel is LeCun-normal with the *live*
-    fan-in, as ``nnx.Linear`` of the live width would draw it; bias starts at zero.
+    fan-in, as ``nnx.Linear`` of the live width would draw it; bias starts at zero. Its live
+    block does not depend on the bucket: row ``i`` is drawn from its own key, and a row's first
+    entries are the same however long it is (JAX's partitionable threefry), so a trial computes
+    the same model in any bucket that holds its width (the programs a study shares,
+    :mod:`jaxtune.execute.sharing`).
 
     Args:
       in_features: input width, an int or ``Masked(value, size)``.
@@ -405,7 +409,9 @@ class MaskedLinear(nnx.Module):
         out_size, out_live = _width(out_features)
         # lecun_normal = truncated normal on [-2, 2] with variance 1 / fan_in (after its rescaling).
         std = jnp.sqrt(1.0 / jnp.asarray(in_live, jnp.float32)) / 0.87962566103423978
-        self.kernel = nnx.Param(jax.random.truncated_normal(rngs.params(), -2.0, 2.0, (in_size, out_size)) * std)
+        rows = jax.vmap(lambda i, key: jax.random.truncated_normal(jax.random.fold_in(key, i), -2.0, 2.0, (out_size,)),
+                        in_axes=(0, None))  # fmt: skip
+        self.kernel = nnx.Param(rows(jnp.arange(in_size), rngs.params()) * std)
         self.bias = nnx.Param(nnx.initializers.zeros(rngs.params(), (out_size,)))  # key drawn as nnx.Linear does
         self.in_live = MaskSize(jnp.asarray(in_live, jnp.int32))
         self.out_live = MaskSize(jnp.asarray(out_live, jnp.int32))

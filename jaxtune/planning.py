@@ -69,11 +69,12 @@ class Plan:
     trials: int
     rounds: int
     round_s: float
-    compile_s: float
+    compile_s: float  # every program the sweep compiles (``programs`` of them)
     budget_s: float | None
     budget_trials: int | None
     recommendation: str  # "caviar" or "panda"
     advice: str
+    programs: int = 1  # trial programs the sweep compiles (its first round's, after program sharing)
 
     @property
     def trials_per_s(self) -> float:
@@ -104,7 +105,7 @@ class Plan:
         lines.append(
             f"a round of {self.trials} trials (width {self.width}): {_duration(self.round_s)} "
             f"({self.trials_per_s:.2f} trials/s); {self.rounds} rounds: {_duration(self.sweep_s)} "
-            f"with {_duration(self.compile_s)} of compiling"
+            f"with {_duration(self.compile_s)} of compiling ({self.programs} program{'s' * (self.programs != 1)})"
         )
         if self.budget_s is not None:
             lines.append(f"budget {_duration(self.budget_s)}: about {self.budget_trials:,} trials")
@@ -210,8 +211,8 @@ def plan(
     if budget is not None and not (isinstance(budget, (int, float)) and budget > 0):
         raise InputError(f"budget must be a positive number of seconds, got {budget!r}")
     executor = Executor(objective, space, max_batch=max_batch)
-    bucket = executor.first_bucket()
-    executor.trial.output_shapes(bucket)  # traces the objective once: a bad one fails here, before timing
+    executor.trial.output_shapes(executor.first_bucket())  # traces the objective once: a bad one fails here
+    programs, bucket = _programs(executor, space, trials)
     ndev = executor.placement.devices_for(trials)
     width = executor.programs.width(bucket, trials, round_up(trials, ndev), ndev)
     small = round_up(1, ndev)
@@ -242,6 +243,7 @@ def plan(
     chunks = math.ceil(trials / width)
     round_s = chunks * _chunk_s(measured, width)
     budget_trials = None
+    compile_s *= math.ceil(programs / _COMPILERS)  # each program about as long as the measured one
     if budget is not None:
         budget_trials = int(max(budget - compile_s, 0) / round_s * trials)
     recommendation, advice = _recommend(space, trials, rounds, width, fits, budget, budget_trials, round_s, compile_s)
@@ -263,7 +265,19 @@ def plan(
         budget_trials=budget_trials,
         recommendation=recommendation,
         advice=advice,
+        programs=programs,
     )
+
+
+_COMPILERS = 2  # programs compiled at once: a study's buckets compile on worker threads, XLA's CPU work each
+
+
+def _programs(executor: Executor, space: Space, trials: int) -> tuple[int, tuple]:
+    """The trial programs a sweep's first round compiles (a random batch of ``trials``, its buckets
+    after program sharing, as :meth:`Executor.plan` groups them), and the bucket most of its
+    trials run in (the one the plan times)."""
+    planned = executor.plan(space.sample(jax.random.key(0), trials))
+    return len(planned), max(planned, key=lambda p: (p[3], repr(p[0])))[0]
 
 
 def _memory(measured: list[Measurement], budget_bytes, width: int, ndev: int):

@@ -67,6 +67,9 @@ class TrialRecord(Mapping):
         ``"infeasible"`` (it breaks a constraint).
       seeds: with ``jt.tune(seeds=K)``, the final metrics of each of its K seeds (``metrics`` then
         holds their means, ``value`` their aggregate); empty for a trial of one seed.
+      program: the masked sizes of the program that ran it where they are larger than its own
+        power-of-two bucket (a larger bucket's program ran it: :mod:`jaxtune.execute.sharing`),
+        so a replay binds the same ones; empty otherwise. An attribute, not a mapping key.
     """
 
     round: int
@@ -77,6 +80,7 @@ class TrialRecord(Mapping):
     value: float
     status: str
     seeds: tuple[Mapping[str, float], ...] = ()
+    program: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     def __getitem__(self, name: str) -> Any:
         if name not in _FIELDS:
@@ -104,7 +108,7 @@ class TrialRecord(Mapping):
         return minimised(self.value, mode, self.status == "ok")
 
 
-_FIELDS = tuple(f.name for f in dataclasses.fields(TrialRecord))
+_FIELDS = tuple(f.name for f in dataclasses.fields(TrialRecord) if f.name != "program")
 
 
 def trial_record(
@@ -121,6 +125,7 @@ def trial_record(
     feasible: bool = True,
     seeds: Sequence[Mapping[str, float]] = (),
     how: str = "mean",
+    program: Mapping[str, int] | None = None,
 ) -> TrialRecord:
     """The one place a trial's record is made.
 
@@ -134,6 +139,7 @@ def trial_record(
       seeds: the final metrics of each seed of a configuration trained under several; ``metrics``
         is then ignored (their means are stored) and ``curve`` is the seeds' aggregated curve.
       how: how the seeds' values of ``metric`` make the trial's (see :func:`aggregate`).
+      program: the masked sizes of the program that ran it, where larger than its own bucket.
     """
     if status not in STATUSES:
         raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
@@ -155,6 +161,7 @@ def trial_record(
         value=float(value) if value is not None else math.nan,
         status=("infeasible" if not feasible else status) if ok else "diverged",
         seeds=seeds,
+        program={n: int(v) for n, v in (program or {}).items()},
     )
 
 

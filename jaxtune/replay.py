@@ -59,7 +59,8 @@ def replay_trial(objective, config: dict, chain: list[tuple[dict, int]], last_st
 def _bound(space, trial: dict, fidelity: str | None):
     """``(dynamic, bind)``: a trial's traced hyperparameters as arrays, and ``bind(dynamic)``, its
     hyperparameters as its sweep's program saw them: static values as Python values, masked
-    widths as :class:`~jaxtune.space.Masked` in their power-of-two bucket, the rest traced.
+    widths as :class:`~jaxtune.space.Masked` in the bucket of the program that ran it (its own
+    power-of-two bucket, or the larger one it shared: ``trial.program``), the rest traced.
 
     The static values and bucket sizes are closed over, so ``bind`` can run under ``jit``.
     """
@@ -70,7 +71,8 @@ def _bound(space, trial: dict, fidelity: str | None):
     params = {n: v for n, v in trial["params"].items() if n != fidelity}
     static, masked = set(space.static_names), set(space.masked_names)
     fixed = {n: v for n, v in params.items() if n in static}
-    sizes = {n: bucket_size(int(v)) for n, v in params.items() if n in masked}
+    ran = getattr(trial, "program", {})  # a larger bucket's program ran it (program sharing)
+    sizes = {n: int(ran.get(n, bucket_size(int(v)))) for n, v in params.items() if n in masked}
     dynamic = {n: jnp.asarray(v, jnp.int32 if isinstance(v, int) else jnp.float32)
                for n, v in params.items() if n not in static}  # fmt: skip
 

@@ -100,6 +100,13 @@ CREATE TABLE IF NOT EXISTS trial_seeds (
     metrics TEXT NOT NULL,
     PRIMARY KEY (study_id, round, slot, seed)
 );
+CREATE TABLE IF NOT EXISTS trial_programs (
+    study_id INTEGER NOT NULL REFERENCES studies(id),
+    round INTEGER NOT NULL,
+    slot INTEGER NOT NULL,
+    sizes TEXT NOT NULL,
+    PRIMARY KEY (study_id, round, slot)
+);
 """
 
 APPLICATION_ID = 0x4A54554E
@@ -113,6 +120,7 @@ TABLES = {
     "nodes": {"study_id", "id", "parent", "step", "event", "hp", "metrics", "width", "lane", "state"},
     "heads": {"study_id", "node"},
     "trial_seeds": {"study_id", "round", "slot", "seed", "metrics"},
+    "trial_programs": {"study_id", "round", "slot", "sizes"},
 }
 
 

@@ -298,6 +298,11 @@ class Storage:
              for k, m in enumerate(r.get("seeds", ()))],
         )  # fmt: skip
         self.conn.executemany(
+            "INSERT OR REPLACE INTO trial_programs (study_id, round, slot, sizes) VALUES (?, ?, ?, ?)",
+            [(study_id, int(r["round"]), int(r["slot"]), _dumps(dict(r.program))) for r in rows
+             if getattr(r, "program", None)],
+        )  # fmt: skip
+        self.conn.executemany(
             "INSERT OR REPLACE INTO curves (study_id, round, slot, step, metrics) VALUES (?, ?, ?, ?, ?)",
             [(study_id, int(r), int(s), int(step), _dumps(m)) for r, s, step, m in curves],
         )
@@ -314,6 +319,10 @@ class Storage:
             query = "SELECT round, slot, metrics FROM trial_seeds WHERE study_id = ? ORDER BY round, slot, seed"
             for r, s, m in self.conn.execute(query, (study_id,)):
                 seeds.setdefault((r, s), []).append(_loads_metrics(m))
+        programs = {}
+        if self._has_table("trial_programs"):  # (a database from before program sharing has none)
+            query = "SELECT round, slot, sizes FROM trial_programs WHERE study_id = ?"
+            programs = {(r, s): json.loads(z) for r, s, z in self.conn.execute(query, (study_id,))}
         return [
             TrialRecord(
                 round=r,
@@ -324,6 +333,7 @@ class Storage:
                 status=st,
                 value=v if v is not None else float("nan"),
                 seeds=tuple(seeds.get((r, s), ())),
+                program=programs.get((r, s), {}),
             )
             for r, s, p, u, m, st, v in cur
         ]

@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import pytest
 from conftest import SPACE as FULL
 from conftest import make_trainer, quad_objective
+from flax import nnx
 
 import jaxtune as jt
 from jaxtune import cli, planning
@@ -62,3 +63,28 @@ def test_plan_from_the_command_line(tmp_path, capsys):
     assert cli.main(["plan", str(cfg), "--budget", "30m"]) == 0
     out = capsys.readouterr().out
     assert "trials/s" in out and "recommendation: caviar" in out
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_plan_counts_the_programs_the_sweep_compiles(share):
+    """A masked width: the plan counts the programs its first round compiles (buckets after
+    program sharing, or one per bucket without it), as the sweep's own count says, and prices them."""
+    space = jt.Space({**SPACE.params, "hidden": jt.Int(2, 64, scale="log", masked=True)})
+    trainer = make_trainer(steps=20, model=lambda hp, rngs: MaskedNet(hp["hidden"], rngs))
+    jt.configure(share_programs=share)
+    try:
+        p = jt.plan(trainer, space, trials=16, rounds=1)
+        run = jt.tune(trainer, space, "random", trials=16, rounds=1, metric="val_loss", progress=False)
+    finally:
+        jt.configure(share_programs=True)
+    assert p.programs == run.timing["programs"] and (p.programs == 1) == share, (p.programs, run.timing)
+    assert f"({p.programs} program" in str(p)
+
+
+class MaskedNet(nnx.Module):
+    def __init__(self, hidden, rngs):
+        self.a = jt.layers.MaskedLinear(6, hidden, rngs=rngs)
+        self.b = jt.layers.MaskedLinear(hidden, 3, rngs=rngs)
+
+    def __call__(self, x):
+        return self.b(nnx.relu(self.a(x)))

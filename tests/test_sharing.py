@@ -85,7 +85,7 @@ def test_a_masked_study_compiles_one_program_and_the_same_seed_gives_the_same_st
     assert [(t["params"], t["value"]) for t in again.trials] == [(t["params"], t["value"]) for t in shared.trials]
     np.testing.assert_allclose([t["value"] for t in shared.trials], [t["value"] for t in alone.trials], rtol=1e-6)
     err = capsys.readouterr().err
-    assert "(1 program, " in err.splitlines()[-1]
+    assert re.search(r"\(1 program( \(1 from the cache\))?, ", err.splitlines()[-1]), err.splitlines()[-1]
 
 
 def test_a_resumed_round_runs_the_programs_an_uninterrupted_one_ran(tmp_path, capsys, no_sharing):
@@ -142,3 +142,68 @@ def test_configure_refuses_what_it_cannot_use():
     with pytest.raises(jt.InputError, match="compile_cache must be a directory, True or False, got 3"):
         jt.configure(compile_cache=3)
     assert jt.configure().share_programs is True
+
+
+@pytest.mark.parametrize(
+    "name, options, trials, vmap_width",
+    [("hyperband", {}, 27, 1), ("hyperband", {}, 27, None), ("asha", {"min_steps": 4, "eta": 3, "configs": 12}, 4,
+     "auto"), ("pbt", {"segment": 6}, 4, "auto")],
+)  # fmt: skip
+def test_a_population_study_trains_on_one_program_per_model(name, options, trials, vmap_width, monkeypatch):
+    """Hyperband (27 configurations, 3 brackets; lanes one at a time or vmapped), ASHA with refills
+    and PBT (their lanes vmapped): every rung, bracket, refill and exploit trains on the same
+    program (a rung's live lanes flagged, idle ones skipped or dropped)."""
+    from conftest import SPACE, make_trainer
+
+    from jaxtune.execute.programs import ProgramCache
+
+    compiled = []
+    prefetch = ProgramCache.prefetch
+
+    def spy(self, key, lower):
+        if key not in self.futures:
+            compiled.append(key)
+        return prefetch(self, key, lower)
+
+    monkeypatch.setattr(ProgramCache, "prefetch", spy)
+    space = jt.Space({"lr": SPACE.params["lr"], "b1": SPACE.params["b1"]})
+    if name == "hyperband":
+        space = jt.Space({"steps": jt.Int(4, 36, scale="log", static=True), **space.params})
+    result = jt.tune(make_trainer(steps=36 if name == "hyperband" else 24), space, name, trials=trials,
+                     rounds=6 if name == "hyperband" else None, metric="val_loss", progress=False,
+                     strategy_options=options or None, vmap_width=vmap_width)  # fmt: skip
+    if name == "hyperband":
+        assert {t["params"]["steps"] for t in result.trials} == {4, 12, 36}  # three budgets, three brackets
+    if name == "asha":
+        assert len(result.trials) == 12  # 4 lanes refilled to 12 configurations
+    training = [k for k in compiled if k[0] in ("segment", "masked")]
+    assert len(training) == 1, compiled
+
+
+def test_a_trial_run_on_a_larger_buckets_program_is_stored_so_and_replays_there(tmp_path):
+    """Which program ran each trial is stored (the larger bucket's sizes, where it shared one), and
+    the replay binds those sizes: it returns the stored metric."""
+    from conftest import make_trainer
+    from flax import nnx
+
+    class MaskedNet(nnx.Module):
+        def __init__(self, hidden, rngs):
+            self.a = jt.layers.MaskedLinear(6, hidden, rngs=rngs)
+            self.b = jt.layers.MaskedLinear(hidden, 3, rngs=rngs)
+
+        def __call__(self, x):
+            return self.b(nnx.relu(self.a(x)))
+
+    trainer = make_trainer(steps=20, model=lambda hp, rngs: MaskedNet(hp["hidden"], rngs))
+    space = jt.Space({"lr": jt.Float(1e-3, 1e-1, scale="log"), "b1": jt.Float(0.5, 0.99),
+                      "hidden": jt.Int(2, 64, scale="log", masked=True)})  # fmt: skip
+    db = str(tmp_path / "s.db")
+    result = jt.tune(trainer, space, trials=12, metric="val_loss", storage=db, progress=False, seed=1)
+    shared = [t for t in result.trials if t.program]
+    assert shared and result.timing["programs"] == 1
+    assert all(t.program["hidden"] > jt.space.bucket_size(t["params"]["hidden"]) for t in shared)
+    loaded = {t.key: t.program for t in jt.Result.load(db).trials}
+    assert loaded == {t.key: t.program for t in result.trials}
+    t = shared[0]
+    _, again = jt.Result.load(db).replay(trainer, t, return_metrics=True)
+    np.testing.assert_allclose(again["val_loss"], t["metrics"]["val_loss"], rtol=1e-5)

@@ -1,8 +1,9 @@
 """The halving driver: successive halving and Hyperband whose survivors continue from their state.
 
-A bracket starts its configurations as one population; each rung trains the steps its budget
-adds; the best ``1/eta`` (never a diverged one) move, gathered on the device, into a narrower
-population (one per width, reused by every bracket). ``rounds`` counts rungs, as for the
+The sweep's configurations train in one population as wide as its widest bracket; each rung
+trains the steps its budget adds to its bracket's live lanes (the others skipped in sequence, or
+computed and dropped when vmapped), and the best ``1/eta`` (never a diverged one) stay live: one
+training program for every bracket and rung. ``rounds`` counts rungs, as for the
 retraining version (:class:`~jaxtune.strategies.SuccessiveHalving`).
 """
 
@@ -72,9 +73,8 @@ def run(objective, space: Space, spec, args: Arguments, executor, metric: str, s
 class _Bracket:
     """One bracket's configurations, trained rung by rung.
 
-    Vmapped lanes (GPUs) narrow into narrower populations (one per width); lanes run one at a
-    time (CPUs, ``vmap_width=1``) stay in the sweep's one population and only the survivors stay
-    live (:meth:`_Halving.train`): one training program for every bracket and rung.
+    Its lanes are lanes of the sweep's one population; only the survivors stay live
+    (:meth:`_Halving.train`).
     """
 
     def __init__(self, run: _Halving, first: int, rungs, saved: bytes | None = None):
@@ -164,13 +164,9 @@ class _Bracket:
         return rows, points, keep, budget
 
     def narrow(self, keep: np.ndarray) -> None:
-        """Keeps the lanes that go on: moved into a narrower population (vmapped lanes) or, in the
-        sweep's one population, spread evenly over its devices again."""
+        """Keeps the lanes that go on, spread evenly over the population's devices again."""
         self.alive = self.alive[keep]
-        if self.run.shared is None:
-            self.pop, self.lane = self.run.moved(self.pop, self.lane[keep], len(self.alive))
-        else:
-            self.pop, self.lane = self.run.balanced(self.lane[keep])
+        self.pop, self.lane = self.run.balanced(self.lane[keep])
 
 
 class _Halving:
@@ -187,21 +183,21 @@ class _Halving:
         fid = space.params[spec.fidelity]  # each budget's unit coordinate, in one call
         self.unit_at = dict(zip(levels, map(float, np.asarray(fid.to_unit(np.asarray(levels, np.float32))))))
         self.most = max(rungs[0][0] for rungs in plan)  # configurations of the widest bracket
-        self.shared, self.piece = None, None
-        if vmap_width == 1:  # lanes one at a time: one population for the sweep, its idle lanes cost nothing
-            self.shared = Population(objective, sub, (), round_up(self.most, len(jax.devices())), vmap_width=1)
-            self.piece = _piece(plan, levels)
+        # One population for the sweep: a rung trains its live lanes, a group of idle lanes run in
+        # sequence costs nothing (vmapped, idle lanes are computed and dropped), so every bracket
+        # and rung runs on one training program (pieces of one length).
+        self.shared = Population(objective, sub, (), round_up(self.most, len(jax.devices())), vmap_width=vmap_width)
+        self.piece = _piece(plan, levels)
 
     def population(self, width: int) -> Population:
-        """The vmapped population of ``width`` lanes (one per width, reused by every bracket)."""
+        """A population of ``width`` lanes: where a checkpoint of another layout is unpacked, to
+        be gathered into the sweep's own (one per width)."""
         if width not in self.pops:
             self.pops[width] = Population(self.objective, self.sub, (), width, vmap_width=self.vmap_width)
         return self.pops[width]
 
     def layout(self, n: int) -> tuple[Population, np.ndarray]:
         """The population a bracket of ``n`` configurations starts in, and the lane of each."""
-        if self.shared is None:
-            return self.population(n), np.arange(n)
         return self.shared, _spread(n, self.shared.width, self.shared.ndev)
 
     def _draw(self, root: jax.Array, first: jax.Array) -> tuple:
@@ -212,12 +208,6 @@ class _Halving:
         key = jax.random.fold_in(jax.random.fold_in(root, DECIDE_STREAM), first)
         u = jax.random.uniform(key, (self.most, self.sub.dim))
         return u, self.sub.from_unit(u), jax.random.key_data(lane_keys(root, first, self.most))
-
-    def moved(self, pop: Population, lanes: np.ndarray, width: int) -> tuple[Population, np.ndarray]:
-        """Lanes ``lanes`` of ``pop`` moved into the vmapped population of ``width`` lanes."""
-        narrow = self.population(width)
-        narrow.take(pop, lanes)
-        return narrow, np.arange(width)
 
     def balanced(self, lanes: np.ndarray) -> tuple[Population, np.ndarray]:
         """The live ``lanes`` of the shared population spread evenly over its devices again (a
@@ -238,15 +228,12 @@ class _Halving:
         alive = book["alive"]
         lanes = book["lane"] if "lane" in book else np.arange(len(alive))
         width = int(book.get("width", len(alive)))  # a checkpoint without it: a narrowed population
-        fits = self.shared is not None and self.shared.width == width
+        fits = self.shared.width == width
         source = self.shared if fits else self.population(width)
         where = f"{self.study.store.path}: the checkpoint of a bracket"
         source.load_state(snapshots.unpack(saved, source.state_spec(), (), where)[1])
         if fits:
             return source, lanes
-        if self.shared is None:
-            same = np.array_equal(lanes, np.arange(width))
-            return (source, lanes) if same else self.moved(source, lanes, len(alive))
         to = _spread(len(alive), self.shared.width, self.shared.ndev)
         gather = np.zeros(self.shared.width, np.int64)
         gather[to] = lanes
@@ -258,8 +245,6 @@ class _Halving:
 
         In the shared population, in pieces of one length (one program), evaluated after the
         last; a training metric (a segment's mean) is the mean of the pieces'."""
-        if self.shared is None:
-            return bracket.pop.train(steps)
         live = np.zeros(self.shared.width, bool)
         live[bracket.lane] = True
         pieces = [self.piece] * (steps // self.piece) if self.piece and steps % self.piece == 0 else [steps]
@@ -281,7 +266,7 @@ class _Halving:
     @property
     def compiles(self) -> int:
         """Programs compiled so far, by every population of the sweep."""
-        return sum(p.compiles for p in [*self.pops.values(), *([self.shared] if self.shared else [])])
+        return sum(p.compiles for p in [*self.pops.values(), self.shared])
 
 
 def _spread(n: int, width: int, ndev: int) -> np.ndarray:

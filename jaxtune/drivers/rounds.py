@@ -136,7 +136,7 @@ class _Seeds:
         return out
 
 
-def _records(r, done, params, u, metric: str, args: Arguments):
+def _records(r, done, params, u, metric: str, args: Arguments, program):
     """Records (and learning-curve points) of the configurations of round ``r`` that ``done``
     completes, and the first error of a constraint that could not judge one (that configuration
     is left out, to be trained again once the constraint is fixed; the others are stored)."""
@@ -158,7 +158,7 @@ def _records(r, done, params, u, metric: str, args: Arguments):
             error = error or e
             continue
         rows.append(trial_record(r, i, p, u[i], m, metric, args.mode, args.select, curve, feasible=ok,
-                                 seeds=() if one else seeds, how=args.aggregate))  # fmt: skip
+                                 seeds=() if one else seeds, how=args.aggregate, program=program(p)))  # fmt: skip
         for c in range(0 if steps is None else steps.shape[1]):
             points.append((r, int(i), int(steps[0, c]), {n: float(v[c]) for n, v in means.items()}))
     return rows, points, error
@@ -203,7 +203,7 @@ def _run_round(
             done = seeds.add(idx, metrics, curves)
             configs = np.asarray([i for i, _, _ in done], np.int64)
             params = space.to_python({n: np.asarray(v)[configs] for n, v in hp.items()})
-            rows, points, error = _records(r, done, params, u_np, metric, args)
+            rows, points, error = _records(r, done, params, u_np, metric, args, executor.program_sizes)
             study.write(rows, points)
             if error is not None:  # the chunk's other trials are stored
                 raise InputError(f"{error}; the {len(rows)} other trials of its chunk are stored: fix the constraint "

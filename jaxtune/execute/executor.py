@@ -91,6 +91,7 @@ class Executor:
         self._widths: dict[tuple, int | None] = {}
         self._flop_counts: dict[tuple, float] = {}
         self._hosts: list[tuple] = []  # buckets with a program, in the order batches chose them (sharing.hosts)
+        self._host_of: dict[tuple, tuple] = {}  # the last batch's: each bucket's program
         if compiler_options == "auto":
             compiler_options = default_compiler_options(self.placement.devices[0])
         if not isinstance(compiler_options, Mapping):
@@ -193,6 +194,7 @@ class Executor:
             to = sharing.hosts({b: idx.size for b, idx in buckets.items()}, self._flops, self.placement.platform,
                                len(self.space.static_names), self._hosts)  # fmt: skip
             self._hosts.extend(h for h in dict.fromkeys(to.values()) if h not in self._hosts)
+            self._host_of.update(to)
             merged: dict[tuple, list[np.ndarray]] = {}
             for b, idx in buckets.items():
                 merged.setdefault(to[b], []).append(idx)
@@ -206,6 +208,15 @@ class Executor:
         driver tells the executor every batch of a study in order, a stored one too, so a
         resumed study's later batches share programs as the uninterrupted study's did."""
         self._buckets({n: np.asarray(v) for n, v in jax.device_get(dict(hp)).items()}, None)
+
+    def program_sizes(self, params: Mapping[str, Any]) -> dict[str, int]:
+        """The masked sizes of the program that ran (in the last batch) the trial with these
+        hyperparameters (plain Python values), where they are larger than its own bucket's: what
+        :attr:`~jaxtune.records.TrialRecord.program` stores so a replay binds the same ones."""
+        own = self.trial.bucket_of(params)
+        host = self._host_of.get(own, own)
+        n_static = len(self.space.static_names)
+        return {n: int(h) for n, h, b in zip(self.space.masked_names, host[n_static:], own[n_static:]) if h != b}
 
     def _flops(self, bucket: tuple) -> float:
         """Matrix-product flops of one trial of ``bucket`` (traced once)."""

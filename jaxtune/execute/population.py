@@ -34,7 +34,7 @@ from jaxtune._checks import check_int
 from jaxtune.errors import InputError, InputTypeError
 from jaxtune.execute.placement import Placement
 from jaxtune.execute.platform import default_compiler_options, program_budget
-from jaxtune.execute.programs import ProgramCache, over_leading_axis
+from jaxtune.execute.programs import ProgramCache, over_leading_axis, over_live_lanes
 from jaxtune.execute.timing import CLOCK, jit_counted
 from jaxtune.execute.trial import Trial
 from jaxtune.space import Space
@@ -168,10 +168,17 @@ class Population:
         keys = jax.ShapeDtypeStruct((self.width, 2), jnp.uint32, sharding=sharding)
         return hp, keys
 
-    def _over_lanes(self, fn: Callable, n_args: int, group: int | None = None) -> Callable:
+    def _over_lanes(self, fn: Callable, n_args: int, group: int | None = None, skipped: Callable | None = None):
         """``fn`` vmapped over lanes (or over groups of ``group`` lanes in sequence, as the round
-        executor's ``vmap_width``); with several devices, each runs its own lanes (shard_map)."""
-        batched = over_leading_axis(fn, self.width // self.ndev, group)
+        executor's ``vmap_width``); with several devices, each runs its own lanes (shard_map).
+        With ``skipped``, the third argument holds the lanes' live flags and a group of lanes in
+        sequence none of which is live returns ``skipped(*args)`` without running ``fn``."""
+        local = self.width // self.ndev
+        if skipped is None:
+            batched = over_leading_axis(fn, local, group)
+        else:
+            over = over_live_lanes(fn, local, group, skipped)
+            batched = lambda *args: over(args[2], *args)  # noqa: E731
         if self.ndev == 1:
             return batched
         sharding = self.placement.sharding(self.ndev)
@@ -245,7 +252,10 @@ class Population:
             e = jax.lax.cond(evaluate, scored, lambda s: _nans(jax.eval_shape(scored, s)), s)
             return s, m, e
 
-        fn = self._over_lanes(one, 4, self.vmap_width)
+        def skipped(shapes, h, s, live, evaluate):  # a group of idle lanes: their states as they are
+            return s, _nans(shapes[1]), _nans(shapes[2])
+
+        fn = self._over_lanes(one, 4, self.vmap_width, skipped)
         args = (hp, self.state_spec(), flags, flags)
         out = (self.lane_sharding(), self._replicated(), self._replicated())
         return self._compile(("masked", steps), fn, args, out, (1,))[0]

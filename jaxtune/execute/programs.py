@@ -64,13 +64,14 @@ def over_leading_axis(fn: Callable, n: int, vmap_width: int | None) -> Callable:
     return in_sequence
 
 
-def over_live_lanes(fn: Callable, n: int, vmap_width: int | None) -> Callable:
+def over_live_lanes(fn: Callable, n: int, vmap_width: int | None, skipped: Callable | None = None) -> Callable:
     """``fn`` of one item made into ``(live[n], *args[n]) -> outputs[n]``, as :func:`over_leading_axis`
     arranges it, where a group of items (one item with ``vmap_width=1``) none of whose ``live``
-    flags is set is skipped (a ``lax.cond`` inside the sequence: no compute; its outputs are
-    zeros). So a program as wide as a round's batch runs a chunk of any size at the cost of its
-    live items' groups, and one program serves every chunk. A single vmap of every item
-    (``vmap_width`` None, as on GPUs) computes padded items alongside the live ones.
+    flags is set is skipped (a ``lax.cond`` inside the sequence: no compute); its outputs are
+    ``skipped(output_shapes, *group_args)`` (default: zeros). So a program as wide as a round's batch runs a
+    chunk of any size at the cost of its live items' groups, and one program serves every chunk.
+    A single vmap of every item (``vmap_width`` None, as on GPUs) computes padded items
+    alongside the live ones.
     """
     if vmap_width is None or vmap_width >= n:
         whole = jax.vmap(fn)
@@ -78,11 +79,13 @@ def over_live_lanes(fn: Callable, n: int, vmap_width: int | None) -> Callable:
     g = vmap_width
     body = fn if g == 1 else jax.vmap(fn)
 
+    def zeros(shapes, *args):
+        return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
     def group(item):
         live, args = item
         shapes = jax.eval_shape(body, *args)
-        skipped = lambda a: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)  # noqa: E731
-        return jax.lax.cond(jnp.any(live), lambda a: body(*a), skipped, args)
+        return jax.lax.cond(jnp.any(live), lambda a: body(*a), lambda a: (skipped or zeros)(shapes, *a), args)
 
     def in_groups(live, *args):
         m = n - n % g  # whole groups; the rest, fewer than a group, one more group after them

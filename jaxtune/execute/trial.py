@@ -66,17 +66,20 @@ class Trial:
 
     def buckets(self, hp: Mapping[str, Any]) -> dict[tuple, np.ndarray]:
         """Groups trial indices by bucket: static values, then masked sizes (first-seen order)."""
-        static, masked = self.space.static_names, self.space.masked_names
         if self.one_bucket:
             n = len(np.asarray(next(iter(hp.values()))))
             return {(): np.arange(n)}
         rows = self.space.to_python({n: hp[n] for n in self.space.params})
         groups: dict[tuple, list[int]] = {}
         for i, row in enumerate(rows):
-            # A conditional parameter absent from the trial (inactive) is None in its bucket.
-            key = tuple(row.get(n) for n in static) + tuple(bucket_size(row[n]) if n in row else None for n in masked)
-            groups.setdefault(key, []).append(i)
+            groups.setdefault(self.bucket_of(row), []).append(i)
         return {k: np.asarray(v) for k, v in groups.items()}
+
+    def bucket_of(self, row: Mapping[str, Any]) -> tuple:
+        """The bucket of one trial's hyperparameters (plain Python values): its static values, then
+        its masked values' power-of-two sizes (an inactive conditional parameter: None)."""
+        static, masked = self.space.static_names, self.space.masked_names
+        return tuple(row.get(n) for n in static) + tuple(bucket_size(row[n]) if n in row else None for n in masked)
 
     def first_bucket(self) -> tuple:
         """The bucket of the centre of the space: a bucket to trace before any trial is sampled."""
