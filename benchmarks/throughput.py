@@ -49,7 +49,11 @@ import subprocess
 import sys
 import time
 
-import flax.linen as nn
+# No persistent compilation cache for any method: jaxtune would load its program on a repeated
+# end-to-end run where the others compile theirs again (set it to compare both with a cache).
+os.environ.setdefault("JAXTUNE_CACHE_DIR", "none")
+
+import flax.linen as nn  # noqa: E402
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -8,8 +8,11 @@ width, every lane training that trial, through the same programs (initialisation
 refill or an exploit, segments of the scheduler's length) on the same kind and number of
 devices: its stored metrics come back bit for bit. That costs what the population's training of
 those steps cost; ``exact=False`` trains the trial alone instead (equal up to float32 rounding).
-Round sweeps and halving run each trial inside one whole-trial program, which returns metrics and
-no state, so they are replayed alone.
+A round sweep's trial of an objective with ``run_trial`` (``jt.train.Trainer``) is replayed by the
+whole-trial program its sweep ran, with its state returned too, vmapped over as many copies of
+the trial as the sweep's program vmapped trials together (:func:`_as_swept`): its stored metrics
+come back bit for bit on the same kind and number of devices, at the cost of those copies.
+Halving's trials, other objectives' and a replay to an earlier step are replayed alone.
 """
 
 from __future__ import annotations
@@ -53,7 +56,50 @@ def replay_trial(objective, config: dict, chain: list[tuple[dict, int]], last_st
     space = Space.from_description(config["space"])
     if exact and is_scheduler(config.get("strategy", {}).get("name")):
         return _through_population(objective, config, space, chain, last_step, key_of)
+    trial = chain[-1][0]
+    full = trial["params"].get("steps", getattr(objective, "steps", None))
+    if exact and config.get("kind") == "rounds" and len(chain) == 1 and hasattr(objective, "run_trial") and (
+        last_step is None or last_step == full
+    ):
+        return _as_swept(objective, space, config, trial, key_of(trial))
     return _alone(objective, space, config, chain, last_step, key_of)
+
+
+def _as_swept(objective, space, config, trial: dict, key):
+    """``(state, metrics)`` of a round sweep's trial through the program its sweep ran it in: the
+    whole trial (``objective.run_trial``), alone if the sweep ran trials one at a time, else
+    vmapped over as many copies as the sweep's program vmapped together (its ``vmap_width`` group,
+    or every lane a device held), for a batch of the study's ``trials`` x ``seeds``."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxtune.execute import Executor
+
+    layout = config.get("layout", {})
+    vmap_width = layout.get("vmap_width", "auto")
+    ex = Executor(objective, space, max_batch=layout.get("max_batch"), vmap_width=vmap_width)
+    dynamic, bind = _bound(space, trial, None)
+    sizes = {n: m.size for n, m in bind(dynamic).items() if n in space.masked_names}
+    bucket = ex.trial.bucket_of(trial["params"])[: len(space.static_names)] + tuple(
+        sizes.get(n) for n in space.masked_names
+    )
+    n = int(config.get("trials", 1)) * int(config.get("seeds", 1))
+    ndev = ex.placement.devices_for(n)
+    local = ex.programs.width(bucket, n, n, ndev) // ndev
+    group = ex.vmap_width_of(bucket)
+    copies = 1 if local == 1 or group == 1 else min(local, group or local)
+
+    def run(d, k):
+        return objective.run_trial(bind(d), k)
+
+    if copies == 1:
+        state, metrics = jax.jit(run)(dynamic, key)
+    else:
+        lanes = {k: jnp.stack([v] * copies) for k, v in dynamic.items()}
+        many = jax.jit(jax.vmap(run))(lanes, jnp.stack([key] * copies))
+        state, metrics = jax.tree.map(lambda a: a[0], many)
+    metrics.pop("curves", None)
+    return state, metrics
 
 
 def _bound(space, trial: dict, fidelity: str | None):

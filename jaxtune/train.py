@@ -12,21 +12,17 @@ objective. Inside one trial it
   and dropout RNG state are per-trial state carried through the scan.
 
 How the model is called: every step draws ``batch_size`` training examples uniformly, with
-replacement, from the trial's own key, and calls the model in train mode (``nnx.view`` or
-``model.train()``: Dropout on, BatchNorm updating its statistics) as ``model(x)``, or as
-``model(x, rngs=nnx.Rngs(dropout=step_key))`` when its ``__call__`` takes ``rngs`` (the Flax NNX
-tutorial's convention). Evaluation calls it in eval mode (Dropout off, BatchNorm on its running
-averages) on each whole eval split: ``model(x)``.
+replacement, from the trial's key, and calls the model in train mode (Dropout on, BatchNorm
+updating) as ``model(x)``, or ``model(x, rngs=nnx.Rngs(dropout=step_key))`` when its ``__call__``
+takes ``rngs`` (the Flax NNX tutorial's convention); evaluation, in eval mode, ``model(x)``.
 
 Hyperparameters the model reads: a value held in a ``jt.layers.Hyper`` variable (the rate of
 ``jt.layers.Dropout``, a masked width) is set from the trial's current ``hp`` at every segment
 and in ``model_of``, so values that change between segments (PBT's explore, babysit's ``set``)
-reach the model. A model that keeps a traced hyperparameter in its state any other way is
-refused by ``init`` (the populations' entry): it would train on with its first value.
+reach the model; a model that keeps one in its state any other way is refused by ``init``.
 
-A traced ``hp["batch_size"]`` is handled by masking: every step draws ``Trainer.batch_size``
-(the largest batch) examples and weighs the first ``batch_size`` of them, which gives the same
-loss and gradients as the smaller batch, so all batch sizes share one compiled program.
+A traced ``hp["batch_size"]`` is masked: every step draws ``Trainer.batch_size`` (the largest)
+examples and weighs the first ``batch_size``: the smaller batch's loss and gradients, one program.
 """
 
 from __future__ import annotations
@@ -404,8 +400,12 @@ class Trainer:
             )
 
     def __call__(self, hp: Mapping[str, Any], key: jax.Array) -> dict[str, Any]:
-        """Trains one trial and returns its final metrics (and curves, with ``eval_every``):
-        :meth:`init`, then :meth:`train` and :meth:`evaluate_state` every ``eval_every`` steps."""
+        """Trains one trial; its final metrics (and curves, with ``eval_every``): :meth:`run_trial`."""
+        return self.run_trial(hp, key)[1]
+
+    def run_trial(self, hp: Mapping[str, Any], key: jax.Array) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(state, metrics)``: :meth:`init`, then :meth:`train` and :meth:`evaluate_state` every
+        ``eval_every`` steps (what an exact replay of a round sweep's trial runs, :mod:`jaxtune.replay`)."""
 
         def segment(state, steps):
             state, metrics = self.train(hp, state, steps)
@@ -424,7 +424,7 @@ class Trainer:
         final = {k: v[-1] for k, v in curves.items()}
         if self.eval_every is not None:
             final["curves"] = {"step": ends, **curves}
-        return final
+        return state, final
 
     def _optimizer(self, hp) -> optax.GradientTransformation:
         """The user's optimizer, with the learning-rate schedule multiplying its updates if one is set.

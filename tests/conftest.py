@@ -27,10 +27,14 @@ def pytest_configure(config):
     jax.config.update("jax_default_matmul_precision", "highest")
     # Many tests compile the same small programs (the same toy trainer, in new closures): a
     # compilation cache for the session lets them share one compile. Its own directory, so no
-    # stale entry from another run or version can answer.
+    # stale entry from another run or version can answer; made once by the controlling process
+    # and inherited by pytest-xdist's workers, so the two workers share their compiles too.
+    import os
     import tempfile
 
-    jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="jaxtune-test-xla-"))
+    if "JAXTUNE_TEST_XLA_CACHE" not in os.environ:
+        os.environ["JAXTUNE_TEST_XLA_CACHE"] = tempfile.mkdtemp(prefix="jaxtune-test-xla-")
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAXTUNE_TEST_XLA_CACHE"])
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 

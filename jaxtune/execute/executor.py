@@ -155,10 +155,11 @@ class Executor:
 
         A trial's metrics are a deterministic function of its hyperparameters and key *and* of the
         program that ran it: the backend, how many devices share a batch, the chunk cap
-        (``max_batch``), the trials vmapped together (``vmap_width``), the compiler options and the
-        JAX version. With all of these equal, results are bit-for-bit reproducible; change one and
-        they differ by rounding, which a chaotic trial (a learning rate near divergence) can
-        amplify into a visibly different result.
+        (``max_batch``), the trials vmapped together (``vmap_width``), the compiler options, whether
+        masked buckets share programs (``jt.configure(share_programs=...)``) and the JAX version.
+        With all of these equal, results are bit-for-bit reproducible; change one and they differ
+        by rounding, which a chaotic trial (a learning rate near divergence) can amplify into a
+        visibly different result.
         """
         return {
             "backend": self.placement.platform,
@@ -166,6 +167,7 @@ class Executor:
             "max_batch": self.max_batch,
             "vmap_width": self.vmap_width,
             "compiler_options": self.compiler_options,
+            "share_programs": settings().share_programs,
             "jax": jax.__version__,
         }
 
