@@ -52,7 +52,7 @@ class _Driver:
     """
 
     def __init__(self, strategy: Strategy, space: Space, trials: int, seed: int, executor: Executor,
-                 key: str | None = None):  # fmt: skip
+                 key: str | None = None, rounds: int = 2):  # fmt: skip
         self.root = jax.random.key(seed)
         state0 = jax.eval_shape(strategy.init, self.root)
         u0, _ = jax.eval_shape(strategy.ask, self.root, state0)
@@ -69,18 +69,27 @@ class _Driver:
         told = (strategy.objectives,) if strategy.objectives > 1 else ()  # every objective, or one score
         scores = jax.ShapeDtypeStruct((trials, *told), jnp.float32)
         cached = None if key is None else (key, repr(sorted(executor.compiler_options.items())), str(jax.devices()))
+        # tell is compiled only for a sweep of several rounds (after its last round nothing asks):
+        # a one-round sweep's critical path is its trial program's compile, which tell would share
+        # the cores with.
+        self._compile_tell = lambda: executor.compile_async(jit(strategy.tell).lower(state0, u0, scores))
         if cached in _PROGRAMS:  # the same strategy, space and device in an earlier jt.tune call of this process
-            self._plan, self._init, self._tell = _PROGRAMS[cached]
+            self._programs = _PROGRAMS[cached]
         else:
-            self._plan = executor.compile_async(jit(plan).lower(self.root, np.int32(0), state0))
-            self._init = executor.compile_async(
-                jit(lambda root: strategy.init(jax.random.fold_in(root, INIT_STREAM))).lower(self.root)
-            )
-            self._tell = executor.compile_async(jit(strategy.tell).lower(state0, u0, scores))
+            self._programs = [
+                executor.compile_async(jit(plan).lower(self.root, np.int32(0), state0)),
+                executor.compile_async(
+                    jit(lambda root: strategy.init(jax.random.fold_in(root, INIT_STREAM))).lower(self.root)
+                ),
+                None,
+            ]
             if cached is not None:
-                _PROGRAMS[cached] = (self._plan, self._init, self._tell)
+                _PROGRAMS[cached] = self._programs
                 while len(_PROGRAMS) > MAX_CACHED:
                     _PROGRAMS.pop(next(iter(_PROGRAMS)))  # the oldest
+        if rounds > 1 and self._programs[2] is None:
+            self._programs[2] = self._compile_tell()
+        self._plan, self._init = self._programs[:2]
         self.state = None
 
     def plan(self, r: int):
@@ -92,7 +101,9 @@ class _Driver:
 
     def tell(self, u: jax.Array, scores: np.ndarray) -> None:
         """Tells the strategy a round's scores (lower is better, +inf for diverged or empty lanes)."""
-        self.state = self._tell.result()(self.state, u, jnp.asarray(scores, jnp.float32))
+        if self._programs[2] is None:
+            self._programs[2] = self._compile_tell()
+        self.state = self._programs[2].result()(self.state, u, jnp.asarray(scores, jnp.float32))
 
 
 class _HostDriver:
@@ -213,7 +224,8 @@ def _run_round(
             if args.past_deadline() and not all((r, s) in study.done for s in missing):
                 return None, "timeout"  # a safe point: every finished chunk is stored
     seconds = time.perf_counter() - t0
-    driver.tell(u, _told(r, valid, study, args))
+    if r + 1 < args.rounds:  # after the last round nothing asks the strategy again
+        driver.tell(u, _told(r, valid, study, args))
     if not missing.size:
         return None, "done"
     return (
@@ -266,7 +278,8 @@ def run(objective, space: Space, described: dict, args: Arguments, executor: Exe
             executor.prefetch_batch(args.trials * args.seeds)  # a configuration's seeds are lanes
         host = isinstance(args.strategy, HostStrategy)  # an Optuna sampler proposes on the host
         driver = (_HostDriver(args.strategy, space, args.trials, args.seed, executor) if host
-                  else _Driver(args.strategy, space, args.trials, args.seed, executor, args.strategy_key))  # fmt: skip
+                  else _Driver(args.strategy, space, args.trials, args.seed, executor, args.strategy_key,
+                          args.rounds))  # fmt: skip
         best, stopped, announced = math.inf, None, set()
         ran = False  # every run makes progress: the deadline is checked once a chunk is stored
         for r in range(args.rounds):
