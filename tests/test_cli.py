@@ -162,7 +162,10 @@ def test_rerun_loads_compiled_programs_from_the_persistent_cache(tmp_path):
         "assert cli.main(['run', sys.argv[1], '--quiet']) == 0\n"
         "print(json.dumps(events))\n"
     )
-    env = {**__import__("os").environ, "JAXTUNE_CACHE_DIR": str(tmp_path / "cache")}
+    # Every program cached, however fast it compiled on a busy machine (JAX's own variable; the CLI's
+    # 0.5 s threshold would make which programs are kept depend on the load).
+    env = {**__import__("os").environ, "JAXTUNE_CACHE_DIR": str(tmp_path / "cache"),
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}  # fmt: skip
     runs = []
     for _ in range(2):
         proc = subprocess.run([sys.executable, "-c", script, cfg], capture_output=True, text=True, env=env)

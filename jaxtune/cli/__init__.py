@@ -94,12 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError:  # not the main thread: leave signals alone
         pass
     hook, sys.unraisablehook = sys.unraisablehook, _quiet_about_signals(sys.unraisablehook)
-    stored_before = Study.stored_in_process
+    stored_before = Study.stored_since_opened()
     try:
         return args.func(args)
     except KeyboardInterrupt as e:
         what = "terminated" if isinstance(e, Terminated) else "interrupted"
-        print(f"jaxtune: {what}; {_what_was_kept(args, Study.stored_in_process - stored_before)}", file=sys.stderr)
+        print(f"jaxtune: {what}; {_what_was_kept(args, Study.stored_since_opened() - stored_before)}", file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
     except JaxtuneError as e:  # what the user can fix; anything else is a bug and shows its traceback
         if os.environ.get("JAXTUNE_DEBUG"):
@@ -112,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         name = f" ({e.filename})" if e.filename else ""
         kept = ""
         if args.command in ("run", "reseed", "bench"):
-            kept = f" ({_what_was_kept(args, Study.stored_in_process - stored_before)})"
+            kept = f" ({_what_was_kept(args, Study.stored_since_opened() - stored_before)})"
         print(f"jaxtune: error: cannot write a file{name}: {e.strerror}; the study file is unharmed{kept}",
               file=sys.stderr)  # fmt: skip
         return 1

@@ -90,7 +90,7 @@ class _Driver:
         if rounds > 1 and self._programs[2] is None:
             self._programs[2] = self._compile_tell()
         self._plan, self._init = self._programs[:2]
-        self.state = None
+        self.state, self.rounds, self.told = None, rounds, 0
 
     def plan(self, r: int):
         """Round ``r``'s ``(u, valid, hp, keys)``; advances the strategy state past its ``ask``."""
@@ -100,7 +100,11 @@ class _Driver:
         return u, np.asarray(valid), hp, keys
 
     def tell(self, u: jax.Array, scores: np.ndarray) -> None:
-        """Tells the strategy a round's scores (lower is better, +inf for diverged or empty lanes)."""
+        """Tells the strategy a round's scores (lower is better, +inf for diverged or empty lanes);
+        after the sweep's last round nothing asks it again, so that round's is not computed."""
+        self.told += 1
+        if self.told >= self.rounds:
+            return
         if self._programs[2] is None:
             self._programs[2] = self._compile_tell()
         self.state = self._programs[2].result()(self.state, u, jnp.asarray(scores, jnp.float32))
@@ -224,8 +228,7 @@ def _run_round(
             if args.past_deadline() and not all((r, s) in study.done for s in missing):
                 return None, "timeout"  # a safe point: every finished chunk is stored
     seconds = time.perf_counter() - t0
-    if r + 1 < args.rounds:  # after the last round nothing asks the strategy again
-        driver.tell(u, _told(r, valid, study, args))
+    driver.tell(u, _told(r, valid, study, args))
     if not missing.size:
         return None, "done"
     return (
