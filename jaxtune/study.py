@@ -24,7 +24,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxtune.errors import StudyMismatchError
+from jaxtune.errors import StorageError, StudyMismatchError
 from jaxtune.records import TrialRecord
 from jaxtune.result import Result
 from jaxtune.storage import Storage
@@ -189,11 +189,11 @@ class Study:
 
         in_files, written = 0, cls.stored_in_process
         for (path, name), before in cls._opened.items():
-            try:
-                with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
-                    (now,) = conn.execute("SELECT COUNT(*) FROM trials JOIN studies ON trials.study_id = studies.id "
-                                          "WHERE studies.name = ?", (name,)).fetchone()  # fmt: skip
-            except sqlite3.Error:
+            try:  # read as report does: nothing written beside the file
+                with contextlib.closing(Storage(path, read_only=True)) as store:
+                    (now,) = store.conn.execute("SELECT COUNT(*) FROM trials JOIN studies ON trials.study_id = "
+                                                "studies.id WHERE studies.name = ?", (name,)).fetchone()  # fmt: skip
+            except (sqlite3.Error, StorageError):
                 return written
             in_files += now - before
         return max(in_files, 0) if cls._opened else written
