@@ -212,7 +212,8 @@ def plan(
         raise InputError(f"budget must be a positive number of seconds, got {budget!r}")
     executor = Executor(objective, space, max_batch=max_batch)
     executor.trial.output_shapes(executor.first_bucket())  # traces the objective once: a bad one fails here
-    programs, bucket = _programs(executor, space, trials)
+    planned, bucket = _programs(executor, space, trials)
+    programs = len(planned)
     ndev = executor.placement.devices_for(trials)
     width = executor.programs.width(bucket, trials, round_up(trials, ndev), ndev)
     small = round_up(1, ndev)
@@ -240,8 +241,7 @@ def plan(
 
     budget_bytes = executor.programs.budget
     per_trial, fixed, fits, width = _memory(measured, budget_bytes, width, ndev)
-    chunks = math.ceil(trials / width)
-    round_s = chunks * _chunk_s(measured, width)
+    round_s = _round_s(executor, planned, bucket, trials, width, _chunk_s(measured, width))
     budget_trials = None
     compile_s *= math.ceil(programs / _COMPILERS)  # each program about as long as the measured one
     if budget is not None:
@@ -272,12 +272,27 @@ def plan(
 _COMPILERS = 2  # programs compiled at once: a study's buckets compile on worker threads, XLA's CPU work each
 
 
-def _programs(executor: Executor, space: Space, trials: int) -> tuple[int, tuple]:
+def _programs(executor: Executor, space: Space, trials: int) -> tuple[list, tuple]:
     """The trial programs a sweep's first round compiles (a random batch of ``trials``, its buckets
-    after program sharing, as :meth:`Executor.plan` groups them), and the bucket most of its
-    trials run in (the one the plan times)."""
+    after program sharing, as :meth:`Executor.plan` groups them: ``(bucket, width, devices,
+    trials)`` each), and the bucket most of its trials run in (the one the plan times)."""
     planned = executor.plan(space.sample(jax.random.key(0), trials))
-    return len(planned), max(planned, key=lambda p: (p[3], repr(p[0])))[0]
+    return planned, max(planned, key=lambda p: (p[3], repr(p[0])))[0]
+
+
+def _round_s(executor: Executor, planned: list, timed: tuple, trials: int, width: int, chunk_s: float) -> float:
+    """A round's seconds: each program's trials at the timed chunk's cost per trial, scaled by
+    their bucket's matrix-product flops against the timed bucket's; trials run in sequence cost
+    what their live ones do, a full vmap a whole chunk however few are live."""
+    if len(planned) == 1:
+        return math.ceil(trials / width) * chunk_s
+    base = max(executor._flops(timed), 1.0)
+    total = 0.0
+    for bucket, _, _, n in planned:
+        scale = max(executor._flops(bucket), 1.0) / base
+        chunks = n / width if executor.vmap_width_of(bucket) is not None else math.ceil(n / width)
+        total += chunks * chunk_s * scale
+    return total
 
 
 def _memory(measured: list[Measurement], budget_bytes, width: int, ndev: int):
