@@ -44,12 +44,23 @@ def timed(fn, *args):
     return time.perf_counter() - t, out
 
 
+def compiling() -> dict:
+    """This process's jaxtune totals so far: trial programs compiled (and loaded from the persistent
+    cache), seconds compiling and running trial programs (``jaxtune.execute.timing.CLOCK``; a
+    benchmark whose methods run in subprocesses records each one's in its rows)."""
+    from jaxtune.execute.timing import CLOCK
+
+    return {"programs": CLOCK.programs, "cached": CLOCK.cached, "compile_s": CLOCK.compile_s,
+            "trials_s": CLOCK.trials_s}  # fmt: skip
+
+
 def write(name: str, payload: dict, out: str | None = None) -> str:
-    """Writes ``{"machine": ..., **payload}`` to ``results/NAME.json`` (or ``out``)."""
+    """Writes ``{"machine": ..., "compiling": ..., **payload}`` to ``results/NAME.json`` (or ``out``):
+    every result records the programs its process compiled and their seconds beside run seconds."""
     path = out or os.path.join(RESULTS, f"{name}.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
-        json.dump({"machine": machine(), **payload}, f, indent=1)
+        json.dump({"machine": machine(), "compiling": compiling(), **payload}, f, indent=1)
     print(f"wrote {path}")
     return path
 
