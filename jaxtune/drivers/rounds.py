@@ -39,16 +39,19 @@ REFUSES: dict[str, str] = {}  # every jt.tune argument is honoured
 
 # A strategy's compiled programs by what it was built from (Arguments.strategy_key), compiler
 # options and devices: a later jt.tune call in the process with the same ones reuses them.
-_PROGRAMS: dict[tuple, tuple] = {}
+_PROGRAMS: dict[tuple, dict] = {}
 MAX_CACHED = 32
 
 
 class _Driver:
-    """The strategy's programs for one sweep, compiled once on worker threads: init, plan, tell.
+    """The strategy's programs for one sweep, compiled once on worker threads: the first round's
+    (initialisation and plan in one program), then plan and tell for later rounds.
 
     They are submitted only after the objective has been traced and the metric checked (so a bad
-    argument compiles nothing), and after the objective's first program (which takes longest);
-    with ``key`` (what the strategy was built from), they are cached for later sweeps.
+    argument compiles nothing), and after the objective's first program (which takes longest); a
+    one-round sweep compiles only the first round's (its critical path is the trial program's
+    compile, which the others would share the cores with). With ``key`` (what the strategy was
+    built from), they are cached for later sweeps.
     """
 
     def __init__(self, strategy: Strategy, space: Space, trials: int, seed: int, executor: Executor,
@@ -59,6 +62,9 @@ class _Driver:
         if u0.shape != (trials, space.dim):
             raise InputError(f"strategy asked for points of shape {u0.shape}, expected {(trials, space.dim)}")
 
+        def init(root):
+            return strategy.init(jax.random.fold_in(root, INIT_STREAM))
+
         def plan(root, r, state):
             """A round's points, strategy state, valid lanes, hyperparameters and trial keys."""
             ask_key, trial_key = round_keys(root, r)
@@ -68,35 +74,40 @@ class _Driver:
         jit = functools.partial(jax.jit, compiler_options=executor.compiler_options or None)
         told = (strategy.objectives,) if strategy.objectives > 1 else ()  # every objective, or one score
         scores = jax.ShapeDtypeStruct((trials, *told), jnp.float32)
+        self._lower = {
+            "first": lambda: jit(lambda root: plan(root, np.int32(0), init(root))).lower(self.root),
+            "init": lambda: jit(init).lower(self.root),
+            "plan": lambda: jit(plan).lower(self.root, np.int32(0), state0),
+            "tell": lambda: jit(strategy.tell).lower(state0, u0, scores),
+        }
+        self._executor = executor
         cached = None if key is None else (key, repr(sorted(executor.compiler_options.items())), str(jax.devices()))
-        # tell is compiled only for a sweep of several rounds (after its last round nothing asks):
-        # a one-round sweep's critical path is its trial program's compile, which tell would share
-        # the cores with.
-        self._compile_tell = lambda: executor.compile_async(jit(strategy.tell).lower(state0, u0, scores))
         if cached in _PROGRAMS:  # the same strategy, space and device in an earlier jt.tune call of this process
             self._programs = _PROGRAMS[cached]
         else:
-            self._programs = [
-                executor.compile_async(jit(plan).lower(self.root, np.int32(0), state0)),
-                executor.compile_async(
-                    jit(lambda root: strategy.init(jax.random.fold_in(root, INIT_STREAM))).lower(self.root)
-                ),
-                None,
-            ]
+            self._programs = {}
             if cached is not None:
                 _PROGRAMS[cached] = self._programs
                 while len(_PROGRAMS) > MAX_CACHED:
                     _PROGRAMS.pop(next(iter(_PROGRAMS)))  # the oldest
-        if rounds > 1 and self._programs[2] is None:
-            self._programs[2] = self._compile_tell()
-        self._plan, self._init = self._programs[:2]
+        for name in ("first", "plan", "tell") if rounds > 1 else ("first",):
+            self._program(name)
         self.state, self.rounds, self.told = None, rounds, 0
+
+    def _program(self, name: str):
+        """The future of program ``name``, submitted for compiling on first use."""
+        if name not in self._programs:
+            self._programs[name] = self._executor.compile_async(self._lower[name]())
+        return self._programs[name]
 
     def plan(self, r: int):
         """Round ``r``'s ``(u, valid, hp, keys)``; advances the strategy state past its ``ask``."""
-        if self.state is None:
-            self.state = self._init.result()(self.root)
-        u, self.state, valid, hp, keys = self._plan.result()(self.root, np.int32(r), self.state)
+        if self.state is None and r == 0:
+            u, self.state, valid, hp, keys = self._program("first").result()(self.root)
+        else:
+            if self.state is None:
+                self.state = self._program("init").result()(self.root)
+            u, self.state, valid, hp, keys = self._program("plan").result()(self.root, np.int32(r), self.state)
         return u, np.asarray(valid), hp, keys
 
     def tell(self, u: jax.Array, scores: np.ndarray) -> None:
@@ -105,9 +116,7 @@ class _Driver:
         self.told += 1
         if self.told >= self.rounds:
             return
-        if self._programs[2] is None:
-            self._programs[2] = self._compile_tell()
-        self.state = self._programs[2].result()(self.state, u, jnp.asarray(scores, jnp.float32))
+        self.state = self._program("tell").result()(self.state, u, jnp.asarray(scores, jnp.float32))
 
 
 class _HostDriver:
