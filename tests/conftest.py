@@ -98,6 +98,17 @@ class Net(nnx.Module):
         return self.l2(self.drop(jax.nn.relu(self.l1(x))))
 
 
+class MaskedNet(nnx.Module):
+    """The toy classifier with a masked hidden width (``hp["hidden"]`` arrives as ``jt.Masked``)."""
+
+    def __init__(self, hidden, rngs):
+        self.a = jt.layers.MaskedLinear(6, hidden, rngs=rngs)
+        self.b = jt.layers.MaskedLinear(hidden, 3, rngs=rngs)
+
+    def __call__(self, x):
+        return self.b(nnx.relu(self.a(x)))
+
+
 def make_trainer(dropout=0.0, batch_size=16, steps=20, eval_every=None, model=None, optimizer=None, **options):
     x, y = toy_data()
     return jt.train.Trainer(

@@ -3,8 +3,7 @@
 import jax.numpy as jnp
 import pytest
 from conftest import SPACE as FULL
-from conftest import make_trainer, quad_objective
-from flax import nnx
+from conftest import MaskedNet, make_trainer, quad_objective
 
 import jaxtune as jt
 from jaxtune import cli, planning
@@ -80,11 +79,3 @@ def test_plan_counts_the_programs_the_sweep_compiles(share):
     assert p.programs == run.timing["programs"] and (p.programs == 1) == share, (p.programs, run.timing)
     assert f"({p.programs} program" in str(p)
 
-
-class MaskedNet(nnx.Module):
-    def __init__(self, hidden, rngs):
-        self.a = jt.layers.MaskedLinear(6, hidden, rngs=rngs)
-        self.b = jt.layers.MaskedLinear(hidden, 3, rngs=rngs)
-
-    def __call__(self, x):
-        return self.b(nnx.relu(self.a(x)))

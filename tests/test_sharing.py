@@ -183,16 +183,7 @@ def test_a_population_study_trains_on_one_program_per_model(name, options, trial
 def test_a_trial_run_on_a_larger_buckets_program_is_stored_so_and_replays_there(tmp_path):
     """Which program ran each trial is stored (the larger bucket's sizes, where it shared one), and
     the replay binds those sizes: it returns the stored metric."""
-    from conftest import make_trainer
-    from flax import nnx
-
-    class MaskedNet(nnx.Module):
-        def __init__(self, hidden, rngs):
-            self.a = jt.layers.MaskedLinear(6, hidden, rngs=rngs)
-            self.b = jt.layers.MaskedLinear(hidden, 3, rngs=rngs)
-
-        def __call__(self, x):
-            return self.b(nnx.relu(self.a(x)))
+    from conftest import MaskedNet, make_trainer
 
     trainer = make_trainer(steps=20, model=lambda hp, rngs: MaskedNet(hp["hidden"], rngs))
     space = jt.Space({"lr": jt.Float(1e-3, 1e-1, scale="log"), "b1": jt.Float(0.5, 0.99),
