@@ -35,6 +35,9 @@ def pytest_configure(config):
     if "JAXTUNE_TEST_XLA_CACHE" not in os.environ:
         os.environ["JAXTUNE_TEST_XLA_CACHE"] = tempfile.mkdtemp(prefix="jaxtune-test-xla-")
     jax.config.update("jax_compilation_cache_dir", os.environ["JAXTUNE_TEST_XLA_CACHE"])
+    # The tests' subprocesses (the README's code, the CLI, kill -9 runs) use it too, not the
+    # user's ~/.cache/jaxtune (a test that tests the default sets its own HOME).
+    os.environ["JAXTUNE_CACHE_DIR"] = os.environ["JAXTUNE_TEST_XLA_CACHE"]
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
