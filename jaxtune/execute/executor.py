@@ -91,7 +91,7 @@ class Executor:
         self._widths: dict[tuple, int | None] = {}
         self._flop_counts: dict[tuple, float] = {}
         self._hosts: list[tuple] = []  # buckets with a program, in the order batches chose them (sharing.hosts)
-        self._host_of: dict[tuple, tuple] = {}  # the last batch's: each bucket's program
+        self._host_of: dict[tuple, tuple] = {}  # each bucket's program, as the latest batch chose it
         if compiler_options == "auto":
             compiler_options = default_compiler_options(self.placement.devices[0])
         if not isinstance(compiler_options, Mapping):

@@ -38,10 +38,11 @@ def pack(states: Any, sched_state: Any = (), book: Mapping[str, Any] | None = No
 def _load(blob: bytes, where: str):
     try:
         return np.load(io.BytesIO(blob), allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+    except _UNREADABLE as e:
         raise CheckpointError(f"{where} cannot be read ({e}); {_AFRESH}") from None
 
 
+_UNREADABLE = (OSError, ValueError, EOFError, zipfile.BadZipFile)  # what a blob that is no good .npz raises
 _AFRESH = "to start the population afresh (stored trials are kept), run jt.Storage(path).drop_checkpoints(study)"
 
 
@@ -54,7 +55,7 @@ def unpack_book(blob: bytes, where: str = "the checkpoint") -> dict[str, np.ndar
     data = _load(blob, where)
     try:
         return {k[5:]: data[k] for k in data.files if k.startswith("book_")}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+    except _UNREADABLE as e:
         raise CheckpointError(f"{where} cannot be read ({e}); {_AFRESH}") from None
 
 
@@ -68,7 +69,7 @@ def unpack(blob: bytes, state_spec: Any, sched_state: Any = (), where: str = "th
     data = _load(blob, where)
     try:
         states, sched = restore_tree(data, "state", state_spec), restore_tree(data, "sched", sched_state)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+    except _UNREADABLE as e:
         raise CheckpointError(f"{where} is not this study's population ({e}); {_AFRESH}") from None
     return unpack_book(blob, where), states, sched
 
