@@ -23,6 +23,7 @@ from jaxtune.drivers.args import Arguments
 from jaxtune.drivers.population import segment_value
 from jaxtune.errors import CheckpointError
 from jaxtune.execute import snapshots
+from jaxtune.execute.placement import spread
 from jaxtune.execute.population import Population, supports_protocol
 from jaxtune.execute.timing import jit_counted
 from jaxtune.keys import DECIDE_STREAM, lane_keys
@@ -187,7 +188,7 @@ class _Halving:
         # sequence costs nothing (vmapped, idle lanes are computed and dropped), so every bracket
         # and rung runs on one training program (pieces of one length).
         self.shared = Population(objective, sub, (), round_up(self.most, len(jax.devices())), vmap_width=vmap_width)
-        self.piece = _piece(plan, levels)
+        self.piece = piece_of(plan, levels)
 
     def population(self, width: int) -> Population:
         """A population of ``width`` lanes: where a checkpoint of another layout is unpacked, to
@@ -198,7 +199,7 @@ class _Halving:
 
     def layout(self, n: int) -> tuple[Population, np.ndarray]:
         """The population a bracket of ``n`` configurations starts in, and the lane of each."""
-        return self.shared, _spread(n, self.shared.width, self.shared.ndev)
+        return self.shared, spread(n, self.shared.width, self.shared.ndev)
 
     def _draw(self, root: jax.Array, first: jax.Array) -> tuple:
         """The unit points, hyperparameters and key data of the bracket that starts at round
@@ -216,7 +217,7 @@ class _Halving:
         per = pop.width // pop.ndev
         if np.bincount(lanes // per, minlength=pop.ndev).max() <= -(-len(lanes) // pop.ndev):
             return pop, lanes
-        to = _spread(len(lanes), pop.width, pop.ndev)
+        to = spread(len(lanes), pop.width, pop.ndev)
         source = np.arange(pop.width)
         source[to] = lanes
         pop.take(pop, source)
@@ -234,7 +235,7 @@ class _Halving:
         source.load_state(snapshots.unpack(saved, source.state_spec(), (), where)[1])
         if fits:
             return source, lanes
-        to = _spread(len(alive), self.shared.width, self.shared.ndev)
+        to = spread(len(alive), self.shared.width, self.shared.ndev)
         gather = np.zeros(self.shared.width, np.int64)
         gather[to] = lanes
         self.shared.take(source, gather)
@@ -269,14 +270,7 @@ class _Halving:
         return sum(p.compiles for p in [*self.pops.values(), self.shared])
 
 
-def _spread(n: int, width: int, ndev: int) -> np.ndarray:
-    """Lanes for ``n`` trials in a population of ``width`` lanes on ``ndev`` devices, dealt round
-    the devices (each holds ``width // ndev`` consecutive lanes), so each runs its share."""
-    j = np.arange(n)
-    return (j % ndev) * (width // ndev) + j // ndev
-
-
-def _piece(plan, levels) -> int | None:
+def piece_of(plan, levels) -> int | None:
     """The steps of one training call in the shared population: the greatest common divisor of
     every rung's steps, unless a rung would need more than :data:`MAX_PIECES` calls (None: each
     rung its own length, a program per length)."""

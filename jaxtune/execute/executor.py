@@ -28,7 +28,7 @@ import numpy as np
 from jaxtune._checks import check_int, round_up
 from jaxtune.errors import InputError, InputTypeError
 from jaxtune.execute import sharing
-from jaxtune.execute.placement import Placement
+from jaxtune.execute.placement import Placement, spread
 from jaxtune.execute.platform import default_compiler_options, default_vmap_width, matmul_flops, program_budget
 from jaxtune.execute.programs import Programs, is_out_of_memory
 from jaxtune.execute.timing import CLOCK
@@ -264,10 +264,13 @@ class Executor:
             cap = cap - cap % group if cap >= group else cap  # whole groups when a group fits a chunk
             part = idx[start : start + cap]
             width = self.programs.width(bucket, part.size, total, ndev)
-            lanes = np.concatenate([part, np.full(width - part.size, part[-1])])  # padded with a real trial
+            at = spread(part.size, width, ndev)
+            lanes = np.full(width, part[-1])  # padded with a real trial
+            lanes[at] = part
             try:
                 program = self.programs.get(bucket, width, ndev)
-                live = np.arange(width) < part.size  # padded lanes: skipped where trials run in sequence
+                live = np.zeros(width, bool)  # padded lanes: skipped where trials run in sequence
+                live[at] = True
                 inputs = self.placement.put(({n: hp_np[n][lanes] for n in dyn_names}, key_data[lanes], live), ndev)
                 with CLOCK.count("trials_s"):  # to the results on the host
                     out = jax.device_get(program(*inputs))
@@ -281,6 +284,6 @@ class Executor:
                     self.programs.halve(bucket, width, ndev),
                 )
                 continue
-            curves = {n: np.asarray(v)[: part.size] for n, v in out.pop(CURVES, {}).items()}
-            yield part, {n: np.asarray(v)[: part.size] for n, v in out.items()}, curves
+            curves = {n: np.asarray(v)[at] for n, v in out.pop(CURVES, {}).items()}
+            yield part, {n: np.asarray(v)[at] for n, v in out.items()}, curves
             start += part.size

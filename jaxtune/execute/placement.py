@@ -10,7 +10,28 @@ import numpy as np
 
 from jaxtune.errors import InputError
 
-__all__ = ["Placement"]
+__all__ = ["Placement", "spread", "lanes_computed"]
+
+
+def spread(n: int, width: int, ndev: int) -> np.ndarray:
+    """The lanes of a ``width``-lane program (split into ``ndev`` equal blocks, one per device)
+    where a chunk's ``n`` trials go: dealt round the devices (trial ``j`` on device ``j % ndev``),
+    each device's trials first in its block, so a chunk with fewer trials than lanes keeps every
+    device busy and each device's idle lanes together at the end (where they are skipped)."""
+    per = width // ndev
+    j = np.arange(n)
+    return (j % ndev) * per + j // ndev
+
+
+def lanes_computed(n: int, width: int, ndev: int, vmap_width: int | None) -> int:
+    """Lanes a device computes for a chunk of ``n`` trials (laid out by :func:`spread`) in a
+    ``width``-lane program: all of its block with a full vmap, else its live trials rounded up
+    to whole groups of ``vmap_width`` (idle groups are skipped)."""
+    per = width // ndev
+    if vmap_width is None:
+        return per
+    busiest = -(-n // ndev)
+    return min(per, -(-busiest // vmap_width) * vmap_width)
 
 
 class Placement:
