@@ -30,11 +30,14 @@ import jax
 import numpy as np
 
 from jaxtune._checks import check_int, next_pow2, round_up
+from jaxtune.drivers.halving import continued_halving, piece_of
 from jaxtune.errors import InputError
 from jaxtune.execute import Executor
+from jaxtune.execute.placement import lanes_computed
 from jaxtune.execute.population import Population, supports_protocol
 from jaxtune.execute.programs import bytes_needed
 from jaxtune.space import Space
+from jaxtune.strategies.halving import bracket_plan, budgets
 
 __all__ = ["Plan", "plan"]
 
@@ -75,6 +78,7 @@ class Plan:
     recommendation: str  # "caviar" or "panda"
     advice: str
     programs: int = 1  # trial programs the sweep compiles (its first round's, after program sharing)
+    rungs: bool = False  # a continued halving or Hyperband study: ``rounds`` rungs, ``round_s`` their mean
 
     @property
     def trials_per_s(self) -> float:
@@ -102,11 +106,17 @@ class Plan:
                 f"memory: {self.bytes_per_trial / 2**20:.2f} MiB per trial + {self.fixed_bytes / 2**20:.1f} MiB fixed; "
                 f"{fits} trials fit at once{budget}"
             )
-        lines.append(
-            f"a round of {self.trials} trials (width {self.width}): {_duration(self.round_s)} "
-            f"({self.trials_per_s:.2f} trials/s); {self.rounds} rounds: {_duration(self.sweep_s)} "
-            f"with {_duration(self.compile_s)} of compiling ({self.programs} program{'s' * (self.programs != 1)})"
-        )
+        compiling = f"{_duration(self.compile_s)} of compiling ({self.programs} program{'s' * (self.programs != 1)})"
+        if self.rungs:
+            lines.append(
+                f"{self.rounds} rungs of at most {self.trials} live trials (a population of {self.width}): "
+                f"{_duration(self.round_s)} a rung on average; {_duration(self.sweep_s)} with {compiling}"
+            )
+        else:
+            lines.append(
+                f"a round of {self.trials} trials (width {self.width}): {_duration(self.round_s)} "
+                f"({self.trials_per_s:.2f} trials/s); {self.rounds} rounds: {_duration(self.sweep_s)} with {compiling}"
+            )
         if self.budget_s is not None:
             lines.append(f"budget {_duration(self.budget_s)}: about {self.budget_trials:,} trials")
         lines.append(f"recommendation: {self.recommendation} — {self.advice}")
@@ -184,6 +194,8 @@ def plan(
     widths: Sequence[int] | None = None,
     probe_steps: int | None = None,
     max_batch: int | None = None,
+    strategy: Any = None,
+    strategy_options: dict | None = None,
 ) -> Plan:
     """Measures the trial's program on this device and predicts a sweep's memory and time.
 
@@ -198,6 +210,11 @@ def plan(
       probe_steps: steps of the timed segment for a protocol objective (default:
         ``min(100, steps)``; an evaluation alone is timed too).
       max_batch: the sweep's chunk cap, as in :func:`jaxtune.tune`.
+      strategy: the sweep's strategy (a name or a spec, as :func:`jaxtune.tune` takes it): with
+        successive halving or Hyperband that continue their survivors, the plan follows their
+        brackets (``rounds`` rungs, each training its live lanes in the shared population) and
+        their programs; any other is planned as rounds of ``trials`` trials.
+      strategy_options: the strategy's options (e.g. ``eta``), as :func:`jaxtune.tune` takes them.
 
     Returns:
       A :class:`Plan`; ``print(plan)`` shows the measurements, predictions and recommendation.
@@ -212,6 +229,9 @@ def plan(
         raise InputError(f"budget must be a positive number of seconds, got {budget!r}")
     executor = Executor(objective, space, max_batch=max_batch)
     executor.trial.output_shapes(executor.first_bucket())  # traces the objective once: a bad one fails here
+    halving = continued_halving(strategy, strategy_options, objective) if strategy is not None else None
+    if halving is not None:
+        return _plan_halving(objective, space, executor, halving, trials, rounds, budget, probe_steps)
     planned, bucket = _programs(executor, space, trials)
     programs = len(planned)
     ndev = executor.placement.devices_for(trials)
@@ -241,7 +261,7 @@ def plan(
 
     budget_bytes = executor.programs.budget
     per_trial, fixed, fits, width = _memory(measured, budget_bytes, width, ndev)
-    round_s = _round_s(executor, planned, bucket, trials, width, _chunk_s(measured, width))
+    round_s = _round_s(executor, planned, bucket, width, _chunk_s(measured, width))
     budget_trials = None
     compile_s *= math.ceil(programs / _COMPILERS)  # each program about as long as the measured one
     if budget is not None:
@@ -269,6 +289,64 @@ def plan(
     )
 
 
+def rung_schedule(spec, space: Space, trials: int, rounds: int) -> list[tuple[int, int]]:
+    """The first ``rounds`` rungs a continued halving or Hyperband study trains, in order: ``(live
+    lanes, steps each trains)`` per rung (its brackets as the driver cycles them)."""
+    fidelity = space.params[spec.fidelity]
+    levels = budgets(fidelity.low, fidelity.high, spec.eta)
+    brackets = bracket_plan(trials, len(levels), spec.eta, type(spec).hyperband)
+    out: list[tuple[int, int]] = []
+    for b in range(rounds):  # (a bracket has at least one rung)
+        trained = 0
+        for n, level in brackets[b % len(brackets)]:
+            out.append((n, levels[level] - trained))
+            trained = levels[level]
+    return out[:rounds]
+
+
+def _plan_halving(objective, space: Space, executor: Executor, spec, trials: int, rounds: int, budget, probe_steps):
+    """A continued halving or Hyperband study: its rungs in the shared population of the widest
+    bracket, each costing the lanes its busiest device trains (whole groups of live lanes) at the
+    measured cost per step and per evaluation; two programs (initialisation and a training piece)."""
+    levels = budgets(space.params[spec.fidelity].low, space.params[spec.fidelity].high, spec.eta)
+    plan_ = bracket_plan(trials, len(levels), spec.eta, type(spec).hyperband)
+    sub = Space({n: p for n, p in space.params.items() if n != spec.fidelity})
+    group = executor.vmap_width_of(executor.first_bucket())
+    ndev = len(jax.devices())
+    width = round_up(max(r[0][0] for r in plan_), ndev)
+    piece = piece_of(plan_, levels)
+    probe = piece or probe_steps or min(100, levels[0])
+    pop = Population(objective, sub, (), width, vmap_width=group)
+    t0 = time.perf_counter()
+    pop.start(_hp(sub, width), jax.random.split(jax.random.key(0), width))
+    pop.masked_program(probe)
+    schedule = rung_schedule(spec, space, trials, rounds)
+    programs = 2 if piece else 1 + len({steps for _, steps in schedule})  # initialisation + training pieces
+    compile_s = (time.perf_counter() - t0) * (programs - 1)
+    live = np.ones(width, bool)
+    cost = {}
+    for k, evaluate in ((probe, False), (0, True)):
+        pop.train(k, live, evaluate)  # warm-up
+        cost[k] = min(_timed(pop.train, k, live, evaluate)[0] for _ in range(2))
+    per_step, per_eval = cost[probe] / probe, cost[0]
+    total = 0.0
+    for n, steps in schedule:
+        share = lanes_computed(n, width, ndev, group) / (width // ndev)
+        total += share * (steps * per_step + per_eval)
+    trial_s = levels[-1] * per_step + per_eval  # the whole population, trained to the top budget
+    m = Measurement(width, compile_s, bytes_needed(pop.masked_program(probe)), trial_s, "steps")
+    per_trial, fixed, fits, _ = _memory([m], executor.programs.budget, width, ndev)
+    round_s = total / max(rounds, 1)
+    budget_trials = None if budget is None else int(max(budget - compile_s, 0) / round_s * trials)
+    recommendation, advice = _recommend(space, trials, rounds, width, fits, budget, budget_trials, round_s, compile_s)
+    return Plan(
+        device=jax.devices()[0].device_kind, devices=ndev, steps=levels[-1], measurements=[m],
+        bytes_per_trial=per_trial, fixed_bytes=fixed, budget_bytes=executor.programs.budget, fits=fits, width=width,
+        trials=trials, rounds=rounds, round_s=round_s, compile_s=compile_s, budget_s=budget,
+        budget_trials=budget_trials, recommendation=recommendation, advice=advice, programs=programs, rungs=True,
+    )  # fmt: skip
+
+
 _COMPILERS = 2  # programs compiled at once: a study's buckets compile on worker threads, XLA's CPU work each
 
 
@@ -280,18 +358,19 @@ def _programs(executor: Executor, space: Space, trials: int) -> tuple[list, tupl
     return planned, max(planned, key=lambda p: (p[3], repr(p[0])))[0]
 
 
-def _round_s(executor: Executor, planned: list, timed: tuple, trials: int, width: int, chunk_s: float) -> float:
-    """A round's seconds: each program's trials at the timed chunk's cost per trial, scaled by
-    their bucket's matrix-product flops against the timed bucket's; trials run in sequence cost
-    what their live ones do, a full vmap a whole chunk however few are live."""
-    if len(planned) == 1:
-        return math.ceil(trials / width) * chunk_s
-    base = max(executor._flops(timed), 1.0)
+def _round_s(executor: Executor, planned: list, timed: tuple, width: int, chunk_s: float) -> float:
+    """A round's seconds: each program's chunks at the timed chunk's cost, scaled by their bucket's
+    matrix-product flops against the timed bucket's; a chunk with fewer trials than lanes costs
+    the lanes its busiest device computes (:func:`~jaxtune.execute.placement.lanes_computed`:
+    whole groups of live trials in sequence, the whole chunk with a full vmap)."""
+    base = max(executor._flops(timed), 1.0) if len(planned) > 1 else 1.0
     total = 0.0
-    for bucket, _, _, n in planned:
-        scale = max(executor._flops(bucket), 1.0) / base
-        chunks = n / width if executor.vmap_width_of(bucket) is not None else math.ceil(n / width)
-        total += chunks * chunk_s * scale
+    for bucket, _, ndev, n in planned:
+        scale = max(executor._flops(bucket), 1.0) / base if len(planned) > 1 else 1.0
+        full, rest = divmod(n, width)
+        per = width // ndev
+        lanes = full * per + (lanes_computed(rest, width, ndev, executor.vmap_width_of(bucket)) if rest else 0)
+        total += lanes / per * chunk_s * scale
     return total
 
 

@@ -79,3 +79,30 @@ def test_plan_counts_the_programs_the_sweep_compiles(share):
     assert p.programs == run.timing["programs"] and (p.programs == 1) == share, (p.programs, run.timing)
     assert f"({p.programs} program" in str(p)
 
+
+
+def test_plan_follows_hyperbands_brackets_and_counts_its_programs():
+    """Hyperband (27 configurations, 3 brackets, survivors continued): the plan walks its rungs
+    (live lanes, steps each trains) as the driver does and counts the programs the run compiles."""
+    from jaxtune.strategies.base import make_spec
+
+    space = jt.Space({"steps": jt.Int(4, 36, scale="log", static=True), **SPACE.params})
+    trainer = make_trainer(steps=36)
+    p = jt.plan(trainer, space, trials=27, rounds=6, strategy="hyperband")
+    run = jt.tune(trainer, space, "hyperband", trials=27, rounds=6, metric="val_loss", progress=False)
+    schedule = planning.rung_schedule(make_spec("hyperband"), space, 27, 6)
+    assert schedule == [(27, 4), (9, 8), (3, 24), (14, 12), (4, 24), (9, 36)]
+    assert len(run.trials) == 27 + 14 + 9  # each configuration ends in one stored trial
+    assert p.rungs and p.width in (27, 28) and p.programs == run.timing["programs"] == 2, (p.programs, run.timing)
+    assert "6 rungs of at most 27 live trials" in str(p) and p.sweep_s == pytest.approx(6 * p.round_s + p.compile_s)
+    assert planning.rung_schedule(make_spec("successive_halving"), space, 9, 4) == [(9, 4), (3, 8), (1, 24), (9, 4)]
+
+
+def test_a_chunk_with_idle_lanes_keeps_every_device_busy():
+    """A chunk's trials are dealt round the devices, each device's first in its block (idle lanes
+    last, skipped in whole groups): the lanes the busiest device computes are what a round costs."""
+    from jaxtune.execute.placement import lanes_computed, spread
+
+    assert spread(5, 8, 2).tolist() == [0, 4, 1, 5, 2] and spread(3, 4, 1).tolist() == [0, 1, 2]
+    assert lanes_computed(13, 32, 2, 8) == 8 and lanes_computed(13, 32, 2, 1) == 7
+    assert lanes_computed(13, 32, 2, None) == 16 and lanes_computed(32, 32, 2, 8) == 16

@@ -40,6 +40,8 @@ def main(args) -> int:
             rounds=tune_opts.get("rounds", 4),
             budget=budget,
             max_batch=tune_opts.get("max_batch"),
+            strategy=tune_opts.get("strategy", "coarse_to_fine"),
+            strategy_options=cfg.get("strategy") or None,
         )
     print(result)
     return 0
