@@ -1,7 +1,9 @@
 """Plan's predictions against measured sweeps on this machine (round time, trials/s).
 
 For each case: ``jt.plan`` (its own wall time too), then the planned sweep run for real with
-``jt.tune``; the measured round is the mean of the warm rounds (round 0 also compiles).
+``jt.tune``, each in a fresh process with no compilation cache (as ``jaxtune plan`` and then
+``jaxtune run`` would run: each pays a process's first compiles); the measured round is the mean
+of the warm rounds (round 0 also compiles), a Hyperband's rung the mean of its rungs.
 
     python benchmarks/plan.py           # writes results/plan_<backend>.json
 """
@@ -9,7 +11,9 @@ For each case: ``jt.plan`` (its own wall time too), then the planned sweep run f
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import time
 
@@ -56,42 +60,63 @@ def setup(name: str):
     return task.objective, space, task.metric, task.mode, strategy
 
 
-def case(name: str) -> dict:
-    task_name, options, trials, rounds, *_ = CASES[name]
+def planned(name: str) -> dict:
+    """The case's ``jt.plan`` (run in a fresh process, as ``jaxtune plan`` runs)."""
+    _, _, trials, rounds, *_ = CASES[name]
     objective, space, metric, mode, strategy = setup(name)
     t = time.perf_counter()
     p = jt.plan(objective, space, trials=trials, rounds=rounds, budget=600, strategy=strategy)
-    plan_s = time.perf_counter() - t
-    print(p)
+    print(p, file=sys.stderr)
+    return {"plan_seconds": time.perf_counter() - t, "round_s": p.round_s, "sweep_s": p.sweep_s,
+            "programs": p.programs, "strategy_programs": p.strategy_programs, "compile_s": p.compile_s,
+            "measurements": [m.__dict__ for m in p.measurements], "bytes_per_trial": p.bytes_per_trial,
+            "fits": p.fits, "recommendation": p.recommendation, "advice": p.advice}  # fmt: skip
+
+
+def measured(name: str) -> dict:
+    """The case's sweep, run for real (in another fresh process, as ``jaxtune run`` runs)."""
+    _, _, trials, rounds, *_ = CASES[name]
+    objective, space, metric, mode, strategy = setup(name)
     reports = []
     t = time.perf_counter()
     run = jt.tune(objective, space, strategy, trials=trials, rounds=rounds, metric=metric, mode=mode, seed=0,
                   progress=reports.append if strategy != "hyperband" else False)  # fmt: skip
     sweep_s = time.perf_counter() - t
     warm = [r["seconds"] for r in reports[1:]]  # (rungs are not reported: their mean from the run's own timing)
-    measured = sum(warm) / len(warm) if warm else run.timing["trials_s"] / rounds
+    return {"round_s": sum(warm) / len(warm) if warm else run.timing["trials_s"] / rounds, "sweep_s": sweep_s,
+            "programs": run.timing["programs"], "compile_s": run.timing["compile_s"]}  # fmt: skip
+
+
+def in_fresh_process(name: str, what: str) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--one", name, what], capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(proc.stderr[-3000:])
+    print(proc.stderr[-1500:] if what == "plan" else "", end="")
+    return json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
+
+
+def case(name: str) -> dict:
+    task_name, options, trials, rounds, *_ = CASES[name]
+    p, run = in_fresh_process(name, "plan"), in_fresh_process(name, "tune")
     return {
         "task": task_name or "the README's first example",
-        "strategy": strategy,
+        "strategy": {"hyperband": "hyperband", "readme": "coarse_to_fine"}.get((CASES[name][4:] or [""])[0], "random"),
         "options": options,
         "trials": trials,
         "rounds": rounds,
-        "plan_seconds": plan_s,
-        "predicted_round_s": p.round_s,
-        "measured_round_s": measured,
-        "round_ratio": p.round_s / measured,
-        "predicted_sweep_s": p.sweep_s,
-        "measured_sweep_s": sweep_s,
-        "sweep_ratio": p.sweep_s / sweep_s,
-        "predicted_programs": p.programs,
-        "measured_programs": run.timing["programs"],
-        "predicted_compile_s": p.compile_s,
-        "measured_compile_s": run.timing["compile_s"],
-        "measurements": [m.__dict__ for m in p.measurements],
-        "bytes_per_trial": p.bytes_per_trial,
-        "fits": p.fits,
-        "recommendation": p.recommendation,
-        "advice": p.advice,
+        "plan_seconds": p["plan_seconds"],
+        "predicted_round_s": p["round_s"],
+        "measured_round_s": run["round_s"],
+        "round_ratio": p["round_s"] / run["round_s"],
+        "predicted_sweep_s": p["sweep_s"],
+        "measured_sweep_s": run["sweep_s"],
+        "sweep_ratio": p["sweep_s"] / run["sweep_s"],
+        "predicted_programs": p["programs"],
+        "predicted_strategy_programs": p["strategy_programs"],
+        "measured_programs": run["programs"],
+        "predicted_compile_s": p["compile_s"],
+        "measured_compile_s": run["compile_s"],
+        **{k: p[k] for k in ("measurements", "bytes_per_trial", "fits", "recommendation", "advice")},
     }
 
 
@@ -99,9 +124,13 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cases", nargs="*", default=list(CASES))
     p.add_argument("--out")
+    p.add_argument("--one", nargs=2, metavar=("CASE", "plan|tune"), help=argparse.SUPPRESS)
     a = p.parse_args()
     os.environ.setdefault("JAXTUNE_CACHE_DIR", "none")  # uncached: what a first run costs
-    jt.use_cpu_cores()  # as `jaxtune run` and `jaxtune plan` do
+    if a.one:  # one side of one case, in this fresh process
+        jt.use_cpu_cores()  # as `jaxtune run` and `jaxtune plan` do
+        print("RESULT", json.dumps((planned if a.one[1] == "plan" else measured)(a.one[0])))
+        return
     results = {name: case(name) for name in a.cases}
     payload = {"cases": results,
                "predicted": "sweep times within 1.5x of the measured (uncached) ones; the same programs"}

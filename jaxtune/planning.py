@@ -30,14 +30,17 @@ import jax
 import numpy as np
 
 from jaxtune._checks import check_int, next_pow2, round_up
-from jaxtune.drivers.halving import continued_halving, piece_of
 from jaxtune.errors import InputError
 from jaxtune.execute import Executor
 from jaxtune.execute.placement import lanes_computed
 from jaxtune.execute.population import Population, supports_protocol
 from jaxtune.execute.programs import bytes_needed
+from jaxtune.schedulers import is_scheduler
 from jaxtune.space import Space
-from jaxtune.strategies.halving import bracket_plan, budgets
+from jaxtune.strategies.base import make_strategy
+from jaxtune.strategies.halving import bracket_plan, budgets, continued_halving, piece_of
+from jaxtune.strategies.optuna_sampler import HostStrategy
+from jaxtune.strategies.programs import compile_strategy
 
 __all__ = ["Plan", "plan"]
 
@@ -78,6 +81,7 @@ class Plan:
     recommendation: str  # "caviar" or "panda"
     advice: str
     programs: int = 1  # trial programs the sweep compiles (its first round's, after program sharing)
+    strategy_programs: int = 0  # the strategy's own programs (its compile seconds are in compile_s)
     rungs: bool = False  # a continued halving or Hyperband study: ``rounds`` rungs, ``round_s`` their mean
 
     @property
@@ -106,7 +110,9 @@ class Plan:
                 f"memory: {self.bytes_per_trial / 2**20:.2f} MiB per trial + {self.fixed_bytes / 2**20:.1f} MiB fixed; "
                 f"{fits} trials fit at once{budget}"
             )
-        compiling = f"{_duration(self.compile_s)} of compiling ({self.programs} program{'s' * (self.programs != 1)})"
+        strategy = f" and {self.strategy_programs} of the strategy" if self.strategy_programs else ""
+        programs = f"{self.programs} program{'s' * (self.programs != 1)}{strategy}"
+        compiling = f"{_duration(self.compile_s)} of compiling ({programs})"
         if self.rungs:
             lines.append(
                 f"{self.rounds} rungs of at most {self.trials} live trials (a population of {self.width}): "
@@ -184,6 +190,29 @@ def _measure_whole(executor: Executor, bucket, width: int, ndev: int):
     return Measurement(width, compile_s, bytes_needed(compiled), run_s)
 
 
+def _measure(objective, space: Space, executor: Executor, bucket, widths, ndev: int, probe_steps):
+    """The measurements at each width, and the seconds one of the sweep's programs compiles in:
+    a protocol objective timed per step and per evaluation (its sweep's own program instead when a
+    chunk is cheap, see :data:`DIRECT_S`), any other whole."""
+    steps = getattr(objective, "steps", None)
+    if not (supports_protocol(objective) and isinstance(steps, int) and "steps" not in space.params):
+        measured = [_measure_whole(executor, bucket, w, ndev) for w in widths]
+        return measured, max(m.compile_s for m in measured)
+    every = getattr(objective, "eval_every", None) or steps
+    probe = probe_steps or min(100, steps)
+    devices = executor.placement.devices[:ndev]
+    group = executor.vmap_width_of(bucket)  # the sweep's plan for this trial: timed the same way
+    measured = [_measure_population(objective, space, bucket, w, devices, steps, every, probe, group) for w in widths]
+    # The sweep compiles one whole-trial program: about as long as the step program here
+    # (init, evaluation and a scan of steps), which these two compiles over-count a little.
+    compile_s = max(m.compile_s for m in measured)
+    if measured[-1].trial_s <= DIRECT_S:  # cheap enough: time the sweep's own program instead
+        whole = _measure_whole(executor, bucket, measured[-1].width, ndev)
+        compile_s = whole.compile_s  # (memory stays the step program's: one kind of program per slope)
+        measured[-1] = dataclasses.replace(whole, bytes=measured[-1].bytes)
+    return measured, compile_s
+
+
 def plan(
     objective: Any,
     space: Space,
@@ -239,31 +268,14 @@ def plan(
     small = round_up(1, ndev)
     widths = sorted({round_up(check_int("width", w), ndev) for w in widths} if widths else {small, width})
     steps = getattr(objective, "steps", None)
-    protocol = supports_protocol(objective) and isinstance(steps, int) and "steps" not in space.params
-    if protocol:
-        every = getattr(objective, "eval_every", None) or steps
-        probe = probe_steps or min(100, steps)
-        devices = executor.placement.devices[:ndev]
-        group = executor.vmap_width_of(bucket)  # the sweep's plan for this trial: timed the same way
-        measured = [
-            _measure_population(objective, space, bucket, w, devices, steps, every, probe, group) for w in widths
-        ]
-        # The sweep compiles one whole-trial program: about as long as the step program here
-        # (init, evaluation and a scan of steps), which these two compiles over-count a little.
-        compile_s = max(m.compile_s for m in measured)
-        if measured[-1].trial_s <= DIRECT_S:  # cheap enough: time the sweep's own program instead
-            whole = _measure_whole(executor, bucket, measured[-1].width, ndev)
-            compile_s = whole.compile_s  # (memory stays the step program's: one kind of program per slope)
-            measured[-1] = dataclasses.replace(whole, bytes=measured[-1].bytes)
-    else:
-        measured = [_measure_whole(executor, bucket, w, ndev) for w in widths]
-        compile_s = max(m.compile_s for m in measured)
-
+    measured, compile_s = _measure(objective, space, executor, bucket, widths, ndev, probe_steps)
     budget_bytes = executor.programs.budget
     per_trial, fixed, fits, width = _memory(measured, budget_bytes, width, ndev)
     round_s = _round_s(executor, planned, bucket, width, _chunk_s(measured, width))
     budget_trials = None
     compile_s *= math.ceil(programs / _COMPILERS)  # each program about as long as the measured one
+    strategy_programs, strategy_s = _strategy_compile(strategy, strategy_options, space, trials, executor, rounds)
+    compile_s += strategy_s
     if budget is not None:
         budget_trials = int(max(budget - compile_s, 0) / round_s * trials)
     recommendation, advice = _recommend(space, trials, rounds, width, fits, budget, budget_trials, round_s, compile_s)
@@ -286,6 +298,7 @@ def plan(
         recommendation=recommendation,
         advice=advice,
         programs=programs,
+        strategy_programs=strategy_programs,
     )
 
 
@@ -345,6 +358,18 @@ def _plan_halving(objective, space: Space, executor: Executor, spec, trials: int
         trials=trials, rounds=rounds, round_s=round_s, compile_s=compile_s, budget_s=budget,
         budget_trials=budget_trials, recommendation=recommendation, advice=advice, programs=programs, rungs=True,
     )  # fmt: skip
+
+
+def _strategy_compile(strategy, options, space: Space, trials: int, executor: Executor,
+                      rounds: int) -> tuple[int, float]:  # fmt: skip
+    """The programs of a device strategy's rounds sweep and the seconds they take to compile
+    (none for a host strategy, a scheduler or no strategy)."""
+    if strategy is None or (isinstance(strategy, str) and is_scheduler(strategy)):
+        return 0, 0.0
+    built = make_strategy(strategy, space, trials, **(options or {}))
+    if isinstance(built, HostStrategy):
+        return 0, 0.0
+    return compile_strategy(built, space, trials, executor, rounds)
 
 
 _COMPILERS = 2  # programs compiled at once: a study's buckets compile on worker threads, XLA's CPU work each

@@ -37,6 +37,7 @@ from jaxtune.settings import enable_compile_cache
 from jaxtune.space import Space
 from jaxtune.storage import Storage
 from jaxtune.strategies.base import Strategy, describe, make_strategy
+from jaxtune.strategies.halving import continued_halving
 
 __all__ = ["tune", "RoundReport", "MAX_TRIALS", "MAX_SEED", "RULES", "check_argument"]
 
@@ -295,7 +296,7 @@ def tune(
     )  # fmt: skip
     if storage is not None and jax.process_index() == 0:
         Storage.check(storage)  # an unusable path fails now, before any tracing or compiling
-    spec = None if args.strategy is None else halving_driver.continued_halving(strategy, strategy_options, objective)
+    spec = None if args.strategy is None else continued_halving(strategy, strategy_options, objective)
     driver = population_driver if args.strategy is None else halving_driver if spec is not None else rounds_driver
     given = {"rounds": rounds is not None, "max_batch": max_batch is not None, "vmap_width": vmap_width != "auto",
              "progress": callable(progress) and not isinstance(progress, bool),

@@ -10,7 +10,6 @@ retraining version (:class:`~jaxtune.strategies.SuccessiveHalving`).
 from __future__ import annotations
 
 import functools
-import math
 import sys
 import time
 
@@ -24,22 +23,18 @@ from jaxtune.drivers.population import segment_value
 from jaxtune.errors import CheckpointError
 from jaxtune.execute import snapshots
 from jaxtune.execute.placement import spread
-from jaxtune.execute.population import Population, supports_protocol
+from jaxtune.execute.population import Population
 from jaxtune.execute.timing import jit_counted
 from jaxtune.keys import DECIDE_STREAM, lane_keys
 from jaxtune.records import lane_scores, trial_record
 from jaxtune.result import Result
 from jaxtune.schedulers.base import check_space
 from jaxtune.space import Space
-from jaxtune.strategies.base import describe, make_spec
-from jaxtune.strategies.halving import bracket_plan, budgets, is_halving
+from jaxtune.strategies.base import describe
+from jaxtune.strategies.halving import bracket_plan, budgets, piece_of
 from jaxtune.study import Study, study_config
 
-__all__ = ["run", "continued_halving", "REFUSES", "MAX_PIECES"]
-
-# Most training calls a rung of the shared population (lanes one at a time) is split into: more,
-# and each rung length gets its own program instead of pieces of one length.
-MAX_PIECES = 64
+__all__ = ["run", "REFUSES"]
 
 # The jt.tune arguments this driver cannot honour, and why: refused before anything is traced.
 REFUSES = {
@@ -48,14 +43,6 @@ REFUSES = {
     "metric": "several objectives: a rung promotes on one metric (not yet)",
     "seeds": "not yet: a rung promotes lane by lane (halving that retrains, continue_survivors=False, takes seeds)",
 }
-
-
-def continued_halving(strategy, options, objective):
-    """The halving spec if this sweep continues survivors from their state, else None."""
-    spec = make_spec(strategy, **(options or {})) if isinstance(strategy, str) else strategy
-    if is_halving(spec) and spec.continue_survivors and supports_protocol(objective):
-        return spec
-    return None
 
 
 def run(objective, space: Space, spec, args: Arguments, executor, metric: str, storage) -> Result:
@@ -268,18 +255,6 @@ class _Halving:
     def compiles(self) -> int:
         """Programs compiled so far, by every population of the sweep."""
         return sum(p.compiles for p in [*self.pops.values(), self.shared])
-
-
-def piece_of(plan, levels) -> int | None:
-    """The steps of one training call in the shared population: the greatest common divisor of
-    every rung's steps, unless a rung would need more than :data:`MAX_PIECES` calls (None: each
-    rung its own length, a program per length)."""
-    lengths = set()
-    for rungs in plan:
-        budgets = [levels[level] for _, level in rungs]
-        lengths.update(b - a for a, b in zip([0, *budgets], budgets))
-    piece = math.gcd(*lengths)
-    return piece if max(lengths) // piece <= MAX_PIECES else None
 
 
 def _run_halving(objective, space: Space, sub: Space, spec, plan, levels, args, metric: str, study: Study,

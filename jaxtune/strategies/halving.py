@@ -12,8 +12,9 @@ import numpy as np
 
 from jaxtune._checks import check_int
 from jaxtune.errors import InputError
+from jaxtune.execute.population import supports_protocol
 from jaxtune.space import Int, Space
-from jaxtune.strategies.base import Strategy, register, sanitize_scores
+from jaxtune.strategies.base import Strategy, make_spec, register, sanitize_scores
 
 
 def budgets(low: int, high: int, eta: int) -> list[int]:
@@ -186,3 +187,28 @@ def _halving(name: str, space: Space, num_trials: int, fidelity: str, eta: int, 
 
     rounds = sum(s + 1 for s in brackets)
     return Strategy(init, ask, tell, lambda state: state.alive, num_trials, dim, num_rounds=rounds)
+
+
+# Most training calls a rung of the shared population (lanes one at a time) is split into: more,
+# and each rung length gets its own program instead of pieces of one length.
+MAX_PIECES = 64
+
+
+def continued_halving(strategy, options, objective):
+    """The halving spec if this sweep continues survivors from their state, else None."""
+    spec = make_spec(strategy, **(options or {})) if isinstance(strategy, str) else strategy
+    if is_halving(spec) and spec.continue_survivors and supports_protocol(objective):
+        return spec
+    return None
+
+
+def piece_of(plan, levels) -> int | None:
+    """The steps of one training call in the shared population: the greatest common divisor of
+    every rung's steps, unless a rung would need more than :data:`MAX_PIECES` calls (None: each
+    rung its own length, a program per length)."""
+    lengths = set()
+    for rungs in plan:
+        budgets = [levels[level] for _, level in rungs]
+        lengths.update(b - a for a, b in zip([0, *budgets], budgets))
+    piece = math.gcd(*lengths)
+    return piece if max(lengths) // piece <= MAX_PIECES else None
