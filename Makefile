@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test docs lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ test: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
+# The guide (docs/, mkdocs.yml) as a site in site/; --strict: a broken link or docstring fails it.
+docs: $(BIN)/.installed
+	$(BIN)/pip install -q -e '.[docs]'
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/masking.py
@@ -30,4 +35,4 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/strategies.py
 
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs site .pytest_cache

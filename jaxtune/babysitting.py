@@ -60,7 +60,7 @@ class Babysitter:
       metric: the metric to watch (default: the first the objective's evaluation returns).
       mode: ``"min"`` or ``"max"`` for ``metric``.
 
-    Example:
+    Examples:
       >>> sitter = jt.babysit(trainer, space, {"lr": 3e-3}, storage="panda.db", segment=200)
       >>> sitter.train(3)                       # 600 steps
       >>> sitter.set(lr=1e-3)                   # from step 600 on

@@ -60,7 +60,7 @@ class Constraint:
 def constraint(spec: str | Callable | Constraint) -> Constraint:
     """A :class:`Constraint` from a string ``"NAME OP NUMBER"`` or a callable ``fn(params, metrics)``.
 
-    Example:
+    Examples:
       >>> c = constraint("val_loss < 2")
       >>> c({"lr": 0.1}, {"val_loss": 1.5}), c({"lr": 0.1}, {"val_loss": 2.0})
       (True, False)

@@ -166,7 +166,7 @@ def signal_handled() -> None:
 class Problems:
     """Collects the input errors of independent checks, so a user sees all of them at once.
 
-    Example:
+    Examples:
       >>> problems = Problems()
       >>> with problems.check():
       ...     raise InputError("trials must be an int >= 1, got 0")

@@ -96,7 +96,7 @@ class Dropout(nnx.Dropout):
     by ``1 / (1 - rate)``; eval mode, ``deterministic=True``, is the identity; a rate of 1 gives
     zeros with finite gradients), except that it draws a mask even at rate 0.
 
-    Example:
+    Examples:
       >>> drop = Dropout(jnp.float32(0.25), rngs=nnx.Rngs(0))
       >>> float(drop.rate[...])
       0.25
@@ -217,7 +217,7 @@ class PatchConv(nnx.Module):
 
     Input ``[..., *spatial, in_features]``, output ``[..., *out_spatial, out_features]``.
 
-    Example:
+    Examples:
       >>> conv = PatchConv(1, 32, kernel_size=(3, 3), rngs=nnx.Rngs(0))  # as nnx.Conv(1, 32, (3, 3))
       >>> conv(jnp.ones((4, 8, 8, 1))).shape
       (4, 8, 8, 32)
@@ -314,7 +314,7 @@ def patch_convs(model: nnx.Module) -> nnx.Module:
     Returns:
       ``model`` (or its replacement, when ``model`` itself is an ``nnx.Conv``).
 
-    Example:
+    Examples:
       >>> from jaxtune.tasks.models import TutorialCNN
       >>> model = patch_convs(TutorialCNN(rngs=nnx.Rngs(0)))
       >>> type(model.conv1).__name__
@@ -395,7 +395,7 @@ class MaskedLinear(nnx.Module):
       out_features: output width, an int or ``Masked(value, size)``.
       rngs: initialisation keys.
 
-    Example:
+    Examples:
       >>> from jaxtune.space import Masked
       >>> hidden = Masked(jnp.asarray(100), 128)     # how hp["hidden"] arrives for masked=True
       >>> rngs, x = nnx.Rngs(0), jnp.ones((4, 40))
@@ -429,7 +429,7 @@ def live_params(model: nnx.Module) -> jax.Array:
     """How many trainable parameters ``model`` uses: every ``nnx.Param``'s size, and of a
     :class:`MaskedLinear` only its live block (a masked width counts as the width it trains).
 
-    Example:
+    Examples:
       >>> from jaxtune.space import Masked
       >>> int(live_params(MaskedLinear(40, Masked(jnp.asarray(100), 128), rngs=nnx.Rngs(0))))  # 40 x 100 + 100
       4100

@@ -165,7 +165,7 @@ class Float(Param):
       when: ``{parent: value or [values]}``: the parameter exists only in trials where each
         parent (a static parameter defined earlier) takes one of those values.
 
-    Example:
+    Examples:
       >>> b1 = Float(0.9, 0.999, scale="reverse_log")
       >>> momentum = Float(0.5, 0.99, scale="reverse_log", when={"opt": "sgd"})
     """

@@ -29,7 +29,7 @@ def non_dominated(points: np.ndarray) -> np.ndarray:
     """Which rows of ``points`` (``[n, m]``, every objective minimised, +inf for a trial that does
     not count) no other row dominates; rows with a non-finite objective are never on the front.
 
-    Example:
+    Examples:
       >>> non_dominated(np.array([[1.0, 4.0], [2.0, 2.0], [3.0, 3.0], [4.0, 1.0]])).tolist()
       [True, True, False, True]
     """
@@ -46,7 +46,7 @@ def non_dominated(points: np.ndarray) -> np.ndarray:
 def hypervolume(points: np.ndarray, reference: Sequence[float]) -> float:
     """The area (2 objectives, both minimised) that ``points`` dominate up to ``reference``.
 
-    Example:
+    Examples:
       >>> hypervolume(np.array([[1.0, 3.0], [2.0, 1.0]]), [4.0, 4.0])
       7.0
     """
@@ -67,7 +67,7 @@ def round_weights(seed: int, r: int, count: int) -> np.ndarray:
     """Round ``r``'s scalarisation weights for a sweep of ``seed``: uniform on the simplex
     (Dirichlet(1, ..., 1)) over ``count`` objectives, from the round's own generator.
 
-    Example:
+    Examples:
       >>> w = round_weights(0, 3, 2)
       >>> bool(np.isclose(w.sum(), 1.0)), (w == round_weights(0, 3, 2)).all()
       (True, np.True_)
@@ -91,7 +91,7 @@ def scalarised(points, weights, low, high, xp=np):
     ``low``/``high`` to [0, 1]); +inf for a row with a non-finite objective. ``xp`` is ``numpy``
     or ``jax.numpy`` (the benchmark runner scalarises inside its compiled sweep).
 
-    Example:
+    Examples:
       >>> scalarised(np.array([[0.0, 1.0], [1.0, 0.0], [np.inf, 0.0]]), np.array([0.5, 0.5]), 0.0, 1.0).tolist()
       [0.525, 0.525, inf]
     """

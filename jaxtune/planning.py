@@ -248,7 +248,7 @@ def plan(
     Returns:
       A :class:`Plan`; ``print(plan)`` shows the measurements, predictions and recommendation.
 
-    Example:
+    Examples:
       >>> task = jt.tasks.get("mnist1d_mlp", steps=2000)
       >>> print(jt.plan(task.objective, task.space, trials=32, rounds=4, budget=20 * 60))
     """

@@ -31,11 +31,14 @@ import dataclasses
 import math
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from jaxtune.errors import InputError, InputTypeError, MissingDependencyError
+
+if TYPE_CHECKING:
+    from jaxtune.result import Result
 
 METHODS = ("variance", "fanova", "ped_anova")
 TRANSFORMS = ("rank", "none")
@@ -218,7 +221,7 @@ def _check_arguments(result, method: str, transform: str) -> None:
 
 
 def importance(
-    result,
+    result: Result,
     *,
     method: str = "variance",
     rounds: str | Sequence[int] = "uniform",
@@ -243,7 +246,7 @@ def importance(
     Returns:
       One :class:`Importance` per hyperparameter (a study's fidelity parameter excluded).
 
-    Example:
+    Examples:
       >>> for imp in jt.importance(result):
       ...     print(f"{imp.name}: {imp.value:.2f} [{imp.low:.2f}, {imp.high:.2f}] {imp.direction}")
     """

@@ -170,7 +170,7 @@ def aggregate(values: Sequence[float], how: str, mode: str) -> float:
     pessimistic bound mean − standard error for ``mode="max"`` (mean + standard error for
     ``"min"``): a configuration good on every seed beats one lucky on a few. Non-finite if any is.
 
-    Example:
+    Examples:
       >>> aggregate([0.8, 0.9, 1.0], "lcb", "max")  # 0.9 - 0.1 / sqrt(3)
       0.8422649730810374
     """

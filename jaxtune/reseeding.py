@@ -41,7 +41,7 @@ def reseed(result: Result, objective: Any, seeds: int = 8, top: int = 5) -> list
       positive gap is a tuning value better than the fresh one) and ``fresh_metrics`` (every
       metric's fresh mean).
 
-    Example:
+    Examples:
       >>> space = jt.Space({"x": jt.Float(0.0, 1.0)})
       >>> noisy = lambda hp, key: {"loss": (hp["x"] - 0.3) ** 2 + 0.1 * jax.random.normal(key)}
       >>> study = jt.tune(noisy, space, trials=16, metric="loss", progress=False)

@@ -58,7 +58,7 @@ def configure(*, compile_cache: str | bool | None = None, share_programs: bool |
       share_programs: whether a masked bucket's trials may run on a larger bucket's program when
         that costs less than compiling their own (None: unchanged).
 
-    Example:
+    Examples:
       >>> import jaxtune as jt
       >>> jt.configure(share_programs=True).share_programs
       True

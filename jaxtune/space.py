@@ -43,7 +43,7 @@ class Space:
       params: ``{name: Float | Int | Choice}``; the order of the mapping is the order of the
         unit-cube coordinates.
 
-    Example:
+    Examples:
       >>> space = Space({"lr": Float(1e-4, 1.0, scale="log"), "b1": Float(0.9, 0.999, scale="reverse_log")})
       >>> hp = space.sample(jax.random.key(0), 8)      # {"lr": Array[8], "b1": Array[8]}
       >>> u = space.to_unit(hp)                          # Array[8, 2]
@@ -142,7 +142,7 @@ class Space:
         parameter present (a trial reads only the active ones). ``space.to_python(points)`` gives
         them readable: choices as values, inactive parameters left out.
 
-        Example:
+        Examples:
           >>> space = Space({"opt": Choice(["sgd", "adam"], static=True), "act": Choice(["relu", "tanh"]),
           ...                "mom": Float(0.5, 0.99, when={"opt": "sgd"})})
           >>> [sorted(p) for p in space.to_python(space.sample(jax.random.key(0), 2))]

@@ -134,7 +134,7 @@ class Trainer:
         batched matmul instead of a grouped convolution, 7-8x faster on CPU and GPU). False
         keeps them as they are.
 
-    Example:
+    Examples:
       >>> import jaxtune as jt
       >>> x, y = np.random.default_rng(0).normal(size=(96, 6)).astype(np.float32), np.arange(96) % 3
       >>> trainer = Trainer(model=lambda hp, rngs: nnx.Linear(6, 3, rngs=rngs),

@@ -282,7 +282,7 @@ def tune(
     Returns:
       A :class:`~jaxtune.Result` with every trial of the study (stored ones included).
 
-    Example:
+    Examples:
       >>> space = jt.Space({"x1": jt.Float(-5, 10), "x2": jt.Float(0, 15)})
       >>> result = jt.tune(jt.tasks.branin, space, "coarse_to_fine", trials=256, rounds=8, progress=False)
       >>> round(result.best["value"], 3)  # Branin's minimum is 0.397887

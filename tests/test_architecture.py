@@ -9,7 +9,7 @@ import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "jaxtune"
 
-# Top to bottom (README "How it is built"): a module may import its own layer or any below it.
+# Top to bottom (docs/architecture.md, "How it is built"): a module may import its own layer or any below it.
 LAYERS = [
     ["jaxtune.cli"],
     ["jaxtune"],  # the package's front: re-exports the public API
@@ -72,7 +72,7 @@ def layer(name: str) -> int:
         for prefix in names:
             if (name == prefix or name.startswith(prefix + ".")) and len(prefix) > len(best):
                 best, rank = prefix, i
-    assert rank is not None, f"{name} is in no layer: add it to LAYERS (and to README's diagram)"
+    assert rank is not None, f"{name} is in no layer: add it to LAYERS (and to the diagram in docs/architecture.md)"
     return rank
 
 

@@ -1,6 +1,6 @@
 """The capability matrix: every driver keeps every promise of jt.tune, or refuses the argument.
 
-One row per driver (README "Every driver, every promise"): the same seed gives the same results;
+One row per driver (docs/capabilities.md, "Every driver, every promise"): the same seed gives the same results;
 a timeout stops at a stored safe point and a rerun finishes the study as an uninterrupted run
 would have; progress=True reports and progress=False is silent; an argument the driver cannot
 honour is refused, naming it and why, before anything is traced. Resume after kill -9 and

@@ -1,4 +1,5 @@
-"""Every code block of README.md runs as written, each in a fresh directory and a fresh Python.
+"""Every code block of README.md and of the docs pages runs as written, each in a fresh directory
+and a fresh Python (the pages in the order of mkdocs.yml's nav, after the README).
 
 A block's marks are an HTML comment on the line before it, ``<!-- test: ... -->``:
 
@@ -30,20 +31,37 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+
+
+def pages() -> list[pathlib.Path]:
+    """README.md, then every page of mkdocs.yml's nav that is in docs/ (in nav order)."""
+    nav = re.findall(r"^\s+- [^:]+: (\S+\.md)$", (ROOT / "mkdocs.yml").read_text(), flags=re.M)
+    return [README, *(ROOT / "docs" / n for n in nav if (ROOT / "docs" / n).exists())]
+
+
+def where(block) -> str:
+    """A block's page and line, as a message names it."""
+    return f"{block.page.relative_to(ROOT)} line {block.line}"
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
 
 
 @dataclasses.dataclass
 class Block:
-    line: int  # the README line of its opening fence
+    line: int  # the page's line of its opening fence
     lang: str
     code: str
     marks: dict
+    page: pathlib.Path = README
 
 
 def blocks() -> list[Block]:
-    """The README's fenced blocks, in order, dedented, with their marks."""
-    lines = README.read_text(encoding="utf-8").splitlines()
+    """Every page's fenced blocks, in order, dedented, with their marks."""
+    return [b for page in pages() for b in page_blocks(page)]
+
+
+def page_blocks(page: pathlib.Path) -> list[Block]:
+    """One page's fenced blocks, in order, dedented, with their marks."""
+    lines = page.read_text(encoding="utf-8").splitlines()
     out, i = [], 0
     while i < len(lines):
         fence = re.fullmatch(r"( *)```(\w*)", lines[i])
@@ -56,13 +74,13 @@ def blocks() -> list[Block]:
         for item in mark.group(1).split(", ") if mark else []:
             name, _, value = item.partition("=")
             marks[name] = value or True
-        out.append(Block(i + 1, fence.group(2), textwrap.dedent("\n".join(lines[i + 1 : end])) + "\n", marks))
+        out.append(Block(i + 1, fence.group(2), textwrap.dedent("\n".join(lines[i + 1 : end])) + "\n", marks, page))
         i = end + 1
     return out
 
 
 def python_blocks() -> list[str]:
-    """The README's ```python blocks, in order (as written)."""
+    """Every page's ```python blocks, in order (as written)."""
     return [b.code for b in blocks() if b.lang == "python"]
 
 
@@ -71,7 +89,7 @@ def sessions() -> list[list[Block]]:
     out = []
     for b in blocks():
         if b.lang == "python" and "skip" not in b.marks:
-            if b.marks.get("after") and out:
+            if b.marks.get("after") and out and out[-1][-1].page == b.page:
                 out[-1].append(b)
             else:
                 out.append([b])
@@ -205,12 +223,12 @@ def test_every_code_block_is_run():
     for b in blocks():
         if b.lang in ("", "text"):
             continue  # a diagram or output
-        assert b.lang in ("python", "bash", "toml"), f"README line {b.line}: a ```{b.lang} block"
+        assert b.lang in ("python", "bash", "toml"), f"{where(b)}: a ```{b.lang} block"
         runs = b.lang == "python" or "cli" in b.marks or "skip" in b.marks or "check" in b.marks
-        assert runs, f"README line {b.line}: a ```{b.lang} block no test runs (mark it, see tests/test_readme.py)"
+        assert runs, f"{where(b)}: a ```{b.lang} block no test runs (mark it, see tests/test_readme.py)"
         checks = CHECKS if b.lang == "python" else ("own_config",)  # a config: its own test below
         for kind, table in (("fill", FILLS), ("check", checks)):
-            assert b.marks.get(kind, None) in (None, *table), f"README line {b.line}: no {kind} {b.marks[kind]!r}"
+            assert b.marks.get(kind, None) in (None, *table), f"{where(b)}: no {kind} {b.marks[kind]!r}"
     assert sum(len(s) for s in sessions()) == len(python_blocks())
 
 
@@ -232,10 +250,10 @@ ALL = bool(os.environ.get("JAXTUNE_README_ALL"))
 SLOW = "takes minutes: .ci/run runs it after make demo (JAXTUNE_README_ALL=1 runs it here)"
 
 
-@pytest.mark.parametrize("index", range(1, len(sessions())), ids=lambda i: f"line{sessions()[i][0].line}")
+@pytest.mark.parametrize("index", range(1, len(sessions())), ids=lambda i: where(sessions()[i][0]).replace(" ", ":"))
 def test_a_python_block_runs_as_written(index, tmp_path):
     if any("slow" in b.marks for b in sessions()[index]) and not ALL:
-        pytest.skip(f"README line {sessions()[index][0].line} {SLOW}")
+        pytest.skip(f"{where(sessions()[index][0])} {SLOW}")
     run = _python(sessions()[index], tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
 

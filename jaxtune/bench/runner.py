@@ -347,7 +347,7 @@ def run(
       trials: evaluations a round (what each strategy proposes at once).
       progress: print one line per (problem, strategy).
 
-    Example:
+    Examples:
       >>> res = jt.bench.run(["branin", "hartmann3"], ["random", "coarse_to_fine"], seeds=100, evals=500)
       >>> print(res.table())
     """

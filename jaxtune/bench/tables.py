@@ -130,7 +130,7 @@ def mlp_params(hidden, features_in: int = 40, classes: int = 10, depth: int = 2)
     """The parameter count of the built-in MLP (``features_in -> hidden x depth -> classes``, with
     biases) of width ``hidden``.
 
-    Example:
+    Examples:
       >>> mlp_params(100)  # the MNIST-1D paper's 40-100-100-10
       15210
     """

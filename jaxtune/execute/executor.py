@@ -61,7 +61,7 @@ class Executor:
       compiler_options: XLA options for every program (``"auto"``: the measured best for the
         platform, :data:`~jaxtune.execute.platform.COMPILER_OPTIONS`; ``{}``: XLA's defaults).
 
-    Example:
+    Examples:
       >>> import jaxtune as jt
       >>> space = jt.Space({"x": jt.Float(-2, 2)})
       >>> ex = Executor(lambda hp, key: {"loss": (hp["x"] - 1) ** 2}, space)

@@ -6,7 +6,7 @@ running trial programs (from the call to their results on the host) and compilin
 lowering, and waiting for XLA); :func:`jaxtune.tune` reads it before and after a study and
 reports the split as ``Result.timing``.
 
-Example:
+Examples:
   >>> t = Timing()
   >>> with t.count("trials_s"):
   ...     pass

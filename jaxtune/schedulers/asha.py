@@ -96,7 +96,7 @@ def expected_left(at: jax.Array, ends: jax.Array, rate: jax.Array) -> jax.Array:
     """Steps trials at steps ``at`` are expected to train still: to the next of ``ends`` (the rungs,
     then the budget), and past each rung ``k`` with probability ``rate[k]`` (products along the way).
 
-    Example:
+    Examples:
       >>> float(expected_left(jnp.zeros((1,)), jnp.asarray([10.0, 30.0, 90.0]), jnp.asarray([0.5, 0.5]))[0])
       35.0
     """

@@ -197,7 +197,7 @@ def from_reference(reference: str, **options) -> Task | Any:
     function ``objective(hp, key)``), as it stands or returned by a factory called with
     ``options`` (a function that is not an objective: e.g. ``make_trainer(width=64, steps=500)``).
 
-    Example:
+    Examples:
       >>> task = from_reference("jaxtune.tasks:get", name="branin")
       >>> task.name, task.metric
       ('branin', 'value')
