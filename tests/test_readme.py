@@ -317,3 +317,13 @@ def test_every_cli_line_runs_as_written(tmp_path):
         stdin = STDIN.get(argv[1], "")
         run = subprocess.run(argv, cwd=tmp_path, env=env, input=stdin, capture_output=True, text=True, timeout=900)
         assert run.returncode == 0, f"{line}\n{run.stdout[-2000:]}\n{run.stderr[-3000:]}"
+
+
+def test_the_front_page_is_short_and_every_docs_page_is_in_the_guide():
+    """README.md stays a front page (the guide is docs/); every docs page is in mkdocs.yml's nav,
+    so its code blocks run here and the site links it; every page the README links exists."""
+    assert len(README.read_text(encoding="utf-8").splitlines()) <= 200
+    listed = {p.name for p in pages()[1:]}
+    assert {p.name for p in (ROOT / "docs").glob("*.md")} == listed
+    for link in re.findall(r"\]\((docs/[^)#]+)\)", README.read_text(encoding="utf-8")):
+        assert (ROOT / link).exists(), link

@@ -248,7 +248,7 @@ def test_a_counted_jit_counts_a_call_as_compiling_only_when_it_compiles():
 
 
 def test_a_strategys_programs_are_reused_by_a_later_call_with_the_same_strategy():
-    from jaxtune.drivers import rounds
+    from jaxtune.strategies import programs as rounds  # the strategy's compiled programs, by what built it
 
     rounds._PROGRAMS.clear()
     first = jt.tune(quad_objective, SPACE, "coarse_to_fine", trials=8, rounds=2, metric="loss", progress=False)
