@@ -31,6 +31,7 @@ from jaxtune.settings import configure
 from jaxtune.space import Choice, Float, Int, Masked, Space
 from jaxtune.storage import Storage as Storage
 from jaxtune.storage import StudyMismatchError
+from jaxtune.tune import Progress as Progress
 from jaxtune.tune import RoundReport as RoundReport
 from jaxtune.tune import tune
 
@@ -49,7 +50,7 @@ def __getattr__(name: str):
 
 
 # What the README teaches. Also importable, for the few who need them: Executor, Storage,
-# Babysitter, Plan, Importance, RoundReport and the modules errors, schedulers, figures.
+# Babysitter, Plan, Importance, Progress (RoundReport) and the modules errors, schedulers, figures.
 __all__ = [
     # search spaces
     "Space",

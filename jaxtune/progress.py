@@ -10,12 +10,23 @@ import sys
 import time
 from collections.abc import Sequence
 
-__all__ = ["RoundReport", "print_round", "print_compiling", "ChunkProgress"]
+__all__ = ["Progress", "RoundReport", "print_progress", "print_compiling", "ChunkProgress"]
 
 
-class RoundReport(dict):
-    """What a finished round reports to ``progress``: round (from 0), rounds, ran, seconds,
-    trials_per_s, metric, best, diverged, compiles."""
+class Progress(dict):
+    """What every driver reports to a ``progress`` callable, once per unit of work it finishes.
+
+    Keys every event has: ``unit`` (``"round"``, ``"rung"`` or ``"segment"``: which driver and
+    what finished), ``round`` (its index from 0: the round, the rung counted as a round, or the
+    segment), ``rounds`` (how many the sweep runs: rounds, rungs, or at most this many segments),
+    ``ran`` (trials it trained), ``seconds``, ``trials_per_s``, ``metric``, ``best`` (the best
+    finished trial's metric so far, None before one), ``diverged`` (its trials that diverged) and
+    ``compiles`` (programs compiled so far). A rung adds ``steps`` (its budget) and ``kept`` (the
+    trials that go on); a segment adds ``steps`` (its length) and ``busy`` (lanes training).
+    """
+
+
+RoundReport = Progress  # the name of the round driver's report before every driver reported one
 
 
 def _say(line: str) -> None:
@@ -26,8 +37,15 @@ def _round(r: int, rounds: int) -> str:
     return f"round {r} ({r + 1}/{rounds})"
 
 
-def print_round(report: RoundReport) -> None:
-    """The default ``progress``: one line per finished round."""
+def print_progress(report: Progress) -> None:
+    """The default ``progress`` (``progress=True``): one line per finished round or rung (a
+    population's segments show as a bar of segments, which its driver draws)."""
+    if report["unit"] == "segment":
+        return
+    if report["unit"] == "rung":
+        _say(f"{_round(report['round'], report['rounds'])}: {report['ran']} trials continued to {report['steps']} "
+             f"steps, {report['kept']} go on; {report['seconds']:.1f} s")  # fmt: skip
+        return
     best = "none yet" if report["best"] is None else f"{report['best']:.6g}"
     _say(
         f"{_round(report['round'], report['rounds'])}: {report['ran']} trials in {report['seconds']:.2f} s "

@@ -20,6 +20,7 @@ import numpy as np
 from jaxtune.errors import InputError
 
 __all__ = [
+    "selection_curve",
     "MODES",
     "SELECT",
     "STATUSES",
@@ -230,3 +231,14 @@ def select_value(final: float, curve: list[float] | None, mode: str, select: str
     scores = [minimised(v, mode) for v in curve]
     i = min(range(len(scores)), key=scores.__getitem__)
     return (curve[i], i) if math.isfinite(scores[i]) else (final, None)
+
+
+def selection_curve(stored_curves, key: tuple[int, int], points, metric: str, select: str) -> list[float] | None:
+    """A trial's learning curve of ``metric`` for its selection value with ``select="best_step"``
+    (None with ``"final"``, which needs none): the stored points, read once per segment or rung by
+    ``stored_curves()``, then this segment's or rung's ``points`` (``(round, slot, step, metrics)``),
+    not yet stored."""
+    if select == "final":
+        return None
+    stored = stored_curves().get(key, [])
+    return [m[metric] for _, m in stored] + [m[metric] for r, s, _, m in points if (r, s) == key]

@@ -26,20 +26,22 @@ from jaxtune.drivers import halving as halving_driver
 from jaxtune.drivers import population as population_driver
 from jaxtune.drivers import rounds as rounds_driver
 from jaxtune.drivers.args import Arguments
+from jaxtune.drivers.base import Driver
 from jaxtune.errors import InputError, InputTypeError, Problems
 from jaxtune.execute import CURVES, Executor
 from jaxtune.execute.timing import CLOCK
-from jaxtune.progress import RoundReport, print_round
+from jaxtune.progress import Progress, RoundReport, print_progress
 from jaxtune.records import AGGREGATES, MODES, SELECT, tie_break_spec
 from jaxtune.result import Result
 from jaxtune.schedulers import is_scheduler
+from jaxtune.schedulers.base import make_spec as make_scheduler_spec
 from jaxtune.settings import enable_compile_cache
 from jaxtune.space import Space
 from jaxtune.storage import Storage
 from jaxtune.strategies.base import Strategy, describe, make_strategy
 from jaxtune.strategies.halving import continued_halving
 
-__all__ = ["tune", "RoundReport", "MAX_TRIALS", "MAX_SEED", "RULES", "check_argument"]
+__all__ = ["tune", "Progress", "RoundReport", "MAX_TRIALS", "MAX_SEED", "RULES", "check_argument"]
 
 
 # A round's points, keys and results are held at once; past this a round would not fit anyway.
@@ -158,7 +160,7 @@ def _check_arguments(
             check_int("trials * seeds (the lanes of a round)", values["trials"] * values["seeds"], 1, MAX_TRIALS)
     with problems.check():
         if not (isinstance(progress, bool) or callable(progress)):
-            raise InputTypeError(f"progress must be True, False or a callable taking a RoundReport, got {progress!r}")
+            raise InputTypeError(f"progress must be True, False or a callable taking a Progress, got {progress!r}")
     problems.raise_if_any("jt.tune's arguments")
     # The strategy needs a valid space and trial count: checked once those are known to be good.
     # A population scheduler ("pbt", "asha") is built by its own driver (it needs the step budget).
@@ -174,7 +176,7 @@ def _check_arguments(
         mode=values["mode"][0] if isinstance(values["mode"], tuple) else values["mode"],
         seed=values["seed"],
         study=values["study"],
-        report=print_round if progress is True else (progress or None),
+        report=print_progress if progress is True else (progress or None),
         timeout=values["timeout"],
         select=values["select"],
         verbose=progress is True,
@@ -183,6 +185,25 @@ def _check_arguments(
         aggregate=values["aggregate"],
         objectives=tuple(zip(metric, values["mode"])) if isinstance(metric, tuple) else (),
     )
+
+
+def _driver_for(args: Arguments, objective: Any, strategy: Any, options: dict | None) -> tuple[Arguments, Driver]:
+    """The driver that runs ``strategy``, and the arguments with what it runs (``spec``) and how
+    the study describes it: a population scheduler (lanes trained in segments), successive halving
+    whose survivors continue from their state, or rounds (every other strategy)."""
+    if args.strategy is None:
+        if isinstance(strategy, str):
+            spec = make_scheduler_spec(strategy, **(options or {}))
+        elif options:
+            raise InputError(f"strategy options {sorted(options)} can only go with a strategy name")
+        else:
+            spec = strategy
+        return dataclasses.replace(args, spec=spec, described=describe(spec)), population_driver
+    spec = continued_halving(strategy, options, objective)
+    if spec is not None:
+        return dataclasses.replace(args, spec=spec, described=describe(spec)), halving_driver
+    described = describe(strategy) if not isinstance(strategy, Strategy) else {"name": "custom"}
+    return dataclasses.replace(args, described=described), rounds_driver
 
 
 def _strategy_name(strategy: Any) -> str:
@@ -218,7 +239,7 @@ def tune(
     strategy_options: dict[str, Any] | None = None,
     max_batch: int | None = None,
     vmap_width: int | None | str = "auto",
-    progress: bool | Callable[[RoundReport], None] = True,
+    progress: bool | Callable[[Progress], None] = True,
     timeout: float | None = None,
     select: str = "final",
     tie_break: str | tuple[str, str] | None = None,
@@ -255,8 +276,9 @@ def tune(
       max_batch: most trials one compiled program runs at once (None: as many as fit in memory).
       vmap_width: trials vmapped together inside a program (see :class:`~jaxtune.Executor`);
         ``"auto"`` uses the measured best for the platform.
-      progress: print what compiles, chunks and one line per round (True), stay silent (False),
-        or a callable that receives a :class:`RoundReport` per round.
+      progress: print what compiles, chunks and one line per round or rung (a population: a bar of
+        segments) (True), stay silent (False), or a callable that receives a :class:`Progress` per
+        finished round, rung or segment (every driver).
       timeout: seconds after which the sweep stops at the next safe point (a stored chunk; each
         call runs at least one); the result says ``stopped="timeout"``, and a rerun with the same
         storage resumes.
@@ -296,16 +318,14 @@ def tune(
     )  # fmt: skip
     if storage is not None and jax.process_index() == 0:
         Storage.check(storage)  # an unusable path fails now, before any tracing or compiling
-    spec = None if args.strategy is None else continued_halving(strategy, strategy_options, objective)
-    driver = population_driver if args.strategy is None else halving_driver if spec is not None else rounds_driver
+    args, driver = _driver_for(args, objective, strategy, strategy_options)
     given = {"rounds": rounds is not None, "max_batch": max_batch is not None, "vmap_width": vmap_width != "auto",
              "progress": callable(progress) and not isinstance(progress, bool),
              "constraints": constraints is not None, "seeds": seeds != 1, "metric": bool(args.objectives)}  # fmt: skip
     refused = [f"{name}= ({why})" for name, why in driver.REFUSES.items() if given[name]]
     if refused:
         raise InputError(f"strategy {_strategy_name(strategy)!r} cannot take " + "; ".join(refused))
-    if args.strategy is None:  # a population scheduler: checked before anything is traced
-        population_driver.check(objective, space, strategy)
+    driver.check(objective, space, args)
     if hasattr(objective, "validate_space"):
         objective.validate_space(space)
     enable_compile_cache(say=args.verbose)  # before the first program: a later run loads it
@@ -323,14 +343,7 @@ def tune(
         fixed = ", ".join(f"{n}={v!r}" for n, v in executor.defaulted.items())
         print(f"[jaxtune] not in the search space, so at the objective's defaults: {fixed}", file=sys.stderr)
 
-    if args.strategy is None:  # a population scheduler: lanes trained in segments
-        options = strategy_options or {}
-        result = population_driver.run(objective, space, strategy, options, args, executor, metric, storage)
-    elif spec is not None:  # successive halving whose survivors continue from their state
-        result = halving_driver.run(objective, space, spec, args, executor, metric, storage)
-    else:
-        described = describe(strategy) if not isinstance(strategy, Strategy) else {"name": "custom"}
-        result = rounds_driver.run(objective, space, described, args, executor, metric, storage)
+    result = driver.run(objective, space, args, executor, metric, storage)
     result.timing = CLOCK.since(start, time.perf_counter() - t0)
     if args.verbose:
         print(f"[jaxtune] {timing_line(result.timing)}", file=sys.stderr)

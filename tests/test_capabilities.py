@@ -106,6 +106,41 @@ def test_an_argument_a_driver_cannot_honour_is_refused_before_compute(name, argu
         jt.tune(objective, space, name, strategy_options=options or None, **(sizes | {argument: value} | modes))
 
 
+@pytest.mark.parametrize("name", list(DRIVERS))
+def test_every_driver_reports_progress_to_a_callable(name, capfd):
+    """A ``progress`` callable gets one :class:`jaxtune.Progress` per round, rung or segment from
+    every driver (the same keys everywhere), and nothing is printed."""
+    events = []
+    result = sweep(name, progress=events.append)
+    unit = {"successive_halving": "rung", "hyperband": "rung", "pbt": "segment", "asha": "segment",
+            "median": "segment"}.get(name, "round")  # fmt: skip
+    assert events and {e["unit"] for e in events} == {unit}, events
+    keys = {"unit", "round", "rounds", "ran", "seconds", "trials_per_s", "metric", "best", "diverged", "compiles"}
+    assert all(keys <= set(e) and isinstance(e, jt.Progress) for e in events)
+    assert [e["round"] for e in events] == sorted(e["round"] for e in events) and events[-1]["ran"] >= 0
+    if unit != "segment":  # (a population's trials finish only as their lanes end)
+        assert events[-1]["best"] == pytest.approx(result.best["metrics"]["val_loss"])
+    out = capfd.readouterr()
+    assert "[jaxtune]" not in out.err + out.out
+
+
+def test_every_driver_is_a_driver():
+    """One interface: each driver module has ``REFUSES``, ``check`` and ``run`` with the signatures
+    of :class:`jaxtune.drivers.base.Driver`, and no driver imports another."""
+    import inspect
+    import pathlib
+
+    from jaxtune.drivers.base import Driver
+
+    for module in (rounds, population, halving):
+        for fn in ("check", "run"):
+            want = list(inspect.signature(getattr(Driver, fn)).parameters)[1:]  # without self
+            assert list(inspect.signature(getattr(module, fn)).parameters) == want, (module.__name__, fn)
+        source = pathlib.Path(module.__file__).read_text()
+        others = {"rounds", "population", "halving"} - {module.__name__.rsplit(".", 1)[1]}
+        assert not any(f"jaxtune.drivers.{o}" in source or f"drivers import {o}" in source for o in others)
+
+
 def test_every_driver_declares_what_it_refuses():
     for module in (rounds, population, halving):
         assert set(module.REFUSES) <= {"rounds", "max_batch", "vmap_width", "progress", "constraints", "seeds",

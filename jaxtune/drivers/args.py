@@ -23,7 +23,7 @@ class Arguments:
     mode: str
     seed: int
     study: str
-    report: Callable[[Any], None] | None  # called with each round's RoundReport
+    report: Callable[[Any], None] | None  # called with each finished round's, rung's or segment's Progress
     timeout: float | None
     select: str
     verbose: bool
@@ -33,6 +33,8 @@ class Arguments:
     objectives: tuple = ()  # ((metric, mode), ...) of several objectives (the first is the primary one)
     constraints: tuple = ()  # jaxtune.constraints.Constraint, checked against the objective's metrics
     strategy_key: str | None = None  # what the built strategy depends on (its programs are cached by it), if known
+    spec: Any = None  # the halving spec (continued halving) or the scheduler spec (populations); None for rounds
+    described: Any = None  # the strategy as its study describes it (matched on resume)
     started: float = dataclasses.field(default_factory=time.monotonic)
 
     @property

@@ -10,7 +10,7 @@ retraining version (:class:`~jaxtune.strategies.SuccessiveHalving`).
 from __future__ import annotations
 
 import functools
-import sys
+import math
 import time
 
 import jax
@@ -19,40 +19,43 @@ import numpy as np
 from jaxtune._checks import round_up
 from jaxtune.constraints import feasible
 from jaxtune.drivers.args import Arguments
-from jaxtune.drivers.population import segment_value
 from jaxtune.errors import CheckpointError
 from jaxtune.execute import snapshots
 from jaxtune.execute.placement import spread
 from jaxtune.execute.population import Population
 from jaxtune.execute.timing import jit_counted
 from jaxtune.keys import DECIDE_STREAM, lane_keys
-from jaxtune.records import lane_scores, trial_record
+from jaxtune.progress import Progress
+from jaxtune.records import lane_scores, minimised, selection_curve, trial_record
 from jaxtune.result import Result
 from jaxtune.schedulers.base import check_space
 from jaxtune.space import Space
-from jaxtune.strategies.base import describe
 from jaxtune.strategies.halving import bracket_plan, budgets, piece_of
 from jaxtune.study import Study, study_config
 
-__all__ = ["run", "REFUSES"]
+__all__ = ["check", "run", "REFUSES"]
 
 # The jt.tune arguments this driver cannot honour, and why: refused before anything is traced.
 REFUSES = {
     "max_batch": "a rung's lanes live on the device together: use fewer trials",
-    "progress": "continued halving reports per rung (progress=True prints it), not through a RoundReport callable",
     "metric": "several objectives: a rung promotes on one metric (not yet)",
     "seeds": "not yet: a rung promotes lane by lane (halving that retrains, continue_survivors=False, takes seeds)",
 }
 
 
-def run(objective, space: Space, spec, args: Arguments, executor, metric: str, storage) -> Result:
+def check(objective, space: Space, args: Arguments) -> None:
+    """Checks, before anything is traced, that the space without its budget can live in a population."""
+    check_space(Space({n: p for n, p in space.params.items() if n != args.spec.fidelity}))
+
+
+def run(objective, space: Space, args: Arguments, executor, metric: str, storage) -> Result:
     """Runs successive halving or Hyperband with continued survivors; called by :func:`jaxtune.tune`."""
+    spec = args.spec
     fidelity = space.params[spec.fidelity]
     levels = budgets(fidelity.low, fidelity.high, spec.eta)
     plan = bracket_plan(args.trials, len(levels), spec.eta, type(spec).hyperband)
     sub = Space({n: p for n, p in space.params.items() if n != spec.fidelity})
-    check_space(sub)
-    config = study_config(space, describe(spec), args, metric, args.tie_break, objective, executor, "population")
+    config = study_config(space, args.described, args, metric, args.tie_break, objective, executor, "population")
     vmap_width = executor.vmap_width_of(executor.first_bucket())
     with Study(storage, args.study, config) as study:
         return _run_halving(objective, space, sub, spec, plan, levels, args, metric, study, vmap_width)
@@ -145,7 +148,7 @@ class _Bracket:
             m = {name: float(v[lane]) for name, v in metrics.items()}
             points.append((self.first, int(slot), budget, m))
             if not keep[lane]:
-                curve = segment_value(stored_curves, (self.first, int(slot)), points, run.metric, args)
+                curve = selection_curve(stored_curves, (self.first, int(slot)), points, run.metric, args.select)
                 params, unit = run.full(self.params[slot], self.u[slot], budget)
                 rows.append(trial_record(self.first, slot, params, unit, m, run.metric, args.mode, args.select, curve,
                                          status, bool(ok[lane])))  # fmt: skip
@@ -260,7 +263,7 @@ class _Halving:
 def _run_halving(objective, space: Space, sub: Space, spec, plan, levels, args, metric: str, study: Study,
                  vmap_width: int | None) -> Result:  # fmt: skip
     run = _Halving(objective, space, sub, spec, plan, levels, args, metric, study, vmap_width)
-    r, b, t0, stopped, ran = 0, 0, time.perf_counter(), None, False
+    r, b, stopped, ran = 0, 0, None, False
     while r < args.rounds and stopped is None:
         if ran and args.past_deadline():  # between brackets: every finished rung is stored
             stopped = "timeout"
@@ -275,6 +278,7 @@ def _run_halving(objective, space: Space, sub: Space, spec, plan, levels, args, 
         r += bracket.next
         for i in range(bracket.next, len(rungs)):
             last = i == len(rungs) - 1 or r == args.rounds - 1
+            t0 = time.perf_counter()
             rows, points, keep, budget = bracket.rung(i, last)
             going_on = not last and keep.any()
             if going_on:  # the survivors move on; stored with this rung's trials, in one transaction
@@ -282,13 +286,9 @@ def _run_halving(objective, space: Space, sub: Space, spec, plan, levels, args, 
                 bracket.next = i + 1
             study.write(rows, points, (), bracket.checkpoint() if going_on else None)
             ran = True
-            if args.verbose:
-                print(
-                    f"[jaxtune] round {r} ({r + 1}/{args.rounds}): {len(keep)} trials continued to {budget} "
-                    f"steps, {int(keep.sum())} go on; {time.perf_counter() - t0:.1f} s",
-                    file=sys.stderr,
-                    flush=True,
-                )
+            if args.report is not None:
+                args.report(_rung_progress(r, args, study, metric, len(keep), budget, int(keep.sum()),
+                                           time.perf_counter() - t0, run.compiles))  # fmt: skip
             r += 1
             if not going_on:  # the bracket is done: its checkpoint resumes nothing
                 study.release_checkpoints()
@@ -303,3 +303,14 @@ def _run_halving(objective, space: Space, sub: Space, spec, plan, levels, args, 
     result = study.result(metric, args.mode, args.tie_break, args.select, stopped)
     result.compiles = run.compiles
     return result
+
+
+def _rung_progress(r: int, args, study: Study, metric: str, ran: int, steps: int, kept: int, seconds: float,
+                   compiles: int) -> Progress:  # fmt: skip
+    """Rung ``r``'s :class:`~jaxtune.progress.Progress` (the best finished trial of the study so far)."""
+    best = min((t.score(args.mode) for t in study.done.values()), default=math.inf)  # (inf unless "ok")
+    diverged = sum(t.status == "diverged" for (tr, _), t in study.done.items() if tr == r)
+    return Progress(unit="rung", round=r, rounds=args.rounds, ran=ran, seconds=seconds,
+                    trials_per_s=ran / max(seconds, 1e-9), metric=metric,
+                    best=minimised(best, args.mode) if math.isfinite(best) else None, diverged=int(diverged),
+                    compiles=compiles, steps=steps, kept=kept)  # fmt: skip

@@ -36,19 +36,18 @@ from jaxtune.execute import snapshots
 from jaxtune.execute.population import Population, require_protocol
 from jaxtune.execute.timing import jit_counted
 from jaxtune.keys import DECIDE_STREAM, INIT_STREAM, lane_keys
-from jaxtune.records import lane_scores, minimised, trial_record
+from jaxtune.progress import Progress
+from jaxtune.records import lane_scores, minimised, selection_curve, trial_record
 from jaxtune.result import Result
 from jaxtune.schedulers import Lanes, make_scheduler
-from jaxtune.schedulers.base import check_space, make_spec
+from jaxtune.schedulers.base import check_space
 from jaxtune.space import Space
-from jaxtune.strategies.base import describe
 from jaxtune.study import Study, study_config
 
 __all__ = [
     "run",
     "check",
     "budget_of",
-    "segment_value",
     "REFUSES",
 ]
 
@@ -57,7 +56,6 @@ REFUSES = {
     "rounds": "a population's length is the objective's step budget (steps), not a number of rounds",
     "max_batch": "every lane lives on the device for the whole run: use fewer trials (lanes)",
     "vmap_width": "a population vmaps all its lanes in every segment",
-    "progress": "a population reports per segment (progress=True prints it), not through a RoundReport callable",
     "metric": "several objectives: a scheduler decides on one metric (not yet: a scalarisation on the device)",
     "seeds": "not yet: a scheduler decides lane by lane (train seeds as a round-based sweep does)",
     "constraints": "a scheduler decides between segments on the device from the metric alone: constrain a round-based "
@@ -73,24 +71,19 @@ def budget_of(objective: Any) -> int:
     return steps
 
 
-def check(objective, space: Space, spec) -> None:
+def check(objective, space: Space, args: Arguments) -> None:
     """Checks, before anything is traced, that ``objective`` and ``space`` can run as a population."""
-    require_protocol(objective, f"strategy {getattr(spec, 'registry_name', spec)!r}")
+    require_protocol(objective, f"strategy {getattr(args.spec, 'registry_name', args.spec)!r}")
     check_space(space)
     budget_of(objective)
 
 
-def run(objective, space: Space, spec, options, args: Arguments, executor, metric: str, storage) -> Result:
+def run(objective, space: Space, args: Arguments, executor, metric: str, storage) -> Result:
     """Runs (or resumes) a population sweep (see the module docstring); called by :func:`jaxtune.tune`."""
     budget = budget_of(objective)
-    lanes = args.trials
-    if isinstance(spec, str):
-        spec = make_spec(spec, **options)
-    elif options:
-        raise InputError(f"strategy options {sorted(options)} can only go with a strategy name")
-    sched = make_scheduler(spec, space, lanes, budget)
+    sched = make_scheduler(args.spec, space, args.trials, budget)
     config = study_config(
-        space, describe(spec), args, metric, args.tie_break, objective, executor, "population", steps=budget
+        space, args.described, args, metric, args.tie_break, objective, executor, "population", steps=budget
     )
     with Study(storage, args.study, config) as study:
         return _run(objective, space, sched, args, metric, study, budget)
@@ -178,7 +171,7 @@ class _Run:
             m = {n: float(v[i]) for n, v in metrics.items()}
             points.append((int(b.start[i]), int(i), int(b.steps[i]), m))
             if d.end[i]:
-                curve = segment_value(stored_curves, (int(b.start[i]), int(i)), points, self.metric, args)
+                curve = selection_curve(stored_curves, (int(b.start[i]), int(i)), points, self.metric, args.select)
                 status = "ok" if d.finished[i] else "stopped"
                 row = trial_record(b.start[i], i, params[i], b.u[i], m, self.metric, args.mode, args.select, curve,
                                    status)  # fmt: skip
@@ -269,7 +262,7 @@ def _run(objective, space, sched, args: Arguments, metric: str, study: Study, bu
                 study.write(rows, points, lineage, (seg, snapshots.pack(run.pop.state, run.state, run.book.arrays())))
         else:
             study.write(rows, points, lineage)
-        progress.update(seg, run.book, run.now)
+        progress.update(seg, run.book, run.now, rows, run.pop.compiles)
         if stopping:
             stopped = "timeout"
             break
@@ -287,10 +280,21 @@ class _Progress:
         self.sched, self.args, self.metric = sched, args, metric
         self.bar = _bar(sched.max_segments, first) if args.verbose else None
         self.t0, self.every = time.perf_counter(), max(1, sched.max_segments // 20)
+        self.last = self.t0
 
-    def update(self, seg: int, book: _Book, now: float) -> None:
-        """Reports the end of segment ``seg``: the best finished trial, else the lanes' best now."""
+    def update(self, seg: int, book: _Book, now: float, rows: list, compiles: int) -> None:
+        """Reports the end of segment ``seg``: the best finished trial, else the lanes' best now (and
+        its :class:`~jaxtune.progress.Progress` to ``progress``, ``rows`` the trials it ended)."""
         mode = self.args.mode
+        t, self.last = self.last, time.perf_counter()
+        if self.args.report is not None:
+            busy = int(book.active.sum())
+            self.args.report(Progress(
+                unit="segment", round=seg, rounds=self.sched.max_segments, ran=busy, seconds=self.last - t,
+                trials_per_s=busy / max(self.last - t, 1e-9), metric=self.metric,
+                best=minimised(book.best, mode) if math.isfinite(book.best) else None,
+                diverged=sum(r.status == "diverged" for r in rows), compiles=compiles, steps=self.sched.segment,
+                busy=busy))  # fmt: skip
         if math.isfinite(book.best):
             best = f"{minimised(book.best, mode):.6g}"
         else:
@@ -312,16 +316,6 @@ class _Progress:
         """Closes the bar, if any."""
         if self.bar is not None:
             self.bar.close()
-
-
-def segment_value(stored_curves, key: tuple[int, int], points, metric: str, args: Arguments) -> list[float] | None:
-    """A trial's learning curve of ``metric`` for its selection value with ``select="best_step"``
-    (None with ``"final"``, which needs none): the stored points, read once per segment by
-    ``stored_curves()``, then this segment's, not yet stored."""
-    if args.select == "final":
-        return None
-    stored = stored_curves().get(key, [])
-    return [m[metric] for _, m in stored] + [m[metric] for r, s, _, m in points if (r, s) == key]
 
 
 _FINISHED = -1  # the checkpoint "segment" of a run that has finished

@@ -23,7 +23,7 @@ from jaxtune.errors import InputError, StudyMismatchError
 from jaxtune.execute import Executor
 from jaxtune.keys import round_keys, seed_keys
 from jaxtune.pareto import finite_range, round_weights, scalarised
-from jaxtune.progress import ChunkProgress, RoundReport, print_compiling
+from jaxtune.progress import ChunkProgress, Progress, print_compiling
 from jaxtune.records import aggregate, minimised, trial_record
 from jaxtune.result import Result
 from jaxtune.space import Space
@@ -31,7 +31,7 @@ from jaxtune.strategies.optuna_sampler import HostStrategy
 from jaxtune.strategies.programs import StrategyPrograms
 from jaxtune.study import Study, study_config
 
-__all__ = ["run", "REFUSES"]
+__all__ = ["check", "run", "REFUSES"]
 
 REFUSES: dict[str, str] = {}  # every jt.tune argument is honoured
 
@@ -108,7 +108,7 @@ def _records(r, done, params, u, metric: str, args: Arguments, program):
 
 def _run_round(
     r, args: Arguments, executor, space, study: Study, driver, metric, announced
-) -> tuple[RoundReport | None, str]:
+) -> tuple[Progress | None, str]:
     """Runs round ``r``'s trials not yet stored, stores them chunk by chunk and tells the strategy.
 
     Returns the round's report (None if nothing ran) and how it ended: ``"done"``, ``"timeout"``
@@ -159,7 +159,8 @@ def _run_round(
     if not missing.size:
         return None, "done"
     return (
-        RoundReport(
+        Progress(
+            unit="round",
             round=r,
             rounds=args.rounds,
             ran=int(missing.size),
@@ -200,9 +201,13 @@ def _told(r: int, valid: np.ndarray, study: Study, args: Arguments) -> np.ndarra
     return scalarised(points, round_weights(args.seed, r, dim), low, high).astype(np.float32)
 
 
-def run(objective, space: Space, described: dict, args: Arguments, executor: Executor, metric: str, storage) -> Result:
+def check(objective, space: Space, args: Arguments) -> None:
+    """Every objective and space can run in rounds (the strategy was built and checked by tune)."""
+
+
+def run(objective, space: Space, args: Arguments, executor: Executor, metric: str, storage) -> Result:
     """Runs (or resumes) a round-based sweep; called by :func:`jaxtune.tune`."""
-    config = study_config(space, described, args, metric, args.tie_break, objective, executor, "rounds")
+    config = study_config(space, args.described, args, metric, args.tie_break, objective, executor, "rounds")
     with Study(storage, args.study, config) as sweep:
         if not sweep.done:  # a fresh study: its first program may be known already
             executor.prefetch_batch(args.trials * args.seeds)  # a configuration's seeds are lanes
