@@ -388,10 +388,10 @@ def _round_s(executor: Executor, planned: list, timed: tuple, width: int, chunk_
     matrix-product flops against the timed bucket's; a chunk with fewer trials than lanes costs
     the lanes its busiest device computes (:func:`~jaxtune.execute.placement.lanes_computed`:
     whole groups of live trials in sequence, the whole chunk with a full vmap)."""
-    base = max(executor._flops(timed), 1.0) if len(planned) > 1 else 1.0
+    base = max(executor.flops(timed), 1.0) if len(planned) > 1 else 1.0
     total = 0.0
     for bucket, _, ndev, n in planned:
-        scale = max(executor._flops(bucket), 1.0) / base if len(planned) > 1 else 1.0
+        scale = max(executor.flops(bucket), 1.0) / base if len(planned) > 1 else 1.0
         full, rest = divmod(n, width)
         per = width // ndev
         lanes = full * per + (lanes_computed(rest, width, ndev, executor.vmap_width_of(bucket)) if rest else 0)

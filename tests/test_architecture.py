@@ -127,6 +127,18 @@ def test_only_tune_imports_a_driver():
     assert users - {"jaxtune.tune"} == {n for n in users if n.startswith("jaxtune.drivers")}
 
 
+def test_no_private_name_is_imported_across_modules():
+    """A name with a leading underscore stays in its module: another module that needs it gets a
+    public name (private modules, ``jaxtune._checks`` and ``jaxtune._trees``, are the package's own)."""
+    found = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("jaxtune"):
+                found += [f"{name}: {a.name} from {node.module}" for a in node.names
+                          if a.name.startswith("_") and not a.name.startswith("__")]  # fmt: skip
+    assert found == []
+
+
 def test_no_module_or_function_is_too_long():
     """Modules stay under ~450 lines and functions under ~60 lines of code (docstrings aside)."""
     long = []

@@ -80,7 +80,8 @@ class Session:
         """Prints a line of the session (flushed: a pseudo-terminal or a pipe sees it at once)."""
         print(text, file=self.out, flush=True)
 
-    def _status(self) -> str:
+    def status(self) -> str:
+        """The head's step and metrics, as a line (the selection metric first, held-out ones left out)."""
         s = self.sitter
         m = s.metrics  # the selection metric first; held-out (test) ones are stored, not shown while choosing
         names = sorted((k for k in m if not held_out(k)), key=lambda k: (k != s.metric, k))
@@ -129,7 +130,7 @@ class Session:
             if n is None or n < 1 or len(args) > 1:
                 raise CommandError(f"train: expected a number of segments >= 1, got {' '.join(args)!r}")
             s.train(n)
-            self.say(self._status())
+            self.say(self.status())
         elif cmd == "set":
             s.set(**_assignments(args, "set", s.hp))
             self.say(f"from step {s.step}: " + ", ".join(f"{k}={fmt(v)}" for k, v in s.hp.items()))
@@ -137,14 +138,14 @@ class Session:
             if len(args) != 1 or not args[0].isdigit():
                 raise CommandError(f"rollback: expected a step, got {' '.join(args)!r}")
             s.rollback(int(args[0]))
-            self.say("rolled back; " + self._status())
+            self.say("rolled back; " + self.status())
         elif cmd == "fork":
             self._fork(args)
         elif cmd == "adopt":
             if len(args) != 1:
                 raise CommandError("adopt: expected one branch label (a, b, ...)")
             s.adopt(args[0])
-            self.say("adopted; " + self._status())
+            self.say("adopted; " + self.status())
         elif cmd == "show":
             events = dict(s.events())
             for step, m in s.curve():
@@ -161,7 +162,8 @@ class Session:
         return True
 
 
-def _check_babysit(table: Mapping[str, Any]) -> dict[str, Any]:
+def check_babysit(table: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``[babysit]`` table of a config, checked (every problem at once, as a ConfigError)."""
     from jaxtune._checks import check_int
     from jaxtune.cli.config import ConfigError
     from jaxtune.errors import Problems
@@ -213,7 +215,7 @@ def main(args) -> int:
     from jaxtune.cli.config import build_task, check_config, enable_compile_cache, every_parameter_read, load_config
 
     cfg = load_config(args.config)
-    table = _check_babysit(cfg.get("babysit", {}))
+    table = check_babysit(cfg.get("babysit", {}))
     space = check_config(cfg, {})
     commands = _read_commands(args.commands) if args.commands else None
     storage = args.storage or table.get("storage")
@@ -224,7 +226,7 @@ def main(args) -> int:
         sitter = open_sitter(cfg, table, space, storage)
     session = Session(sitter)
     resumed = sitter.step > 0 or len(sitter.nodes) > 1
-    session.say(("resumed " if resumed else "started ") + session._status())
+    session.say(("resumed " if resumed else "started ") + session.status())
     interactive = commands is None and sys.stdin.isatty()
     if interactive:
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from jaxtune.cli.config import ConfigError, check_output, load_study, make_parent, task_of_study
-from jaxtune.cli.report import _is_babysit
+from jaxtune.cli.report import is_babysit
 
 __all__ = ["main", "add_parser"]
 
@@ -51,11 +51,11 @@ def _export_babysit(args, out: str) -> int:
     """``jaxtune export`` of a babysitting run: the state at its head, or at ``--node N`` (trained
     again along its path, bit for bit on CPU), from the config it was run with."""
 
-    from jaxtune.cli.babysit import _check_babysit, open_sitter
+    from jaxtune.cli.babysit import check_babysit, open_sitter
     from jaxtune.cli.config import check_config, load_config
 
     cfg = load_config(args.config)
-    table = _check_babysit(cfg.get("babysit", {}))
+    table = check_babysit(cfg.get("babysit", {}))
     sitter = open_sitter(cfg, table, check_config(cfg, {}), args.storage, args.study)
     try:
         node = sitter.head if args.node is None else args.node
@@ -82,7 +82,7 @@ def main(args) -> int:
 
     out = args.out if args.out.endswith(".npz") else args.out + ".npz"  # (numpy would add it)
     check_output("--out", out)
-    if _is_babysit(args.storage, args.study):
+    if is_babysit(args.storage, args.study):
         return _export_babysit(args, out)
     if args.node is not None:
         raise ConfigError("--node is for a babysitting run; a sweep's trial is --trial ROUND:SLOT")

@@ -10,7 +10,7 @@ from jaxtune.errors import MissingDependencyError, Problems
 __all__ = ["main", "add_parser"]
 
 
-def _is_babysit(path: str, study: str | None) -> bool:
+def is_babysit(path: str, study: str | None) -> bool:
     """Whether the study to report is a babysitting run (the only study, or the one named)."""
     from jaxtune.storage import Storage
 
@@ -52,7 +52,7 @@ def main(args) -> int:
     from jaxtune import report
     from jaxtune.result import Result
 
-    if _is_babysit(args.storage, args.study):
+    if is_babysit(args.storage, args.study):
         folder = None if args.no_html else args.html or os.path.splitext(args.storage)[0] + "-report"
         print(report.babysit_report(args.storage, args.study, folder))
         if folder:

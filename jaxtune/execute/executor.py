@@ -193,7 +193,7 @@ class Executor:
         chosen from the whole batch: ``only`` a part of it runs as it would in the whole)."""
         buckets = self.trial.buckets(hp_np)
         if self.space.masked_names and settings().share_programs:
-            to = sharing.hosts({b: idx.size for b, idx in buckets.items()}, self._flops, self.placement.platform,
+            to = sharing.hosts({b: idx.size for b, idx in buckets.items()}, self.flops, self.placement.platform,
                                len(self.space.static_names), self._hosts)  # fmt: skip
             self._hosts.extend(h for h in dict.fromkeys(to.values()) if h not in self._hosts)
             self._host_of.update(to)
@@ -220,7 +220,7 @@ class Executor:
         n_static = len(self.space.static_names)
         return {n: int(h) for n, h, b in zip(self.space.masked_names, host[n_static:], own[n_static:]) if h != b}
 
-    def _flops(self, bucket: tuple) -> float:
+    def flops(self, bucket: tuple) -> float:
         """Matrix-product flops of one trial of ``bucket`` (traced once)."""
         if bucket not in self._flop_counts:
             self.output_shapes(bucket)  # traced and checked first: a bad objective fails with its own error

@@ -17,7 +17,7 @@ import numpy as np
 
 from jaxtune import priorities
 from jaxtune.errors import InputError
-from jaxtune.figures.axes import _set_axis, axis_kind, plain_text, pyplot
+from jaxtune.figures.axes import axis_kind, plain_text, pyplot, set_axis
 from jaxtune.figures.lineage import plot_lineage
 from jaxtune.result import Result
 
@@ -170,7 +170,7 @@ def plot_parameters(result: Result):
                 ax.hlines(0.03 + 0.035 * r, ends[0], ends[1], transform=ax.get_xaxis_transform(),
                           color=cmap(norm(r)), lw=3, alpha=0.9)  # fmt: skip
         if xs:
-            _set_axis(ax, kind, xs, choices)
+            set_axis(ax, kind, xs, choices)
         ax.set_xlabel(name + ("  (1 - x scale)" if kind == "reverse_log" else ""))
         ax.set_ylabel(result.metric)
     for j in range(len(names), rows * cols):

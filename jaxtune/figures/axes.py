@@ -104,7 +104,7 @@ def axis_kind(result: Result, name: str, xs) -> str:
     return desc.get("scale", "linear")
 
 
-def _set_axis(ax, kind: str, xs, choices=None, axis: str = "x") -> None:
+def set_axis(ax, kind: str, xs, choices=None, axis: str = "x") -> None:
     """Puts ``ax``'s ``axis`` ("x" or "y") on the scale ``kind`` (see :func:`axis_kind`) for values ``xs``."""
     scale, set_ticks, set_lim = (getattr(ax, f"set_{axis}{what}") for what in ("scale", "ticks", "lim"))
     if kind == "log":

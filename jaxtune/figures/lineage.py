@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from jaxtune.figures.axes import _set_axis, axis_kind, plain_text, pyplot
+from jaxtune.figures.axes import axis_kind, plain_text, pyplot, set_axis
 from jaxtune.result import Result
 
 MAX_PANELS = 6  # hyperparameters drawn, one panel each
@@ -54,7 +54,7 @@ def _panel(ax, result: Result, name: str, spans: dict, path: list) -> None:
             ax.plot([start, start], [value[path[i + 1][0]], value[k]], color="tab:red", lw=1.2, ls=":")
     ys = list(value.values())
     if ys:
-        _set_axis(ax, axis_kind(result, name, ys), ys, axis="y")
+        set_axis(ax, axis_kind(result, name, ys), ys, axis="y")
     ax.set_ylabel(name)
 
 

@@ -52,7 +52,7 @@ from jaxtune._checks import check_int
 from jaxtune.errors import InputError
 from jaxtune.space import Space
 from jaxtune.strategies.base import Strategy, all_valid, register
-from jaxtune.strategies.quasirandom import _PRIMES, radical_inverse
+from jaxtune.strategies.quasirandom import PRIMES, radical_inverse
 
 LOG_LS = (math.log(0.01), math.log(10.0))
 LOG_NOISE = (math.log(1e-3), math.log(0.5))
@@ -142,9 +142,9 @@ class GaussianProcess:
         dim, cap, cand = space.dim, self.capacity, self.candidates
         if cand < 2 * num_trials:
             raise InputError(f"gp: candidates must be >= 2 x trials a round ({2 * num_trials}), got {cand!r}")
-        if dim > len(_PRIMES):
-            raise InputError(f"gp: at most {len(_PRIMES)} hyperparameters, the space has {dim}")
-        bases = jnp.asarray(np.asarray(_PRIMES[:dim], np.uint32))
+        if dim > len(PRIMES):
+            raise InputError(f"gp: at most {len(PRIMES)} hyperparameters, the space has {dim}")
+        bases = jnp.asarray(np.asarray(PRIMES[:dim], np.uint32))
         m, multi = self.objectives, self.multi
         extra = (m,) if m > 1 else ()
 

@@ -20,7 +20,7 @@ from jaxtune.errors import InputError
 from jaxtune.space import Space
 from jaxtune.strategies.base import Strategy, all_valid, register
 
-_PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97, 101,
+PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97, 101,
            103, 107, 109, 113, 127, 131)  # fmt: skip
 
 
@@ -54,9 +54,9 @@ class Halton:
     def build(self, space: Space, num_trials: int) -> Strategy:
         """Binds the sequence to ``space`` and ``num_trials`` points a round."""
         dim = space.dim
-        if dim > len(_PRIMES):
-            raise InputError(f"halton: at most {len(_PRIMES)} hyperparameters, the space has {dim}")
-        bases = jnp.asarray(np.asarray(_PRIMES[:dim], np.uint32))
+        if dim > len(PRIMES):
+            raise InputError(f"halton: at most {len(PRIMES)} hyperparameters, the space has {dim}")
+        bases = jnp.asarray(np.asarray(PRIMES[:dim], np.uint32))
         digits = 32  # enough for 2**32 points in base 2, and more in larger bases
 
         def init(key):
