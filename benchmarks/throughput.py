@@ -168,7 +168,7 @@ def stages(a, arrays, hp, keys, jit, options):
 
     def ours():
         ex = Executor(trainer(a.hidden, a.batch, a.steps, *arrays), SPACE, compiler_options=options)
-        return jit(ex.trial.single(())), one
+        return jit(ex.trial_fn.single(())), one
 
     out = {}
     for name, make in [("hand", hand), ("jaxtune", ours)] * REPEATS:
@@ -201,7 +201,7 @@ def measure(n, a, arrays, methods):
         return handwritten(a.hidden, a.batch, a.steps, *arrays)
 
     def trial_inputs(i):
-        """Trial i's hyperparameters and key, on the device it runs on (trials alternate between devices)."""
+        """TrialFunction i's hyperparameters and key, on the device it runs on (trials alternate between devices)."""
         return jax.device_put(({k: v[i] for k, v in hp.items()}, keys[i]), devs[i % len(devs)])
 
     if "jaxtune" in methods:

@@ -66,7 +66,7 @@ def measure(name: str, steps: int, n: int, repeats: int) -> dict:
             row[f"w{width}_run_s"].append((time.perf_counter() - t) / n)
     for width in WIDTHS:
         row[f"w{width}_run_s"] = min(row[f"w{width}_run_s"][1:])
-    flops, count = matmul_flops(executors[1].trial.jaxpr(()))
+    flops, count = matmul_flops(executors[1].trial_fn.jaxpr(()))
     row["mean_matmul_flops"] = flops / max(count, 1)
     row["auto_width"] = Executor(task.objective, task.space).vmap_width_of(())
     row["w1_over_w8_run"] = row["w1_run_s"] / row["w8_run_s"]

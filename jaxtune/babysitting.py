@@ -110,7 +110,7 @@ class Babysitter:
             "segment": segment,
             "metric": metric,
             "mode": mode,
-            "program": pop.trial.fingerprint(self.bucket),
+            "program": pop.trial_fn.fingerprint(self.bucket),
             "objective": getattr(objective, "__qualname__", type(objective).__qualname__),
             "settings": objective_settings(objective),
             "layout": {"jax": jax.__version__},
@@ -142,17 +142,17 @@ class Babysitter:
         return self._pops[width]
 
     def _abstract(self, pop: Population):
-        hp = {n: jax.ShapeDtypeStruct((), s.dtype) for n, s in pop.trial.dynamic_example().items()}
+        hp = {n: jax.ShapeDtypeStruct((), s.dtype) for n, s in pop.trial_fn.dynamic_example().items()}
         keys = jax.ShapeDtypeStruct((2,), jnp.uint32)
         return hp, jax.eval_shape(pop.init_one, hp, keys)
 
     def _lane_hp(self, pop: Population, rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
-        example = pop.trial.dynamic_example()
+        example = pop.trial_fn.dynamic_example()
         return {n: np.asarray([r[n] for r in rows], s.dtype) for n, s in example.items()}
 
     def _evaluate(self, pop: Population) -> list[dict[str, float]]:
         hp = pop.hp
-        out = jax.vmap(lambda h, s: self.objective.evaluate_state(pop.trial.bind(self.bucket, h), s))(hp, pop.state)
+        out = jax.vmap(lambda h, s: self.objective.evaluate_state(pop.trial_fn.bind(self.bucket, h), s))(hp, pop.state)
         out = jax.device_get(out)
         return [{n: float(np.asarray(v)[i]) for n, v in out.items()} for i in range(pop.width)]
 

@@ -257,7 +257,7 @@ def plan(
     if budget is not None and not (isinstance(budget, (int, float)) and budget > 0):
         raise InputError(f"budget must be a positive number of seconds, got {budget!r}")
     executor = Executor(objective, space, max_batch=max_batch)
-    executor.trial.output_shapes(executor.first_bucket())  # traces the objective once: a bad one fails here
+    executor.trial_fn.output_shapes(executor.first_bucket())  # traces the objective once: a bad one fails here
     halving = continued_halving(strategy, strategy_options, objective) if strategy is not None else None
     if halving is not None:
         return _plan_halving(objective, space, executor, halving, trials, rounds, budget, probe_steps)
@@ -377,9 +377,9 @@ _COMPILERS = 2  # programs compiled at once: a study's buckets compile on worker
 
 def _programs(executor: Executor, space: Space, trials: int) -> tuple[list, tuple]:
     """The trial programs a sweep's first round compiles (a random batch of ``trials``, its buckets
-    after program sharing, as :meth:`Executor.plan` groups them: ``(bucket, width, devices,
+    after program sharing, as :meth:`Executor.programs_for` groups them: ``(bucket, width, devices,
     trials)`` each), and the bucket most of its trials run in (the one the plan times)."""
-    planned = executor.plan(space.sample(jax.random.key(0), trials))
+    planned = executor.programs_for(space.sample(jax.random.key(0), trials))
     return planned, max(planned, key=lambda p: (p[3], repr(p[0])))[0]
 
 

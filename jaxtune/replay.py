@@ -80,7 +80,7 @@ def _as_swept(objective, space, config, trial: dict, key):
     ex = Executor(objective, space, max_batch=layout.get("max_batch"), vmap_width=vmap_width)
     dynamic, bind = _bound(space, trial, None)
     sizes = {n: m.size for n, m in bind(dynamic).items() if n in space.masked_names}
-    bucket = ex.trial.bucket_of(trial["params"])[: len(space.static_names)] + tuple(
+    bucket = ex.trial_fn.bucket_of(trial["params"])[: len(space.static_names)] + tuple(
         sizes.get(n) for n in space.masked_names
     )
     n = int(config.get("trials", 1)) * int(config.get("seeds", 1))

@@ -71,7 +71,7 @@ def study_config(space, strategy: dict, args, metric, tie_break, objective, exec
         "tie_break": tie_break,
         "objective": getattr(objective, "__qualname__", type(objective).__qualname__),
         "settings": objective_settings(objective),
-        "program": executor.trial.fingerprint(executor.first_bucket()),
+        "program": executor.trial_fn.fingerprint(executor.first_bucket()),
         "layout": executor.layout(),
         "kind": kind,  # "rounds" or "population": how trial keys were made (jaxtune.keys)
         **({"constraints": [c.description for c in args.constraints]} if args.constraints else {}),
@@ -114,7 +114,7 @@ def objective_mismatch(config: Mapping[str, Any], objective: Any, space) -> str 
         return what
     if config.get("layout", {}).get("jax") == jax.__version__ and config.get("program"):
         executor = Executor(objective, space)
-        if executor.trial.fingerprint(executor.first_bucket()) != config["program"]:
+        if executor.trial_fn.fingerprint(executor.first_bucket()) != config["program"]:
             return "its program differs: another task, model, data or step count"
     return None
 

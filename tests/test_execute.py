@@ -224,7 +224,7 @@ def test_every_bucket_compiles_before_the_first_chunk_runs(key):
     ex = Executor(objective, space)
     chunks = ex.run(hp, jax.random.split(key, 24))
     next(chunks)
-    assert ex.compiles == len(ex.trial.buckets(hp)) == 3  # all submitted to the compile threads at once
+    assert ex.compiles == len(ex.trial_fn.buckets(hp)) == 3  # all submitted to the compile threads at once
     rest = list(chunks)
     assert ex.compiles == 3 and len(rest) == 2
 
@@ -388,7 +388,7 @@ def test_auto_vmap_width_runs_large_trials_one_at_a_time_on_cpu(key, monkeypatch
     assert big.vmap_width_of(()) == 1  # large matmuls: one trial after another (SEQUENTIAL_FLOPS)
     assert default_vmap_width(jax.devices()[0]) == 8  # without a trial to judge: the platform's width
     # One device over several cores: XLA:CPU spreads a vmapped group over them, so groups of 8 stay.
-    big_jaxpr = big.trial.jaxpr(())
+    big_jaxpr = big.trial_fn.jaxpr(())
     assert default_vmap_width(jax.devices()[0], big_jaxpr, cores_per_device=2) == 8
     assert default_vmap_width(jax.devices()[0], big_jaxpr, cores_per_device=1) == 1
 

@@ -45,7 +45,7 @@ class _HostDriver:
         self.strategy, self.space, self.trials, self.seed = strategy, space, trials, seed
         self.root = jax.random.key(seed)
 
-    def plan(self, r: int):
+    def ask(self, r: int):
         """Round ``r``'s ``(u, valid, hp, keys)``."""
         u = jnp.asarray(self.strategy.ask(self.seed, r), jnp.float32)
         _, trial_key = round_keys(self.root, r)
@@ -115,7 +115,7 @@ def _run_round(
     (the deadline passed; every finished chunk is stored) or ``"empty"`` (the strategy has
     nothing left to ask: a finished grid).
     """
-    u, valid, hp, keys = driver.plan(r)
+    u, valid, hp, keys = driver.ask(r)
     if not valid.any():
         return None, "empty"
     u_np = np.asarray(u)
@@ -136,10 +136,11 @@ def _run_round(
         lanes = (missing[:, None] * k + np.arange(k)).ravel()
         seeds = _Seeds(k)
         if args.verbose:
-            new = [p for p in executor.plan(lanes_hp, only=lanes) if p[:3] not in announced]
+            new = [p for p in executor.programs_for(lanes_hp, only=lanes) if p[:3] not in announced]
             if new:  # programs no earlier round ran: compiled now (or loaded from JAX's cache)
                 announced.update(p[:3] for p in new)
-                print_compiling(r, args.rounds, [(executor.trial.describe(b), n, w) for b, w, _, n in new], lanes.size)
+                named = [(executor.trial_fn.describe(b), n, w) for b, w, _, n in new]
+                print_compiling(r, args.rounds, named, lanes.size)
         chunks = ChunkProgress(r, args.rounds, int(missing.size), executor.compiles) if args.verbose else None
         for idx, metrics, curves in executor.run(lanes_hp, seed_keys(keys, k), only=lanes, group=k):
             done = seeds.add(idx, metrics, curves)

@@ -1,6 +1,6 @@
 """Batched, compiled execution of single-trial objectives, one idea per module.
 
-* :mod:`.trial` — one trial of a bucket: the objective with static values bound, traced once, checked;
+* :mod:`.trial_function` — one trial of a bucket: the objective with static values bound, traced once, checked;
 * :mod:`.programs` — a bucket's trials batched and compiled per (bucket, width, devices), sized to memory;
 * :mod:`.placement` — the devices and the trial axis over them;
 * :mod:`.platform` — machine facts: CPU devices, memory, compiler options, compile threads;
@@ -21,7 +21,7 @@ from jaxtune.execute.platform import (
     use_cpu_cores,
 )
 from jaxtune.execute.programs import PROBE_WIDTH, Programs
-from jaxtune.execute.trial import CURVES, UNROLLED_OPS, Trial, as_metrics
+from jaxtune.execute.trial_function import CURVES, UNROLLED_OPS, TrialFunction, as_metrics
 
 __all__ = [
     "COMPILER_OPTIONS",
@@ -34,7 +34,7 @@ __all__ = [
     "Executor",
     "Placement",
     "Programs",
-    "Trial",
+    "TrialFunction",
     "as_metrics",
     "default_compiler_options",
     "default_vmap_width",

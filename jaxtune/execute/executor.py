@@ -4,7 +4,7 @@
 
 * splits the batch into *buckets* by the values of static hyperparameters (those that must be
   Python values, e.g. depth) and the power-of-two sizes of masked ones (widths); each bucket
-  runs as ``jit(vmap(objective))`` with the static values bound (:mod:`.trial`);
+  runs as ``jit(vmap(objective))`` with the static values bound (:mod:`.trial_function`);
 * pads each bucket to a power-of-two width or the full batch, whichever is smaller (repeating
   a real trial; padded lanes are dropped), so the number of distinct shapes, hence of compiled
   programs, stays small and a program is reused round after round; wider buckets than
@@ -32,7 +32,7 @@ from jaxtune.execute.placement import Placement, spread
 from jaxtune.execute.platform import default_compiler_options, default_vmap_width, matmul_flops, program_budget
 from jaxtune.execute.programs import Programs, is_out_of_memory
 from jaxtune.execute.timing import CLOCK
-from jaxtune.execute.trial import CURVES, Trial
+from jaxtune.execute.trial_function import CURVES, TrialFunction
 from jaxtune.settings import settings
 from jaxtune.space import Space
 
@@ -81,7 +81,7 @@ class Executor:
         devices: Sequence[jax.Device] | None = None,
         compiler_options: Mapping[str, Any] | str = "auto",
     ):
-        self.trial = Trial(objective, space)
+        self.trial_fn = TrialFunction(objective, space)
         self.space = space
         self.max_batch = check_int("max_batch", max_batch, none=True)
         self.placement = Placement(devices)
@@ -98,8 +98,8 @@ class Executor:
             raise InputTypeError(f"compiler_options must be a dict of XLA options or 'auto', got {compiler_options!r}")
         self.compiler_options = dict(compiler_options)
         self.programs = Programs(
-            self.trial.single,
-            self.trial.dynamic_example,
+            self.trial_fn.single,
+            self.trial_fn.dynamic_example,
             self.placement,
             vmap_width=self.vmap_width_of,
             compiler_options=self.compiler_options,
@@ -116,7 +116,7 @@ class Executor:
     @property
     def defaulted(self) -> dict[str, Any]:
         """Hyperparameters the objective read with ``hp.get(name, default)`` that the space lacks."""
-        return self.trial.defaulted
+        return self.trial_fn.defaulted
 
     @property
     def devices(self) -> list[jax.Device]:
@@ -135,16 +135,16 @@ class Executor:
             return self.vmap_width
         if bucket not in self._widths:
             self.output_shapes(bucket)  # traced and checked first: a bad objective fails with its own error
-            self._widths[bucket] = default_vmap_width(self.placement.devices[0], self.trial.jaxpr(bucket))
+            self._widths[bucket] = default_vmap_width(self.placement.devices[0], self.trial_fn.jaxpr(bucket))
         return self._widths[bucket]
 
     def output_shapes(self, bucket: tuple) -> dict[str, jax.ShapeDtypeStruct]:
         """Traces (without running) one trial of ``bucket``; checks it returns scalar metrics."""
-        return self.trial.output_shapes(bucket)
+        return self.trial_fn.output_shapes(bucket)
 
     def first_bucket(self) -> tuple:
         """The bucket of the centre of the space: a bucket to trace before any trial is sampled."""
-        return self.trial.first_bucket()
+        return self.trial_fn.first_bucket()
 
     def compile_async(self, lowered: jax.stages.Lowered):
         """Compiles ``lowered`` with this executor's options on a worker thread; a future of the executable."""
@@ -174,11 +174,11 @@ class Executor:
     def prefetch_batch(self, n: int) -> None:
         """Starts compiling the first program a batch of ``n`` trials will run, when that is known
         before the trials are sampled (the space has one bucket)."""
-        if self.trial.one_bucket:
+        if self.trial_fn.one_bucket:
             ndev = self.placement.devices_for(n)
             self.programs.prefetch((), self.programs.width((), n, n, ndev), ndev)
 
-    def plan(self, hp: Mapping[str, Any], only: np.ndarray | None = None) -> list[tuple[tuple, int, int, int]]:
+    def programs_for(self, hp: Mapping[str, Any], only: np.ndarray | None = None) -> list[tuple[tuple, int, int, int]]:
         """The programs a batch will start with: ``(bucket, width, devices, trials)`` per bucket, in
         run order (``trials``: how many of the batch's trials the bucket holds)."""
         n = len(np.asarray(next(iter(hp.values()))))
@@ -191,7 +191,7 @@ class Executor:
     def _buckets(self, hp_np: Mapping[str, np.ndarray], only: np.ndarray | None) -> dict[tuple, np.ndarray]:
         """The batch's trials by the bucket whose program runs them (after :func:`sharing.hosts`,
         chosen from the whole batch: ``only`` a part of it runs as it would in the whole)."""
-        buckets = self.trial.buckets(hp_np)
+        buckets = self.trial_fn.buckets(hp_np)
         if self.space.masked_names and settings().share_programs:
             to = sharing.hosts({b: idx.size for b, idx in buckets.items()}, self.flops, self.placement.platform,
                                len(self.space.static_names), self._hosts)  # fmt: skip
@@ -215,7 +215,7 @@ class Executor:
         """The masked sizes of the program that ran (in the last batch) the trial with these
         hyperparameters (plain Python values), where they are larger than its own bucket's: what
         :attr:`~jaxtune.records.TrialRecord.program` stores so a replay binds the same ones."""
-        own = self.trial.bucket_of(params)
+        own = self.trial_fn.bucket_of(params)
         host = self._host_of.get(own, own)
         n_static = len(self.space.static_names)
         return {n: int(h) for n, h, b in zip(self.space.masked_names, host[n_static:], own[n_static:]) if h != b}
@@ -224,7 +224,7 @@ class Executor:
         """Matrix-product flops of one trial of ``bucket`` (traced once)."""
         if bucket not in self._flop_counts:
             self.output_shapes(bucket)  # traced and checked first: a bad objective fails with its own error
-            self._flop_counts[bucket] = matmul_flops(self.trial.jaxpr(bucket))[0]
+            self._flop_counts[bucket] = matmul_flops(self.trial_fn.jaxpr(bucket))[0]
         return self._flop_counts[bucket]
 
     def run(
@@ -249,7 +249,7 @@ class Executor:
         key_data = np.asarray(jax.random.key_data(keys))
         buckets = self._buckets(hp_np, only)
         for bucket, idx in buckets.items():  # every bucket's first program compiles at once
-            self.trial.output_shapes(bucket)
+            self.trial_fn.output_shapes(bucket)
             self.programs.size_by_probe(bucket, idx.size, total, ndev)
             self.programs.prefetch(bucket, self.programs.width(bucket, idx.size, total, ndev), ndev)
         for bucket, idx in buckets.items():

@@ -36,7 +36,7 @@ from jaxtune.execute.placement import Placement
 from jaxtune.execute.platform import default_compiler_options, program_budget
 from jaxtune.execute.programs import ProgramCache, over_leading_axis, over_live_lanes
 from jaxtune.execute.timing import CLOCK, jit_counted
-from jaxtune.execute.trial import Trial
+from jaxtune.execute.trial_function import TrialFunction
 from jaxtune.space import Space
 
 __all__ = ["Population", "PROTOCOL", "StatefulTrial", "supports_protocol", "require_protocol"]
@@ -117,7 +117,7 @@ class Population:
     ):
         require_protocol(objective, "a population")
         self.objective = objective
-        self.trial = Trial(objective, space)
+        self.trial_fn = TrialFunction(objective, space)
         self.space = space
         self.bucket = tuple(bucket)
         self.width = int(width)
@@ -139,11 +139,11 @@ class Population:
     # Single-lane functions with the bucket's static values bound.
     def init_one(self, hp, key_data):
         """One lane's initial state (``key_data``: its key as raw uint32 data)."""
-        return self.objective.init(self.trial.bind(self.bucket, hp), jax.random.wrap_key_data(key_data))
+        return self.objective.init(self.trial_fn.bind(self.bucket, hp), jax.random.wrap_key_data(key_data))
 
     def segment_one(self, hp, state, steps: int):
         """One lane trained ``steps`` steps from ``state``: its new state and metrics."""
-        bound = self.trial.bind(self.bucket, hp)
+        bound = self.trial_fn.bind(self.bucket, hp)
         state, metrics = self.objective.train(bound, state, steps)
         return state, {**metrics, **self.objective.evaluate_state(bound, state)}
 
@@ -163,7 +163,7 @@ class Population:
         sharding = self.lane_sharding()
         hp = {
             n: jax.ShapeDtypeStruct((self.width,), s.dtype, sharding=sharding)
-            for n, s in self.trial.dynamic_example().items()
+            for n, s in self.trial_fn.dynamic_example().items()
         }
         keys = jax.ShapeDtypeStruct((self.width, 2), jnp.uint32, sharding=sharding)
         return hp, keys
@@ -245,7 +245,7 @@ class Population:
         flags = jax.ShapeDtypeStruct((self.width,), jnp.bool_, sharding=self.lane_sharding())
 
         def one(h, s, live, evaluate):
-            bound = self.trial.bind(self.bucket, h)
+            bound = self.trial_fn.bind(self.bucket, h)
             trained = lambda s: self.objective.train(bound, s, steps)  # noqa: E731
             s, m = jax.lax.cond(live, trained, lambda s: (s, _nans(jax.eval_shape(trained, s)[1])), s)
             scored = lambda s: self.objective.evaluate_state(bound, s)  # noqa: E731

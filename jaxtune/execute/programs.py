@@ -173,7 +173,7 @@ class Programs:
     """The compiled programs of one objective: built on demand, compiled on worker threads, cached.
 
     Args:
-      single: ``bucket -> single-trial function`` (:meth:`Trial.single`).
+      single: ``bucket -> single-trial function`` (:meth:`TrialFunction.single`).
       hp_example: ``{name: ShapeDtypeStruct(())}`` of one trial's traced hyperparameters.
       placement: the devices.
       vmap_width: ``bucket -> trials vmapped together`` (None: the whole chunk).

@@ -82,7 +82,7 @@ class StrategyPrograms:
             self._programs[name] = self._executor.compile_async(self._lower[name]())
         return self._programs[name]
 
-    def plan(self, r: int):
+    def ask(self, r: int):
         """Round ``r``'s ``(u, valid, hp, keys)``; advances the strategy state past its ``ask``."""
         if self.state is None and r == 0:
             u, self.state, valid, hp, keys = self._program("first").result()(self.root)

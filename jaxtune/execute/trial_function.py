@@ -2,7 +2,7 @@
 
 A *bucket* is a tuple: the values of the space's static hyperparameters, then the power-of-two
 sizes of its masked ones. Every trial of a bucket has the same shapes, so one program runs them
-all; :class:`Trial` makes the single-trial function of a bucket and checks what it returns.
+all; :class:`TrialFunction` makes the single-trial function of a bucket and checks what it returns.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from jaxtune.execute.timing import CLOCK
 from jaxtune.hyperparameters import Hyperparameters, Reads
 from jaxtune.space import Masked, Space, bucket_size
 
-__all__ = ["CURVES", "UNROLLED_OPS", "Metrics", "Trial", "as_metrics"]
+__all__ = ["CURVES", "UNROLLED_OPS", "Metrics", "TrialFunction", "as_metrics"]
 
 # An objective may return learning curves under this key: {"step": i32[S], name: f32[S], ...}.
 CURVES = "curves"
@@ -39,7 +39,7 @@ def as_metrics(out: Any) -> Metrics:
     return {"value": out}
 
 
-class Trial:
+class TrialFunction:
     """The single-trial functions of an objective over a space, one per bucket, and their checks.
 
     Args:
