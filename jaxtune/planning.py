@@ -269,7 +269,7 @@ def plan(
     widths = sorted({round_up(check_int("width", w), ndev) for w in widths} if widths else {small, width})
     steps = getattr(objective, "steps", None)
     measured, compile_s = _measure(objective, space, executor, bucket, widths, ndev, probe_steps)
-    budget_bytes = executor.programs.budget
+    budget_bytes = executor.programs.memory_budget
     per_trial, fixed, fits, width = _memory(measured, budget_bytes, width, ndev)
     round_s = _round_s(executor, planned, bucket, width, _chunk_s(measured, width))
     budget_trials = None
@@ -348,14 +348,14 @@ def _plan_halving(objective, space: Space, executor: Executor, spec, trials: int
         total += share * (steps * per_step + per_eval)
     trial_s = levels[-1] * per_step + per_eval  # the whole population, trained to the top budget
     m = Measurement(width, compile_s, bytes_needed(pop.masked_program(probe)), trial_s, "steps")
-    per_trial, fixed, fits, _ = _memory([m], executor.programs.budget, width, ndev)
+    per_trial, fixed, fits, _ = _memory([m], executor.programs.memory_budget, width, ndev)
     round_s = total / max(rounds, 1)
     budget_trials = None if budget is None else int(max(budget - compile_s, 0) / round_s * trials)
     recommendation, advice = _recommend(space, trials, rounds, width, fits, budget, budget_trials, round_s, compile_s)
     return Plan(
         device=jax.devices()[0].device_kind, devices=ndev, steps=levels[-1], measurements=[m],
-        bytes_per_trial=per_trial, fixed_bytes=fixed, budget_bytes=executor.programs.budget, fits=fits, width=width,
-        trials=trials, rounds=rounds, round_s=round_s, compile_s=compile_s, budget_s=budget,
+        bytes_per_trial=per_trial, fixed_bytes=fixed, budget_bytes=executor.programs.memory_budget, fits=fits,
+        width=width, trials=trials, rounds=rounds, round_s=round_s, compile_s=compile_s, budget_s=budget,
         budget_trials=budget_trials, recommendation=recommendation, advice=advice, programs=programs, rungs=True,
     )  # fmt: skip
 

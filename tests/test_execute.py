@@ -101,7 +101,7 @@ def test_memory_analysis_budget_shrinks_chunks(key):
     keys = jax.random.split(key, 8)
     reference, _ = collect(Executor(quad_objective, SPACE), hp, keys)
     ex = Executor(quad_objective, SPACE)
-    ex.programs.budget = 1  # by the estimate nothing fits: chunks shrink to one trial, which still runs
+    ex.programs.memory_budget = 1  # by the estimate nothing fits: chunks shrink to one trial, which still runs
     got, sizes = collect(ex, hp, keys)
     assert sizes == [1] * 8
     np.testing.assert_allclose(got, reference, rtol=1e-5)
@@ -116,7 +116,7 @@ def test_a_wide_bucket_is_sized_by_a_probe_before_its_full_width_compiles(key, m
     reference, _ = collect(Executor(quad_objective, SPACE), hp, keys)
     ex = Executor(quad_objective, SPACE)
     per_trial = ex.programs.need((), 2, 1) / 2
-    ex.programs.budget = int(5.5 * per_trial)  # room for 5 trials: chunks of 4
+    ex.programs.memory_budget = int(5.5 * per_trial)  # room for 5 trials: chunks of 4
     got, sizes = collect(ex, hp, keys)
     assert sizes == [4] * 8
     # Only the probe and the width that fits were compiled: no 32-wide program found too big,

@@ -228,7 +228,7 @@ class Population:
         program, lower = self._compile(("segment", steps), fn, (hp, state), (self.lane_sharding(), self._replicated()),
                                        (1,))  # fmt: skip
         if not self.programs.fits(("segment", steps), lower):
-            need, budget = self.programs.need(("segment", steps), lower), self.programs.budget
+            need, budget = self.programs.need(("segment", steps), lower), self.programs.memory_budget
             raise InputError(
                 f"a population of {self.width} lanes needs {need / 2**20:.0f} MiB per segment, more than the "
                 f"{budget / 2**20:.0f} MiB this device can give a program: use fewer trials"

@@ -137,7 +137,7 @@ class ProgramCache:
     def __init__(self, compiler_options: dict[str, Any], budget: int | None):
         enable_compile_cache()  # (once per process; see jaxtune.settings)
         self.compiler_options = compiler_options
-        self.budget = budget
+        self.memory_budget = budget
         self.compiles = 0
         self.futures: dict[Any, concurrent.futures.Future] = {}
         self._needs: dict[Any, int | None] = {}
@@ -160,7 +160,7 @@ class ProgramCache:
     def fits(self, key: Any, lower: Callable[[], jax.stages.Lowered]) -> bool:
         """Whether program ``key`` fits the budget (True when either is unknown)."""
         need = self.need(key, lower)
-        return need is None or self.budget is None or need <= self.budget
+        return need is None or self.memory_budget is None or need <= self.memory_budget
 
     def get(self, key: Any, lower: Callable[[], jax.stages.Lowered]):
         """The compiled program ``key`` (compiling it if needed)."""
@@ -208,13 +208,13 @@ class Programs:
         return self.cache.compiles
 
     @property
-    def budget(self) -> int | None:
+    def memory_budget(self) -> int | None:
         """Bytes one program may use (None: unknown, no sizing by memory)."""
-        return self.cache.budget
+        return self.cache.memory_budget
 
-    @budget.setter
-    def budget(self, value: int | None) -> None:
-        self.cache.budget = value
+    @memory_budget.setter
+    def memory_budget(self, value: int | None) -> None:
+        self.cache.memory_budget = value
 
     @property
     def futures(self) -> dict[tuple, concurrent.futures.Future]:
@@ -268,7 +268,7 @@ class Programs:
         lower = lambda: self.lower(bucket, width, ndev)  # noqa: E731
         if width > ndev and not self.cache.fits((bucket, width, ndev), lower):
             need = self.cache.need((bucket, width, ndev), lower)
-            raise TooBig(f"{need / 2**20:.0f} MiB for {width} trials, budget {self.budget / 2**20:.0f} MiB")
+            raise TooBig(f"{need / 2**20:.0f} MiB for {width} trials, budget {self.memory_budget / 2**20:.0f} MiB")
         return self.cache.get((bucket, width, ndev), lower)
 
     def cap(self, bucket: tuple, total: int) -> int:
@@ -296,13 +296,13 @@ class Programs:
     def size_by_probe(self, bucket: tuple, n: int, total: int, ndev: int) -> None:
         """Caps a wide bucket's chunk from a narrow probe program's memory use (see :data:`PROBE_WIDTH`)."""
         probe = round_up(PROBE_WIDTH, ndev)
-        if bucket in self.caps or self.budget is None or self.width(bucket, n, total, ndev) <= 2 * probe:
+        if bucket in self.caps or self.memory_budget is None or self.width(bucket, n, total, ndev) <= 2 * probe:
             return
         need = self.need(bucket, probe, ndev)
         if need is None:
             return
         # Linear in the trials from zero: an overestimate (data and code are shared), so it fits.
-        fits = int(self.budget / (need / probe))
+        fits = int(self.memory_budget / (need / probe))
         if fits < self.width(bucket, n, total, ndev):
             width = max(probe, 1 << (fits.bit_length() - 1))  # a power of two: reused by later rounds
             self.caps[bucket] = round_up(width, ndev)
