@@ -66,8 +66,8 @@ def write(name: str, payload: dict, out: str | None = None) -> str:
 
 
 def trial_steps(result) -> int:
-    """Optimizer steps a sweep trained in all (:func:`jaxtune.report.trained_steps`)."""
-    from jaxtune.report import trained_steps
+    """Optimizer steps a sweep trained in all (:func:`jaxtune.analysis.report.trained_steps`)."""
+    from jaxtune.analysis.report import trained_steps
 
     return trained_steps(result)
 

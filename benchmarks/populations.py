@@ -150,7 +150,7 @@ def checkpoint_cost(task, lanes: int, segment_s: float) -> dict:
     import tempfile
 
     from jaxtune.execute.snapshots import pack
-    from jaxtune.storage import Storage
+    from jaxtune.study.storage import Storage
 
     key = jax.random.key(0)
     pop = Population(task.objective, task.space, (), lanes)

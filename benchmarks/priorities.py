@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 import jaxtune as jt  # noqa: E402
-from jaxtune import priorities  # noqa: E402
+from jaxtune.analysis import importance as priorities  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 PREVIOUS = os.path.join(RESULTS, f"priorities_{jax.default_backend()}.json")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 import jaxtune as jt
-from jaxtune import report
+from jaxtune.analysis import report
 
 
 def main(argv=None):

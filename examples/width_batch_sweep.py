@@ -15,7 +15,7 @@ import argparse
 from collections import Counter
 
 import jaxtune as jt
-from jaxtune import report
+from jaxtune.analysis import report
 
 
 def main(argv=None):

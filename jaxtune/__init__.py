@@ -16,6 +16,8 @@ import importlib
 from jaxtune import errors as errors
 from jaxtune import schedulers as schedulers
 from jaxtune import schedules, strategies, tasks
+from jaxtune.analysis.importance import Importance as Importance
+from jaxtune.analysis.importance import importance
 from jaxtune.babysitting import Babysitter as Babysitter
 from jaxtune.babysitting import babysit
 from jaxtune.errors import InputError, JaxtuneError, StorageError, StudyBusyError
@@ -23,14 +25,12 @@ from jaxtune.execute import Executor as Executor
 from jaxtune.execute import use_cpu_cores
 from jaxtune.planning import Plan as Plan
 from jaxtune.planning import plan
-from jaxtune.priorities import Importance as Importance
-from jaxtune.priorities import importance
 from jaxtune.reseeding import reseed
 from jaxtune.result import Result
 from jaxtune.settings import configure
 from jaxtune.space import Choice, Float, Int, Masked, Space
-from jaxtune.storage import Storage as Storage
-from jaxtune.storage import StudyMismatchError
+from jaxtune.study.storage import Storage as Storage
+from jaxtune.study.storage import StudyMismatchError
 from jaxtune.tune import Progress as Progress
 from jaxtune.tune import RoundReport as RoundReport
 from jaxtune.tune import tune
@@ -38,12 +38,13 @@ from jaxtune.tune import tune
 __version__ = "0.1.0"
 
 # Flax and Optax load only when used: a plain-JAX objective needs neither.
-_LAZY = ("bench", "figures", "layers", "report", "train")
+_LAZY = {"bench": "jaxtune.bench", "figures": "jaxtune.analysis.figures", "layers": "jaxtune.layers",
+         "report": "jaxtune.analysis.report", "train": "jaxtune.train"}  # fmt: skip
 
 
 def __getattr__(name: str):
     if name in _LAZY:
-        module = importlib.import_module(f"jaxtune.{name}")
+        module = importlib.import_module(_LAZY[name])
         globals()[name] = module
         return module
     raise AttributeError(f"module 'jaxtune' has no attribute {name!r}")

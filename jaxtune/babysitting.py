@@ -32,14 +32,14 @@ import numpy as np
 
 from jaxtune._checks import check_int
 from jaxtune._trees import restore_tree, tree_arrays
+from jaxtune.analysis.report import fmt, render_tree
 from jaxtune.errors import InputError, InputTypeError, StorageError, UnknownNameError
 from jaxtune.execute.population import Population, require_protocol
 from jaxtune.keys import TRIAL_STREAM
 from jaxtune.params import check_value
-from jaxtune.report import fmt, render_tree
 from jaxtune.result import MODES, minimised
 from jaxtune.space import Space, bucket_size
-from jaxtune.study import Study, objective_settings
+from jaxtune.study.study import Study, objective_settings
 
 __all__ = ["Babysitter", "babysit"]
 

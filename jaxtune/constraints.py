@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from jaxtune.errors import InputError, InputTypeError
-from jaxtune.records import held_out
+from jaxtune.study.records import held_out
 
 __all__ = ["Constraint", "constraint", "check_constraints", "feasible"]
 

@@ -17,8 +17,8 @@ import numpy as np
 
 from jaxtune._checks import check_int
 from jaxtune.errors import InputError, InputTypeError, StudyMismatchError
-from jaxtune.records import minimised
 from jaxtune.result import Result
+from jaxtune.study.records import minimised
 
 __all__ = ["reseed", "RESEED_STREAM", "gap_table"]
 
@@ -51,7 +51,7 @@ def reseed(result: Result, objective: Any, seeds: int = 8, top: int = 5) -> list
     """
     from jaxtune.execute import Executor
     from jaxtune.space import Space
-    from jaxtune.study import objective_mismatch
+    from jaxtune.study.study import objective_mismatch
 
     if not isinstance(result, Result):
         raise InputTypeError(f"reseed: result must be a jt.Result (jt.Result.load(path)), got {result!r}")

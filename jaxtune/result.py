@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jaxtune.errors import InputError, InputTypeError, MissingDependencyError
-from jaxtune.records import MODES, SELECT, minimised, select_value, tie_break_spec
+from jaxtune.study.records import MODES, SELECT, minimised, select_value, tie_break_spec
 
 __all__ = ["Result"]
 
@@ -88,7 +88,7 @@ class Result:
     @classmethod
     def load(cls, path: str | os.PathLike, study: str | None = None) -> Result:
         """Reads a stored study back (the only study in the file if ``study`` is None)."""
-        from jaxtune.storage import Storage
+        from jaxtune.study.storage import Storage
 
         store = Storage(path, read_only=True)  # a read: nothing is written, not even WAL mode
         try:

@@ -2,7 +2,7 @@
 
 Every argument is checked before anything is traced or compiled, all problems reported at once
 (:func:`_check_arguments`); the objective is traced to choose the metric; then one driver runs
-the sweep over the study layer (:mod:`jaxtune.study`):
+the sweep over the study layer (:mod:`jaxtune.study.study`):
 
 * :mod:`jaxtune.drivers.rounds` — rounds of ask -> execute -> tell, for every strategy;
 * :mod:`jaxtune.drivers.population` — PBT, ASHA and median stopping: lanes in segments;
@@ -31,15 +31,15 @@ from jaxtune.errors import InputError, InputTypeError, Problems
 from jaxtune.execute import CURVES, Executor
 from jaxtune.execute.timing import CLOCK
 from jaxtune.progress import Progress, RoundReport, print_progress
-from jaxtune.records import AGGREGATES, MODES, SELECT, tie_break_spec
 from jaxtune.result import Result
 from jaxtune.schedulers import is_scheduler
 from jaxtune.schedulers.base import make_spec as make_scheduler_spec
 from jaxtune.settings import enable_compile_cache
 from jaxtune.space import Space
-from jaxtune.storage import Storage
 from jaxtune.strategies.base import Strategy, describe, make_strategy
 from jaxtune.strategies.halving import continued_halving
+from jaxtune.study.records import AGGREGATES, MODES, SELECT, tie_break_spec
+from jaxtune.study.storage import Storage
 
 __all__ = ["tune", "Progress", "RoundReport", "MAX_TRIALS", "MAX_SEED", "RULES", "check_argument"]
 

@@ -14,13 +14,13 @@ LAYERS = [
     ["jaxtune.cli"],
     ["jaxtune"],  # the package's front: re-exports the public API
     ["jaxtune.tune", "jaxtune.babysitting", "jaxtune.planning", "jaxtune.bench", "jaxtune.reseeding"],
-    ["jaxtune.report", "jaxtune.figures", "jaxtune.priorities"],
+    ["jaxtune.analysis"],  # report, figures, importance: what a stored study says
     ["jaxtune.drivers"],
-    ["jaxtune.study"],
-    ["jaxtune.result", "jaxtune.storage"],
+    ["jaxtune.study.study"],
+    ["jaxtune.result", "jaxtune.study.storage"],
     ["jaxtune.replay"],
-    ["jaxtune.records", "jaxtune.progress", "jaxtune.sqlite_files", "jaxtune.checkpoints", "jaxtune.constraints",
-     "jaxtune.pareto"],
+    ["jaxtune.study.records", "jaxtune.study.sqlite_files", "jaxtune.study.checkpoints", "jaxtune.study",
+     "jaxtune.progress", "jaxtune.constraints", "jaxtune.pareto"],
     ["jaxtune.tasks"],
     ["jaxtune.train", "jaxtune.layers", "jaxtune.schedules"],
     ["jaxtune.execute", "jaxtune.strategies", "jaxtune.schedulers"],
@@ -163,9 +163,9 @@ def test_no_module_or_function_is_too_long():
 
 def test_the_checker_sees_a_circle_and_an_upward_import():
     """The checks above can fail: a made-up graph with a circle and an upward edge is caught."""
-    graph = {"jaxtune.study": {"jaxtune.drivers.rounds"}, "jaxtune.drivers.rounds": {"jaxtune.study"}}
-    assert cycles(graph) == [["jaxtune.drivers.rounds", "jaxtune.study"]]
-    assert layer("jaxtune.drivers.rounds") < layer("jaxtune.study")
+    graph = {"jaxtune.study.study": {"jaxtune.drivers.rounds"}, "jaxtune.drivers.rounds": {"jaxtune.study.study"}}
+    assert cycles(graph) == [["jaxtune.drivers.rounds", "jaxtune.study.study"]]
+    assert layer("jaxtune.drivers.rounds") < layer("jaxtune.study.study")
 
 
 def test_every_public_function_class_and_method_has_a_docstring():

@@ -265,7 +265,7 @@ def test_a_full_disk_during_a_session_is_one_line_and_the_session_resumes(tmp_pa
     """The study file may not grow past a few pages (SQLite's own "database or disk is full", as on
     a full disk): the session ends with one line, exit 1, no traceback; with room again, a rerun
     resumes from the last node stored."""
-    from jaxtune.storage import Storage
+    from jaxtune.study.storage import Storage
 
     cfg = tmp_path / "b.toml"
     cfg.write_text(CONFIG.format(db=tmp_path / "b.db"))

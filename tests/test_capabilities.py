@@ -190,7 +190,7 @@ def _rewrite_checkpoint(db, segment=None, blob=None):
     tampered or foreign row looks like."""
     import sqlite3
 
-    from jaxtune import checkpoints
+    from jaxtune.study import checkpoints
 
     with sqlite3.connect(db) as conn:
         sid, seg, state = conn.execute(

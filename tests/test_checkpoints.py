@@ -1,4 +1,4 @@
-"""Population checkpoints in a study's file (jaxtune/checkpoints.py): the last two kept, each bound
+"""Population checkpoints in a study's file (jaxtune/study/checkpoints.py): the last two kept, each bound
 to its study by a checksum, a damaged one reported and the one before it used."""
 
 import sqlite3
@@ -6,9 +6,9 @@ import warnings
 
 import pytest
 
-from jaxtune import checkpoints
 from jaxtune.errors import CheckpointError, CheckpointWarning
-from jaxtune.sqlite_files import SCHEMA
+from jaxtune.study import checkpoints
+from jaxtune.study.sqlite_files import SCHEMA
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 from conftest import SPACE, make_trainer
 
 import jaxtune as jt
-from jaxtune import report
+from jaxtune.analysis import report
 from jaxtune.constraints import check_constraints, constraint
 from jaxtune.errors import InputTypeError
 

@@ -19,7 +19,7 @@ MODULES = [
     "jaxtune.train",
     "jaxtune.layers",
     "jaxtune.errors",
-    "jaxtune.records",
+    "jaxtune.study.records",
     "jaxtune.constraints",
     "jaxtune.reseeding",
     "jaxtune.pareto",

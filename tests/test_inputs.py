@@ -70,7 +70,7 @@ def test_cli_inputs_that_used_to_fail_late(tmp_path, capsys, monkeypatch):
 
 def test_names_with_dollar_signs_are_drawn_as_typed(tmp_path):
     pytest.importorskip("matplotlib")
-    from jaxtune import report
+    from jaxtune.analysis import report
 
     space = jt.Space({"$lr": jt.Float(1e-3, 1.0, scale="log"), "opt": jt.Choice(["$a", "b$"])})
 

@@ -13,7 +13,7 @@ from conftest import SPACE, quad_objective
 import jaxtune as jt
 from jaxtune.errors import InputError
 
-study_module = importlib.import_module("jaxtune.study")
+study_module = importlib.import_module("jaxtune.study.study")
 X = jt.Space({"x": jt.Float(0, 1)})
 
 

@@ -7,7 +7,8 @@ import pytest
 from conftest import SPACE, make_trainer
 
 import jaxtune as jt
-from jaxtune import cli, report
+from jaxtune import cli
+from jaxtune.analysis import report
 from jaxtune.pareto import hypervolume, non_dominated, scalarised
 
 XY = jt.Space({"x": jt.Float(0.0, 1.0), "y": jt.Float(0.0, 1.0)})

@@ -1,4 +1,4 @@
-"""Trial records and scoring (jaxtune/records.py): the one place a trial's record, status and
+"""Trial records and scoring (jaxtune/study/records.py): the one place a trial's record, status and
 value are made, and how a sweep compares trials."""
 
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jaxtune.errors import InputError
-from jaxtune.records import (
+from jaxtune.study.records import (
     aggregate,
     lane_scores,
     minimised,

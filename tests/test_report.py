@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import jaxtune as jt
-from jaxtune import figures, report
-from jaxtune.figures import axes
+from jaxtune.analysis import figures, report
+from jaxtune.analysis.figures import axes
 
 SPACE = jt.Space(
     {

@@ -387,7 +387,7 @@ def test_a_population_can_select_and_replay_each_trials_best_checkpoint(strategy
 
 
 def test_asha_spends_a_budget_of_steps():
-    from jaxtune.report import summary, trained_steps
+    from jaxtune.analysis.report import summary, trained_steps
 
     task = jt.tasks.get("pbt_toy", steps=81)
     for lanes, budget in ((8, 3000), (4, 2000)):

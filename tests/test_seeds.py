@@ -8,7 +8,8 @@ from conftest import SPACE, make_trainer
 from tolerances import F32
 
 import jaxtune as jt
-from jaxtune import cli, report
+from jaxtune import cli
+from jaxtune.analysis import report
 from jaxtune.keys import seed_keys
 
 LR_B1 = jt.Space({"lr": SPACE.params["lr"], "b1": SPACE.params["b1"]})

@@ -135,7 +135,7 @@ def test_rows_never_overwrite_a_column_when_names_clash(tmp_path):
 def test_unusable_storage_is_refused_before_any_compute_and_nothing_is_written(tmp_path):
     import sqlite3
 
-    from jaxtune.storage import StorageError
+    from jaxtune.study.storage import StorageError
 
     afile = tmp_path / "afile"
     afile.write_text("not a directory")
@@ -173,7 +173,7 @@ def test_reading_a_study_writes_nothing(tmp_path):
 
 
 def test_a_study_run_twice_at_once_is_refused_and_freed_after(tmp_path):
-    from jaxtune.storage import Storage, StudyBusyError
+    from jaxtune.study.storage import Storage, StudyBusyError
 
     db = str(tmp_path / "s.db")
     holder = Storage(db)
@@ -194,7 +194,7 @@ def test_a_killed_run_leaves_no_lock(tmp_path):
     db = str(tmp_path / "s.db")
     script = textwrap.dedent(f"""
         import os
-        from jaxtune.storage import Storage
+        from jaxtune.study.storage import Storage
         s = Storage({db!r})
         s.lock_study("default")
         os.kill(os.getpid(), 9)
@@ -210,7 +210,7 @@ def test_the_lock_follows_the_database_not_the_path(tmp_path, monkeypatch):
     beside the database."""
     import os
 
-    from jaxtune.storage import Storage, StudyBusyError, lock_dir
+    from jaxtune.study.storage import Storage, StudyBusyError, lock_dir
 
     monkeypatch.setenv("JAXTUNE_LOCK_DIR", str(tmp_path / "locks"))
     db = tmp_path / "s.db"
@@ -247,7 +247,7 @@ def test_storage_faults_are_named_for_what_they_are(tmp_path):
     says what is stored and that a rerun resumes; a file that is not SQLite says so."""
     import sqlite3
 
-    from jaxtune.storage import Storage, storage_error
+    from jaxtune.study.storage import Storage, storage_error
 
     db = tmp_path / "s.db"
     Storage(db).close()
@@ -266,7 +266,7 @@ def test_a_full_disk_is_one_line_exit_1_and_a_new_database_leaves_no_empty_file(
     import sqlite3
 
     from jaxtune import cli
-    from jaxtune.storage import Storage
+    from jaxtune.study.storage import Storage
 
     def full(*args, **kwargs):
         raise sqlite3.OperationalError("database or disk is full")

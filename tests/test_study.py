@@ -1,11 +1,11 @@
-"""The study layer (jaxtune/study.py): one study as a run sees it — opened or created, refused when
+"""The study layer (jaxtune/study/study.py): one study as a run sees it — opened or created, refused when
 made otherwise, written a chunk at a time, read back whole, locked against a second run."""
 
 import pytest
 
 import jaxtune as jt
-from jaxtune.records import trial_record
-from jaxtune.study import Study
+from jaxtune.study.records import trial_record
+from jaxtune.study.study import Study
 
 CONFIG = {"space": {"lr": "log"}, "strategy": {"name": "random"}, "trials": 4, "seed": 0, "metric": "loss",
           "mode": "min", "select": "final", "program": "p1", "layout": {"jax": "x"}}  # fmt: skip

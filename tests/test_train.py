@@ -253,7 +253,7 @@ def test_a_steps_hyperparameter_sets_the_budget_per_trial(key):
 
 def test_reproducibility_rule_on_a_training_task(tmp_path):
     """Same layout: bit-for-bit. Another layout: equal up to rounding, and a resume that changes it warns."""
-    from jaxtune.storage import LayoutWarning
+    from jaxtune.study.storage import LayoutWarning
 
     trainer = make_trainer(steps=30)
     space = jt.Space({"lr": jt.Float(1e-3, 1e-2, scale="log"), "b1": jt.Float(0.8, 0.99, scale="reverse_log")})

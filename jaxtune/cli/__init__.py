@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from jaxtune.cli import babysit, bench, export, plan, report, reseed, run
 from jaxtune.cli.config import ConfigError, check_config, load_config, parse_duration, space_from_config
 from jaxtune.errors import JaxtuneError, StorageFullError, Terminated, raise_from_signal, signal_handled
-from jaxtune.study import Study
+from jaxtune.study.study import Study
 
 __all__ = ["main", "console", "load_config", "check_config", "space_from_config", "parse_duration", "ConfigError"]
 

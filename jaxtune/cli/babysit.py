@@ -31,8 +31,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from jaxtune.analysis.report import fmt, held_out
 from jaxtune.errors import CommandError, JaxtuneError
-from jaxtune.report import fmt, held_out
 
 BABYSIT_KEYS = ("segment", "seed", "storage", "name", "metric", "mode", "hp")
 COMMANDS = ("train", "set", "rollback", "fork", "adopt", "show", "tree", "best", "help", "quit")

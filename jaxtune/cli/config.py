@@ -273,7 +273,7 @@ def positive_int(text: str) -> int:
 
 def make_parent(flag: str, path: str) -> None:
     """Makes the directory ``path`` will be written in (after :func:`_check_creatable` passed)."""
-    from jaxtune.storage import StorageError
+    from jaxtune.study.storage import StorageError
 
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -321,7 +321,7 @@ def cpu_devices() -> int | None:
 def _check_same_objective(result, objective, space, storage: str) -> None:
     """Raises :class:`ConfigError` unless the config builds the objective the study was run with (as
     ``jaxtune run`` checks on resume): for ``export`` and ``reseed``."""
-    from jaxtune.study import objective_mismatch
+    from jaxtune.study.study import objective_mismatch
 
     what = objective_mismatch(result.config, objective, space)
     if what:

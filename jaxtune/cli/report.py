@@ -12,7 +12,7 @@ __all__ = ["main", "add_parser"]
 
 def is_babysit(path: str, study: str | None) -> bool:
     """Whether the study to report is a babysitting run (the only study, or the one named)."""
-    from jaxtune.storage import Storage
+    from jaxtune.study.storage import Storage
 
     store = Storage(path, read_only=True)
     try:
@@ -25,7 +25,7 @@ def is_babysit(path: str, study: str | None) -> bool:
 
 def study_count(path: str) -> int:
     """How many studies the file holds."""
-    from jaxtune.storage import Storage
+    from jaxtune.study.storage import Storage
 
     store = Storage(path, read_only=True)
     try:
@@ -49,7 +49,7 @@ def html_target(html: str | None, storage: str, study: str, several: bool) -> tu
 
 def main(args) -> int:
     """``jaxtune report``: the summary, then CSV, figures and the HTML report as asked."""
-    from jaxtune import report
+    from jaxtune.analysis import report
     from jaxtune.result import Result
 
     if is_babysit(args.storage, args.study):

@@ -21,7 +21,7 @@ __all__ = ["main", "add_parser"]
 def main(args) -> int:
     """``jaxtune run``: checks the config, builds the task, runs ``jt.tune``, prints the summary."""
     import jaxtune as jt
-    from jaxtune import report
+    from jaxtune.analysis import report
 
     jt.use_cpu_cores(cpu_devices())  # before anything runs: trials sharded over the CPU's cores
 
@@ -33,7 +33,7 @@ def main(args) -> int:
     # Check everything that needs no data before building the task (which generates data).
     space = check_config(cfg, tune_opts, args.plot)
     if tune_opts.get("storage"):
-        from jaxtune.storage import Storage
+        from jaxtune.study.storage import Storage
 
         make_parent("storage", tune_opts["storage"])
         Storage.check(tune_opts["storage"])

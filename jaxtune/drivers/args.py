@@ -29,7 +29,7 @@ class Arguments:
     verbose: bool
     tie_break: tuple[str, str] | None = None
     seeds: int = 1  # each configuration trained under this many keys in the same batch
-    aggregate: str = "mean"  # how its seeds' values make its value (jaxtune.records.aggregate)
+    aggregate: str = "mean"  # how its seeds' values make its value (jaxtune.study.records.aggregate)
     objectives: tuple = ()  # ((metric, mode), ...) of several objectives (the first is the primary one)
     constraints: tuple = ()  # jaxtune.constraints.Constraint, checked against the objective's metrics
     strategy_key: str | None = None  # what the built strategy depends on (its programs are cached by it), if known

@@ -26,12 +26,12 @@ from jaxtune.execute.population import Population
 from jaxtune.execute.timing import jit_counted
 from jaxtune.keys import DECIDE_STREAM, lane_keys
 from jaxtune.progress import Progress
-from jaxtune.records import lane_scores, minimised, selection_curve, trial_record
 from jaxtune.result import Result
 from jaxtune.schedulers.base import check_space
 from jaxtune.space import Space
 from jaxtune.strategies.halving import bracket_plan, budgets, piece_of
-from jaxtune.study import Study, study_config
+from jaxtune.study.records import lane_scores, minimised, selection_curve, trial_record
+from jaxtune.study.study import Study, study_config
 
 __all__ = ["check", "run", "REFUSES"]
 

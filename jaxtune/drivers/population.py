@@ -37,12 +37,12 @@ from jaxtune.execute.population import Population, require_protocol
 from jaxtune.execute.timing import jit_counted
 from jaxtune.keys import DECIDE_STREAM, INIT_STREAM, lane_keys
 from jaxtune.progress import Progress
-from jaxtune.records import lane_scores, minimised, selection_curve, trial_record
 from jaxtune.result import Result
 from jaxtune.schedulers import Lanes, make_scheduler
 from jaxtune.schedulers.base import check_space
 from jaxtune.space import Space
-from jaxtune.study import Study, study_config
+from jaxtune.study.records import lane_scores, minimised, selection_curve, trial_record
+from jaxtune.study.study import Study, study_config
 
 __all__ = [
     "run",

@@ -24,12 +24,12 @@ from jaxtune.execute import Executor
 from jaxtune.keys import round_keys, seed_keys
 from jaxtune.pareto import finite_range, round_weights, scalarised
 from jaxtune.progress import ChunkProgress, Progress, print_compiling
-from jaxtune.records import aggregate, minimised, trial_record
 from jaxtune.result import Result
 from jaxtune.space import Space
 from jaxtune.strategies.optuna_sampler import HostStrategy
 from jaxtune.strategies.programs import StrategyPrograms
-from jaxtune.study import Study, study_config
+from jaxtune.study.records import aggregate, minimised, trial_record
+from jaxtune.study.study import Study, study_config
 
 __all__ = ["check", "run", "REFUSES"]
 

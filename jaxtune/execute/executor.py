@@ -214,7 +214,7 @@ class Executor:
     def program_sizes(self, params: Mapping[str, Any]) -> dict[str, int]:
         """The masked sizes of the program that ran (in the last batch) the trial with these
         hyperparameters (plain Python values), where they are larger than its own bucket's: what
-        :attr:`~jaxtune.records.TrialRecord.program` stores so a replay binds the same ones."""
+        :attr:`~jaxtune.study.records.TrialRecord.program` stores so a replay binds the same ones."""
         own = self.trial_fn.bucket_of(params)
         host = self._host_of.get(own, own)
         n_static = len(self.space.static_names)

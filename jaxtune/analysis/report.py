@@ -7,10 +7,10 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jaxtune import priorities
+from jaxtune.analysis import importance
 from jaxtune.errors import InputError
-from jaxtune.records import held_out
 from jaxtune.result import Result
+from jaxtune.study.records import held_out
 
 __all__ = ["summary", "table", "pareto_table", "plot", "html", "held_out", "metric_order", "schedule", "trained_steps"]
 
@@ -182,7 +182,7 @@ def summary(result: Result, top: int = 5, metrics: Sequence[str] | None = None, 
         out.append(_best_trial(result, best, metrics))
     imps = _importance(result)
     if imps:
-        out.append(_importance_heading(result) + "\n" + priorities.table(imps))
+        out.append(_importance_heading(result) + "\n" + importance.table(imps))
     elif (result.config.get("strategy") or {}).get("name") in ("pbt", "asha", "median") and len(result.trials) >= 8:
         out.append("(no hyperparameter importance: a population's trials continue or stop each other, so they are "
                    "not independent samples; measure it on a round-based sweep)")  # fmt: skip
@@ -214,16 +214,16 @@ def _best_trial(result: Result, best: dict[str, Any], metrics: Sequence[str] | N
     return text
 
 
-def _importance(result: Result) -> list[priorities.Importance] | None:
+def _importance(result: Result) -> list[importance.Importance] | None:
     """The study's importances, or None where there are too few trials to say."""
     try:
-        return priorities.importance(result)
+        return importance.importance(result)
     except InputError:
         return None
 
 
 def _importance_heading(result: Result) -> str:
-    rounds = priorities.uniform_rounds(result)
+    rounds = importance.uniform_rounds(result)
     which = "every round" if rounds is None else f"round{'s' if len(rounds) > 1 else ''} {', '.join(map(str, rounds))}"
     return f"which hyperparameters mattered (first-order share of the variance of {result.metric}'s rank; {which}):"
 
@@ -231,7 +231,7 @@ def _importance_heading(result: Result) -> str:
 def plot(result: Result, path: str) -> str:
     """Saves the main figure (the metric against each hyperparameter on its own scale, rounds
     coloured, the best trial starred, coarse-to-fine's boxes drawn) as PNG; returns ``path``."""
-    from jaxtune import figures
+    from jaxtune.analysis import figures
 
     plt = figures.pyplot()
     fig = figures.plot_parameters(result)
@@ -290,7 +290,7 @@ def html(result: Result, folder: str, top: int | None = None, show_test: bool = 
     import base64
     import html as escape
 
-    from jaxtune import figures
+    from jaxtune.analysis import figures
 
     imps = _importance(result)
     paths = figures.write_figures(result, folder, imps)
@@ -327,7 +327,7 @@ def babysit_report(path: str, study: str | None = None, folder: str | None = Non
     path); with ``folder``, also its figure and an HTML page there. Returns the text."""
     import html as escape
 
-    from jaxtune.storage import Storage
+    from jaxtune.study.storage import Storage
 
     store = Storage(path, read_only=True)
     try:
@@ -347,7 +347,7 @@ def babysit_report(path: str, study: str | None = None, folder: str | None = Non
     if folder is not None:
         import base64
 
-        from jaxtune import figures
+        from jaxtune.analysis import figures
 
         plt = figures.pyplot()
         os.makedirs(folder, exist_ok=True)
@@ -401,7 +401,7 @@ def fmt(v: Any) -> str:
 def _plot_babysit(nodes, head: int, metric: str, name: str = "babysit"):
     """A babysitting run: ``metric`` along every branch of its tree (grey), the path to the head
     in red, and each edit (set, fork, rollback, adopt) marked at its step."""
-    from jaxtune import figures
+    from jaxtune.analysis import figures
 
     fig, ax = figures.pyplot().subplots(figsize=(8, 4.5))
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from jaxtune import priorities
+from jaxtune.analysis import importance
+from jaxtune.analysis.figures.axes import axis_kind, plain_text, pyplot, set_axis
+from jaxtune.analysis.figures.lineage import plot_lineage
 from jaxtune.errors import InputError
-from jaxtune.figures.axes import axis_kind, plain_text, pyplot, set_axis
-from jaxtune.figures.lineage import plot_lineage
 from jaxtune.result import Result
 
 COLUMNS = 3  # parameter panels per row: 5 parameters make 2 rows, not a 2400 px strip
@@ -229,13 +229,13 @@ def _ancestor_at(result: Result, trial: dict, step: float) -> tuple[int, int]:
 
 
 @plain_text
-def plot_importance(imps: list[priorities.Importance], title: str = "which hyperparameters mattered"):
+def plot_importance(imps: list[importance.Importance], title: str = "which hyperparameters mattered"):
     """Horizontal bars of importance with their intervals and directions."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 0.6 * len(imps) + 1.4))
     def label(i):  # the direction beside the name: the share axis stays [0, 1]
         best = f"{i.best_at:.3g}" if isinstance(i.best_at, float) else str(i.best_at)
-        return f"{i.name}\n({priorities.direction_shown(i)}; best near {best})"
+        return f"{i.name}\n({importance.direction_shown(i)}; best near {best})"
 
     names = [label(i) for i in imps][::-1]
     vals = np.asarray([i.value for i in imps][::-1])
@@ -303,7 +303,7 @@ def write_figures(result: Result, folder: str | os.PathLike, imps: Any = None) -
     figs = {"history": plot_history(result), "parameters": plot_parameters(result)}
     figs["curves"] = plot_curves(result)
     if imps:
-        rounds = priorities.uniform_rounds(result)
+        rounds = importance.uniform_rounds(result)
         which = "every round" if rounds is None else "round " + ", ".join(map(str, rounds))
         local = " — a zoomed region" if any(i.local for i in imps) else ""
         figs["importance"] = plot_importance(imps, f"which hyperparameters mattered ({which}{local})")

@@ -3,8 +3,8 @@
 A driver (rounds, population, continued halving) describes what it runs with
 :func:`study_config`, opens a :class:`Study` (which locks it, checks it against what is stored
 and reads the trials done), writes each finished chunk with :meth:`Study.write` and returns
-:meth:`Study.result`. Trials are :class:`~jaxtune.records.TrialRecord` values made by
-:func:`~jaxtune.records.trial_record` alone.
+:meth:`Study.result`. Trials are :class:`~jaxtune.study.records.TrialRecord` values made by
+:func:`~jaxtune.study.records.trial_record` alone.
 
 With several processes (``jax.distributed``) the study lives in one file that process 0 opens,
 locks and writes; it sends what is stored to the others, which keep their copy in memory
@@ -25,9 +25,9 @@ import jax
 import numpy as np
 
 from jaxtune.errors import StorageError, StudyMismatchError
-from jaxtune.records import TrialRecord
 from jaxtune.result import Result
-from jaxtune.storage import Storage
+from jaxtune.study.records import TrialRecord
+from jaxtune.study.storage import Storage
 
 __all__ = ["Study", "study_config", "objective_settings", "settings_changed"]
 
@@ -245,7 +245,7 @@ class Study:
 
     def release_checkpoints(self, compact: bool = False) -> None:
         """Drops the study's checkpoints (nothing resumes from them any more); see
-        :meth:`~jaxtune.storage.Storage.release_checkpoints`. Only the writing process writes."""
+        :meth:`~jaxtune.study.storage.Storage.release_checkpoints`. Only the writing process writes."""
         if self.writer:
             self.store.release_checkpoints(self.name, compact)
 

@@ -16,7 +16,6 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from jaxtune import checkpoints
 from jaxtune.errors import (
     InputTypeError,
     LayoutWarning,
@@ -26,8 +25,9 @@ from jaxtune.errors import (
     StudyMismatchError,
     UnknownNameError,
 )
-from jaxtune.records import TrialRecord
-from jaxtune.sqlite_files import (
+from jaxtune.study import checkpoints
+from jaxtune.study.records import TrialRecord
+from jaxtune.study.sqlite_files import (
     APPLICATION_ID,
     SCHEMA,
     SQLITE_HEADER,
@@ -126,7 +126,7 @@ class Storage:
     @contextlib.contextmanager
     def _writing(self):
         """One transaction; an SQLite error in it raised as what it means for the user
-        (:func:`~jaxtune.sqlite_files.storage_error`: a full disk, a read-only file ...)."""
+        (:func:`~jaxtune.study.sqlite_files.storage_error`: a full disk, a read-only file ...)."""
         try:
             with self.conn:
                 yield
@@ -183,7 +183,7 @@ class Storage:
     def lock_study(self, name: str) -> None:
         """Claims study ``name`` for this process until :meth:`close` (or the process ends, kill -9
         included): a second run of the same study at the same time is refused, not duplicated
-        (see :func:`jaxtune.sqlite_files.lock_study`).
+        (see :func:`jaxtune.study.sqlite_files.lock_study`).
 
         Raises:
           StudyBusyError: another process (or another Storage in this one) runs the study now.
@@ -354,7 +354,7 @@ class Storage:
 
     def checkpoint(self, study_id: int) -> tuple[int, bytes] | None:
         """The newest good ``(segment, state)`` checkpoint of a population study, or None (see
-        :func:`jaxtune.checkpoints.read`: a damaged one is reported and the one before it used).
+        :func:`jaxtune.study.checkpoints.read`: a damaged one is reported and the one before it used).
 
         Raises:
           CheckpointError: every stored checkpoint of the study is bad.

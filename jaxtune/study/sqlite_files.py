@@ -1,6 +1,6 @@
 """The database file itself: its tables, path checks, SQLite's header, what an SQLite error means, the study lock.
 
-Kept apart from :mod:`jaxtune.storage` (what is stored and how) because these are about the file
+Kept apart from :mod:`jaxtune.study.storage` (what is stored and how) because these are about the file
 and the filesystem: a healthy database is never called damaged for an error of the disk, a full
 disk says what is kept, and the study lock names the database by device and inode.
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from jaxtune.figures.axes import axis_kind, plain_text, pyplot, set_axis
+from jaxtune.analysis.figures.axes import axis_kind, plain_text, pyplot, set_axis
 from jaxtune.result import Result
 
 MAX_PANELS = 6  # hyperparameters drawn, one panel each

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import jaxtune as jt
-from jaxtune import priorities
+from jaxtune.analysis import importance as priorities  # (the module; jt.importance is its function)
 from jaxtune.errors import InputError
 
 

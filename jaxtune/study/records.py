@@ -1,6 +1,6 @@
 """A trial as it is stored and reported, and how trials are scored: one place for both.
 
-Every driver (rounds, populations, continued halving), :class:`~jaxtune.storage.Storage` and
+Every driver (rounds, populations, continued halving), :class:`~jaxtune.study.storage.Storage` and
 :class:`~jaxtune.Result` use :class:`TrialRecord`, built by :func:`trial_record` alone, so the
 rules a reader relies on hold everywhere: any non-finite metric makes a trial ``"diverged"``; a
 trial's ``value`` is its final evaluation or, with ``select="best_step"``, the best point of its
