@@ -39,6 +39,7 @@ from jaxtune.keys import TRIAL_STREAM
 from jaxtune.params import check_value
 from jaxtune.result import MODES, minimised
 from jaxtune.space import Space, bucket_size
+from jaxtune.study import nodes as node_tree
 from jaxtune.study.study import Study, objective_settings
 
 __all__ = ["Babysitter", "babysit"]
@@ -118,7 +119,7 @@ class Babysitter:
         }
         self.study = Study(storage, name, config, check=("kind", "space", "seed", "segment", "program", "hp"))
         self.store, self.sid = self.study.store, self.study.sid
-        self.nodes, self.head = self.store.nodes(self.sid)
+        self.nodes, self.head = node_tree.read(self.store, self.sid)
         self._states: dict[int, Any] = {}
         if not self.nodes:
             key = jax.random.fold_in(jax.random.key(seed), TRIAL_STREAM)  # the initial state: the run's key
@@ -173,7 +174,7 @@ class Babysitter:
                 blob = _pack(state)
             rows.append({**node, "state": blob})
             self.nodes.append({**node, "has_state": blob is not None})
-        self.store.add_nodes(self.sid, rows, head)
+        node_tree.add(self.store, self.sid, rows, head)
         self.head = head
 
     def _state_of(self, node: int) -> Any:
@@ -182,7 +183,7 @@ class Babysitter:
         if node not in self._states:
             _, template = self._abstract(self._pop(1))
             try:
-                self._states[node] = _unpack(self.store.node_state(self.sid, node), template)
+                self._states[node] = _unpack(node_tree.state(self.store, self.sid, node), template)
             except Exception as e:  # a damaged blob: zip, npz or shape errors alike
                 raise StorageError(
                     f"{self.store.path}: the stored state of node #{node} (step {self.nodes[node]['step']}) is "

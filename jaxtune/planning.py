@@ -178,8 +178,7 @@ def _measure_population(
 def _measure_whole(executor: Executor, bucket, width: int, ndev: int):
     """Compiles and runs the whole-trial program at ``width``: compile seconds, bytes, run seconds."""
     t0 = time.perf_counter()
-    executor.programs.prefetch(bucket, width, ndev)  # (a no-op when already compiling)
-    compiled = executor.programs.futures[(bucket, width, ndev)].result()
+    compiled = executor.programs.compiled(bucket, width, ndev)
     compile_s = time.perf_counter() - t0
     dyn = [n for n in executor.space.names if n not in executor.space.static_names]
     hp = {n: np.asarray(v) for n, v in _hp(executor.space, width).items() if n in dyn}

@@ -327,6 +327,7 @@ def babysit_report(path: str, study: str | None = None, folder: str | None = Non
     path); with ``folder``, also its figure and an HTML page there. Returns the text."""
     import html as escape
 
+    from jaxtune.study import nodes as node_tree
     from jaxtune.study.storage import Storage
 
     store = Storage(path, read_only=True)
@@ -337,7 +338,7 @@ def babysit_report(path: str, study: str | None = None, folder: str | None = Non
                 raise InputError(f"{path!r} holds babysitting runs {names}; pass --study NAME to pick one")
             study = names[0]
         config = store.study_config(study)
-        nodes, head = store.nodes(store.study_id(study))
+        nodes, head = node_tree.read(store, store.study_id(study))
     finally:
         store.close()
     metric = config["metric"]

@@ -271,6 +271,11 @@ class Programs:
             raise TooBig(f"{need / 2**20:.0f} MiB for {width} trials, budget {self.memory_budget / 2**20:.0f} MiB")
         return self.cache.get((bucket, width, ndev), lower)
 
+    def compiled(self, bucket: tuple, width: int, ndev: int):
+        """The compiled program for ``width`` trials of ``bucket`` whatever its memory use (what
+        :func:`jaxtune.plan` measures; a sweep runs :meth:`get`, which checks it)."""
+        return self.cache.get((bucket, width, ndev), lambda: self.lower(bucket, width, ndev))
+
     def cap(self, bucket: tuple, total: int) -> int:
         """Most trials of ``bucket`` one program runs, in a batch of ``total``."""
         return self.caps.get(bucket, self.max_batch or total)

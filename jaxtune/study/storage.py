@@ -38,7 +38,8 @@ from jaxtune.study.sqlite_files import (
     storage_error,
 )
 
-__all__ = ["Storage", "StorageError", "StudyBusyError", "StudyMismatchError", "LayoutWarning", "lock_dir"]
+__all__ = ["Storage", "StorageError", "StudyBusyError", "StudyMismatchError", "LayoutWarning", "lock_dir", "json_text",
+           "metrics_from_json"]
 
 
 def _changes(key: str, old: Any, new: Any) -> str:
@@ -56,12 +57,14 @@ def _json_default(x: Any) -> Any:
     raise InputTypeError(f"cannot store {x!r} as JSON")
 
 
-def _dumps(x: Any) -> str:
+def json_text(x: Any) -> str:
+    """``x`` as the JSON text a column holds (NaN and Infinity kept: a diverged trial's metrics)."""
     # Python's json writes NaN/Infinity and reads them back, which is all a diverged trial needs.
     return json.dumps(x, default=_json_default)
 
 
-def _loads_metrics(text: str) -> dict[str, float]:
+def metrics_from_json(text: str) -> dict[str, float]:
+    """A metrics column read back as floats."""
     return {k: float(v) for k, v in json.loads(text).items()}
 
 
@@ -124,7 +127,7 @@ class Storage:
         return conn
 
     @contextlib.contextmanager
-    def _writing(self):
+    def writing(self):
         """One transaction; an SQLite error in it raised as what it means for the user
         (:func:`~jaxtune.study.sqlite_files.storage_error`: a full disk, a read-only file ...)."""
         try:
@@ -211,9 +214,9 @@ class Storage:
         Warns:
           LayoutWarning: the study exists and differs from ``config`` in a key of ``warn``.
         """
-        config = json.loads(_dumps(config))
-        with self._writing():  # two processes creating the same study at once: the first one's stands
-            self.conn.execute("INSERT OR IGNORE INTO studies (name, config) VALUES (?, ?)", (name, _dumps(config)))
+        config = json.loads(json_text(config))
+        with self.writing():  # two processes creating the same study at once: the first one's stands
+            self.conn.execute("INSERT OR IGNORE INTO studies (name, config) VALUES (?, ?)", (name, json_text(config)))
         row = self.conn.execute("SELECT id, config FROM studies WHERE name = ?", (name,)).fetchone()
         stored = json.loads(row[1])
         diff = [k for k in check if stored.get(k) != config.get(k)]
@@ -235,10 +238,10 @@ class Storage:
                 stacklevel=3,
             )
             # From here on the study runs with this layout: a later resume with it is silent.
-            with self._writing():  # its checkpoints stay good: signed again for the new configuration
+            with self.writing():  # its checkpoints stay good: signed again for the new configuration
                 self.conn.execute(
                     "UPDATE studies SET config = ? WHERE id = ?",
-                    (_dumps({**stored, **{k: config.get(k) for k in changed}}), row[0]),
+                    (json_text({**stored, **{k: config.get(k) for k in changed}}), row[0]),
                 )
                 checkpoints.resign(self.conn, row[0], row[1])
         return row[0]
@@ -260,7 +263,7 @@ class Storage:
           StorageFullError: the disk is full (nothing of this call is stored; all before it is).
         """
         try:
-            with self._writing():
+            with self.writing():
                 self._write_trials(study_id, rows, curves, lineage, checkpoint)
         except StorageFullError as error:
             stored = self.conn.execute("SELECT COUNT(*) FROM trials WHERE study_id = ?", (study_id,)).fetchone()[0]
@@ -283,9 +286,9 @@ class Storage:
                     study_id,
                     int(r["round"]),
                     int(r["slot"]),
-                    _dumps(r["params"]),
-                    _dumps(r["unit"]),
-                    _dumps(r["metrics"]),
+                    json_text(r["params"]),
+                    json_text(r["unit"]),
+                    json_text(r["metrics"]),
                     r["status"],
                     r["value"] if r["value"] is None or math.isfinite(r["value"]) else None,
                 )
@@ -294,17 +297,17 @@ class Storage:
         )
         self.conn.executemany(
             "INSERT OR REPLACE INTO trial_seeds (study_id, round, slot, seed, metrics) VALUES (?, ?, ?, ?, ?)",
-            [(study_id, int(r["round"]), int(r["slot"]), k, _dumps(m)) for r in rows
+            [(study_id, int(r["round"]), int(r["slot"]), k, json_text(m)) for r in rows
              for k, m in enumerate(r.get("seeds", ()))],
         )  # fmt: skip
         self.conn.executemany(
             "INSERT OR REPLACE INTO trial_programs (study_id, round, slot, sizes) VALUES (?, ?, ?, ?)",
-            [(study_id, int(r["round"]), int(r["slot"]), _dumps(dict(r.program))) for r in rows
+            [(study_id, int(r["round"]), int(r["slot"]), json_text(dict(r.program))) for r in rows
              if getattr(r, "program", None)],
         )  # fmt: skip
         self.conn.executemany(
             "INSERT OR REPLACE INTO curves (study_id, round, slot, step, metrics) VALUES (?, ?, ?, ?, ?)",
-            [(study_id, int(r), int(s), int(step), _dumps(m)) for r, s, step, m in curves],
+            [(study_id, int(r), int(s), int(step), json_text(m)) for r, s, step, m in curves],
         )
 
     def trials(self, study_id: int) -> list[TrialRecord]:
@@ -318,7 +321,7 @@ class Storage:
         if self._has_table("trial_seeds"):  # a database from before seeds has none
             query = "SELECT round, slot, metrics FROM trial_seeds WHERE study_id = ? ORDER BY round, slot, seed"
             for r, s, m in self.conn.execute(query, (study_id,)):
-                seeds.setdefault((r, s), []).append(_loads_metrics(m))
+                seeds.setdefault((r, s), []).append(metrics_from_json(m))
         programs = {}
         if self._has_table("trial_programs"):  # (a database from before program sharing has none)
             query = "SELECT round, slot, sizes FROM trial_programs WHERE study_id = ?"
@@ -329,7 +332,7 @@ class Storage:
                 slot=s,
                 params=json.loads(p),
                 unit=json.loads(u),
-                metrics=_loads_metrics(m),
+                metrics=metrics_from_json(m),
                 status=st,
                 value=v if v is not None else float("nan"),
                 seeds=tuple(seeds.get((r, s), ())),
@@ -349,7 +352,7 @@ class Storage:
             "SELECT round, slot, step, metrics FROM curves WHERE study_id = ? ORDER BY round, slot, step", (study_id,)
         )
         for r, s, step, m in cur:
-            out.setdefault((r, s), []).append((step, _loads_metrics(m)))
+            out.setdefault((r, s), []).append((step, metrics_from_json(m)))
         return out
 
     def checkpoint(self, study_id: int) -> tuple[int, bytes] | None:
@@ -364,7 +367,7 @@ class Storage:
     def drop_checkpoints(self, study: str) -> None:
         """Forgets the population checkpoints of study ``study`` (its trials stay): the next run starts
         the population afresh."""
-        with self._writing():
+        with self.writing():
             checkpoints.drop(self.conn, self.study_id(study))
 
     def release_checkpoints(self, study: str, compact: bool = False) -> None:
@@ -390,56 +393,6 @@ class Storage:
             "SELECT round, slot, parent_round, parent_slot, step FROM lineage WHERE study_id = ?", (study_id,)
         )
         return {(r, s): (pr, ps, step) for r, s, pr, ps, step in cur}
-
-    def add_nodes(self, study_id: int, nodes: Iterable[Mapping[str, Any]], head: int) -> None:
-        """Stores babysitting nodes (checkpoints and events: ``id``, ``parent``, ``step``, ``event``,
-        ``hp``, ``metrics``, ``width``, ``lane`` and ``state`` bytes or None) and moves the run's
-        head to node ``head``, in one transaction.
-
-        Raises:
-          StorageFullError: the disk is full (nothing of this call is stored; all before it is).
-        """
-        with self._writing():
-            self.conn.executemany(
-                "INSERT INTO nodes (study_id, id, parent, step, event, hp, metrics, width, lane, state) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        study_id,
-                        n["id"],
-                        n["parent"],
-                        n["step"],
-                        n["event"],
-                        _dumps(n["hp"]),
-                        _dumps(n["metrics"]),
-                        n["width"],
-                        n["lane"],
-                        None if n["state"] is None else sqlite3.Binary(n["state"]),
-                    )
-                    for n in nodes
-                ],  # fmt: skip
-            )
-            self.conn.execute("INSERT OR REPLACE INTO heads (study_id, node) VALUES (?, ?)", (study_id, int(head)))
-
-    def nodes(self, study_id: int) -> tuple[list[dict[str, Any]], int | None]:
-        """A babysitting run's nodes (without their state bytes), in id order, and its head."""
-        cur = self.conn.execute(
-            "SELECT id, parent, step, event, hp, metrics, width, lane, state IS NOT NULL FROM nodes "
-            "WHERE study_id = ? ORDER BY id",
-            (study_id,),
-        )
-        nodes = [
-            {"id": i, "parent": p, "step": st, "event": e, "hp": json.loads(h), "metrics": _loads_metrics(m),
-             "width": w, "lane": ln, "has_state": bool(hs)}
-            for i, p, st, e, h, m, w, ln, hs in cur
-        ]  # fmt: skip
-        row = self.conn.execute("SELECT node FROM heads WHERE study_id = ?", (study_id,)).fetchone()
-        return nodes, None if row is None else row[0]
-
-    def node_state(self, study_id: int, node: int) -> bytes | None:
-        """The state bytes stored with a babysitting node (None for an event that kept its parent's)."""
-        row = self.conn.execute("SELECT state FROM nodes WHERE study_id = ? AND id = ?", (study_id, node)).fetchone()
-        return None if row is None or row[0] is None else bytes(row[0])
 
     def study_id(self, name: str) -> int:
         """The id of an existing study; KeyError naming the stored studies otherwise."""
