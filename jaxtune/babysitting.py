@@ -36,9 +36,9 @@ from jaxtune.analysis.report import fmt, render_tree
 from jaxtune.errors import InputError, InputTypeError, StorageError, UnknownNameError
 from jaxtune.execute.population import Population, require_protocol
 from jaxtune.keys import TRIAL_STREAM
-from jaxtune.params import check_value
 from jaxtune.result import MODES, minimised
 from jaxtune.space import Space, bucket_size
+from jaxtune.space.params import check_value
 from jaxtune.study import nodes as node_tree
 from jaxtune.study.study import Study, objective_settings
 

@@ -24,7 +24,7 @@ LAYERS = [
     ["jaxtune.tasks"],
     ["jaxtune.train", "jaxtune.layers", "jaxtune.schedules"],
     ["jaxtune.execute", "jaxtune.strategies", "jaxtune.schedulers"],
-    ["jaxtune.space", "jaxtune.params", "jaxtune.hyperparameters", "jaxtune.keys"],
+    ["jaxtune.space", "jaxtune.space.params", "jaxtune.space.hyperparameters", "jaxtune.keys"],
     ["jaxtune._checks", "jaxtune._trees", "jaxtune.errors", "jaxtune.settings"],
 ]
 

@@ -8,7 +8,7 @@ from tolerances import F32
 
 import jaxtune as jt
 from jaxtune.errors import InputError
-from jaxtune.hyperparameters import MissingHyperparameterError
+from jaxtune.space.hyperparameters import MissingHyperparameterError
 
 SPACE = jt.Space(
     {

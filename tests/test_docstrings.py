@@ -13,7 +13,7 @@ from flax import nnx
 import jaxtune as jt
 
 MODULES = [
-    "jaxtune.space",
+    "jaxtune.space.space",
     "jaxtune.execute.executor",
     "jaxtune.tune",
     "jaxtune.train",

@@ -155,7 +155,7 @@ def test_objective_must_return_scalars():
 
 
 def test_what_the_objective_reads_is_checked_against_the_space(capsys):
-    from jaxtune.hyperparameters import MissingHyperparameterError
+    from jaxtune.space.hyperparameters import MissingHyperparameterError
 
     with pytest.raises(MissingHyperparameterError, match="reads hyperparameter 'b1', which the search space does not"):
         jt.tune(lambda hp, key: {"loss": hp["b1"]}, jt.Space({"x": jt.Float(0, 1)}), trials=2, progress=False)

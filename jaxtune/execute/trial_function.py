@@ -17,8 +17,8 @@ import numpy as np
 
 from jaxtune.errors import InputError, InputTypeError, UnreadParameterWarning
 from jaxtune.execute.timing import CLOCK
-from jaxtune.hyperparameters import Hyperparameters, Reads
 from jaxtune.space import Masked, Space, bucket_size
+from jaxtune.space.hyperparameters import Hyperparameters, Reads
 
 __all__ = ["CURVES", "UNROLLED_OPS", "Metrics", "TrialFunction", "as_metrics"]
 

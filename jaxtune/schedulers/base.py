@@ -163,7 +163,7 @@ def explorer(space: Space) -> Callable[[jax.Array, jax.Array], jax.Array]:
 
 def initial_unit(space: Space, initial: Any, num_lanes: int, name: str) -> jax.Array | None:
     """Given first configurations (``[{param: value}, ...]``) on the unit cube, checked against the space."""
-    from jaxtune.params import check_value
+    from jaxtune.space.params import check_value
 
     if initial is None or (isinstance(initial, (list, tuple)) and not initial):
         return None

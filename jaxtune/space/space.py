@@ -31,9 +31,9 @@ import numpy as np
 
 from jaxtune._checks import check_int
 from jaxtune.errors import InputError, InputTypeError, UnknownNameError
-from jaxtune.params import SCALES, Choice, Float, Int, Masked, Param, bucket_size, check_when, matches, position
+from jaxtune.space.params import Choice, Float, Int, Param, check_when, matches, position
 
-__all__ = ["Float", "Int", "Choice", "Space", "Masked", "SCALES", "bucket_size"]
+__all__ = ["Space"]
 
 
 class Space:
