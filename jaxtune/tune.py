@@ -40,6 +40,7 @@ from jaxtune.strategies.base import Strategy, describe, make_strategy
 from jaxtune.strategies.halving import continued_halving
 from jaxtune.study.records import AGGREGATES, MODES, SELECT, tie_break_spec
 from jaxtune.study.storage import Storage
+from jaxtune.study.warm import WarmStart, load_warm_start
 
 __all__ = ["tune", "Progress", "RoundReport", "MAX_TRIALS", "MAX_SEED", "RULES", "check_argument"]
 
@@ -206,6 +207,19 @@ def _driver_for(args: Arguments, objective: Any, strategy: Any, options: dict | 
     return dataclasses.replace(args, described=described), rounds_driver
 
 
+def _warm_start(source: Any, space: Space, args: Arguments) -> WarmStart:
+    """The stored trials a warm start tells the strategy (checked before anything is traced)."""
+    if args.objectives:
+        raise InputError("warm_start with several objectives: not yet (a stored study is told as one score a trial)")
+    warm = load_warm_start(source, space)
+    if args.verbose:
+        s = warm.source
+        dropped = f"; {s['dropped']} dropped (outside the space)" if s["dropped"] else ""
+        print(f"[jaxtune] warm start: told the strategy {s['trials']} trials of {s['from']} (study {s['study']!r})"
+              f"{dropped}", file=sys.stderr)  # fmt: skip
+    return warm
+
+
 def _strategy_name(strategy: Any) -> str:
     """A strategy's name for messages."""
     return strategy if isinstance(strategy, str) else getattr(strategy, "registry_name", type(strategy).__name__)
@@ -246,6 +260,7 @@ def tune(
     constraints: Any = None,
     seeds: int = 1,
     aggregate: str = "mean",
+    warm_start: Any = None,
 ) -> Result:
     """Tunes ``objective`` over ``space``: ``rounds`` rounds of ``trials`` trials run at once.
 
@@ -300,6 +315,12 @@ def tune(
         bool`` (see :mod:`jaxtune.constraints`). A trial that breaks one is stored as
         ``"infeasible"``, never the best, and told to the strategy as a diverged trial is. Round
         strategies and continued halving take them; populations refuse them.
+      warm_start: a stored study to start from: a :class:`~jaxtune.Result`, a study file's path,
+        or ``(path, study)``. Its trials that fit ``space`` (the same parameter names; values in
+        the new ranges — the others are dropped and counted) are told to the strategy before the
+        first round: ``gp`` fits them, coarse-to-fine starts from their best box, Optuna gets
+        them as finished trials. The new study stores where it started from. Round strategies
+        take it (one objective); populations and continued halving refuse it (not yet).
 
     Returns:
       A :class:`~jaxtune.Result` with every trial of the study (stored ones included).
@@ -321,10 +342,12 @@ def tune(
     args, driver = _driver_for(args, objective, strategy, strategy_options)
     given = {"rounds": rounds is not None, "max_batch": max_batch is not None, "vmap_width": vmap_width != "auto",
              "progress": callable(progress) and not isinstance(progress, bool),
-             "constraints": constraints is not None, "seeds": seeds != 1, "metric": bool(args.objectives)}  # fmt: skip
+             "constraints": constraints is not None, "seeds": seeds != 1, "metric": bool(args.objectives),
+             "warm_start": warm_start is not None}  # fmt: skip
     refused = [f"{name}= ({why})" for name, why in driver.REFUSES.items() if given[name]]
     if refused:
         raise InputError(f"strategy {_strategy_name(strategy)!r} cannot take " + "; ".join(refused))
+    warm = None if warm_start is None else _warm_start(warm_start, space, args)
     driver.check(objective, space, args)
     if hasattr(objective, "validate_space"):
         objective.validate_space(space)
@@ -336,6 +359,8 @@ def tune(
         if name not in names:
             raise InputError(f"metric {name!r} is not among the objective's metrics {names}")
     metric = _choose_metric(names, args.objectives[0][0] if args.objectives else metric, args.tie_break)
+    if warm is not None:  # scored for the study's metric, now that it is known
+        args = dataclasses.replace(args, warm=warm.scored(metric, args.mode))
     if constraints is not None:
         example = space.to_python(space.from_unit(jnp.full((1, space.dim), 0.5, jnp.float32)))[0]
         args = dataclasses.replace(args, constraints=check_constraints(constraints, example, names))

@@ -16,7 +16,7 @@ LAYERS = [
     ["jaxtune.tune", "jaxtune.babysitting", "jaxtune.planning", "jaxtune.bench", "jaxtune.reseeding"],
     ["jaxtune.analysis"],  # report, figures, importance: what a stored study says
     ["jaxtune.drivers"],
-    ["jaxtune.study.study", "jaxtune.study.nodes"],
+    ["jaxtune.study.study", "jaxtune.study.nodes", "jaxtune.study.warm"],
     ["jaxtune.result", "jaxtune.study.storage"],
     ["jaxtune.replay"],
     ["jaxtune.study.records", "jaxtune.study.sqlite_files", "jaxtune.study.checkpoints", "jaxtune.study",

@@ -87,7 +87,8 @@ def test_progress_reports_on_true_and_is_silent_on_false(capfd, name):
 
 
 VALUES = {"rounds": 2, "max_batch": 2, "vmap_width": 1, "progress": lambda report: None,
-          "constraints": ["val_loss < 9"], "seeds": 2, "metric": ["val_loss", "val_accuracy"]}  # fmt: skip
+          "constraints": ["val_loss < 9"], "seeds": 2, "metric": ["val_loss", "val_accuracy"],
+          "warm_start": "never-read.db"}  # fmt: skip
 REFUSED = [(name, argument) for name in DRIVERS for argument in DRIVER_OF[name].REFUSES]
 
 
@@ -144,7 +145,7 @@ def test_every_driver_is_a_driver():
 def test_every_driver_declares_what_it_refuses():
     for module in (rounds, population, halving):
         assert set(module.REFUSES) <= {"rounds", "max_batch", "vmap_width", "progress", "constraints", "seeds",
-                                        "metric"}  # fmt: skip
+                                        "metric", "warm_start"}  # fmt: skip
         assert all(isinstance(why, str) and why for why in module.REFUSES.values())
     np.testing.assert_equal(rounds.REFUSES, {})
 

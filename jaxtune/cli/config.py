@@ -17,6 +17,7 @@ Config (every section but ``[task]`` is optional)::
     seed = 0
     storage = "runs/demo.db"
     study = "demo"
+    # warm_start = "runs/old.db"  # start from a stored study's trials (see jt.tune's warm_start)
 
     [strategy]              # options of the strategy
     top_fraction = 0.1
@@ -61,7 +62,7 @@ __all__ = [
 _SECTIONS = ("task", "tune", "strategy", "space", "babysit")
 _TUNE_KEYS = (
     "strategy", "trials", "rounds", "seed", "storage", "study", "metric", "mode", "max_batch", "timeout", "select",
-    "tie_break", "constraints", "seeds", "aggregate",
+    "tie_break", "constraints", "seeds", "aggregate", "warm_start",
 )  # fmt: skip
 _PARAM_KEYS = {
     "float": ("low", "high", "scale", "static", "when"),
@@ -181,6 +182,10 @@ def check_config(cfg: Mapping[str, Any], tune_opts: Mapping[str, Any], plot: str
     if "constraints" in tune_opts:
         with problems.check():
             _check_constraints(tune_opts["constraints"])
+    if "warm_start" in tune_opts:  # a study file to start from (its trials are read when the sweep starts)
+        with problems.check():
+            if not isinstance(tune_opts["warm_start"], str) or not os.path.isfile(tune_opts["warm_start"]):
+                raise ConfigError(f"[tune] warm_start must name a study file, got {tune_opts['warm_start']!r}")
     strategy = tune_opts.get("strategy", "coarse_to_fine")
     with problems.check():  # the strategy and its options alone; with the space when the sweep starts
         if is_scheduler(strategy):

@@ -35,6 +35,7 @@ class Arguments:
     strategy_key: str | None = None  # what the built strategy depends on (its programs are cached by it), if known
     spec: Any = None  # the halving spec (continued halving) or the scheduler spec (populations); None for rounds
     described: Any = None  # the strategy as its study describes it (matched on resume)
+    warm: Any = None  # a scored jaxtune.study.warm.WarmStart the strategy is told before round 0 (rounds only)
     started: float = dataclasses.field(default_factory=time.monotonic)
 
     @property

@@ -37,6 +37,7 @@ __all__ = ["check", "run", "REFUSES"]
 
 # The jt.tune arguments this driver cannot honour, and why: refused before anything is traced.
 REFUSES = {
+    "warm_start": "not yet: a bracket draws its configurations from the seed, not from a model it could be told",
     "max_batch": "a rung's lanes live on the device together: use fewer trials",
     "metric": "several objectives: a rung promotes on one metric (not yet)",
     "seeds": "not yet: a rung promotes lane by lane (halving that retrains, continue_survivors=False, takes seeds)",

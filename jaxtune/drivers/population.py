@@ -53,6 +53,7 @@ __all__ = [
 
 # The jt.tune arguments this driver cannot honour, and why: refused before anything is traced.
 REFUSES = {
+    "warm_start": "not yet: a scheduler draws its lanes from the seed, not from a model it could be told",
     "rounds": "a population's length is the objective's step budget (steps), not a number of rounds",
     "max_batch": "every lane lives on the device for the whole run: use fewer trials (lanes)",
     "vmap_width": "a population vmaps all its lanes in every segment",

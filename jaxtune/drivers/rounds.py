@@ -51,6 +51,10 @@ class _HostDriver:
         _, trial_key = round_keys(self.root, r)
         return u, np.ones((self.trials,), bool), self.space.from_unit(u), jax.random.split(trial_key, self.trials)
 
+    def warm(self, u: np.ndarray, scores: np.ndarray) -> None:
+        """Gives the host strategy a stored study's points and scores before its first round."""
+        self.strategy.warm(self.seed, u, scores)
+
     def tell(self, u: jax.Array, scores: np.ndarray) -> None:
         """Tells the host strategy a round's scores (lower is better, +inf for diverged)."""
         self.strategy.tell(np.asarray(u), np.asarray(scores))
@@ -215,7 +219,9 @@ def run(objective, space: Space, args: Arguments, executor: Executor, metric: st
         host = isinstance(args.strategy, HostStrategy)  # an Optuna sampler proposes on the host
         driver = (_HostDriver(args.strategy, space, args.trials, args.seed, executor) if host
                   else StrategyPrograms(args.strategy, space, args.trials, args.seed, executor, args.strategy_key,
-                          args.rounds))  # fmt: skip
+                          args.rounds, warm=args.warm is not None))  # fmt: skip
+        if args.warm is not None:  # told before round 0 (a resume tells it again: the same points)
+            driver.warm(args.warm.u, args.warm.scores)
         best, stopped, announced = math.inf, None, set()
         ran = False  # every run makes progress: the deadline is checked once a chunk is stored
         for r in range(args.rounds):

@@ -52,6 +52,10 @@ class HostStrategy:
     def tell(self, u: np.ndarray, scores: np.ndarray) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def warm(self, seed: int, u: np.ndarray, scores: np.ndarray) -> None:  # pragma: no cover - interface
+        """Takes a stored study's points and scores as finished trials, before the first ``ask``."""
+        raise NotImplementedError
+
 
 def _optuna():
     try:
@@ -92,8 +96,7 @@ class _OptunaStrategy(HostStrategy):
             return optuna.samplers.QMCSampler(seed=seed, **options)
         return optuna.samplers.RandomSampler(seed=seed, **options)
 
-    def ask(self, seed: int, r: int) -> np.ndarray:
-        optuna = _optuna()
+    def _study(self, optuna, seed: int):
         if self.study is None:
             import warnings
 
@@ -101,6 +104,24 @@ class _OptunaStrategy(HostStrategy):
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 self.study = optuna.create_study(sampler=self._sampler(optuna, seed),
                                                  directions=["minimize"] * self.objectives)  # fmt: skip
+        return self.study
+
+    def warm(self, seed: int, u: np.ndarray, scores: np.ndarray) -> None:
+        """Adds a stored study's points to the Optuna study as finished trials (failed if not finite)."""
+        optuna = _optuna()
+        study = self._study(optuna, seed)
+        dist = {n: optuna.distributions.FloatDistribution(0.0, 1.0) for n in self.names}
+        for row, score in zip(np.asarray(u, np.float64), np.asarray(scores, np.float64)):
+            params = dict(zip(self.names, map(float, row)))
+            if np.isfinite(score):
+                study.add_trial(optuna.trial.create_trial(params=params, distributions=dist, value=float(score)))
+            else:
+                study.add_trial(optuna.trial.create_trial(params=params, distributions=dist,
+                                                          state=optuna.trial.TrialState.FAIL))  # fmt: skip
+
+    def ask(self, seed: int, r: int) -> np.ndarray:
+        optuna = _optuna()
+        self._study(optuna, seed)
         dist = {n: optuna.distributions.FloatDistribution(0.0, 1.0) for n in self.names}
         self.pending = [self.study.ask(dist) for _ in range(self.num_trials)]
         return np.asarray([[t.params[n] for n in self.names] for t in self.pending], np.float32)

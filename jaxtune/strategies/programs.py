@@ -17,7 +17,7 @@ from jaxtune.keys import INIT_STREAM, round_keys
 from jaxtune.space import Space
 from jaxtune.strategies.base import Strategy
 
-__all__ = ["StrategyPrograms", "compile_strategy"]
+__all__ = ["StrategyPrograms", "compile_strategy", "whole_batches"]
 
 # A strategy's compiled programs by what it was built from (Arguments.strategy_key), compiler
 # options and devices: a later jt.tune call in the process with the same ones reuses them.
@@ -37,7 +37,7 @@ class StrategyPrograms:
     """
 
     def __init__(self, strategy: Strategy, space: Space, trials: int, seed: int, executor: Executor,
-                 key: str | None = None, rounds: int = 2):  # fmt: skip
+                 key: str | None = None, rounds: int = 2, warm: bool = False):  # fmt: skip
         self.root = jax.random.key(seed)
         state0 = jax.eval_shape(strategy.init, self.root)
         u0, _ = jax.eval_shape(strategy.ask, self.root, state0)
@@ -72,9 +72,10 @@ class StrategyPrograms:
                 _PROGRAMS[cached] = self._programs
                 while len(_PROGRAMS) > MAX_CACHED:
                     _PROGRAMS.pop(next(iter(_PROGRAMS)))  # the oldest
-        for name in ("first", "plan", "tell") if rounds > 1 else ("first",):
+        first = ("init", "tell", "plan") if warm else ("first", "plan", "tell") if rounds > 1 else ("first",)
+        for name in first:
             self._program(name)
-        self.state, self.rounds, self.told = None, rounds, 0
+        self.state, self.rounds, self.told, self.trials = None, rounds, 0, trials
 
     def _program(self, name: str):
         """The future of program ``name``, submitted for compiling on first use."""
@@ -91,6 +92,15 @@ class StrategyPrograms:
                 self.state = self._program("init").result()(self.root)
             u, self.state, valid, hp, keys = self._program("plan").result()(self.root, np.int32(r), self.state)
         return u, np.asarray(valid), hp, keys
+
+    def warm(self, u: np.ndarray, scores: np.ndarray) -> None:
+        """Tells the strategy a stored study's points and scores before its first round (warm
+        start): in whole batches of the sweep's trials, the last filled by repeating the first
+        (best) points, never by invented ones."""
+        self.state = self._program("init").result()(self.root)
+        tell = self._program("tell").result()
+        for part_u, part_s in whole_batches(u, scores, self.trials):
+            self.state = tell(self.state, jnp.asarray(part_u, jnp.float32), jnp.asarray(part_s, jnp.float32))
 
     def tell(self, u: jax.Array, scores: np.ndarray) -> None:
         """Tells the strategy a round's scores (lower is better, +inf for diverged or empty lanes);
@@ -111,3 +121,11 @@ def compile_strategy(strategy: Strategy, space: Space, trials: int, executor: Ex
     for future in driver._programs.values():
         future.result()
     return len(driver._programs), time.perf_counter() - t
+
+
+def whole_batches(u: np.ndarray, scores: np.ndarray, trials: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``u[W, d]`` and ``scores[W]`` as whole batches of ``trials`` rows (what a strategy's ``tell``
+    takes), the last filled by repeating rows from the first."""
+    n = max(1, -(-len(u) // trials))
+    idx = np.concatenate([np.arange(len(u)), np.arange(n * trials - len(u)) % len(u)])
+    return [(u[idx[i * trials : (i + 1) * trials]], scores[idx[i * trials : (i + 1) * trials]]) for i in range(n)]

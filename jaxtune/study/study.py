@@ -32,7 +32,7 @@ from jaxtune.study.storage import Storage
 __all__ = ["Study", "study_config", "objective_settings", "settings_changed"]
 
 # What must equal the stored study's for a run to resume it (the program, too, under the same jax).
-CHECKED = ("space", "strategy", "trials", "seed", "metric", "mode", "select")
+CHECKED = ("space", "strategy", "trials", "seed", "metric", "mode", "select", "warm_start")
 
 
 def _setting(value: Any) -> Any:
@@ -77,6 +77,7 @@ def study_config(space, strategy: dict, args, metric, tie_break, objective, exec
         **({"constraints": [c.description for c in args.constraints]} if args.constraints else {}),
         **({"seeds": args.seeds, "aggregate": args.aggregate} if args.seeds > 1 else {}),
         **({"objectives": [list(o) for o in args.objectives]} if args.objectives else {}),
+        **({"warm_start": args.warm.describe()} if getattr(args, "warm", None) is not None else {}),
         **extra,
     }
 
