@@ -313,8 +313,8 @@ def tune(
       constraints: limits a trial must respect to count: strings ``"NAME OP NUMBER"`` (a metric
         or a hyperparameter; ``OP`` one of ``< <= > >=``) or callables ``fn(params, metrics) ->
         bool`` (see :mod:`jaxtune.constraints`). A trial that breaks one is stored as
-        ``"infeasible"``, never the best, and told to the strategy as a diverged trial is. Round
-        strategies and continued halving take them; populations refuse them.
+        ``"infeasible"``, never the best, and told to the strategy as a diverged trial is (a
+        population's scheduler ranks such a lane below every feasible one). Every driver takes them.
       warm_start: a stored study to start from: a :class:`~jaxtune.Result`, a study file's path,
         or ``(path, study)``. Its trials that fit ``space`` (the same parameter names; values in
         the new ranges — the others are dropped and counted) are told to the strategy before the

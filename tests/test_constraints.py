@@ -42,9 +42,6 @@ def test_a_constraint_naming_nothing_known_is_refused_before_compute(tmp_path):
         jt.tune(objective, XY, trials=4, metric="loss", constraints=["risky < 1"], storage=db, progress=False)
     with pytest.raises(jt.InputError, match=r"reads 'z', which is not a hyperparameter"):
         jt.tune(objective, XY, trials=4, metric="loss", constraints=[lambda p, m: p["z"] < 1], progress=False)
-    with pytest.raises(jt.InputError, match="cannot take constraints="):
-        jt.tune(make_trainer(), jt.Space({"lr": SPACE.params["lr"], "b1": SPACE.params["b1"]}), "pbt", trials=2,
-                metric="val_loss", constraints=["val_loss < 1"], progress=False)  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -144,3 +141,22 @@ def test_a_constraint_that_raises_on_a_trial_keeps_the_rest_of_its_chunk(tmp_pat
     kept = {(s["round"], s["slot"]) for s in stored}
     assert len(done.trials) == 16
     assert [t["params"] for t in done.trials if (t["round"], t["slot"]) in kept] == [s["params"] for s in stored]
+
+
+@pytest.mark.parametrize("name, options", [("pbt", {"segment": 6}),
+                                           ("median", {"segment": 6, "grace": 6, "configs": 8}),
+                                           ("asha", {"min_steps": 4, "eta": 3, "configs": 12})])  # fmt: skip
+def test_a_population_ranks_an_infeasible_lane_below_every_feasible_one(name, options):
+    """Populations take constraints: a lane that breaks one scores below every feasible lane (PBT
+    exploits over it, ASHA does not promote it, median stopping stops it once it has peers to
+    compare with), its trial is stored "infeasible", never the best."""
+    space = jt.Space({"lr": SPACE.params["lr"], "b1": SPACE.params["b1"]})
+    result = jt.tune(make_trainer(steps=24), space, name, trials=4, metric="val_loss", progress=False, seed=1,
+                     strategy_options=options, constraints=["lr <= 0.03"])  # fmt: skip
+    statuses = {(t["params"]["lr"] > 0.03, t["status"]) for t in result.trials}
+    assert (True, "infeasible") in statuses and all(s == "infeasible" for high, s in statuses if high), statuses
+    assert all(s != "infeasible" for high, s in statuses if not high), statuses
+    assert result.best["params"]["lr"] <= 0.03
+    if name == "asha":  # trained past the first rung: only configurations that respect the constraint
+        went_on = [t for t in result.trials if max(step for step, _ in result.curves[(t["round"], t["slot"])]) > 4]
+        assert went_on and all(t["params"]["lr"] <= 0.03 for t in went_on), [t["params"] for t in went_on]

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxtune.constraints import feasible
 from jaxtune.drivers.args import Arguments
 from jaxtune.errors import CheckpointError, InputError
 from jaxtune.execute import snapshots
@@ -59,8 +60,6 @@ REFUSES = {
     "vmap_width": "a population vmaps all its lanes in every segment",
     "metric": "several objectives: a scheduler decides on one metric (not yet: a scalarisation on the device)",
     "seeds": "not yet: a scheduler decides lane by lane (train seeds as a round-based sweep does)",
-    "constraints": "a scheduler decides between segments on the device from the metric alone: constrain a round-based "
-    "strategy or continued halving",
 }
 
 
@@ -154,13 +153,27 @@ class _Run:
         b.steps = np.where(b.active, b.steps + self.sched.segment, b.steps)
         b.busy += int(b.active.sum())
         score, _ = lane_scores(metrics, self.metric, args.mode)
-        live = np.asarray(score)[b.active]
+        self.ok = self.lanes_feasible(metrics)
+        score = np.where(self.ok | ~np.isfinite(score), score, INFEASIBLE)  # below every feasible lane
+        live = np.asarray(score)[b.active & self.ok]
         self.now = float(np.min(live[np.isfinite(live)], initial=np.inf))  # the lanes' best, for progress
         lanes = Lanes(jnp.asarray(score), jnp.asarray(b.steps), jnp.asarray(b.u, jnp.float32), jnp.asarray(b.active))
         decision, self.state = self.decide(
             jax.random.fold_in(jax.random.fold_in(self.root, DECIDE_STREAM), seg), self.state, lanes
         )
         return metrics, jax.tree.map(np.asarray, decision)
+
+    def lanes_feasible(self, metrics) -> np.ndarray:
+        """Which lanes respect every constraint now (all of them without constraints)."""
+        ok = np.ones(self.lanes, bool)
+        if not self.args.constraints:
+            return ok
+        params = self.space.to_python({n: np.asarray(v) for n, v in self.hp.items()})
+        for i in np.flatnonzero(self.book.active):
+            m = {n: float(v[i]) for n, v in metrics.items()}
+            where = f"lane {i} (the trial started at segment {int(self.book.start[i])})"
+            ok[i] = feasible(self.args.constraints, params[i], m, where)
+        return ok
 
     def records(self, metrics, d) -> tuple[list, list]:
         """This segment's curve points, and records of the trials that ended in it."""
@@ -175,7 +188,7 @@ class _Run:
                 curve = selection_curve(stored_curves, (int(b.start[i]), int(i)), points, self.metric, args.select)
                 status = "ok" if d.finished[i] else "stopped"
                 row = trial_record(b.start[i], i, params[i], b.u[i], m, self.metric, args.mode, args.select, curve,
-                                   status)  # fmt: skip
+                                   status, feasible=bool(self.ok[i]))  # fmt: skip
                 rows.append(row)
                 if row.status == "ok":
                     b.best = min(b.best, minimised(m[self.metric], args.mode))
@@ -213,8 +226,9 @@ class _Run:
                 continue
             status = "ok" if b.steps[i] >= self.budget else "stopped"
             points = [p[self.metric] for _, p in curve]
+            ok = feasible(args.constraints, params[i], curve[-1][1], f"lane {i}")
             rows.append(trial_record(*key, params[i], b.u[i], curve[-1][1], self.metric, args.mode, args.select,
-                                     points, status))  # fmt: skip
+                                     points, status, feasible=ok))  # fmt: skip
         self.study.write(rows, [], [], None if stopped else (_FINISHED, b""))
 
     def result(self, segments: int, stopped: str | None) -> Result:
@@ -318,6 +332,10 @@ class _Progress:
         if self.bar is not None:
             self.bar.close()
 
+
+# The score of a lane that breaks a constraint: below every feasible lane (exploited, not promoted,
+# stopped), yet finite, so a scheduler does not take it for a diverged one.
+INFEASIBLE = np.float32(1e30)
 
 _FINISHED = -1  # the checkpoint "segment" of a run that has finished
 
