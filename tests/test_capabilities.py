@@ -107,7 +107,7 @@ def test_an_argument_a_driver_cannot_honour_is_refused_before_compute(name, argu
         jt.tune(objective, space, name, strategy_options=options or None, **(sizes | {argument: value} | modes))
 
 
-@pytest.mark.parametrize("name", list(DRIVERS))
+@pytest.mark.parametrize("name", ["coarse_to_fine", "hyperband", "successive_halving", "pbt", "asha"])
 def test_every_driver_reports_progress_to_a_callable(name, capfd):
     """A ``progress`` callable gets one :class:`jaxtune.Progress` per round, rung or segment from
     every driver (the same keys everywhere), and nothing is printed."""
