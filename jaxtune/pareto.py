@@ -20,7 +20,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["non_dominated", "hypervolume", "scalarised", "round_weights", "finite_range", "RHO"]
+__all__ = ["non_dominated", "hypervolume", "front_ranks", "promotion_order", "scalarised", "round_weights",
+           "finite_range", "RHO"]
 
 RHO = 0.05  # the augmentation of the Chebyshev scalarisation (ParEGO's value)
 
@@ -61,6 +62,46 @@ def hypervolume(points: np.ndarray, reference: Sequence[float]) -> float:
     p = p[np.argsort(p[:, 0])]
     xs = np.append(p[1:, 0], ref[0])
     return float(np.sum((xs - p[:, 0]) * (ref[1] - p[:, 1])))
+
+
+def front_ranks(points: np.ndarray) -> np.ndarray:
+    """Each row's non-dominated rank (0: on the front; 1: on the front once those are removed; ...);
+    rows with a non-finite objective rank after every finite one.
+
+    Examples:
+      >>> front_ranks(np.array([[1.0, 4.0], [2.0, 2.0], [3.0, 3.0], [4.0, 4.0], [np.inf, 0.0]])).tolist()
+      [0, 0, 1, 2, 3]
+    """
+    p = np.asarray(points, np.float64)
+    ranks = np.full(len(p), -1)
+    left, rank = np.all(np.isfinite(p), axis=1), 0
+    while left.any():
+        front = np.flatnonzero(left)[non_dominated(p[left])]
+        ranks[front], left[front], rank = rank, False, rank + 1
+    ranks[ranks < 0] = rank
+    return ranks
+
+
+def promotion_order(points: np.ndarray) -> np.ndarray:
+    """Rows best first for a rung's promotion with several objectives (MO-ASHA's rule, Schmucker et
+    al. 2021): by non-dominated rank, ties within a front by hypervolume contribution (two
+    objectives; the reference 10% past the worst finite value of each), larger first; with more
+    objectives, ties by the sum of the row's ranks on each objective. Non-finite rows last."""
+    p = np.asarray(points, np.float64)
+    ranks = front_ranks(p)
+    tie = np.zeros(len(p))
+    finite = np.all(np.isfinite(p), axis=1)
+    if p.shape[1] == 2 and finite.any():
+        low, high = p[finite].min(axis=0), p[finite].max(axis=0)
+        ref = high + 0.1 * np.maximum(high - low, 1e-12)
+        for r in np.unique(ranks[finite]):
+            members = np.flatnonzero(ranks == r)
+            whole = hypervolume(p[members], ref)
+            for i in members:
+                tie[i] = -(whole - hypervolume(p[members[members != i]], ref))
+    else:
+        tie = np.argsort(np.argsort(np.where(np.isfinite(p), p, np.inf), axis=0), axis=0).sum(axis=1)
+    return np.lexsort((np.arange(len(p)), tie, ranks))
 
 
 def round_weights(seed: int, r: int, count: int) -> np.ndarray:

@@ -144,3 +144,23 @@ def test_the_multi_objective_gp_resumes_and_beats_random_on_zdt1(tmp_path):
     jt.tune(zdt1, XY, "gp", storage=db, **{**kw, "rounds": 2})
     resumed = jt.tune(zdt1, XY, "gp", storage=db, **kw)
     assert [t["unit"] for t in resumed.trials] == [t["unit"] for t in straight.trials]
+
+
+def test_continued_halving_promotes_by_non_dominated_rank_then_hypervolume_contribution():
+    """With several objectives a rung keeps the configurations MO-ASHA's rule ranks first (its
+    non-dominated fronts, ties by hypervolume contribution), read back from the stored curves."""
+    from conftest import SPACE, make_trainer
+
+    from jaxtune.pareto import promotion_order
+
+    space = jt.Space({"steps": jt.Int(4, 36, scale="log", static=True), "lr": SPACE.params["lr"],
+                      "b1": SPACE.params["b1"]})  # fmt: skip
+    result = jt.tune(make_trainer(steps=36), space, "successive_halving", trials=9, progress=False, seed=4,
+                     metric=["val_loss", "val_accuracy"], mode=["min", "max"])  # fmt: skip
+    curves = {slot: result.curves[(0, slot)] for slot in range(9)}
+    first = np.array([[c[0][1]["val_loss"], -c[0][1]["val_accuracy"]] for c in curves.values()])
+    went_on = {slot for slot, c in curves.items() if len(c) > 1}
+    assert went_on == set(promotion_order(first)[:3].tolist()), (went_on, first)
+    # here the primary metric alone would have kept others
+    assert went_on != set(np.argsort(first[:, 0], kind="stable")[:3].tolist())
+    assert result.pareto and all(t["status"] != "diverged" for t in result.pareto)

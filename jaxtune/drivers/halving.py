@@ -25,6 +25,7 @@ from jaxtune.execute.placement import spread
 from jaxtune.execute.population import Population
 from jaxtune.execute.timing import jit_counted
 from jaxtune.keys import DECIDE_STREAM, lane_keys
+from jaxtune.pareto import promotion_order
 from jaxtune.progress import Progress
 from jaxtune.result import Result
 from jaxtune.schedulers.base import check_space
@@ -39,7 +40,6 @@ __all__ = ["check", "run", "REFUSES"]
 REFUSES = {
     "warm_start": "not yet: a bracket draws its configurations from the seed, not from a model it could be told",
     "max_batch": "a rung's lanes live on the device together: use fewer trials",
-    "metric": "several objectives: a rung promotes on one metric (not yet)",
     "seeds": "not yet: a rung promotes lane by lane (halving that retrains, continue_survivors=False, takes seeds)",
 }
 
@@ -140,7 +140,7 @@ class _Bracket:
         score[~ok] = np.inf  # an infeasible trial is not promoted
         keep = np.zeros(len(self.alive), bool)
         if not last:
-            order = np.argsort(score, kind="stable")[: self.rungs[i + 1][0]]
+            order = self.ranked(metrics, score, ok)[: self.rungs[i + 1][0]]
             keep[order[np.isfinite(score[order])]] = True
         rows, points = [], []
         stored_curves = functools.cache(run.study.curves)
@@ -154,6 +154,15 @@ class _Bracket:
                 rows.append(trial_record(self.first, slot, params, unit, m, run.metric, args.mode, args.select, curve,
                                          status, bool(ok[lane])))  # fmt: skip
         return rows, points, keep, budget
+
+    def ranked(self, metrics, score: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        """The rung's lanes best first: by ``score``, or with several objectives by non-dominated
+        rank, ties by hypervolume contribution (:func:`jaxtune.pareto.promotion_order`)."""
+        if not self.run.args.objectives:
+            return np.argsort(score, kind="stable")
+        points = np.stack([lane_scores(metrics, name, mode)[0] for name, mode in self.run.args.objectives], axis=1)
+        points[~ok | ~np.isfinite(score)] = np.inf
+        return promotion_order(points)
 
     def narrow(self, keep: np.ndarray) -> None:
         """Keeps the lanes that go on, spread evenly over the population's devices again."""
