@@ -299,9 +299,9 @@ class Result:
 
     def outcomes(self) -> str:
         """What happened to the trials that did not finish ``"ok"``, in words: ``"14 infeasible,
-        2 diverged"`` ("" when every trial did). A ``"stopped"`` trial is "exploited" in PBT (a
+        2 diverged"`` ("" when every trial did). A ``"stopped"`` trial is "exploited" in PBT and PB2 (a
         better lane's copy took its place) and "stopped early" elsewhere (ASHA, median, halving)."""
-        stopped = "exploited" if (self.config.get("strategy") or {}).get("name") == "pbt" else "stopped early"
+        stopped = "exploited" if (self.config.get("strategy") or {}).get("name") in ("pbt", "pb2") else "stopped early"
         words = {"infeasible": "infeasible", "stopped": stopped, "diverged": "diverged"}
         counts = {w: sum(t["status"] == s for t in self.trials) for s, w in words.items()}
         return ", ".join(f"{n} {w}" for w, n in counts.items() if n)

@@ -16,8 +16,9 @@ import jaxtune as jt
 from jaxtune.errors import InputError, LayoutWarning
 from jaxtune.execute.population import Population
 from jaxtune.keys import trial_key
-from jaxtune.schedulers import ASHA, PBT, Lanes
+from jaxtune.schedulers import ASHA, PB2, PBT, Lanes
 from jaxtune.schedulers.base import explorer
+from jaxtune.schedulers.pb2 import ucb_picks
 
 SPACE = jt.Space({"lr": jt.Float(1e-3, 1e-1, scale="log"), "b1": jt.Float(0.8, 0.99, scale="reverse_log")})
 
@@ -57,6 +58,50 @@ def test_pbt_bottom_lanes_copy_a_top_lane_and_explore():
     assert not np.allclose(moved, np.asarray(obs.u)[np.asarray(d.source)[exploit]])  # explored
     done, _ = sched.decide(jax.random.key(1), state, obs._replace(steps=jnp.full((6,), 100, jnp.int32)))
     assert np.asarray(done.finished).all() and np.asarray(done.idle).all()
+
+
+def test_pb2_records_each_segments_improvement_and_explores_by_its_model():
+    """PB2 exploits as PBT does; each segment adds a row per lane (score before, improvement) to
+    its model, and once it has rows an exploiting lane's new configuration comes from GP-UCB
+    (inside the cube), not from a perturbation of its donor."""
+    sched = PB2(segment=10, quantile=0.34, resample=0.0).build(SPACE, 6, 100)
+    state = sched.init(jax.random.key(0))
+    first = lanes([0.5, 0.9, 0.2, 0.7, 0.5, 0.3], [10] * 6)
+    d, state = sched.decide(jax.random.key(1), state, first)
+    assert int(state.used.sum()) == 0  # no score before the first segment: nothing to learn from yet
+    explored = np.flatnonzero(np.asarray(d.source) != np.arange(6))
+    perturbed = explorer(SPACE)(np.asarray(first.u)[np.asarray(d.source)[explored]], jnp.full((2, 2), 0.8))
+    second = first._replace(score=jnp.asarray([0.4, 0.8, 0.1, np.nan, 0.45, 0.25]), u=d.u,
+                            steps=jnp.full((6,), 20, jnp.int32))  # fmt: skip
+    before = np.asarray(first.score)[np.asarray(d.source)]
+    d2, state = sched.decide(jax.random.key(2), state, second)
+    assert int(state.used.sum()) == 6
+    y = np.asarray(state.y)[:6]
+    np.testing.assert_allclose(y[np.arange(6) != 3], (before - np.asarray(second.score))[np.arange(6) != 3], rtol=1e-6)
+    assert y[3] == -np.inf  # a diverged lane: the worst improvement
+    moved = np.flatnonzero(np.asarray(d2.source) != np.arange(6))
+    assert sorted(moved) == [1, 3] and (np.asarray(d2.u) >= 0).all() and (np.asarray(d2.u) <= 1).all()
+    assert len(perturbed) == 2  # (the first explore was PBT's)
+    np.testing.assert_array_equal(np.asarray(d2.u)[[0, 2, 4, 5]], np.asarray(second.u)[[0, 2, 4, 5]])
+
+
+def test_pb2_picks_where_the_model_expects_the_largest_improvement_and_spreads_a_batch():
+    """GP-UCB on data whose improvement peaks at u = 0.8: the first pick lands near the peak; a
+    second lane picking with the first pending spreads out (its σ is lowered there)."""
+    key = jax.random.key(0)
+    u = jax.random.uniform(key, (40, 1))
+    x = jnp.concatenate([jnp.zeros((40, 1)), jnp.full((40, 1), 0.5), u], axis=1)
+    y = -((u[:, 0] - 0.8) ** 2) * 30
+    y = (y - y.mean()) / y.std()
+    theta = jnp.asarray([np.log(0.3), np.log(0.3), 0.0, np.log(1e-3), np.log(0.1)], jnp.float32)
+    used = jnp.ones(40, bool)
+    lane_u = jnp.asarray([[0.1], [0.2], [0.5]])
+    args = (x, y, used, theta, jnp.float32(1), jnp.full((3,), 0.5), lane_u, jnp.asarray([2, 2, 2]))
+    one = ucb_picks(key, *args, jnp.asarray([True, False, False]), jnp.asarray([False, False, True]), 256, 1)
+    assert abs(float(one[0, 0]) - 0.8) < 0.1, one
+    np.testing.assert_array_equal(one[1:], lane_u[1:])  # a lane that does not exploit keeps its configuration
+    two = ucb_picks(key, *args, jnp.asarray([True, True, False]), jnp.asarray([False, False, True]), 256, 2)
+    assert float(two[0, 0]) == float(one[0, 0]) and abs(float(two[1, 0]) - float(two[0, 0])) > 1e-3
 
 
 def test_asha_decisions_do_not_depend_on_lane_order():
@@ -297,26 +342,24 @@ def train(self, steps):
 
 Population.train = train
 task = jt.tasks.get("pbt_toy", steps=60)
-r = jt.tune(task.objective, task.space, "pbt", trials=4, metric="Q", mode="max", storage=sys.argv[1],
+r = jt.tune(task.objective, task.space, sys.argv[3], trials=4, metric="Q", mode="max", storage=sys.argv[1],
             strategy_options={"segment": 5}, progress=False)
 print("segments run", len(calls))
 """
 
 
-def test_a_population_killed_mid_run_resumes_at_its_last_boundary(tmp_path):
-    import subprocess
-    import sys
-
+@pytest.mark.parametrize("strategy", ["pbt", "pb2"])
+def test_a_population_killed_mid_run_resumes_at_its_last_boundary(tmp_path, strategy):
     db = str(tmp_path / "k.db")
-    killed = subprocess.run([sys.executable, "-c", KILL_SCRIPT, db, "7"], capture_output=True, text=True)
+    killed = subprocess.run([sys.executable, "-c", KILL_SCRIPT, db, "7", strategy], capture_output=True, text=True)
     assert killed.returncode == -9
-    resumed = subprocess.run([sys.executable, "-c", KILL_SCRIPT, db, "0"], capture_output=True, text=True)
+    resumed = subprocess.run([sys.executable, "-c", KILL_SCRIPT, db, "0", strategy], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "segments run 6" in resumed.stdout  # 12 segments in all; the 6 before the kill are not run again
     task = jt.tasks.get("pbt_toy", steps=60)
     options = {"segment": 5}
-    b = jt.tune(task.objective, task.space, "pbt", trials=4, metric="Q", mode="max", storage=str(tmp_path / "s.db"),
-                strategy_options=options, progress=False)  # fmt: skip
+    b = jt.tune(task.objective, task.space, strategy, trials=4, metric="Q", mode="max",
+                storage=str(tmp_path / "s.db"), strategy_options=options, progress=False)  # fmt: skip
     a = jt.Result.load(db)
     assert [(t["round"], t["slot"], t["status"]) for t in a.trials] == [
         (t["round"], t["slot"], t["status"]) for t in b.trials
@@ -329,7 +372,7 @@ def test_a_population_killed_mid_run_resumes_at_its_last_boundary(tmp_path):
     original = Population.train
     Population.train = lambda self, steps: calls.append(steps) or original(self, steps)
     try:
-        again = jt.tune(task.objective, task.space, "pbt", trials=4, metric="Q", mode="max", storage=db,
+        again = jt.tune(task.objective, task.space, strategy, trials=4, metric="Q", mode="max", storage=db,
                         strategy_options=options, progress=False)  # fmt: skip
     finally:
         Population.train = original

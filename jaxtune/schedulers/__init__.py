@@ -1,7 +1,7 @@
 """Schedulers: what each lane of a live population does next (continue, stop, refill, exploit).
 
 See :mod:`jaxtune.schedulers.base` for the interface; ``jt.tune(trainer, space, "pbt")``,
-``"asha"`` or ``"median"`` runs one (the objective must implement the stateful trial protocol, as
+``"pb2"``, ``"asha"`` or ``"median"`` runs one (the objective must implement the stateful trial protocol, as
 ``jt.train.Trainer`` does).
 """
 
@@ -15,11 +15,13 @@ from jaxtune.schedulers.base import (
     make_scheduler,
     register_scheduler,
 )
+from jaxtune.schedulers.pb2 import PB2
 from jaxtune.schedulers.pbt import PBT
 
 __all__ = [
     "ASHA",
     "MedianStopping",
+    "PB2",
     "PBT",
     "SCHEDULERS",
     "Decision",

@@ -65,33 +65,34 @@ class PBT:
     initial: tuple = ()
 
     def __post_init__(self):
-        check_int("pbt: segment", self.segment)
-        check_int("pbt: ready", self.ready)
-        check_int("pbt: burn_in", self.burn_in, 0)
+        name = self.registry_name
+        check_int(f"{name}: segment", self.segment)
+        check_int(f"{name}: ready", self.ready)
+        check_int(f"{name}: burn_in", self.burn_in, 0)
         if not 0 < self.quantile <= 0.5:
-            raise InputError(f"pbt: quantile must be in (0, 0.5], got {self.quantile!r}")
+            raise InputError(f"{name}: quantile must be in (0, 0.5], got {self.quantile!r}")
         if not 0 <= self.resample <= 1:
-            raise InputError(f"pbt: resample must be in [0, 1], got {self.resample!r}")
+            raise InputError(f"{name}: resample must be in [0, 1], got {self.resample!r}")
         numbers = isinstance(self.factors, (list, tuple)) and all(
             isinstance(f, (int, float)) and not isinstance(f, bool) for f in self.factors
         )
         if not numbers or len(self.factors) != 2 or not 0 < self.factors[0] < 1 < self.factors[1]:
-            raise InputError(f"pbt: factors must be (down < 1, up > 1), got {self.factors!r}")
+            raise InputError(f"{name}: factors must be (down < 1, up > 1), got {self.factors!r}")
 
     def build(self, space: Space, num_lanes: int, steps: int) -> Scheduler:
         """Binds PBT to ``space``, ``num_lanes`` lanes and ``steps`` training steps per lane."""
+        name = self.registry_name
         if num_lanes < 2:
-            raise InputError(f"pbt needs at least 2 lanes (trials), got {num_lanes}")
-        check_segment("pbt", self.segment, steps)
+            raise InputError(f"{name} needs at least 2 lanes (trials), got {num_lanes}")
+        check_segment(name, self.segment, steps)
         dim = space.dim
         k = max(1, math.floor(self.quantile * num_lanes))
-        explore = explorer(space)
         segments = -(-steps // self.segment)
-        down, up = self.factors
-        given = initial_unit(space, self.initial, num_lanes, "pbt")
+        given = initial_unit(space, self.initial, num_lanes, name)
+        explore = self.explorer(space, num_lanes, steps, k)
 
         def init(key):
-            return PBTState(segment=jnp.zeros((), jnp.int32))
+            return self.initial_state(space, num_lanes)
 
         def first(key, state):
             u = fresh(key, num_lanes, dim)
@@ -99,7 +100,7 @@ class PBT:
 
         def decide(key, state, lanes: Lanes):
             seg = state.segment + 1
-            k_donor, k_coin, k_resample, k_new = jax.random.split(key, 4)
+            k_donor, *k_explore = jax.random.split(key, 4)
             order = jnp.argsort(lanes.score)  # best first; non-finite (+inf) last; ties by lane
             rank = jnp.argsort(order)
             bottom = rank >= num_lanes - k
@@ -107,21 +108,38 @@ class PBT:
             at = seg * self.segment
             due = (seg % self.ready == 0) & (at >= self.burn_in) & (at < steps)
             exploit = due & bottom & lanes.active
-            coin = jax.random.bernoulli(k_coin, 0.5, (num_lanes, dim))
-            factor = jnp.where(coin, up, down)
-            explored = explore(lanes.u[donors], factor)
-            redraw = jax.random.bernoulli(k_resample, self.resample, (num_lanes, dim))
-            explored = jnp.where(redraw, fresh(k_new, num_lanes, dim), explored)
             done = lanes.steps >= steps
             lane = jnp.arange(num_lanes, dtype=jnp.int32)
+            source = jnp.where(exploit, donors, lane).astype(jnp.int32)
+            explored, state = explore(k_explore, state, lanes, donors, exploit, source, done)
             decision = Decision(
-                source=jnp.where(exploit, donors, lane).astype(jnp.int32),
+                source=source,
                 restart=jnp.zeros((num_lanes,), bool),
                 end=exploit | done,
                 finished=done,
                 idle=done,
                 u=jnp.where(exploit[:, None], explored, lanes.u),
             )
-            return decision, PBTState(segment=seg)
+            return decision, state._replace(segment=seg)
 
         return Scheduler(init, first, decide, self.segment, segments, num_lanes, dim)
+
+    def initial_state(self, space: Space, num_lanes: int) -> PBTState:
+        """The scheduler's state before the first segment."""
+        return PBTState(segment=jnp.zeros((), jnp.int32))
+
+    def explorer(self, space: Space, num_lanes: int, steps: int, k: int):
+        """``explore(keys, state, lanes, donors, exploit, source, done) -> (u[N, d], state)``: the
+        configurations the exploiting lanes take (their donors' perturbed: PBT's explore)."""
+        perturb = explorer(space)
+        down, up = self.factors
+        dim = space.dim
+
+        def explore(keys, state, lanes, donors, exploit, source, done):
+            k_coin, k_resample, k_new = keys
+            coin = jax.random.bernoulli(k_coin, 0.5, (num_lanes, dim))
+            explored = perturb(lanes.u[donors], jnp.where(coin, up, down))
+            redraw = jax.random.bernoulli(k_resample, self.resample, (num_lanes, dim))
+            return jnp.where(redraw, fresh(k_new, num_lanes, dim), explored), state
+
+        return explore

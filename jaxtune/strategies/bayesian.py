@@ -238,18 +238,25 @@ def _standardised(y: jax.Array, used: jax.Array) -> jax.Array:
 
 
 def _fit(x: jax.Array, used: jax.Array, theta: jax.Array, y: jax.Array, dim: int, steps: int) -> jax.Array:
-    """The kernel's log hyperparameters, fitted by maximum marginal likelihood: ``steps`` steps of
-    Adam (optax, lr 0.05) from the last round's ``theta``, non-finite gradients skipped, kept in bounds."""
+    """The kernel's log hyperparameters, fitted by maximum marginal likelihood (:func:`fit_theta`)."""
+    loss = functools.partial(neg_log_likelihood, x=x, y=y, used=used)
+    return fit_theta(loss, theta, functools.partial(_clip_theta, dim=dim), steps)
+
+
+def fit_theta(loss, theta: jax.Array, clip, steps: int) -> jax.Array:
+    """Minimises ``loss(theta)`` (a kernel's negative log marginal likelihood): ``steps`` steps of
+    Adam (optax, lr 0.05) from ``theta`` (the last fit's), non-finite gradients skipped, each
+    step's result kept in bounds by ``clip``."""
     import optax  # loaded when a Gaussian process is built, not with jaxtune
 
     tx = optax.adam(0.05)
-    grad = jax.grad(neg_log_likelihood)
+    grad = jax.grad(loss)
 
     def step(carry, _):
         theta, opt_state = carry
-        g = grad(theta, x, y, used)
+        g = grad(theta)
         updates, opt_state = tx.update(jnp.where(jnp.isfinite(g), g, 0.0), opt_state)
-        return (_clip_theta(optax.apply_updates(theta, updates), dim), opt_state), None
+        return (clip(optax.apply_updates(theta, updates)), opt_state), None
 
     (theta, _), _ = jax.lax.scan(step, (theta, tx.init(theta)), None, length=steps)
     return theta
