@@ -24,12 +24,15 @@ DRIVERS = {
     "coarse_to_fine": (LR_B1, {}, dict(trials=4, rounds=2)),
     "successive_halving": (BUDGET, {}, dict(trials=9)),
     "hyperband": (BUDGET, {}, dict(trials=9, rounds=4)),
+    "bohb": (BUDGET, {}, dict(trials=9, rounds=4)),
     "pbt": (LR_B1, {"segment": 6}, dict(trials=4)),
+    "pb2": (LR_B1, {"segment": 6}, dict(trials=4)),
     "asha": (LR_B1, {"min_steps": 4, "eta": 3, "configs": 8}, dict(trials=4)),
     "median": (LR_B1, {"segment": 6, "grace": 6, "configs": 6}, dict(trials=3)),
 }
 DRIVER_OF = {"random": rounds, "coarse_to_fine": rounds, "successive_halving": halving, "hyperband": halving,
-             "pbt": population, "asha": population, "median": population}  # fmt: skip
+             "bohb": halving,
+             "pbt": population, "pb2": population, "asha": population, "median": population}  # fmt: skip
 
 
 def trainer_for(name):

@@ -147,3 +147,42 @@ def test_reseed_from_the_command_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:  # argparse's own refusal: usage and exit 2
         cli.main(["reseed", db, str(path), "--seeds", "0"])
     assert e.value.code == 2
+
+
+BUDGET = jt.Space({"steps": jt.Int(4, 36, scale="log", static=True), **LR_B1.params})
+
+
+def test_continued_halving_decides_a_configurations_seeds_together_by_their_aggregate(tmp_path):
+    """Hyperband that continues survivors with seeds=3: a configuration's three seeds are three
+    lanes promoted or stopped together on their aggregate; seed 0 is the one-seed sweep's trial
+    (the same key); a timeout mid-bracket resumes to the uninterrupted study."""
+    trainer = make_trainer(steps=36)
+    kw = dict(trials=9, rounds=4, metric="val_loss", progress=False, seed=3)
+    one = jt.tune(trainer, BUDGET, "hyperband", **kw)
+    three = jt.tune(trainer, BUDGET, "hyperband", seeds=3, **kw)
+    assert all(len(t["seeds"]) == 3 for t in three.trials) and len(three.trials) == len(one.trials)
+    for t in three.trials:
+        mean = float(np.mean([s["val_loss"] for s in t["seeds"]]))
+        assert t["value"] == pytest.approx(mean, rel=1e-6) and t["metrics"]["val_loss"] == pytest.approx(mean, rel=1e-6)
+    # Seed 0 of each configuration at the first rung is the one-seed sweep's configuration there.
+    rung0 = {slot: c[0][1]["val_loss"] for (r, slot), c in three.curves.items() if r == 0}  # the seeds' means
+    for (r, slot), c in one.curves.items():
+        if r == 0:
+            stopped = [t for t in three.trials if (t["round"], t["slot"]) == (0, slot) and t["params"]["steps"] == 4]
+            if stopped:
+                np.testing.assert_allclose(stopped[0]["seeds"][0]["val_loss"], c[0][1]["val_loss"], **F32)
+    # The first bracket's rung 0 keeps the three best by the seeds' aggregate (here their mean).
+    went_on = {slot for (r, slot), c in three.curves.items() if r == 0 and len(c) > 1}
+    assert went_on == set(sorted(rung0, key=rung0.get)[:3])
+    median = jt.tune(trainer, BUDGET, "hyperband", seeds=3, aggregate="median", **kw)
+    for t in median.trials:
+        assert t["value"] == pytest.approx(float(np.median([s["val_loss"] for s in t["seeds"]])), rel=1e-6)
+    db = str(tmp_path / "s.db")
+    assert jt.tune(trainer, BUDGET, "hyperband", seeds=3, storage=db, timeout=1e-9, **kw).stopped == "timeout"
+    resumed = jt.tune(trainer, BUDGET, "hyperband", seeds=3, storage=db, **kw)
+    assert [(t["slot"], t["params"], t["seeds"]) for t in resumed.trials] == [
+        (t["slot"], t["params"], t["seeds"]) for t in three.trials
+    ]
+    stored = jt.Result.load(db)  # any seed of a configuration replays to its stored metrics
+    _, again = stored.replay(trainer, stored.best, seed=2, return_metrics=True)
+    np.testing.assert_allclose(again["val_loss"], stored.best["seeds"][2]["val_loss"], **F32)

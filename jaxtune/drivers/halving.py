@@ -24,14 +24,14 @@ from jaxtune.execute import snapshots
 from jaxtune.execute.placement import spread
 from jaxtune.execute.population import Population
 from jaxtune.execute.timing import jit_counted
-from jaxtune.keys import DECIDE_STREAM, lane_keys
+from jaxtune.keys import DECIDE_STREAM, lane_keys, seed_keys
 from jaxtune.pareto import promotion_order
 from jaxtune.progress import Progress
 from jaxtune.result import Result
 from jaxtune.schedulers.base import check_space
 from jaxtune.space import Space
 from jaxtune.strategies.halving import bracket_plan, budgets, piece_of
-from jaxtune.study.records import lane_scores, minimised, selection_curve, trial_record
+from jaxtune.study.records import aggregate, lane_scores, minimised, selection_curve, trial_record
 from jaxtune.study.study import Study, study_config
 
 __all__ = ["check", "run", "REFUSES"]
@@ -40,7 +40,6 @@ __all__ = ["check", "run", "REFUSES"]
 REFUSES = {
     "warm_start": "not yet: a bracket draws its configurations from the seed, not from a model it could be told",
     "max_batch": "a rung's lanes live on the device together: use fewer trials",
-    "seeds": "not yet: a rung promotes lane by lane (halving that retrains, continue_survivors=False, takes seeds)",
 }
 
 
@@ -72,14 +71,14 @@ class _Bracket:
     def __init__(self, run: _Halving, first: int, rungs, saved: bytes | None = None):
         self.run, self.first, self.rungs = run, first, rungs
         n = rungs[0][0]
-        u, hp, keys = jax.device_get(run.draw(run.root, first))
+        u, hp, keys = run.bracket_points(first)
         self.u, self.hp, self.keys = u[:n], {k: v[:n] for k, v in hp.items()}, keys[:n]
         self.params = run.sub.to_python(self.hp)
-        self.alive = np.arange(n)  # bracket slots of the live lanes
+        self.alive = np.arange(n)  # bracket slots of the live configurations
         self.trained, self.next = 0, 0  # steps trained so far; the rung to train next
         if saved is None:
-            self.pop, self.lane = run.layout(n)  # the lane each live slot trains in
-            self.pop.start(self.hp_of_lanes(), jax.random.wrap_key_data(self.keys[self.slot_of_lanes()]))
+            self.pop, self.lane = run.layout(n * run.k)  # the lanes each live slot's seeds train in
+            self.pop.start(self.hp_of_lanes(), self.keys_of_lanes())
         else:  # resumed at the rung a checkpoint stored
             book = self.checked_book(saved)
             self.alive, self.trained, self.next = book["alive"], int(book["trained"]), int(book["next"])
@@ -87,10 +86,20 @@ class _Bracket:
             self.pop.set_hp(self.hp_of_lanes())
 
     def slot_of_lanes(self) -> np.ndarray:
-        """The bracket slot each lane of the population holds (a live one's own; slot 0 for the rest)."""
+        """The bracket slot each lane of the population holds (a live one's own; slot 0 for the
+        rest). A configuration's ``K`` seeds hold ``K`` consecutive entries of ``self.lane``."""
         slots = np.full(self.pop.width, self.alive[0])
-        slots[self.lane] = self.alive
+        slots[self.lane] = np.repeat(self.alive, self.run.k)
         return slots
+
+    def keys_of_lanes(self) -> jax.Array:
+        """Every lane's training key: its configuration's key, ``fold_in(key, k)`` for seed ``k > 0``
+        (:func:`jaxtune.keys.seed_keys`, as a round-based sweep trains its seeds)."""
+        keys = jax.random.wrap_key_data(self.keys[self.slot_of_lanes()])
+        if self.run.k == 1:
+            return keys
+        live = seed_keys(jax.random.wrap_key_data(self.keys[self.alive]), self.run.k)
+        return jax.random.wrap_key_data(jax.random.key_data(keys).at[self.lane].set(jax.random.key_data(live)))
 
     def hp_of_lanes(self) -> dict[str, np.ndarray]:
         """Every lane's hyperparameters (``{name: [width]}``)."""
@@ -99,7 +108,7 @@ class _Bracket:
     def checkpoint(self) -> tuple[int, bytes]:
         """The survivors as they start the next rung (stored with the rung's trials): only the live
         lanes' states, in live-slot order, whatever population they train in."""
-        n = len(self.alive)
+        n = len(self.lane)
         book = {"first": self.first, "alive": self.alive, "lane": np.arange(n), "width": n,
                 "trained": self.trained, "next": self.next}  # fmt: skip
         whole = np.array_equal(self.lane, np.arange(self.pop.width))
@@ -119,7 +128,7 @@ class _Bracket:
                 "trained": ((), "i", 0, max(self.run.levels)), "next": ((), "i", 1, rungs - 1),
                 "width": ((), "i", 1, None), "lane": ((None,), "i", 0, width - 1)}  # fmt: skip
         snapshots.check_book(book, spec, where)
-        if not 0 < len(book["alive"]) == len(book["lane"]) <= int(book["width"]):
+        if not 0 < len(book["alive"]) * self.run.k == len(book["lane"]) <= int(book["width"]):
             raise CheckpointError(f"{where}: its {len(book['alive'])} live trials do not fit its lanes")
         return book
 
@@ -129,8 +138,9 @@ class _Bracket:
         run, args = self.run, self.run.args
         level = self.rungs[i][1]
         budget = run.levels[level]
-        metrics = run.train(self, budget - self.trained)
+        per_seed = run.train(self, budget - self.trained)
         self.trained = budget
+        metrics = run.grouped(per_seed)
         score, _ = lane_scores(metrics, run.metric, args.mode)
         ok = np.ones(len(self.alive), bool)
         for lane, slot in enumerate(self.alive if args.constraints else ()):
@@ -145,14 +155,17 @@ class _Bracket:
         rows, points = [], []
         stored_curves = functools.cache(run.study.curves)
         status = "ok" if level == len(run.levels) - 1 else "stopped"
+        k = run.k
         for lane, slot in enumerate(self.alive):
-            m = {name: float(v[lane]) for name, v in metrics.items()}
+            seeds = [{name: float(v[lane * k + j]) for name, v in per_seed.items()} for j in range(k)]
+            m = {name: float(v[lane]) for name, v in metrics.items()}  # (seeds: their means and aggregate)
             points.append((self.first, int(slot), budget, m))
             if not keep[lane]:
                 curve = selection_curve(stored_curves, (self.first, int(slot)), points, run.metric, args.select)
                 params, unit = run.full(self.params[slot], self.u[slot], budget)
                 rows.append(trial_record(self.first, slot, params, unit, m, run.metric, args.mode, args.select, curve,
-                                         status, bool(ok[lane])))  # fmt: skip
+                                         status, bool(ok[lane]), seeds=seeds if k > 1 else (),
+                                         how=args.aggregate))  # fmt: skip
         return rows, points, keep, budget
 
     def ranked(self, metrics, score: np.ndarray, ok: np.ndarray) -> np.ndarray:
@@ -167,7 +180,7 @@ class _Bracket:
     def narrow(self, keep: np.ndarray) -> None:
         """Keeps the lanes that go on, spread evenly over the population's devices again."""
         self.alive = self.alive[keep]
-        self.pop, self.lane = self.run.balanced(self.lane[keep])
+        self.pop, self.lane = self.run.balanced(self.lane[np.repeat(keep, self.run.k)])
 
 
 class _Halving:
@@ -179,15 +192,18 @@ class _Halving:
         self.args, self.metric, self.study, self.vmap_width = args, metric, study, vmap_width
         self.root = jax.random.key(args.seed)
         self.draw = jit_counted(self._draw)
+        self.proposed = jit_counted(self._proposed)
         self.pops: dict[int, Population] = {}
         self.fidelity_at = space.names.index(spec.fidelity)
         fid = space.params[spec.fidelity]  # each budget's unit coordinate, in one call
         self.unit_at = dict(zip(levels, map(float, np.asarray(fid.to_unit(np.asarray(levels, np.float32))))))
         self.most = max(rungs[0][0] for rungs in plan)  # configurations of the widest bracket
+        self.k = args.seeds  # each configuration's seeds are k lanes, decided together
         # One population for the sweep: a rung trains its live lanes, a group of idle lanes run in
         # sequence costs nothing (vmapped, idle lanes are computed and dropped), so every bracket
         # and rung runs on one training program (pieces of one length).
-        self.shared = Population(objective, sub, (), round_up(self.most, len(jax.devices())), vmap_width=vmap_width)
+        width = round_up(self.most * self.k, len(jax.devices()))
+        self.shared = Population(objective, sub, (), width, vmap_width=vmap_width)
         self.piece = piece_of(plan, levels)
 
     def population(self, width: int) -> Population:
@@ -200,6 +216,53 @@ class _Halving:
     def layout(self, n: int) -> tuple[Population, np.ndarray]:
         """The population a bracket of ``n`` configurations starts in, and the lane of each."""
         return self.shared, spread(n, self.shared.width, self.shared.ndev)
+
+    def bracket_points(self, first: int) -> tuple:
+        """The unit points, hyperparameters and key data of the bracket that starts at round
+        ``first`` (rows for the widest bracket): uniform draws, or with a model
+        (:class:`~jaxtune.strategies.BOHB`) its proposals from the rungs stored before it."""
+        u, hp, keys = self.draw(self.root, first)
+        if hasattr(self.spec, "propose"):
+            x, score, used = self.observations(first)
+            key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(self.root, DECIDE_STREAM), first), 1)
+            u, hp = self.proposed(key, u, x, score, used)
+        return jax.device_get((u, hp, keys))
+
+    def _proposed(self, key, u, x, score, used) -> tuple:
+        u = self.spec.propose(key, u, x, score, used)
+        return u, self.sub.from_unit(u)
+
+    def observations(self, first: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The model's data before the bracket at round ``first``: every stored configuration of
+        an earlier bracket at the largest budget with enough of them (its curve's point there;
+        infeasible or diverged: +inf; several objectives: its place in their promotion order),
+        the most recent ``capacity``, padded and masked."""
+        curves = self.study.curves()
+        at: dict[int, list] = {}
+        for key, trial in sorted(self.study.done.items()):
+            if key[0] >= first:
+                continue
+            u = [x for j, x in enumerate(trial.unit) if j != self.fidelity_at]
+            for step, m in curves.get(key, []):
+                if trial.status == "infeasible":
+                    values = [math.inf] * max(1, len(self.args.objectives))
+                else:
+                    pairs = self.args.objectives or ((self.metric, self.args.mode),)
+                    values = [minimised(m.get(name, math.nan), mode) for name, mode in pairs]
+                at.setdefault(step, []).append((u, [v if math.isfinite(v) else math.inf for v in values]))
+        cap, dim = self.spec.capacity, self.sub.dim
+        x, score, used = np.zeros((cap, dim), np.float32), np.full(cap, np.inf, np.float32), np.zeros(cap, bool)
+        enough = [step for step, rows in at.items() if len(rows) >= dim + 3]
+        if enough:
+            rows = at[max(enough)][-cap:]
+            values = np.asarray([v for _, v in rows], np.float64)
+            if values.shape[1] > 1:  # several objectives: a point's place in the promotion order
+                values = np.argsort(promotion_order(values)).astype(np.float64)[:, None]
+                values[~np.all(np.isfinite(np.asarray([v for _, v in rows])), axis=1)] = np.inf
+            x[: len(rows)] = [u for u, _ in rows]
+            score[: len(rows)] = values[:, 0]
+            used[: len(rows)] = True
+        return x, score, used
 
     def _draw(self, root: jax.Array, first: jax.Array) -> tuple:
         """The unit points, hyperparameters and key data of the bracket that starts at round
@@ -235,7 +298,7 @@ class _Halving:
         source.load_state(snapshots.unpack(saved, source.state_spec(), (), where)[1])
         if fits:
             return source, lanes
-        to = spread(len(alive), self.shared.width, self.shared.ndev)
+        to = spread(len(lanes), self.shared.width, self.shared.ndev)
         gather = np.zeros(self.shared.width, np.int64)
         gather[to] = lanes
         self.shared.take(source, gather)
@@ -252,6 +315,18 @@ class _Halving:
         runs = [self.shared.train(n, live, evaluate=k == len(pieces) - 1) for k, n in enumerate(pieces)]
         metrics = {n: v if n not in runs[0] else np.mean([r[n] for r in runs], axis=0) for n, v in runs[-1].items()}
         return {n: v[bracket.lane] for n, v in metrics.items()}
+
+    def grouped(self, per_seed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Metrics per live configuration from its seeds' lanes (``K`` consecutive ones): their
+        means, and for the selection metric (every objective) their aggregate (``jt.tune(aggregate=)``):
+        what a rung decides on and its stored curve point holds."""
+        if self.k == 1:
+            return per_seed
+        out = {n: np.asarray(v).reshape(-1, self.k).mean(axis=1) for n, v in per_seed.items()}
+        for name, mode in self.args.objectives or ((self.metric, self.args.mode),):
+            rows = np.asarray(per_seed[name]).reshape(-1, self.k)
+            out[name] = np.asarray([aggregate(row, self.args.aggregate, mode) for row in rows])
+        return out
 
     def full(self, params: dict, u: np.ndarray, budget: int) -> tuple[dict, list[float]]:
         """A trial's parameters and unit coordinates in the whole space, its budget included (what

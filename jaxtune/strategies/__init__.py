@@ -2,6 +2,7 @@
 
 from jaxtune.strategies.base import REGISTRY, Strategy, StrategySpec, make_strategy, register, sanitize_scores
 from jaxtune.strategies.bayesian import GaussianProcess
+from jaxtune.strategies.bohb import BOHB
 from jaxtune.strategies.coarse_to_fine import CoarseToFine
 from jaxtune.strategies.evolution import CMAES
 from jaxtune.strategies.grid import GridSearch
@@ -17,6 +18,7 @@ __all__ = [
     "make_strategy",
     "register",
     "sanitize_scores",
+    "BOHB",
     "CMAES",
     "CoarseToFine",
     "GaussianProcess",

@@ -30,6 +30,7 @@ class HalvingState(NamedTuple):
     alive: jax.Array  # bool[num_trials]: lanes that run in the next rung
     rung: jax.Array  # i32[]: rung within the bracket (0: fresh configurations on the smallest budget)
     bracket: jax.Array  # i32[]: which bracket of the cycle
+    model: tuple = ()  # BOHB: its observations (x[cap, d - 1], score[cap], level[cap], used[cap], written)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +45,8 @@ class _Halving:
 
     def build(self, space: Space, num_trials: int) -> Strategy:
         """Binds the schedule to ``space``; the most aggressive bracket has ``num_trials`` configurations."""
-        return _halving(self.registry_name, space, num_trials, self.fidelity, self.eta, hyperband=self.hyperband)
+        return halving_strategy(self.registry_name, space, num_trials, self.fidelity, self.eta,
+                                hyperband=self.hyperband)
 
 
 def is_halving(spec) -> bool:
@@ -121,8 +123,11 @@ def bracket_plan(num_trials: int, levels: int, eta: int, hyperband: bool) -> lis
     return out
 
 
-def _halving(name: str, space: Space, num_trials: int, fidelity: str, eta: int, hyperband: bool) -> Strategy:
-    """Successive halving over a cycle of brackets (one bracket: plain successive halving)."""
+def halving_strategy(name: str, space: Space, num_trials: int, fidelity: str, eta: int, hyperband: bool,
+                     model=None) -> Strategy:  # fmt: skip
+    """Successive halving over a cycle of brackets (one bracket: plain successive halving); with a
+    ``model`` (:class:`~jaxtune.strategies.BOHB`), each bracket's fresh configurations are its
+    proposals from the observations told so far."""
     check_int(f"{name}: eta", eta, 2)
     p = space.params.get(fidelity)
     if p is None:
@@ -157,21 +162,47 @@ def _halving(name: str, space: Space, num_trials: int, fidelity: str, eta: int, 
     dim = space.dim
     lanes = jnp.arange(num_trials)
 
+    if model is not None:
+        from jaxtune.strategies.bohb import modelled_level  # (bohb builds on this module)
+
+    def others(u):  # the coordinates of every hyperparameter but the budget
+        return jnp.concatenate([u[:, :column], u[:, column + 1 :]], axis=1)
+
     def init(key):
         zero = jnp.zeros((), jnp.int32)
+        cap = 0 if model is None else model.capacity
+        memory = () if model is None else (jnp.zeros((cap, dim - 1)), jnp.full((cap,), jnp.inf),
+                                           jnp.zeros((cap,), jnp.int32), jnp.zeros((cap,), bool), zero)  # fmt: skip
         return HalvingState(
-            u=jnp.zeros((num_trials, dim), jnp.float32), alive=lanes < starts[0], rung=zero, bracket=zero
-        )
+            u=jnp.zeros((num_trials, dim), jnp.float32), alive=lanes < starts[0], rung=zero, bracket=zero,
+            model=memory,
+        )  # fmt: skip
 
     def ask(key, state):
         fresh = jax.random.uniform(key, (num_trials, dim))
+        if model is not None:
+            x, score, at, used, _ = state.model
+            chosen = used & (at == modelled_level(at, used, len(steps), dim - 1))
+            proposed = model.propose(jax.random.fold_in(key, 1), others(fresh), x, score, chosen)
+            fresh = jnp.concatenate([proposed[:, :column], fresh[:, column : column + 1], proposed[:, column:]], 1)
         u = jnp.where(state.rung == 0, fresh, state.u)
         u = u.at[:, column].set(units[level[state.bracket, state.rung]])
         return u, state._replace(u=u)
 
+    def remember(state, s):
+        """The model's observations with this rung's live lanes added (the oldest overwritten)."""
+        x, score, at, used, written = state.model
+        cap = x.shape[0]
+        row = jnp.where(state.alive, (written + jnp.cumsum(state.alive) - 1) % cap, cap)  # cap: dropped
+        budget = jnp.full((num_trials,), level[state.bracket, state.rung], jnp.int32)
+        return (x.at[row].set(others(state.u), mode="drop"), score.at[row].set(s, mode="drop"),
+                at.at[row].set(budget, mode="drop"), used.at[row].set(True, mode="drop"),
+                written + state.alive.sum().astype(jnp.int32))  # fmt: skip
+
     def tell(state, u, scores):
         b = state.bracket
         s = jnp.where(state.alive, sanitize_scores(scores), jnp.inf)
+        memory = () if model is None else remember(state, s)
         rung = state.rung + 1
         rank = jnp.argsort(jnp.argsort(s))  # 0 = best; ties broken by slot
         alive = (rank < sizes[b, jnp.minimum(rung, top)]) & jnp.isfinite(s)
@@ -183,6 +214,7 @@ def _halving(name: str, space: Space, num_trials: int, fidelity: str, eta: int, 
             alive=jnp.where(restart, lanes < starts[b], alive),
             rung=jnp.where(restart, 0, rung).astype(jnp.int32),
             bracket=b,
+            model=memory,
         )
 
     rounds = sum(s + 1 for s in brackets)
