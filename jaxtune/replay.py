@@ -158,6 +158,8 @@ def _through_population(objective, config, space, chain, last_step, key_of):
     segment = make_scheduler(config["strategy"]["name"], space, lanes, config["steps"], **options).segment
     from_unit = jax.jit(space.from_unit)  # the driver's hyperparameters: the same program, the same bits
 
+    lanes *= int(config.get("seeds", 1))  # the population's width: a configuration's seeds are lanes
+
     def every_lane(trial):  # every lane trains ``trial``: its hyperparameters and its key in each
         return from_unit(np.tile(np.asarray(trial["unit"], np.float32), (lanes, 1))), _copies(key_of(trial), lanes)
 

@@ -307,8 +307,8 @@ def tune(
         for the others) in the same vmapped program: one program per bucket, ``trials * seeds``
         lanes. A trial then stores every seed's final metrics (``trial["seeds"]``), their means
         (``metrics``) and their aggregate (``value``), which strategies and selection use.
-        Round strategies and continued halving take it (a configuration's seeds promoted or
-        stopped together on their aggregate); populations refuse it (not yet).
+        Every driver takes it: continued halving and the populations decide a configuration's
+        seeds together, on their aggregate.
       aggregate: how a configuration's seeds make its value: ``"mean"``, ``"median"`` or
         ``"lcb"`` (mean minus its standard error, plus for ``mode="min"``: good on every seed).
       constraints: limits a trial must respect to count: strings ``"NAME OP NUMBER"`` (a metric

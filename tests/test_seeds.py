@@ -96,9 +96,7 @@ def test_more_seeds_than_a_chunk_holds_split_a_configuration_across_chunks():
         np.testing.assert_allclose([x["loss"] for x in s["seeds"]], [x["loss"] for x in t["seeds"]], rtol=1e-5)
 
 
-def test_seeds_are_refused_where_not_supported_and_checked():
-    with pytest.raises(jt.InputError, match="cannot take seeds="):
-        jt.tune(make_trainer(), LR_B1, "pbt", trials=2, metric="val_loss", seeds=2, progress=False)
+def test_seeds_are_checked():
     with pytest.raises(jt.InputError, match=r"seeds must be an int in \[1, 1024\], got 0"):
         jt.tune(risky, X, trials=2, seeds=0, progress=False)
     with pytest.raises(jt.InputError, match="aggregate must be one of"):
@@ -186,3 +184,30 @@ def test_continued_halving_decides_a_configurations_seeds_together_by_their_aggr
     stored = jt.Result.load(db)  # any seed of a configuration replays to its stored metrics
     _, again = stored.replay(trainer, stored.best, seed=2, return_metrics=True)
     np.testing.assert_allclose(again["val_loss"], stored.best["seeds"][2]["val_loss"], **F32)
+
+
+@pytest.mark.parametrize(
+    "strategy, options", [("pbt", {"segment": 6}), ("asha", {"min_steps": 4, "eta": 3, "configs": 8})]
+)
+def test_a_population_decides_a_configurations_seeds_together(tmp_path, strategy, options):
+    """PBT and ASHA with seeds=3: a configuration's seeds are three lanes exploited, promoted or
+    stopped together on their aggregate (the curve point's value); every trial stores its seeds;
+    a timeout resumes to the uninterrupted study and any seed replays bit for bit."""
+    trainer = make_trainer(steps=24)
+    kw = dict(trials=4, metric="val_loss", progress=False, seed=3, seeds=3, strategy_options=options)
+    straight = jt.tune(trainer, LR_B1, strategy, **kw)
+    assert straight.trials and all(len(t["seeds"]) == 3 for t in straight.trials)
+    for t in straight.trials:
+        assert t["value"] == pytest.approx(float(np.mean([s["val_loss"] for s in t["seeds"]])), rel=1e-6)
+    if strategy == "pbt":  # the first exploit replaces the configuration worst by its seeds' mean at step 6
+        at6 = {slot: c[0][1]["val_loss"] for (r, slot), c in straight.curves.items() if r == 0}
+        assert {child for (r, child, *_) in straight.lineage if r == 1} == {max(at6, key=at6.get)}
+    db = str(tmp_path / "s.db")
+    assert jt.tune(trainer, LR_B1, strategy, storage=db, timeout=1e-9, **kw).stopped == "timeout"
+    resumed = jt.tune(trainer, LR_B1, strategy, storage=db, **kw)
+    assert [(t["round"], t["slot"], t["seeds"]) for t in resumed.trials] == [
+        (t["round"], t["slot"], t["seeds"]) for t in straight.trials
+    ]
+    stored = jt.Result.load(db)
+    _, again = stored.replay(trainer, stored.best, seed=2, return_metrics=True)
+    assert again["val_loss"] == stored.best["seeds"][2]["val_loss"]

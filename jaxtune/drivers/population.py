@@ -36,13 +36,13 @@ from jaxtune.errors import CheckpointError, InputError
 from jaxtune.execute import snapshots
 from jaxtune.execute.population import Population, require_protocol
 from jaxtune.execute.timing import jit_counted
-from jaxtune.keys import DECIDE_STREAM, INIT_STREAM, lane_keys
+from jaxtune.keys import DECIDE_STREAM, INIT_STREAM, lane_keys, seed_keys
 from jaxtune.progress import Progress
 from jaxtune.result import Result
 from jaxtune.schedulers import Lanes, make_scheduler
 from jaxtune.schedulers.base import check_space
 from jaxtune.space import Space
-from jaxtune.study.records import lane_scores, minimised, selection_curve, trial_record
+from jaxtune.study.records import aggregate, lane_scores, minimised, selection_curve, trial_record
 from jaxtune.study.study import Study, study_config
 
 __all__ = [
@@ -59,7 +59,6 @@ REFUSES = {
     "max_batch": "every lane lives on the device for the whole run: use fewer trials (lanes)",
     "vmap_width": "a population vmaps all its lanes in every segment",
     "metric": "several objectives: a scheduler decides on one metric (not yet: a scalarisation on the device)",
-    "seeds": "not yet: a scheduler decides lane by lane (train seeds as a round-based sweep does)",
 }
 
 
@@ -117,18 +116,50 @@ class _Run:
         self.space, self.sched, self.args, self.metric, self.study, self.budget = (
             space, sched, args, metric, study, budget
         )  # fmt: skip
-        self.lanes = sched.num_lanes
+        self.lanes = sched.num_lanes  # configurations; each trains in k lanes (its seeds), decided together
+        self.k = args.seeds
         self.root = jax.random.key(args.seed)
         state = jit_counted(sched.init)(jax.random.fold_in(self.root, INIT_STREAM))
         u, self.state = jit_counted(sched.first)(jax.random.fold_in(self.root, INIT_STREAM), state)
         self.decide = jit_counted(sched.decide)
         self.from_unit = jit_counted(space.from_unit)
         self.lane_keys = jit_counted(lane_keys, static_argnums=2)
-        self.pop = Population(objective, space, (), self.lanes)
+        self.pop = Population(objective, space, (), self.lanes * self.k)
         self.book = _Book(np.asarray(u), *(np.zeros(self.lanes, t) for t in (np.int64, np.int32)),
                           np.ones(self.lanes, bool))  # fmt: skip
         self.hp = self.from_unit(self.book.u)
-        self.pop.start(self.hp, self.lane_keys(self.root, 0, self.lanes))
+        self.pop.start(self.seeded(self.hp), self.keys(0))
+        self.per_seed: dict[str, np.ndarray] | None = None  # the last segment's metrics, lane by lane
+
+    def seeded(self, values):
+        """Per-configuration values (a dict of arrays, or an array) for every lane: a configuration's
+        ``k`` seeds hold ``k`` consecutive lanes."""
+        if self.k == 1:
+            return values
+        if isinstance(values, dict):
+            return {n: np.repeat(np.asarray(v), self.k, axis=0) for n, v in values.items()}
+        return np.repeat(np.asarray(values), self.k, axis=0)
+
+    def keys(self, seg: int) -> jax.Array:
+        """Every lane's key for trials that start at segment ``seg``: its configuration's lane key,
+        ``fold_in(key, j)`` for seed ``j > 0`` (:func:`jaxtune.keys.seed_keys`)."""
+        return seed_keys(self.lane_keys(self.root, seg, self.lanes), self.k)
+
+    def grouped(self, per_seed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Metrics per configuration: its seeds' means, and the selection metric's aggregate
+        (``jt.tune(aggregate=)``): what the scheduler decides on and a curve point holds."""
+        if self.k == 1:
+            return per_seed
+        out = {n: np.asarray(v).reshape(-1, self.k).mean(axis=1) for n, v in per_seed.items()}
+        rows = np.asarray(per_seed[self.metric]).reshape(-1, self.k)
+        out[self.metric] = np.asarray([aggregate(row, self.args.aggregate, self.args.mode) for row in rows])
+        return out
+
+    def seeds_of(self, i: int) -> list[dict[str, float]]:
+        """Configuration ``i``'s seeds' metrics in the last segment (none with one seed)."""
+        if self.k == 1 or self.per_seed is None:
+            return []
+        return [{n: float(v[i * self.k + j]) for n, v in self.per_seed.items()} for j in range(self.k)]
 
     def resume(self, saved: tuple[int, bytes]) -> int:
         """Restores the run from a checkpoint; returns the segment to train next."""
@@ -143,13 +174,14 @@ class _Run:
         self.pop.load_state(states)
         self.book = _Book.from_arrays(book)
         self.hp = self.from_unit(self.book.u)
-        self.pop.set_hp(self.hp)
+        self.pop.set_hp(self.seeded(self.hp))
         return saved[0] + 1
 
     def segment(self, seg: int):
         """Trains every lane one segment and asks the scheduler; returns the metrics and decision."""
         b, args = self.book, self.args
-        metrics = self.pop.train(self.sched.segment)
+        self.per_seed = self.pop.train(self.sched.segment)
+        metrics = self.grouped(self.per_seed)
         b.steps = np.where(b.active, b.steps + self.sched.segment, b.steps)
         b.busy += int(b.active.sum())
         score, _ = lane_scores(metrics, self.metric, args.mode)
@@ -188,7 +220,8 @@ class _Run:
                 curve = selection_curve(stored_curves, (int(b.start[i]), int(i)), points, self.metric, args.select)
                 status = "ok" if d.finished[i] else "stopped"
                 row = trial_record(b.start[i], i, params[i], b.u[i], m, self.metric, args.mode, args.select, curve,
-                                   status, feasible=bool(self.ok[i]))  # fmt: skip
+                                   status, feasible=bool(self.ok[i]), seeds=self.seeds_of(i),
+                                   how=args.aggregate)  # fmt: skip
                 rows.append(row)
                 if row.status == "ok":
                     b.best = min(b.best, minimised(m[self.metric], args.mode))
@@ -208,9 +241,11 @@ class _Run:
         b.active = ~d.idle
         b.u = d.u
         self.hp = self.from_unit(b.u)
-        if b.active.any():
-            keys = self.lane_keys(self.root, seg + 1, self.lanes)
-            self.pop.replace(self.hp, source=d.source, restart=d.restart, keys=keys, reseed=moved)
+        if b.active.any():  # a configuration's seed j continues its source's seed j
+            k = self.k
+            source = (d.source[:, None] * k + np.arange(k)[None, :]).reshape(-1) if k > 1 else d.source
+            self.pop.replace(self.seeded(self.hp), source=source, restart=self.seeded(d.restart),
+                             keys=self.keys(seg + 1), reseed=self.seeded(moved))  # fmt: skip
         return lineage
 
     def finish(self, stopped: str | None) -> None:
@@ -228,7 +263,8 @@ class _Run:
             points = [p[self.metric] for _, p in curve]
             ok = feasible(args.constraints, params[i], curve[-1][1], f"lane {i}")
             rows.append(trial_record(*key, params[i], b.u[i], curve[-1][1], self.metric, args.mode, args.select,
-                                     points, status, feasible=ok))  # fmt: skip
+                                     points, status, feasible=ok, seeds=self.seeds_of(i),
+                                     how=args.aggregate))  # fmt: skip
         self.study.write(rows, [], [], None if stopped else (_FINISHED, b""))
 
     def result(self, segments: int, stopped: str | None) -> Result:
