@@ -20,8 +20,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["non_dominated", "hypervolume", "front_ranks", "promotion_order", "scalarised", "round_weights",
-           "finite_range", "RHO"]
+__all__ = ["non_dominated", "hypervolume", "front_ranks", "promotion_order", "promotion_positions", "scalarised",
+           "round_weights", "finite_range", "RHO"]
 
 RHO = 0.05  # the augmentation of the Chebyshev scalarisation (ParEGO's value)
 
@@ -100,8 +100,50 @@ def promotion_order(points: np.ndarray) -> np.ndarray:
             for i in members:
                 tie[i] = -(whole - hypervolume(p[members[members != i]], ref))
     else:
-        tie = np.argsort(np.argsort(np.where(np.isfinite(p), p, np.inf), axis=0), axis=0).sum(axis=1)
+        ranked = np.argsort(np.where(np.isfinite(p), p, np.inf), axis=0, kind="stable")
+        tie = np.argsort(ranked, axis=0, kind="stable").sum(axis=1)
     return np.lexsort((np.arange(len(p)), tie, ranks))
+
+
+def promotion_positions(points, valid):
+    """:func:`promotion_order` on the device, as each row's place in it: ``i32[n]``, 0 for the
+    best of the ``valid`` rows (the others ``n``). Jittable with fixed shapes: a scheduler's
+    decision with several objectives (MO-ASHA's and MO-PBT's rule) runs inside its program.
+
+    Args:
+      points: ``[n, m]`` objectives, each minimised (a non-finite row ranks after every finite one).
+      valid: ``bool[n]``: the rows that take part.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    n, m = points.shape
+    p = jnp.where(valid[:, None], points, jnp.inf)
+    ok = valid & jnp.all(jnp.isfinite(p), axis=1)
+    dominates = jnp.all(p[:, None, :] <= p[None, :, :], axis=-1) & jnp.any(p[:, None, :] < p[None, :, :], axis=-1)
+    dominates = dominates & ok[:, None] & ok[None, :]  # [i, j]: i dominates j
+
+    def peel(carry):
+        rank, left, r = carry
+        front = left & ~jnp.any(dominates & left[:, None], axis=0)
+        return jnp.where(front, r, rank), left & ~front, r + 1
+
+    rank, _, fronts = jax.lax.while_loop(lambda c: c[1].any(), peel, (jnp.full((n,), n), ok, jnp.int32(0)))
+    rank = jnp.where(ok, rank, jnp.where(valid, fronts, n + 1))
+    if m == 2:  # ties within a front by exclusive hypervolume contribution, larger first
+        low = jnp.min(jnp.where(ok[:, None], p, jnp.inf), axis=0)
+        high = jnp.max(jnp.where(ok[:, None], p, -jnp.inf), axis=0)
+        ref = high + 0.1 * jnp.maximum(high - low, 1e-12)
+        order = jnp.lexsort((p[:, 0], rank))  # each front by its first objective (the second descends)
+        f, same = p[order], rank[order][1:] == rank[order][:-1]
+        following = jnp.where(jnp.concatenate([same, jnp.zeros((1,), bool)]), jnp.roll(f[:, 0], -1), ref[0])
+        before = jnp.where(jnp.concatenate([jnp.zeros((1,), bool), same]), jnp.roll(f[:, 1], 1), ref[1])
+        share = jnp.zeros((n,)).at[order].set((following - f[:, 0]) * (before - f[:, 1]))
+        tie = -jnp.where(ok, share, 0.0)
+    else:  # ties by the sum of the row's ranks on each objective
+        tie = jnp.argsort(jnp.argsort(p, axis=0, stable=True), axis=0, stable=True).sum(axis=1).astype(jnp.float32)
+    place = jnp.argsort(jnp.lexsort((jnp.arange(n), tie, rank)))
+    return jnp.where(valid, place, n).astype(jnp.int32)
 
 
 def round_weights(seed: int, r: int, count: int) -> np.ndarray:

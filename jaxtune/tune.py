@@ -278,8 +278,11 @@ def tune(
         (successive halving and Hyperband: rungs; a population refuses it: its length is the
         objective's step budget). Rounds are numbered from 0 (in progress lines, tables and
         ``Result``).
-      metric: metric to select on; may be omitted if the objective returns one metric.
-      mode: ``"min"`` or ``"max"``.
+      metric: metric to select on; may be omitted if the objective returns one metric. Or a list
+        of two or more (several objectives, with a list of modes): round strategies are told
+        every objective or a scalarisation of them, halving and the populations rank by
+        non-dominated rank, ties by hypervolume contribution; ``Result.pareto`` is the front.
+      mode: ``"min"`` or ``"max"`` (a list of them with several objectives).
       seed: seeds the strategy and every trial's key; same seed, same results.
       storage: SQLite file to store trials in (None: in memory). Rerunning with the same file
         and study resumes: finished trials are not run again; ``rounds`` may grow. A study is

@@ -7,7 +7,8 @@ import pytest
 from conftest import SPACE, make_trainer
 
 import jaxtune as jt
-from jaxtune.strategies.bohb import kde_proposals, modelled_level
+from jaxtune.strategies.bohb import kde_proposals
+from jaxtune.strategies.halving import modelled_level
 
 BUDGET = jt.Space({"steps": jt.Int(4, 36, scale="log", static=True), "lr": SPACE.params["lr"],
                    "b1": SPACE.params["b1"]})  # fmt: skip

@@ -1,6 +1,7 @@
 """Several objectives: the Pareto front is kept, reported and drawn; strategies are told a
 random scalarisation per round (jaxtune.pareto)."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -78,9 +79,6 @@ def test_several_objectives_are_checked_before_compute():
         jt.tune(zdt1, XY, metric=["f1", "f1"], mode=["min", "min"], progress=False)
     with pytest.raises(jt.InputError, match="metric 'f3' is not among the objective's metrics"):
         jt.tune(zdt1, XY, metric=["f1", "f3"], mode=["min", "min"], progress=False)
-    with pytest.raises(jt.InputError, match="cannot take metric="):
-        jt.tune(make_trainer(), jt.Space({"lr": SPACE.params["lr"], "b1": SPACE.params["b1"]}), "pbt", trials=2,
-                metric=["val_loss", "val_accuracy"], mode=["min", "max"], progress=False)  # fmt: skip
 
 
 def test_two_objectives_from_the_config(tmp_path, capsys):
@@ -149,8 +147,6 @@ def test_the_multi_objective_gp_resumes_and_beats_random_on_zdt1(tmp_path):
 def test_continued_halving_promotes_by_non_dominated_rank_then_hypervolume_contribution():
     """With several objectives a rung keeps the configurations MO-ASHA's rule ranks first (its
     non-dominated fronts, ties by hypervolume contribution), read back from the stored curves."""
-    from conftest import SPACE, make_trainer
-
     from jaxtune.pareto import promotion_order
 
     space = jt.Space({"steps": jt.Int(4, 36, scale="log", static=True), "lr": SPACE.params["lr"],
@@ -164,3 +160,68 @@ def test_continued_halving_promotes_by_non_dominated_rank_then_hypervolume_contr
     # here the primary metric alone would have kept others
     assert went_on != set(np.argsort(first[:, 0], kind="stable")[:3].tolist())
     assert result.pareto and all(t["status"] != "diverged" for t in result.pareto)
+
+
+def test_the_device_promotion_order_is_the_hosts():
+    """:func:`promotion_positions` (inside a scheduler's program) orders rows as
+    :func:`promotion_order` does, with padding rows left out, for two and three objectives."""
+    from jaxtune.pareto import promotion_order, promotion_positions
+
+    rng = np.random.default_rng(0)
+    for m in (2, 3):
+        for trial in range(12):
+            n = int(rng.integers(2, 30))
+            p = rng.random((n, m)).astype(np.float32)
+            p[int(rng.integers(0, n))] = np.inf if trial % 3 == 0 else p[0]  # a diverged row, or a duplicate
+            host = promotion_order(p)
+            padded = np.concatenate([p, np.zeros((4, m), np.float32)])
+            places = np.asarray(promotion_positions(jnp.asarray(padded), jnp.arange(n + 4) < n))
+            np.testing.assert_array_equal(np.argsort(places[:n]), host)
+            assert (places[n:] == n + 4).all()
+
+
+def test_asha_with_two_objectives_promotes_by_front_then_hypervolume_contribution():
+    """Three arrivals at a rung with eta=3: only the first in MO-ASHA's order goes on. A = (1, 1)
+    and C = (0, 3) share the front and A adds more hypervolume; on the first objective alone C
+    would have gone on."""
+    from jaxtune.schedulers import ASHA, Lanes
+
+    sched = ASHA(min_steps=4, eta=3, configs=6, objectives=2).build(XY, 3, 12)
+    state = sched.init(jax.random.key(0))
+    points = jnp.asarray([[1.0, 1.0], [2.0, 2.0], [0.0, 3.0]])
+    lanes = Lanes(points[:, 0], jnp.full((3,), 4, jnp.int32), jnp.full((3, 2), 0.5), jnp.ones(3, bool), points)
+    d, _ = sched.decide(jax.random.key(1), state, lanes)
+    assert np.asarray(d.end).tolist() == [False, True, True]
+    single = ASHA(min_steps=4, eta=3, configs=6).build(XY, 3, 12)
+    d1, _ = single.decide(jax.random.key(1), single.init(jax.random.key(0)), lanes._replace(objectives=None))
+    assert np.asarray(d1.end).tolist() == [True, True, False]
+
+
+@pytest.mark.parametrize(
+    "strategy, options, trials",
+    [
+        ("pbt", {"segment": 6}, 4),
+        ("asha", {"min_steps": 4, "eta": 3, "configs": 8}, 4),
+        ("median", {"segment": 6, "grace": 6, "configs": 6}, 3),
+    ],
+)
+def test_populations_take_several_objectives_and_resume_to_the_same_front(tmp_path, strategy, options, trials):
+    """PBT exploits, ASHA and median stopping stop by non-dominated rank then hypervolume
+    contribution (on the device); a timeout resumes to the uninterrupted study; Result.pareto."""
+    from jaxtune.pareto import promotion_order
+
+    lr_b1 = jt.Space({"lr": SPACE.params["lr"], "b1": SPACE.params["b1"]})
+    kw = dict(trials=trials, metric=["val_loss", "val_accuracy"], mode=["min", "max"], progress=False, seed=3,
+              strategy_options=options)  # fmt: skip
+    straight = jt.tune(make_trainer(steps=24), lr_b1, strategy, **kw)
+    assert straight.pareto
+    if strategy == "pbt":  # the first exploit replaces the lane last in the promotion order at step 6
+        at6 = {slot: c[0][1] for (r, slot), c in straight.curves.items() if r == 0}
+        points = np.asarray([[at6[i]["val_loss"], -at6[i]["val_accuracy"]] for i in range(trials)])
+        assert {child for (r, child) in straight.lineage if r == 1} == {int(promotion_order(points)[-1])}
+    db = str(tmp_path / "s.db")
+    assert jt.tune(make_trainer(steps=24), lr_b1, strategy, storage=db, timeout=1e-9, **kw).stopped == "timeout"
+    resumed = jt.tune(make_trainer(steps=24), lr_b1, strategy, storage=db, **kw)
+    assert [(t["round"], t["slot"], t["metrics"]) for t in resumed.trials] == [
+        (t["round"], t["slot"], t["metrics"]) for t in straight.trials
+    ]

@@ -12,7 +12,7 @@ SPACE = jt.Space({"a": jt.Float(0, 1), "b": jt.Float(1e-3, 1, scale="log"), "c":
 
 # Successive halving and Hyperband need a budget in the space: the same three dimensions, the last a budget.
 BUDGET_SPACE = jt.Space({**dict(list(SPACE.params.items())[:2]), "steps": jt.Int(1, 27, static=True)})
-SPACES = {"successive_halving": BUDGET_SPACE, "hyperband": BUDGET_SPACE}
+SPACES = {"successive_halving": BUDGET_SPACE, "hyperband": BUDGET_SPACE, "bohb": BUDGET_SPACE}
 # The properties below do not depend on the Gaussian process's size: a small one runs op by op in seconds.
 OPTIONS = {"gp": {"capacity": 64, "candidates": 128, "fit_steps": 10, "features": 128}}
 

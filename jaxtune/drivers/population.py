@@ -58,7 +58,6 @@ REFUSES = {
     "rounds": "a population's length is the objective's step budget (steps), not a number of rounds",
     "max_batch": "every lane lives on the device for the whole run: use fewer trials (lanes)",
     "vmap_width": "a population vmaps all its lanes in every segment",
-    "metric": "several objectives: a scheduler decides on one metric (not yet: a scalarisation on the device)",
 }
 
 
@@ -80,7 +79,10 @@ def check(objective, space: Space, args: Arguments) -> None:
 def run(objective, space: Space, args: Arguments, executor, metric: str, storage) -> Result:
     """Runs (or resumes) a population sweep (see the module docstring); called by :func:`jaxtune.tune`."""
     budget = budget_of(objective)
-    sched = make_scheduler(args.spec, space, args.trials, budget)
+    spec = args.spec
+    if args.objectives and "objectives" in {f.name for f in dataclasses.fields(spec)}:
+        spec = dataclasses.replace(spec, objectives=len(args.objectives))  # its rung records hold every one
+    sched = make_scheduler(spec, space, args.trials, budget)
     config = study_config(
         space, args.described, args, metric, args.tie_break, objective, executor, "population", steps=budget
     )
@@ -146,13 +148,15 @@ class _Run:
         return seed_keys(self.lane_keys(self.root, seg, self.lanes), self.k)
 
     def grouped(self, per_seed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Metrics per configuration: its seeds' means, and the selection metric's aggregate
-        (``jt.tune(aggregate=)``): what the scheduler decides on and a curve point holds."""
+        """Metrics per configuration: its seeds' means, and the selection metric's (every
+        objective's) aggregate (``jt.tune(aggregate=)``): what the scheduler decides on and a
+        curve point holds."""
         if self.k == 1:
             return per_seed
         out = {n: np.asarray(v).reshape(-1, self.k).mean(axis=1) for n, v in per_seed.items()}
-        rows = np.asarray(per_seed[self.metric]).reshape(-1, self.k)
-        out[self.metric] = np.asarray([aggregate(row, self.args.aggregate, self.args.mode) for row in rows])
+        for name, mode in self.args.objectives or ((self.metric, self.args.mode),):
+            rows = np.asarray(per_seed[name]).reshape(-1, self.k)
+            out[name] = np.asarray([aggregate(row, self.args.aggregate, mode) for row in rows])
         return out
 
     def seeds_of(self, i: int) -> list[dict[str, float]]:
@@ -189,7 +193,12 @@ class _Run:
         score = np.where(self.ok | ~np.isfinite(score), score, INFEASIBLE)  # below every feasible lane
         live = np.asarray(score)[b.active & self.ok]
         self.now = float(np.min(live[np.isfinite(live)], initial=np.inf))  # the lanes' best, for progress
-        lanes = Lanes(jnp.asarray(score), jnp.asarray(b.steps), jnp.asarray(b.u, jnp.float32), jnp.asarray(b.active))
+        points = None
+        if args.objectives:  # every objective minimised; an infeasible lane below every feasible one
+            points = np.stack([lane_scores(metrics, name, mode)[0] for name, mode in args.objectives], axis=1)
+            points = jnp.asarray(np.where(self.ok[:, None] | ~np.isfinite(points), points, INFEASIBLE))
+        lanes = Lanes(jnp.asarray(score), jnp.asarray(b.steps), jnp.asarray(b.u, jnp.float32), jnp.asarray(b.active),
+                      points)  # fmt: skip
         decision, self.state = self.decide(
             jax.random.fold_in(jax.random.fold_in(self.root, DECIDE_STREAM), seg), self.state, lanes
         )

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 
 from jaxtune._checks import check_int
 from jaxtune.errors import InputError
+from jaxtune.pareto import promotion_positions
 from jaxtune.schedulers.base import MAX_CONFIGS, Decision, Lanes, Scheduler, check_segment, fresh, register_scheduler
 from jaxtune.space import Space
 
@@ -36,7 +37,7 @@ _WORST = 3e38  # a diverged score in a rung record (finite, so quantiles stay de
 class ASHAState(NamedTuple):
     """ASHA's state: each rung's record of scores, and counts for reporting."""
 
-    record: jax.Array  # f32[rungs, configs]: scores recorded at each rung (NaN: empty)
+    record: jax.Array  # f32[rungs, configs] ([rungs, configs, objectives]): scores recorded at each rung (NaN: empty)
     count: jax.Array  # i32[rungs]: how many arrived at each rung
     passed: jax.Array  # i32[rungs]: how many of them went on
     started: jax.Array  # i32[]: configurations started so far
@@ -54,12 +55,15 @@ class ASHA:
       configs: configurations to start in all (None: 4 per lane, or as many as ``budget_steps`` takes).
       budget_steps: training steps to spend in all, summed over lanes (instead of ``configs``):
         refilling stops once the next configuration is not expected to fit (module docstring).
+      objectives: how many objectives a rung compares (set by ``jt.tune`` from ``metric``; see
+        :func:`rung_scheduler`).
     """
 
     min_steps: int = 100
     eta: int = 3
     configs: int | None = None
     budget_steps: int | None = dataclasses.field(default=None, metadata={"describe": "if_changed"})
+    objectives: int = dataclasses.field(default=1, metadata={"describe": "if_changed"})
 
     def __post_init__(self):
         check_int("asha: min_steps", self.min_steps)
@@ -89,7 +93,7 @@ class ASHA:
             milestones.append(r)
             r *= eta
         return rung_scheduler(space, num_lanes, steps, self.min_steps, milestones, 1.0 / eta, configs, min_count=1,
-                              budget=budget)  # fmt: skip
+                              budget=budget, objectives=self.objectives)  # fmt: skip
 
 
 def expected_left(at: jax.Array, ends: jax.Array, rate: jax.Array) -> jax.Array:
@@ -110,6 +114,26 @@ def expected_left(at: jax.Array, ends: jax.Array, rate: jax.Array) -> jax.Array:
     return left
 
 
+def _within_front_quantile(record, arrive, slot, count, quantile: float) -> jax.Array:
+    """Which arriving lanes' place in their rung's promotion order (non-dominated rank, ties by
+    hypervolume contribution) is within the best ``quantile`` of the rung's record; computed only
+    for rungs with arrivals."""
+    num_lanes, n_rungs = arrive.shape
+    configs = record.shape[1]
+    within = jnp.zeros((num_lanes,), bool)
+    for k in range(n_rungs):
+
+        def place(record_k, k=k):
+            at = promotion_positions(record_k, ~jnp.isnan(record_k[:, 0]))[jnp.clip(slot[:, k], 0, configs - 1)]
+            return at <= quantile * (count[k] - 1)
+
+        def nobody(record_k):
+            return jnp.zeros((num_lanes,), bool)
+
+        within = jnp.where(arrive[:, k], jax.lax.cond(arrive[:, k].any(), place, nobody, record[k]), within)
+    return within
+
+
 def rung_scheduler(
     space: Space,
     num_lanes: int,
@@ -120,11 +144,17 @@ def rung_scheduler(
     configs: int,
     min_count: int,
     budget: int | None = None,
+    objectives: int = 1,
 ) -> Scheduler:
     """Lanes compared at ``milestones`` (step counts): a lane arriving at one goes on only if its
     score is within the best ``quantile`` of that milestone's record (this segment's arrivals
     included; a record of fewer than ``min_count`` lets every arrival go on); ended lanes are
-    refilled while fewer than ``configs`` configurations have started. ASHA and median stopping."""
+    refilled while fewer than ``configs`` configurations have started. ASHA and median stopping.
+
+    With several ``objectives`` (MO-ASHA's rule, Schmucker et al. 2021) the record holds every
+    objective, and an arrival goes on if its place in the record's promotion order (non-dominated
+    rank, ties by hypervolume contribution: :func:`jaxtune.pareto.promotion_positions`) is within
+    the best ``quantile`` of it."""
     dim = space.dim
     rungs = jnp.asarray(milestones, jnp.int32)  # the end, `steps`, is not a rung
     n_rungs = len(milestones)
@@ -133,10 +163,11 @@ def rung_scheduler(
     if budget is not None:  # lane-steps <= budget + what the lanes running at the last refill may train
         max_segments = min(max_segments, math.ceil(budget / (num_lanes * segment)) + 2 * math.ceil(steps / segment))
     ends = jnp.asarray([*milestones, steps], jnp.float32)  # where a trial is compared, then its end
+    extra = (objectives,) if objectives > 1 else ()
 
     def init(key):
         return ASHAState(
-            record=jnp.full((n_rungs, configs), jnp.nan, jnp.float32),
+            record=jnp.full((n_rungs, configs, *extra), jnp.nan, jnp.float32),
             count=jnp.zeros((n_rungs,), jnp.int32),
             passed=jnp.zeros((n_rungs,), jnp.int32),
             started=jnp.asarray(num_lanes, jnp.int32),
@@ -148,7 +179,8 @@ def rung_scheduler(
         return fresh(key, num_lanes, dim), state
 
     def decide(key, state, lanes: Lanes):
-        score = jnp.where(jnp.isfinite(lanes.score), lanes.score, _WORST)
+        score = lanes.score if not extra else lanes.objectives
+        score = jnp.where(jnp.isfinite(score), score, _WORST)
         arrive = lanes.active[:, None] & (lanes.steps[:, None] == rungs[None, :])  # [N, rungs]
         # Record every arrival first: the decision does not depend on lane order.
         slot = state.count[None, :] + jnp.cumsum(arrive, axis=0) - 1
@@ -157,10 +189,13 @@ def rung_scheduler(
             at = jnp.where(arrive[:, k], slot[:, k], configs)  # out of range: dropped
             record = record.at[k, at].set(score, mode="drop")
         count = state.count + arrive.sum(0)
-        cutoff = jnp.nanquantile(record, quantile, axis=1)  # [rungs]
         at_rung = arrive.any(1)
         rung = jnp.argmax(arrive, axis=1)
-        go_on = (score <= cutoff[rung]) | (count[rung] < min_count)
+        if extra:
+            go_on = _within_front_quantile(record, arrive, slot, count, quantile) | (count[rung] < min_count)
+        else:
+            cutoff = jnp.nanquantile(record, quantile, axis=1)  # [rungs]
+            go_on = (score <= cutoff[rung]) | (count[rung] < min_count)
         diverged = lanes.active & ~jnp.isfinite(lanes.score)
         finished = lanes.active & (lanes.steps >= steps) & ~diverged
         stopped = (lanes.active & at_rung & ~go_on) | diverged
@@ -206,12 +241,15 @@ class MedianStopping:
       grace: steps before the first comparison (a multiple of ``segment``).
       min_count: scores recorded at a step before any trial is stopped there.
       configs: configurations to start in all (None: 2 per lane).
+      objectives: how many objectives are compared (set by ``jt.tune`` from ``metric``): a trial
+        goes on if its place in the promotion order is in the better half.
     """
 
     segment: int = 100
     grace: int = 100
     min_count: int = 3
     configs: int | None = None
+    objectives: int = dataclasses.field(default=1, metadata={"describe": "if_changed"})
 
     def __post_init__(self):
         check_int("median: segment", self.segment)
@@ -228,4 +266,5 @@ class MedianStopping:
         if configs < num_lanes:
             raise InputError(f"median: configs={configs} must be at least the number of lanes ({num_lanes})")
         milestones = list(range(max(self.grace, self.segment), steps, self.segment))
-        return rung_scheduler(space, num_lanes, steps, self.segment, milestones, 0.5, configs, self.min_count)
+        return rung_scheduler(space, num_lanes, steps, self.segment, milestones, 0.5, configs, self.min_count,
+                              objectives=self.objectives)  # fmt: skip

@@ -44,6 +44,9 @@ class Lanes(NamedTuple):
     steps: jax.Array  # i32[N]: steps the lane's current trial has trained
     u: jax.Array  # f32[N, d]: the lane's configuration on the unit cube
     active: jax.Array  # bool[N]: lanes that trained in this segment (not idle)
+    # f32[N, m] with several objectives (each minimised; +inf diverged, 1e30 infeasible), else None:
+    # a scheduler then ranks lanes by non-dominated rank, ties by hypervolume contribution.
+    objectives: jax.Array | None = None
 
 
 class Decision(NamedTuple):

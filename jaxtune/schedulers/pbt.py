@@ -21,6 +21,7 @@ import jax.numpy as jnp
 
 from jaxtune._checks import check_int
 from jaxtune.errors import InputError
+from jaxtune.pareto import promotion_positions
 from jaxtune.schedulers.base import (
     Decision,
     Lanes,
@@ -101,7 +102,10 @@ class PBT:
         def decide(key, state, lanes: Lanes):
             seg = state.segment + 1
             k_donor, *k_explore = jax.random.split(key, 4)
-            order = jnp.argsort(lanes.score)  # best first; non-finite (+inf) last; ties by lane
+            if lanes.objectives is None:
+                order = jnp.argsort(lanes.score)  # best first; non-finite (+inf) last; ties by lane
+            else:  # several objectives: non-dominated rank, ties by hypervolume contribution (MO-PBT)
+                order = jnp.argsort(promotion_positions(lanes.objectives, jnp.ones((num_lanes,), bool)))
             rank = jnp.argsort(order)
             bottom = rank >= num_lanes - k
             donors = order[jax.random.randint(k_donor, (num_lanes,), 0, k)]

@@ -39,7 +39,7 @@ from jaxtune.space import Space
 from jaxtune.strategies.base import Strategy, register
 from jaxtune.strategies.halving import Hyperband, halving_strategy
 
-__all__ = ["BOHB", "kde_proposals", "modelled_level"]
+__all__ = ["BOHB", "kde_proposals"]
 
 
 @register("bohb")
@@ -89,13 +89,6 @@ class BOHB(Hyperband):
             raise InputError(f"bohb: capacity={self.capacity} must be >= trials ({num_trials})")
         return halving_strategy(self.registry_name, space, num_trials, self.fidelity, self.eta, hyperband=True,
                                 model=self)  # fmt: skip
-
-
-def modelled_level(level: jax.Array, used: jax.Array, levels: int, dim: int) -> jax.Array:
-    """The largest budget index with at least ``dim + 3`` observations (-1: none has)."""
-    counts = jnp.zeros((levels,), jnp.int32).at[jnp.where(used, level, levels)].add(1, mode="drop")
-    enough = counts >= dim + 3
-    return jnp.where(enough.any(), levels - 1 - jnp.argmax(enough[::-1]), -1)
 
 
 def kde_proposals(key, random_u, x, score, used, top_fraction: float, random_fraction: float, samples: int,

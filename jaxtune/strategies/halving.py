@@ -123,11 +123,8 @@ def bracket_plan(num_trials: int, levels: int, eta: int, hyperband: bool) -> lis
     return out
 
 
-def halving_strategy(name: str, space: Space, num_trials: int, fidelity: str, eta: int, hyperband: bool,
-                     model=None) -> Strategy:  # fmt: skip
-    """Successive halving over a cycle of brackets (one bracket: plain successive halving); with a
-    ``model`` (:class:`~jaxtune.strategies.BOHB`), each bracket's fresh configurations are its
-    proposals from the observations told so far."""
+def _budget_parameter(name: str, space: Space, fidelity: str, eta: int) -> Int:
+    """The space's budget parameter, checked: a static Int spanning at least one factor of ``eta``."""
     check_int(f"{name}: eta", eta, 2)
     p = space.params.get(fidelity)
     if p is None:
@@ -142,6 +139,27 @@ def halving_strategy(name: str, space: Space, num_trials: int, fidelity: str, et
             f"{name}: fidelity {fidelity!r} spans {p.low}..{p.high}, less than one factor of eta={eta}: make "
             "high >= eta * low"
         )
+    return p
+
+
+def _observed(memory: tuple, x: jax.Array, score: jax.Array, alive: jax.Array, budget: jax.Array) -> tuple:
+    """A model's observations (BOHB) with the ``alive`` rows of ``(x, score)`` at budget index
+    ``budget`` added, the oldest overwritten once ``capacity`` rows are held."""
+    xs, scores, at, used, written = memory
+    cap = xs.shape[0]
+    row = jnp.where(alive, (written + jnp.cumsum(alive) - 1) % cap, cap)  # cap: dropped
+    level = jnp.full(alive.shape, budget, jnp.int32)
+    return (xs.at[row].set(x, mode="drop"), scores.at[row].set(score, mode="drop"),
+            at.at[row].set(level, mode="drop"), used.at[row].set(True, mode="drop"),
+            written + alive.sum().astype(jnp.int32))  # fmt: skip
+
+
+def halving_strategy(name: str, space: Space, num_trials: int, fidelity: str, eta: int, hyperband: bool,
+                     model=None) -> Strategy:  # fmt: skip
+    """Successive halving over a cycle of brackets (one bracket: plain successive halving); with a
+    ``model`` (:class:`~jaxtune.strategies.BOHB`), each bracket's fresh configurations are its
+    proposals from the observations told so far."""
+    p = _budget_parameter(name, space, fidelity, eta)
     steps = budgets(p.low, p.high, eta)
     top = len(steps) - 1  # S: halvings in the most aggressive bracket
     plan = bracket_plan(num_trials, len(steps), eta, hyperband)
@@ -161,9 +179,6 @@ def halving_strategy(name: str, space: Space, num_trials: int, fidelity: str, et
     column = space.names.index(fidelity)
     dim = space.dim
     lanes = jnp.arange(num_trials)
-
-    if model is not None:
-        from jaxtune.strategies.bohb import modelled_level  # (bohb builds on this module)
 
     def others(u):  # the coordinates of every hyperparameter but the budget
         return jnp.concatenate([u[:, :column], u[:, column + 1 :]], axis=1)
@@ -189,20 +204,11 @@ def halving_strategy(name: str, space: Space, num_trials: int, fidelity: str, et
         u = u.at[:, column].set(units[level[state.bracket, state.rung]])
         return u, state._replace(u=u)
 
-    def remember(state, s):
-        """The model's observations with this rung's live lanes added (the oldest overwritten)."""
-        x, score, at, used, written = state.model
-        cap = x.shape[0]
-        row = jnp.where(state.alive, (written + jnp.cumsum(state.alive) - 1) % cap, cap)  # cap: dropped
-        budget = jnp.full((num_trials,), level[state.bracket, state.rung], jnp.int32)
-        return (x.at[row].set(others(state.u), mode="drop"), score.at[row].set(s, mode="drop"),
-                at.at[row].set(budget, mode="drop"), used.at[row].set(True, mode="drop"),
-                written + state.alive.sum().astype(jnp.int32))  # fmt: skip
-
     def tell(state, u, scores):
         b = state.bracket
         s = jnp.where(state.alive, sanitize_scores(scores), jnp.inf)
-        memory = () if model is None else remember(state, s)
+        memory = () if model is None else _observed(state.model, others(state.u), s, state.alive,
+                                                    level[state.bracket, state.rung])  # fmt: skip
         rung = state.rung + 1
         rank = jnp.argsort(jnp.argsort(s))  # 0 = best; ties broken by slot
         alive = (rank < sizes[b, jnp.minimum(rung, top)]) & jnp.isfinite(s)
@@ -219,6 +225,13 @@ def halving_strategy(name: str, space: Space, num_trials: int, fidelity: str, et
 
     rounds = sum(s + 1 for s in brackets)
     return Strategy(init, ask, tell, lambda state: state.alive, num_trials, dim, num_rounds=rounds)
+
+
+def modelled_level(level: jax.Array, used: jax.Array, levels: int, dim: int) -> jax.Array:
+    """The largest budget index with at least ``dim + 3`` observations (-1: none has)."""
+    counts = jnp.zeros((levels,), jnp.int32).at[jnp.where(used, level, levels)].add(1, mode="drop")
+    enough = counts >= dim + 3
+    return jnp.where(enough.any(), levels - 1 - jnp.argmax(enough[::-1]), -1)
 
 
 # Most training calls a rung of the shared population (lanes one at a time) is split into: more,
