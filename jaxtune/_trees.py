@@ -18,8 +18,25 @@ def host_leaf(x: Any) -> np.ndarray:
 
 
 def tree_arrays(tree: Any, prefix: str) -> dict[str, np.ndarray]:
-    """``{prefix + i: leaf i}`` for the leaves of ``tree``, on the host."""
-    return {f"{prefix}{i}": host_leaf(x) for i, x in enumerate(jax.tree.leaves(jax.device_get(tree)))}
+    """``{prefix + i: leaf i}`` for the leaves of ``tree``, on the host. A leaf sharded over several
+    processes (``jax.distributed``) is gathered whole on every process: every process must call it."""
+    return {f"{prefix}{i}": host_leaf(x) for i, x in enumerate(jax.tree.leaves(on_host(tree)))}
+
+
+def on_host(tree: Any) -> Any:
+    """``tree``'s arrays on the host, whole, whichever processes hold their shards (a collective
+    when some are another process's)."""
+    def whole(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            from jax.experimental import multihost_utils
+
+            if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+                data = multihost_utils.process_allgather(jax.random.key_data(x), tiled=True)
+                return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return x
+
+    return jax.device_get(jax.tree.map(whole, tree))
 
 
 def restore_tree(data: Mapping[str, np.ndarray], prefix: str, template: Any) -> Any:

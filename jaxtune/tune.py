@@ -209,8 +209,6 @@ def _driver_for(args: Arguments, objective: Any, strategy: Any, options: dict | 
 
 def _warm_start(source: Any, space: Space, args: Arguments) -> WarmStart:
     """The stored trials a warm start tells the strategy (checked before anything is traced)."""
-    if args.objectives:
-        raise InputError("warm_start with several objectives: not yet (a stored study is told as one score a trial)")
     warm = load_warm_start(source, space)
     if args.verbose:
         s = warm.source
@@ -323,8 +321,9 @@ def tune(
         or ``(path, study)``. Its trials that fit ``space`` (the same parameter names; values in
         the new ranges — the others are dropped and counted) are told to the strategy before the
         first round: ``gp`` fits them, coarse-to-fine starts from their best box, Optuna gets
-        them as finished trials. The new study stores where it started from. Round strategies
-        take it (one objective); populations and continued halving refuse it (not yet).
+        them as finished trials, BOHB's model observes them; successive halving and Hyperband
+        start their first bracket, a population its first lanes, half from their best. The new
+        study stores where it started from.
 
     Returns:
       A :class:`~jaxtune.Result` with every trial of the study (stored ones included).
@@ -364,7 +363,7 @@ def tune(
             raise InputError(f"metric {name!r} is not among the objective's metrics {names}")
     metric = _choose_metric(names, args.objectives[0][0] if args.objectives else metric, args.tie_break)
     if warm is not None:  # scored for the study's metric, now that it is known
-        args = dataclasses.replace(args, warm=warm.scored(metric, args.mode))
+        args = dataclasses.replace(args, warm=warm.scored(metric, args.mode, args.objectives))
     if constraints is not None:
         example = space.to_python(space.from_unit(jnp.full((1, space.dim), 0.5, jnp.float32)))[0]
         args = dataclasses.replace(args, constraints=check_constraints(constraints, example, names))

@@ -124,7 +124,7 @@ def test_grid_rounds_default_covers_the_grid_and_skips_padding():
         (dict(mode="maximize"), "mode must be 'min' or 'max', got 'maximize'"),
         (dict(metric="accuracy"), "metric 'accuracy' is not among the objective's metrics \\['acc', 'loss'\\]"),
         (dict(metric=None), "pass metric= to choose one"),
-        (dict(strategy="bohb"), "unknown strategy 'bohb'"),
+        (dict(strategy="tpe"), "unknown strategy 'tpe'"),
         (dict(seed=-1), r"seed must be an int in \[0, 4294967295\], got -1"),
         (dict(max_batch=0), "max_batch must be an int >= 1 or None, got 0"),
         (dict(seed=2**32), r"seed must be an int in \[0, 4294967295\], got 4294967296"),

@@ -82,8 +82,6 @@ def test_a_warm_start_that_cannot_be_used_is_refused_before_compute(stored, tmp_
     far = jt.Space({"x": jt.Float(5.0, 6.0), "y": jt.Float(-1.0, 1.0)})
     with pytest.raises(jt.InputError, match="none of the 64 trials"):
         jt.tune(objective, far, "random", trials=4, metric="loss", warm_start=stored)
-    with pytest.raises(jt.InputError, match="warm_start"):  # a population cannot be told trials yet
-        jt.tune(objective, SPACE, "pbt", trials=4, metric="loss", warm_start=stored)
 
 
 def test_optuna_is_given_the_stored_trials(stored):
@@ -112,3 +110,86 @@ def test_a_config_warm_starts_from_a_study_file(tmp_path, capsys):
     warm.write_text('[task]\nname = "branin"\n[tune]\nwarm_start = "nowhere.db"\n')
     assert cli.main(["run", str(warm)]) == 2
     assert "[tune] warm_start must name a study file, got 'nowhere.db'" in capsys.readouterr().err
+
+
+BUDGET = jt.Space({"x": jt.Float(-1.0, 1.0), "y": jt.Float(-1.0, 1.0), "steps": jt.Int(3, 27, static=True)})
+
+
+def budgeted(hp, key):
+    return {"loss": (hp["x"] - 0.6) ** 2 + (hp["y"] + 0.4) ** 2 + 1.0 / hp["steps"]}
+
+
+@pytest.fixture(scope="module")
+def stored_with_budgets(tmp_path_factory):
+    db = str(tmp_path_factory.mktemp("warm") / "budgets.db")
+    jt.tune(budgeted, BUDGET, "random", trials=32, rounds=2, metric="loss", storage=db, progress=False)
+    return db
+
+
+def test_halving_starts_its_first_bracket_from_the_stored_best(stored_with_budgets):
+    """Successive halving and Hyperband (retraining here) start the first half of their first
+    bracket from the stored study's best configurations; the next bracket draws afresh."""
+    best = sorted(jt.Result.load(stored_with_budgets).trials, key=lambda t: t["value"])
+    for name in ("successive_halving", "hyperband"):
+        r = jt.tune(budgeted, BUDGET, name, trials=9, rounds=5, metric="loss", progress=False,
+                    warm_start=stored_with_budgets)  # fmt: skip
+        first = [t["params"] for t in r.trials if t["round"] == 0]
+        assert [(p["x"], p["y"]) for p in first[:5]] == [(t["params"]["x"], t["params"]["y"]) for t in best[:5]]
+        assert r.config["warm_start"]["trials"] == 64
+
+
+def test_bohb_models_the_stored_trials_before_its_first_bracket(stored_with_budgets):
+    """BOHB's first bracket comes from its kernel density model of the stored trials (at the
+    budgets they trained), near the stored optimum, where Hyperband's would be uniform."""
+    kw = dict(trials=9, rounds=3, metric="loss", progress=False, seed=1)
+    bohb = jt.tune(budgeted, BUDGET, "bohb", warm_start=stored_with_budgets,
+                   strategy_options={"random_fraction": 0.0}, **kw)  # fmt: skip
+    cold = jt.tune(budgeted, BUDGET, "hyperband", **kw)
+
+    def distance(r):
+        first = [t["params"] for t in r.trials if t["round"] == 0]
+        return np.median([np.hypot(p["x"] - 0.6, p["y"] + 0.4) for p in first])
+
+    assert distance(bohb) < 0.5 * distance(cold)
+
+
+def test_a_population_starts_half_its_lanes_from_the_stored_best(tmp_path):
+    """PBT (and every population) starts up to half its lanes from the stored study's best."""
+    from conftest import SPACE as TRAINER_SPACE
+    from conftest import make_trainer
+
+    lr_b1 = jt.Space({"lr": TRAINER_SPACE.params["lr"], "b1": TRAINER_SPACE.params["b1"]})
+    db = str(tmp_path / "first.db")
+    first = jt.tune(make_trainer(steps=12), lr_b1, "random", trials=6, metric="val_loss", storage=db, progress=False)
+    best = [t["params"] for t in sorted(first.trials, key=lambda t: t["value"])[:2]]
+    for name, options in (("pbt", {"segment": 6}), ("asha", {"min_steps": 4, "eta": 3, "configs": 6})):
+        r = jt.tune(make_trainer(steps=12), lr_b1, name, trials=4, metric="val_loss", warm_start=db, progress=False,
+                    strategy_options=options)  # fmt: skip
+        lanes = {t["slot"]: t["params"] for t in r.trials if t["round"] == 0}
+        assert [lanes[0], lanes[1]] == best and lanes[2] not in best
+
+
+def two_bowls(hp, key):
+    return {"f1": (hp["x"] - 0.6) ** 2 + 0.1 * hp["y"] ** 2, "f2": (hp["y"] + 0.4) ** 2 + 0.1 * hp["x"] ** 2}
+
+
+def test_several_objectives_warm_start_from_every_objective(tmp_path):
+    """With several objectives the stored trials are ordered by non-dominated rank (ties by
+    hypervolume contribution); ``gp`` and Optuna are told every objective, others that place."""
+    db = str(tmp_path / "mo.db")
+    kw = dict(metric=["f1", "f2"], mode=["min", "min"], progress=False)
+    jt.tune(two_bowls, SPACE, "random", trials=16, rounds=2, storage=db, **kw)
+    from jaxtune.pareto import promotion_order
+    from jaxtune.study.warm import load_warm_start
+
+    warm = load_warm_start(db, SPACE).scored("f1", "min", (("f1", "min"), ("f2", "min")))
+    assert warm.points.shape == (32, 2) and np.array_equal(promotion_order(warm.points), np.arange(32))
+    small = {"capacity": 64, "candidates": 64, "features": 64, "fit_steps": 5}
+    gp = jt.tune(two_bowls, SPACE, "gp", trials=8, rounds=1, warm_start=db, strategy_options=small, **kw)
+    halton = jt.tune(two_bowls, SPACE, "gp", trials=8, rounds=1, strategy_options=small, **kw)
+    assert round0(gp).tolist() != round0(halton).tolist()  # a model's proposal, not the Halton batch
+    c2f = jt.tune(two_bowls, SPACE, "coarse_to_fine", trials=8, rounds=1, warm_start=db, **kw)
+    assert c2f.config["warm_start"]["trials"] == 32
+    pytest.importorskip("optuna")
+    tpe = jt.tune(two_bowls, SPACE, "optuna", trials=4, rounds=1, warm_start=db, **kw)
+    assert len(tpe.trials) == 4

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from jaxtune.errors import raise_swallowed_signal
+from jaxtune.study.study import agreed
 
 __all__ = ["Arguments"]
 
@@ -50,7 +51,7 @@ class Arguments:
         (:func:`jaxtune.errors.raise_from_signal`), so that the run stops there.
         """
         raise_swallowed_signal()
-        return self.deadline is not None and time.monotonic() > self.deadline
+        return agreed(self.deadline is not None and time.monotonic() > self.deadline)  # process 0's clock
 
     def say_stopped(self, stored: int, resumes_at: str) -> None:
         """Tells (with ``progress=True``) that the timeout stopped the run and how a rerun resumes."""

@@ -38,7 +38,6 @@ __all__ = ["check", "run", "REFUSES"]
 
 # The jt.tune arguments this driver cannot honour, and why: refused before anything is traced.
 REFUSES = {
-    "warm_start": "not yet: a bracket draws its configurations from the seed, not from a model it could be told",
     "max_batch": "a rung's lanes live on the device together: use fewer trials",
 }
 
@@ -193,6 +192,7 @@ class _Halving:
         self.root = jax.random.key(args.seed)
         self.draw = jit_counted(self._draw)
         self.proposed = jit_counted(self._proposed)
+        self.unit_points = jit_counted(self._unit_points)
         self.pops: dict[int, Population] = {}
         self.fidelity_at = space.names.index(spec.fidelity)
         fid = space.params[spec.fidelity]  # each budget's unit coordinate, in one call
@@ -226,7 +226,13 @@ class _Halving:
             x, score, used = self.observations(first)
             key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(self.root, DECIDE_STREAM), first), 1)
             u, hp = self.proposed(key, u, x, score, used)
+        elif first == 0 and self.args.warm is not None:  # the first bracket starts from the stored best
+            best = np.delete(self.args.warm.best(-(-self.most // 2)), self.fidelity_at, axis=1)
+            u, hp = self.unit_points(np.concatenate([best, np.asarray(u)[len(best) :]]).astype(np.float32))
         return jax.device_get((u, hp, keys))
+
+    def _unit_points(self, u) -> tuple:
+        return u, self.sub.from_unit(u)
 
     def _proposed(self, key, u, x, score, used) -> tuple:
         u = self.spec.propose(key, u, x, score, used)
@@ -239,6 +245,13 @@ class _Halving:
         the most recent ``capacity``, padded and masked."""
         curves = self.study.curves()
         at: dict[int, list] = {}
+        warm = self.args.warm
+        for j, trial in enumerate(warm.trials if warm is not None else ()):  # a warm start's, at its budget
+            budget = trial["params"][self.spec.fidelity]
+            level = max((b for b in self.levels if b <= budget), default=self.levels[0])
+            values = warm.points[j].tolist() if warm.points is not None else [float(warm.scores[j])]
+            u = [x for i, x in enumerate(warm.u[j]) if i != self.fidelity_at]
+            at.setdefault(level, []).append((u, [v if math.isfinite(v) else math.inf for v in values]))
         for key, trial in sorted(self.study.done.items()):
             if key[0] >= first:
                 continue

@@ -43,7 +43,7 @@ from jaxtune.schedulers import Lanes, make_scheduler
 from jaxtune.schedulers.base import check_space
 from jaxtune.space import Space
 from jaxtune.study.records import aggregate, lane_scores, minimised, selection_curve, trial_record
-from jaxtune.study.study import Study, study_config
+from jaxtune.study.study import Study, agreed, study_config
 
 __all__ = [
     "run",
@@ -54,7 +54,6 @@ __all__ = [
 
 # The jt.tune arguments this driver cannot honour, and why: refused before anything is traced.
 REFUSES = {
-    "warm_start": "not yet: a scheduler draws its lanes from the seed, not from a model it could be told",
     "rounds": "a population's length is the objective's step budget (steps), not a number of rounds",
     "max_batch": "every lane lives on the device for the whole run: use fewer trials (lanes)",
     "vmap_width": "a population vmaps all its lanes in every segment",
@@ -123,6 +122,11 @@ class _Run:
         self.root = jax.random.key(args.seed)
         state = jit_counted(sched.init)(jax.random.fold_in(self.root, INIT_STREAM))
         u, self.state = jit_counted(sched.first)(jax.random.fold_in(self.root, INIT_STREAM), state)
+        if args.warm is not None:  # up to half the lanes start from the stored study's best
+            given = len(getattr(args.spec, "initial", ()) or ())  # (after a scheduler's own initial ones)
+            best = args.warm.best(max(0, min(-(-self.lanes // 2), self.lanes - given)))
+            u = np.asarray(u).copy()
+            u[given : given + len(best)] = best
         self.decide = jit_counted(sched.decide)
         self.from_unit = jit_counted(space.from_unit)
         self.lane_keys = jit_counted(lane_keys, static_argnums=2)
@@ -410,7 +414,7 @@ class _Checkpoints:
         self.last, self.cost = time.perf_counter(), nbytes / self.RATE
 
     def due(self, stopping: bool = False) -> bool:
-        return stopping or time.perf_counter() - self.last >= self.RATIO * self.cost
+        return stopping or agreed(time.perf_counter() - self.last >= self.RATIO * self.cost)  # process 0's clock
 
     def timed(self):
         import contextlib

@@ -221,7 +221,8 @@ def run(objective, space: Space, args: Arguments, executor: Executor, metric: st
                   else StrategyPrograms(args.strategy, space, args.trials, args.seed, executor, args.strategy_key,
                           args.rounds, warm=args.warm is not None))  # fmt: skip
         if args.warm is not None:  # told before round 0 (a resume tells it again: the same points)
-            driver.warm(args.warm.u, args.warm.scores)
+            several = getattr(args.strategy, "objectives", 1) > 1  # told every objective, as each round is
+            driver.warm(args.warm.u, args.warm.points if several else args.warm.scores)
         best, stopped, announced = math.inf, None, set()
         ran = False  # every run makes progress: the deadline is checked once a chunk is stored
         for r in range(args.rounds):

@@ -291,7 +291,16 @@ class Population:
 
     def load_state(self, state: Any) -> None:
         """Places host arrays of the population's states (as :meth:`state_spec` shapes them) on the devices."""
-        self.state = jax.device_put(state, self.lane_sharding())
+        if self.ndev > 1:  # each process fills the shards its devices hold (across processes, too)
+            def put(x):
+                if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):  # a key travels as its raw data
+                    data = self.placement.put(np.asarray(jax.random.key_data(x)), self.ndev)
+                    return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+                return self.placement.put(np.asarray(x), self.ndev)
+
+            self.state = jax.tree.map(put, state)
+        else:
+            self.state = jax.device_put(state, self.lane_sharding())
 
     def start(self, hp: Mapping[str, Any], keys: jax.Array) -> None:
         """Initialises every lane: ``hp`` ``{name: [width]}`` (the space's values), one key per lane."""
@@ -375,9 +384,16 @@ class Population:
             raise InputError(f"take needs {self.width} lanes, got {idx.shape[0]}")
         # Onto this population's devices even when it has one and ``other`` several (None would
         # leave the gathered arrays where the gather put them).
+        if list(other.placement.devices) != list(self.placement.devices):  # (a checkpoint of another layout)
+            from jaxtune._trees import on_host  # through the host: programs do not span two device sets
+
+            self.load_state(jax.tree.map(lambda a: a[idx], on_host(other.state)))
+            self.hp = None if other.hp is None else self._put_hp({n: v[idx] for n, v in on_host(other.hp).items()})
+            return
         sharding = self.lane_sharding() or jax.sharding.SingleDeviceSharding(self.placement.devices[0])
-        self.state = jax.device_put(_gather(other.state, idx), sharding)  # one program, not an op per array
-        self.hp = None if other.hp is None else jax.device_put(_gather(other.hp, idx), sharding)
+        gather = _gather_onto(sharding)  # one program, not an op per array; its result where it belongs
+        self.state = gather(other.state, idx)
+        self.hp = None if other.hp is None else gather(other.hp, idx)
         jax.block_until_ready(self.state)
 
     def lanes(self, which: Sequence[int]) -> list[Any]:
@@ -385,9 +401,12 @@ class Population:
         return [jax.tree.map(lambda a, i=i: a[i], self.state) for i in which]
 
 
-# Lanes ``i`` of every array of a tree (leading lane axis), as one compiled program per shape
-# (its compiling counted as such in ``Result.timing``).
-_gather = jit_counted(lambda tree, i: jax.tree.map(lambda a: a[i], tree))
+@functools.cache
+def _gather_onto(sharding):
+    """Lanes ``i`` of every array of a tree (leading lane axis), placed with ``sharding``: one
+    compiled program per shape (its compiling counted in ``Result.timing``), which also moves lanes
+    between processes' devices under ``jax.distributed``."""
+    return jit_counted(lambda tree, i: jax.tree.map(lambda a: a[i], tree), out_shardings=sharding)
 
 
 def _nans(shapes: Any) -> Any:

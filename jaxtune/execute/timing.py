@@ -61,15 +61,16 @@ class Timing:
 CLOCK = Timing()  # this process's: every executor and population adds to it
 
 
-def jit_counted(fn: Callable, static_argnums: tuple[int, ...] | int = ()) -> Callable:
+def jit_counted(fn: Callable, static_argnums: tuple[int, ...] | int = (), out_shardings: Any = None) -> Callable:
     """``jax.jit(fn)`` whose calls that compile — the first with each argument shape (and static
     value) — count as compiling in ``Result.timing``, the others as what they are: a scheduler's
-    or driver's own run takes microseconds."""
+    or driver's own run takes microseconds. ``out_shardings`` as ``jax.jit``'s."""
     import jax
     import numpy as np
 
     static = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
-    jitted, seen = jax.jit(fn, static_argnums=static), set()
+    options = {} if out_shardings is None else {"out_shardings": out_shardings}
+    jitted, seen = jax.jit(fn, static_argnums=static, **options), set()
 
     def call(*args: Any) -> Any:
         leaves, tree = jax.tree.flatten([a for i, a in enumerate(args) if i not in static])

@@ -63,6 +63,7 @@ class Strategy(NamedTuple):
     dim: int
     num_rounds: int | None = None  # default rounds (grid: until covered; halving: a bracket), else None
     objectives: int = 1  # > 1: tell takes every objective, scores[num_trials, objectives] (each minimised)
+    warm: Callable[[Any, jax.Array, jax.Array], Any] | None = None  # told a stored study first (None: tell)
 
 
 class StrategySpec(Protocol):

@@ -31,6 +31,7 @@ class HalvingState(NamedTuple):
     rung: jax.Array  # i32[]: rung within the bracket (0: fresh configurations on the smallest budget)
     bracket: jax.Array  # i32[]: which bracket of the cycle
     model: tuple = ()  # BOHB: its observations (x[cap, d - 1], score[cap], level[cap], used[cap], written)
+    start: tuple = ()  # a warm start's best configurations for the first bracket: (u[num_trials, dim], count)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,11 +191,14 @@ def halving_strategy(name: str, space: Space, num_trials: int, fidelity: str, et
                                            jnp.zeros((cap,), jnp.int32), jnp.zeros((cap,), bool), zero)  # fmt: skip
         return HalvingState(
             u=jnp.zeros((num_trials, dim), jnp.float32), alive=lanes < starts[0], rung=zero, bracket=zero,
-            model=memory,
+            model=memory, start=(jnp.zeros((num_trials, dim), jnp.float32), zero),
         )  # fmt: skip
 
     def ask(key, state):
         fresh = jax.random.uniform(key, (num_trials, dim))
+        given, count = state.start  # a warm start's best, once
+        fresh = jnp.where((lanes < count)[:, None], given, fresh)
+        state = state._replace(start=(given, jnp.where(state.rung == 0, 0, count).astype(jnp.int32)))
         if model is not None:
             x, score, at, used, _ = state.model
             chosen = used & (at == modelled_level(at, used, len(steps), dim - 1))
@@ -221,10 +225,24 @@ def halving_strategy(name: str, space: Space, num_trials: int, fidelity: str, et
             rung=jnp.where(restart, 0, rung).astype(jnp.int32),
             bracket=b,
             model=memory,
+            start=state.start,
         )
 
+    def warm(state, u, scores):
+        """A stored study, before the first round: BOHB's model observes each point at the budget
+        nearest its own; Hyperband and successive halving start their first bracket from the best
+        (up to half of it; the first batch told holds the best)."""
+        s = sanitize_scores(scores)
+        if model is not None:
+            at = jnp.argmin(jnp.abs(u[:, column : column + 1] - units[None, :]), axis=1)
+            return state._replace(model=_observed(state.model, others(u), s, jnp.ones((num_trials,), bool), at))
+        given, count = state.start
+        take = jnp.minimum(-(-starts[0] // 2), jnp.isfinite(s).sum()).astype(jnp.int32)
+        first = count == 0  # only the first batch told (the best points) seeds the bracket
+        return state._replace(start=(jnp.where(first, u, given), jnp.where(first, take, count)))
+
     rounds = sum(s + 1 for s in brackets)
-    return Strategy(init, ask, tell, lambda state: state.alive, num_trials, dim, num_rounds=rounds)
+    return Strategy(init, ask, tell, lambda state: state.alive, num_trials, dim, num_rounds=rounds, warm=warm)
 
 
 def modelled_level(level: jax.Array, used: jax.Array, levels: int, dim: int) -> jax.Array:

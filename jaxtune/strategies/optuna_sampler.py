@@ -113,8 +113,9 @@ class _OptunaStrategy(HostStrategy):
         dist = {n: optuna.distributions.FloatDistribution(0.0, 1.0) for n in self.names}
         for row, score in zip(np.asarray(u, np.float64), np.asarray(scores, np.float64)):
             params = dict(zip(self.names, map(float, row)))
-            if np.isfinite(score):
-                study.add_trial(optuna.trial.create_trial(params=params, distributions=dist, value=float(score)))
+            if np.all(np.isfinite(score)):  # one score, or every objective's
+                values = {"value": float(score)} if np.ndim(score) == 0 else {"values": [float(v) for v in score]}
+                study.add_trial(optuna.trial.create_trial(params=params, distributions=dist, **values))
             else:
                 study.add_trial(optuna.trial.create_trial(params=params, distributions=dist,
                                                           state=optuna.trial.TrialState.FAIL))  # fmt: skip

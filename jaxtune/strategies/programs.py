@@ -61,6 +61,7 @@ class StrategyPrograms:
             "init": lambda: jit(init).lower(self.root),
             "plan": lambda: jit(plan).lower(self.root, np.int32(0), state0),
             "tell": lambda: jit(strategy.tell).lower(state0, u0, scores),
+            "warm": lambda: jit(strategy.warm or strategy.tell).lower(state0, u0, scores),
         }
         self._executor = executor
         cached = None if key is None else (key, repr(sorted(executor.compiler_options.items())), str(jax.devices()))
@@ -72,7 +73,7 @@ class StrategyPrograms:
                 _PROGRAMS[cached] = self._programs
                 while len(_PROGRAMS) > MAX_CACHED:
                     _PROGRAMS.pop(next(iter(_PROGRAMS)))  # the oldest
-        first = ("init", "tell", "plan") if warm else ("first", "plan", "tell") if rounds > 1 else ("first",)
+        first = ("init", "warm", "plan") if warm else ("first", "plan", "tell") if rounds > 1 else ("first",)
         for name in first:
             self._program(name)
         self.state, self.rounds, self.told, self.trials = None, rounds, 0, trials
@@ -98,7 +99,7 @@ class StrategyPrograms:
         start): in whole batches of the sweep's trials, the last filled by repeating the first
         (best) points, never by invented ones."""
         self.state = self._program("init").result()(self.root)
-        tell = self._program("tell").result()
+        tell = self._program("warm").result()  # the strategy's own warm start, or its tell
         for part_u, part_s in whole_batches(u, scores, self.trials):
             self.state = tell(self.state, jnp.asarray(part_u, jnp.float32), jnp.asarray(part_s, jnp.float32))
 

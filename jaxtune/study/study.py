@@ -82,6 +82,28 @@ def study_config(space, strategy: dict, args, metric, tie_break, objective, exec
     }
 
 
+def agreed(flag: bool) -> bool:
+    """Process 0's ``flag`` on every process of a ``jax.distributed`` run (``flag`` itself with one
+    process): a decision taken from a clock (a timeout, a checkpoint's turn) must be the same on
+    every process, or one would wait in a collective the others never reach."""
+    if jax.process_count() == 1:
+        return flag
+    from jax.experimental import multihost_utils
+
+    return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))
+
+
+def _bytes_from_process_0(blob: bytes | None) -> bytes:
+    """``blob`` as process 0 has it, on every process."""
+    from jax.experimental import multihost_utils
+
+    data = np.frombuffer(blob, np.uint8) if jax.process_index() == 0 and blob else np.zeros(0, np.uint8)
+    size = int(multihost_utils.broadcast_one_to_all(np.int64(data.size)))
+    buf = np.zeros(size, np.uint8)
+    buf[: data.size] = data
+    return bytes(np.asarray(multihost_utils.broadcast_one_to_all(buf)))
+
+
 def _from_process_0(obj: Any) -> Any:
     """``obj`` as process 0 has it, on every process of a ``jax.distributed`` run (JSON-able)."""
     from jax.experimental import multihost_utils
@@ -241,8 +263,14 @@ class Study:
         return curves
 
     def checkpoint(self) -> tuple[int, bytes] | None:
-        """The last stored checkpoint of a population run: ``(segment, blob)``, or None."""
-        return self.store.checkpoint(self.sid) if jax.process_count() == 1 else None
+        """The last stored checkpoint of a population run: ``(segment, blob)``, or None (with several
+        processes, process 0's, on every process)."""
+        if jax.process_count() == 1:
+            return self.store.checkpoint(self.sid)
+        saved = self.store.checkpoint(self.sid) if self.writer else None
+        segment = _from_process_0(None if saved is None else saved[0])
+        blob = _bytes_from_process_0(None if saved is None else saved[1])
+        return None if segment is None else (segment, blob)
 
     def release_checkpoints(self, compact: bool = False) -> None:
         """Drops the study's checkpoints (nothing resumes from them any more); see

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from jaxtune.errors import InputError, InputTypeError
+from jaxtune.pareto import promotion_order
 from jaxtune.result import Result
 from jaxtune.space import Choice, Space
 from jaxtune.study.records import minimised
@@ -36,15 +37,34 @@ class WarmStart:
     trials: tuple
     source: dict[str, Any]
     scores: np.ndarray | None = None
+    points: np.ndarray | None = None  # [W, objectives] with several objectives (each minimised)
 
-    def scored(self, metric: str, mode: str) -> WarmStart:
+    def scored(self, metric: str, mode: str, objectives: tuple = ()) -> WarmStart:
         """The points ordered best first with their scores for a study of ``metric`` (``mode``): a
-        batch filled by repeating points repeats the best."""
-        scores = np.asarray([minimised(t["metrics"].get(metric), mode, t["status"] in ("ok", "stopped"))
-                             for t in self.trials], np.float64)  # fmt: skip
-        order = np.argsort(scores, kind="stable")
+        batch filled by repeating points repeats the best. With several ``objectives``
+        (``((metric, mode), ...)``) they are ordered by non-dominated rank, ties by hypervolume
+        contribution (:func:`jaxtune.pareto.promotion_order`), ``scores`` is that place (+inf for
+        a trial without every objective) and ``points`` every objective."""
+        def value(t, name, how):
+            return minimised(t["metrics"].get(name), how, t["status"] in ("ok", "stopped"))
+
+        if objectives:
+            points = np.asarray([[value(t, n, m) for n, m in objectives] for t in self.trials], np.float64)
+            order = promotion_order(points)
+            scores = np.where(np.all(np.isfinite(points[order]), axis=1), np.arange(len(order)), np.inf)
+            points = points[order].astype(np.float32)
+        else:
+            scores = np.asarray([value(t, metric, mode) for t in self.trials], np.float64)
+            order, points = np.argsort(scores, kind="stable"), None
+            scores = scores[order]
         return dataclasses.replace(self, u=self.u[order], trials=tuple(self.trials[i] for i in order),
-                                   scores=scores[order].astype(np.float32), source={**self.source, "metric": metric})
+                                   scores=scores.astype(np.float32), points=points,
+                                   source={**self.source, "metric": metric})  # fmt: skip
+
+    def best(self, count: int) -> np.ndarray:
+        """The unit points of up to ``count`` of the best trials with a finite score (best first):
+        what a bracket or a population starts from."""
+        return self.u[np.isfinite(self.scores)][:count]
 
     def describe(self) -> dict[str, Any]:
         """Where the study started from, as its configuration stores it (a digest of the points)."""

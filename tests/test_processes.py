@@ -1,0 +1,98 @@
+"""Every driver across processes (jax.distributed, two local CPU processes of two devices each):
+lanes sharded over every process's devices, process 0 writing the study, every process returning
+the same result, and a kill -9 of the whole job resumed. (The rounds driver: test_execute.py.)"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import jaxtune as jt
+
+SCRIPT = textwrap.dedent("""
+    import json, os, signal, sys
+    import jax
+    pid, port, storage, name, kill_at = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+    if pid >= 0:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=pid)
+        assert jax.process_count() == 2 and jax.device_count() == 4, jax.devices()
+    sys.path.insert(0, "tests")
+    import jaxtune as jt
+    import jaxtune.drivers.population as population
+    from conftest import SPACE, make_trainer
+    from jaxtune.execute.population import Population
+
+    population._Checkpoints.RATIO = 0  # a checkpoint at every boundary
+    calls, train = [], Population.train
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        if pid == 0 and len(calls) == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)  # kill -9 in the middle of the run
+        return train(self, *args, **kwargs)
+
+    Population.train = counted
+    lr_b1 = jt.Space({"lr": SPACE.params["lr"], "b1": SPACE.params["b1"]})
+    budget = jt.Space({"steps": jt.Int(4, 36, scale="log", static=True), **lr_b1.params})
+    options, space, steps, sizes = {
+        "pbt": ({"segment": 6}, lr_b1, 24, dict(trials=4)),
+        "asha": ({"min_steps": 4, "eta": 3, "configs": 8}, lr_b1, 24, dict(trials=4)),
+        "hyperband": (None, budget, 36, dict(trials=9, rounds=4)),
+    }[name]
+    r = jt.tune(make_trainer(steps=steps), space, name, metric="val_loss", progress=False, storage=storage,
+                strategy_options=options, **sizes)
+    print(json.dumps({"trials": sorted((t["round"], t["slot"], t["metrics"]["val_loss"]) for t in r.trials),
+                      "trained": len(calls)}))
+""")
+
+
+def _port() -> str:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return str(s.getsockname()[1])
+
+
+def _start(pid: int, port: str, db: str, name: str, kill_at: int = 0) -> subprocess.Popen:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    return subprocess.Popen([sys.executable, "-c", SCRIPT, str(pid), port, db, name, str(kill_at)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=root)  # fmt: skip
+
+
+def _result(proc: subprocess.Popen) -> dict:
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("name", ["pbt", "asha", "hyperband"])
+def test_a_driver_runs_across_processes_and_a_killed_job_resumes(tmp_path, name):
+    """Two processes train the sweep's lanes on all four devices; process 0 is killed with -9 in the
+    middle (process 1, left waiting in a collective, is killed too: the whole job); rerun, the job
+    resumes at its last stored checkpoint and ends as one uninterrupted process does (float32
+    tolerance: four devices against two), each process returning the same trials, each stored once."""
+    db, port = str(tmp_path / "job.db"), _port()
+    alone = _start(-1, "0", str(tmp_path / "alone.db"), name)
+    job = [_start(pid, port, db, name, kill_at=3) for pid in (0, 1)]
+    job[0].wait(timeout=300)
+    assert job[0].returncode == -signal.SIGKILL, job[0].stderr.read()[-3000:]
+    time.sleep(1)
+    job[1].kill()
+    job[1].wait()
+    stored = len(jt.Result.load(db)) if os.path.exists(db) else 0
+    port = _port()
+    again = [_result(p) for p in [_start(pid, port, db, name) for pid in (0, 1)]]
+    reference = _result(alone)
+    assert again[0] == again[1]  # every process holds every result
+    assert [t[:2] for t in again[0]["trials"]] == [t[:2] for t in reference["trials"]]
+    np.testing.assert_allclose([t[2] for t in again[0]["trials"]], [t[2] for t in reference["trials"]], rtol=1e-4)
+    assert again[0]["trained"] < reference["trained"]  # it resumed: what was trained before the kill is not again
+    assert stored < len(jt.Result.load(db)) == len(reference["trials"])  # process 0 wrote each trial once
