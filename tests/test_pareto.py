@@ -144,7 +144,7 @@ def test_the_multi_objective_gp_resumes_and_beats_random_on_zdt1(tmp_path):
     assert [t["unit"] for t in resumed.trials] == [t["unit"] for t in straight.trials]
 
 
-def test_continued_halving_promotes_by_non_dominated_rank_then_hypervolume_contribution():
+def test_continued_halving_promotes_by_non_dominated_rank_then_hypervolume_contribution(tmp_path):
     """With several objectives a rung keeps the configurations MO-ASHA's rule ranks first (its
     non-dominated fronts, ties by hypervolume contribution), read back from the stored curves."""
     from jaxtune.pareto import promotion_order
@@ -160,6 +160,12 @@ def test_continued_halving_promotes_by_non_dominated_rank_then_hypervolume_contr
     # here the primary metric alone would have kept others
     assert went_on != set(np.argsort(first[:, 0], kind="stable")[:3].tolist())
     assert result.pareto and all(t["status"] != "diverged" for t in result.pareto)
+    db, kw = str(tmp_path / "s.db"), dict(metric=["val_loss", "val_accuracy"], mode=["min", "max"], seed=4)
+    stopped = jt.tune(make_trainer(steps=36), space, "successive_halving", trials=9, progress=False, storage=db,
+                      timeout=1e-9, **kw)  # fmt: skip
+    assert stopped.stopped == "timeout"
+    resumed = jt.tune(make_trainer(steps=36), space, "successive_halving", trials=9, progress=False, storage=db, **kw)
+    assert [(t["slot"], t["metrics"]) for t in resumed.trials] == [(t["slot"], t["metrics"]) for t in result.trials]
 
 
 def test_the_device_promotion_order_is_the_hosts():

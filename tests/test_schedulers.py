@@ -104,6 +104,20 @@ def test_pb2_picks_where_the_model_expects_the_largest_improvement_and_spreads_a
     assert float(two[0, 0]) == float(one[0, 0]) and abs(float(two[1, 0]) - float(two[0, 0])) > 1e-3
 
 
+def test_bad_pb2_options_are_refused_by_name_before_compute():
+    def objective(*args):  # never traced: the refusal comes first
+        raise AssertionError("traced")
+
+    objective.init = objective.train = objective.evaluate_state = objective
+    objective.steps = 24
+    with pytest.raises(InputError, match=r"pb2: capacity=4 must be >= the lanes \(8\)"):
+        jt.tune(objective, SPACE, "pb2", trials=8, strategy_options={"segment": 6, "capacity": 4}, progress=False)
+    with pytest.raises(InputError, match="pb2: candidates"):
+        jt.tune(objective, SPACE, "pb2", trials=8, strategy_options={"segment": 6, "candidates": 0}, progress=False)
+    with pytest.raises(InputError, match="pb2: quantile must be in"):
+        jt.tune(objective, SPACE, "pb2", trials=8, strategy_options={"quantile": 0.9}, progress=False)
+
+
 def test_asha_decisions_do_not_depend_on_lane_order():
     sched = ASHA(min_steps=10, eta=2, configs=12).build(SPACE, 6, 40)
     state = sched.init(jax.random.key(0))

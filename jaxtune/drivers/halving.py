@@ -34,12 +34,18 @@ from jaxtune.strategies.halving import bracket_plan, budgets, piece_of
 from jaxtune.study.records import aggregate, lane_scores, minimised, selection_curve, trial_record
 from jaxtune.study.study import Study, study_config
 
-__all__ = ["check", "run", "REFUSES"]
+__all__ = ["check", "run", "driven", "REFUSES"]
 
 # The jt.tune arguments this driver cannot honour, and why: refused before anything is traced.
 REFUSES = {
     "max_batch": "a rung's lanes live on the device together: use fewer trials",
 }
+
+
+def driven(args: Arguments) -> frozenset[str]:
+    """The hyperparameters this driver sets itself: the budget, trained rung by rung (an objective
+    need not read it)."""
+    return frozenset({args.spec.fidelity})
 
 
 def check(objective, space: Space, args: Arguments) -> None:

@@ -55,6 +55,8 @@ class TrialFunction:
         self._singles: dict[tuple, Callable] = {}
         self._shapes: dict[tuple, dict[str, jax.ShapeDtypeStruct]] = {}
         self._reads: dict[tuple, Reads] = {}
+        # Hyperparameters the driver consumes itself (continued halving's budget): never "unread".
+        self.driven: frozenset[str] = frozenset()
         self._warned_unread = False
         # Hyperparameters the objective read with hp.get(name, default) that the space lacks.
         self.defaulted: dict[str, Any] = {}
@@ -205,7 +207,7 @@ class TrialFunction:
         reads = self._reads[bucket]
         self.defaulted.update(reads.defaulted)
         on = self.active(bucket)
-        unread = [n for n in self.space.names if on[n] and n not in reads.read]
+        unread = [n for n in self.space.names if on[n] and n not in reads.read and n not in self.driven]
         if unread and not self._warned_unread:
             self._warned_unread = True
             message = (

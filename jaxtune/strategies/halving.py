@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import ClassVar, NamedTuple
 
@@ -155,6 +156,33 @@ def _observed(memory: tuple, x: jax.Array, score: jax.Array, alive: jax.Array, b
             written + alive.sum().astype(jnp.int32))  # fmt: skip
 
 
+def _warm(state: HalvingState, u, scores, model, column: int, units, first: int) -> HalvingState:
+    """A stored study, told before the first round: BOHB's model observes each point at the budget
+    nearest its own; Hyperband and successive halving start their first bracket (``first``
+    configurations) from the best, up to half of it (the first batch told holds the best)."""
+    s = sanitize_scores(scores)
+    if model is not None:
+        others = jnp.concatenate([u[:, :column], u[:, column + 1 :]], axis=1)
+        at = jnp.argmin(jnp.abs(u[:, column : column + 1] - units[None, :]), axis=1)
+        return state._replace(model=_observed(state.model, others, s, jnp.ones(s.shape, bool), at))
+    given, count = state.start
+    take = jnp.minimum(-(-first // 2), jnp.isfinite(s).sum()).astype(jnp.int32)
+    seeding = count == 0  # only the first batch told (the best points) seeds the bracket
+    return state._replace(start=(jnp.where(seeding, u, given), jnp.where(seeding, take, count)))
+
+
+def _rung_tables(plan, top: int) -> tuple[jax.Array, jax.Array]:
+    """Per bracket and rung: the trials that run, and the index of their budget (padded to
+    ``top + 1`` rungs)."""
+    sizes = np.ones((len(plan), top + 1), np.int32)
+    level = np.zeros((len(plan), top + 1), np.int32)
+    for b, rungs in enumerate(plan):
+        for i, (n, budget) in enumerate(rungs):
+            sizes[b, i] = n
+            level[b, i] = budget
+    return jnp.asarray(sizes), jnp.asarray(level)
+
+
 def halving_strategy(name: str, space: Space, num_trials: int, fidelity: str, eta: int, hyperband: bool,
                      model=None) -> Strategy:  # fmt: skip
     """Successive halving over a cycle of brackets (one bracket: plain successive halving); with a
@@ -166,14 +194,7 @@ def halving_strategy(name: str, space: Space, num_trials: int, fidelity: str, et
     plan = bracket_plan(num_trials, len(steps), eta, hyperband)
     brackets = [len(rungs) - 1 for rungs in plan]
     configs = [rungs[0][0] for rungs in plan]
-    # Per bracket and rung: trials that run, and the index of their budget (padded to top + 1 rungs).
-    sizes = np.ones((len(brackets), top + 1), np.int32)
-    level = np.zeros((len(brackets), top + 1), np.int32)
-    for b, rungs in enumerate(plan):
-        for i, (n, budget) in enumerate(rungs):
-            sizes[b, i] = n
-            level[b, i] = budget
-    sizes, level = jnp.asarray(sizes), jnp.asarray(level)
+    sizes, level = _rung_tables(plan, top)
     rungs = jnp.asarray([s + 1 for s in brackets], jnp.int32)
     starts = jnp.asarray(configs, jnp.int32)
     units = jnp.asarray(np.asarray(p.to_unit(jnp.asarray(steps, jnp.float32))), jnp.float32)
@@ -228,20 +249,8 @@ def halving_strategy(name: str, space: Space, num_trials: int, fidelity: str, et
             start=state.start,
         )
 
-    def warm(state, u, scores):
-        """A stored study, before the first round: BOHB's model observes each point at the budget
-        nearest its own; Hyperband and successive halving start their first bracket from the best
-        (up to half of it; the first batch told holds the best)."""
-        s = sanitize_scores(scores)
-        if model is not None:
-            at = jnp.argmin(jnp.abs(u[:, column : column + 1] - units[None, :]), axis=1)
-            return state._replace(model=_observed(state.model, others(u), s, jnp.ones((num_trials,), bool), at))
-        given, count = state.start
-        take = jnp.minimum(-(-starts[0] // 2), jnp.isfinite(s).sum()).astype(jnp.int32)
-        first = count == 0  # only the first batch told (the best points) seeds the bracket
-        return state._replace(start=(jnp.where(first, u, given), jnp.where(first, take, count)))
-
     rounds = sum(s + 1 for s in brackets)
+    warm = functools.partial(_warm, model=model, column=column, units=units, first=int(starts[0]))
     return Strategy(init, ask, tell, lambda state: state.alive, num_trials, dim, num_rounds=rounds, warm=warm)
 
 
