@@ -165,7 +165,9 @@ def test_continued_halving_promotes_by_non_dominated_rank_then_hypervolume_contr
                       timeout=1e-9, **kw)  # fmt: skip
     assert stopped.stopped == "timeout"
     resumed = jt.tune(make_trainer(steps=36), space, "successive_halving", trials=9, progress=False, storage=db, **kw)
-    assert [(t["slot"], t["metrics"]) for t in resumed.trials] == [(t["slot"], t["metrics"]) for t in result.trials]
+    assert [(t["slot"], t["value"], t["metrics"]["val_accuracy"]) for t in resumed.trials] == [
+        (t["slot"], t["value"], t["metrics"]["val_accuracy"]) for t in result.trials
+    ]
 
 
 def test_the_device_promotion_order_is_the_hosts():
@@ -174,16 +176,17 @@ def test_the_device_promotion_order_is_the_hosts():
     from jaxtune.pareto import promotion_order, promotion_positions
 
     rng = np.random.default_rng(0)
+    positions = jax.jit(promotion_positions)  # one program per objective count: rows padded to 32
     for m in (2, 3):
         for trial in range(12):
             n = int(rng.integers(2, 30))
             p = rng.random((n, m)).astype(np.float32)
             p[int(rng.integers(0, n))] = np.inf if trial % 3 == 0 else p[0]  # a diverged row, or a duplicate
             host = promotion_order(p)
-            padded = np.concatenate([p, np.zeros((4, m), np.float32)])
-            places = np.asarray(promotion_positions(jnp.asarray(padded), jnp.arange(n + 4) < n))
+            padded = np.concatenate([p, np.zeros((32 - n, m), np.float32)])
+            places = np.asarray(positions(jnp.asarray(padded), jnp.arange(32) < n))
             np.testing.assert_array_equal(np.argsort(places[:n]), host)
-            assert (places[n:] == n + 4).all()
+            assert (places[n:] == 32).all()
 
 
 def test_asha_with_two_objectives_promotes_by_front_then_hypervolume_contribution():

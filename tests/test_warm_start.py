@@ -167,6 +167,15 @@ def test_a_population_starts_half_its_lanes_from_the_stored_best(tmp_path):
                     strategy_options=options)  # fmt: skip
         lanes = {t["slot"]: t["params"] for t in r.trials if t["round"] == 0}
         assert [lanes[0], lanes[1]] == best and lanes[2] not in best
+    # A timeout, then a rerun with the same warm start: the uninterrupted study.
+    kw = dict(trials=4, metric="val_loss", warm_start=db, progress=False, strategy_options={"segment": 6})
+    straight = jt.tune(make_trainer(steps=12), lr_b1, "pbt", **kw)
+    resumable = str(tmp_path / "resumed.db")
+    assert jt.tune(make_trainer(steps=12), lr_b1, "pbt", storage=resumable, timeout=1e-9, **kw).stopped == "timeout"
+    resumed = jt.tune(make_trainer(steps=12), lr_b1, "pbt", storage=resumable, **kw)
+    assert [(t["round"], t["slot"], t["metrics"]) for t in resumed.trials] == [
+        (t["round"], t["slot"], t["metrics"]) for t in straight.trials
+    ]
 
 
 def two_bowls(hp, key):

@@ -72,21 +72,26 @@ def check(objective, space: Space, args: Arguments) -> None:
     """Checks, before anything is traced, that ``objective`` and ``space`` can run as a population."""
     require_protocol(objective, f"strategy {getattr(args.spec, 'registry_name', args.spec)!r}")
     check_space(space)
-    budget_of(objective)
+    make_scheduler(_spec(args), space, args.trials, budget_of(objective))  # its options against lanes and budget
 
 
 def run(objective, space: Space, args: Arguments, executor, metric: str, storage) -> Result:
     """Runs (or resumes) a population sweep (see the module docstring); called by :func:`jaxtune.tune`."""
     budget = budget_of(objective)
-    spec = args.spec
-    if args.objectives and "objectives" in {f.name for f in dataclasses.fields(spec)}:
-        spec = dataclasses.replace(spec, objectives=len(args.objectives))  # its rung records hold every one
-    sched = make_scheduler(spec, space, args.trials, budget)
+    sched = make_scheduler(_spec(args), space, args.trials, budget)
     config = study_config(
         space, args.described, args, metric, args.tie_break, objective, executor, "population", steps=budget
     )
     with Study(storage, args.study, config) as study:
         return _run(objective, space, sched, args, metric, study, budget)
+
+
+def _spec(args: Arguments):
+    """The scheduler's spec, told how many objectives its rung records hold (ASHA, median)."""
+    spec = args.spec
+    if args.objectives and "objectives" in {f.name for f in dataclasses.fields(spec)}:
+        spec = dataclasses.replace(spec, objectives=len(args.objectives))
+    return spec
 
 
 @dataclasses.dataclass

@@ -92,8 +92,6 @@ class PB2(PBT):
     def initial_state(self, space: Space, num_lanes: int) -> PB2State:
         """An empty model: no rows, no lane's score before a segment yet."""
         cap = self.rows(num_lanes)
-        if cap < num_lanes:
-            raise InputError(f"pb2: capacity={cap} must be >= the lanes ({num_lanes}): a segment adds a row per lane")
         d = space.dim
         theta = jnp.concatenate([jnp.full((d + 1,), math.log(0.5)), jnp.asarray([0.0, math.log(1e-2), math.log(0.1)])])
         return PB2State(
@@ -111,6 +109,8 @@ class PB2(PBT):
         GP-UCB picks for the exploiting lanes; PBT's perturbation before that."""
         fallback = super().explorer(space, num_lanes, steps, k)
         cap, cand = self.rows(num_lanes), self.candidates
+        if cap < num_lanes:
+            raise InputError(f"pb2: capacity={cap} must be >= the lanes ({num_lanes}): a segment adds a row per lane")
 
         def explore(keys, state: PB2State, lanes, donors, exploit, source, done):
             state = _record(state, lanes, cap)
