@@ -1,6 +1,6 @@
 """The capability matrix: every driver keeps every promise of jt.tune, or refuses the argument.
 
-One row per driver (docs/capabilities.md, "Every driver, every promise"): the same seed gives the same results;
+One column per driver (docs/capabilities.md, "Every driver, every promise"): the same seed gives the same results;
 a timeout stops at a stored safe point and a rerun finishes the study as an uninterrupted run
 would have; progress=True reports and progress=False is silent; an argument the driver cannot
 honour is refused, naming it and why, before anything is traced. Resume after kill -9 and
@@ -26,7 +26,7 @@ DRIVERS = {
     "hyperband": (BUDGET, {}, dict(trials=9, rounds=4)),
     "bohb": (BUDGET, {}, dict(trials=9, rounds=4)),
     "pbt": (LR_B1, {"segment": 6}, dict(trials=4)),
-    "pb2": (LR_B1, {"segment": 6}, dict(trials=4)),
+    "pb2": (LR_B1, {"segment": 6, "capacity": 16}, dict(trials=4)),
     "asha": (LR_B1, {"min_steps": 4, "eta": 3, "configs": 8}, dict(trials=4)),
     "median": (LR_B1, {"segment": 6, "grace": 6, "configs": 6}, dict(trials=3)),
 }

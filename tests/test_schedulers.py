@@ -356,8 +356,9 @@ def train(self, steps):
 
 Population.train = train
 task = jt.tasks.get("pbt_toy", steps=60)
+options = {"segment": 5, **({"capacity": 16} if sys.argv[3] == "pb2" else {})}  # (a small model: a fast test)
 r = jt.tune(task.objective, task.space, sys.argv[3], trials=4, metric="Q", mode="max", storage=sys.argv[1],
-            strategy_options={"segment": 5}, progress=False)
+            strategy_options=options, progress=False)
 print("segments run", len(calls))
 """
 
@@ -371,7 +372,7 @@ def test_a_population_killed_mid_run_resumes_at_its_last_boundary(tmp_path, stra
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "segments run 6" in resumed.stdout  # 12 segments in all; the 6 before the kill are not run again
     task = jt.tasks.get("pbt_toy", steps=60)
-    options = {"segment": 5}
+    options = {"segment": 5, **({"capacity": 16} if strategy == "pb2" else {})}
     b = jt.tune(task.objective, task.space, strategy, trials=4, metric="Q", mode="max",
                 storage=str(tmp_path / "s.db"), strategy_options=options, progress=False)  # fmt: skip
     a = jt.Result.load(db)

@@ -65,9 +65,11 @@ class PB2State(NamedTuple):
 class PB2(PBT):
     """Population-based bandits: PBT with a GP-UCB explore (see the module docstring for the rule).
 
+    ``segment``, ``ready``, ``burn_in``, ``quantile`` and ``initial`` are
+    :class:`~jaxtune.schedulers.PBT`'s; ``resample`` and ``factors`` are PBT's explore, used until
+    the model has data.
+
     Args:
-      segment, ready, burn_in, quantile, initial: as :class:`~jaxtune.schedulers.PBT`'s.
-      resample, factors: PBT's explore, used until the model has data.
       capacity: rows of data the model keeps (the most recent), >= the lanes (None: 128, or four
         segments' rows when there are more than 32 lanes).
       candidates: uniform candidates each exploiting lane chooses among (plus a quarter as many

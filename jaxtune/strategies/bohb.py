@@ -48,8 +48,9 @@ class BOHB(Hyperband):
     """BOHB: Hyperband whose fresh configurations come from a kernel density model of the
     largest budget with enough results (see the module docstring for the exact rule).
 
+    ``fidelity``, ``eta`` and ``continue_survivors`` are :class:`~jaxtune.strategies.Hyperband`'s.
+
     Args:
-      fidelity, eta, continue_survivors: as :class:`~jaxtune.strategies.Hyperband`'s.
       top_fraction: the fraction of a budget's observations modelled as good, in (0, 0.5].
       random_fraction: the probability that a configuration is drawn uniformly, in [0, 1].
       samples: draws from the good density a configuration chooses among, >= 1.
