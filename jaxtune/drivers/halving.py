@@ -31,7 +31,7 @@ from jaxtune.result import Result
 from jaxtune.schedulers.base import check_space
 from jaxtune.space import Space
 from jaxtune.strategies.halving import bracket_plan, budgets, piece_of
-from jaxtune.study.records import aggregate, lane_scores, minimised, selection_curve, trial_record
+from jaxtune.study.records import lane_scores, minimised, seed_groups, selection_curve, trial_record
 from jaxtune.study.study import Study, study_config
 
 __all__ = ["check", "run", "driven", "REFUSES"]
@@ -336,16 +336,9 @@ class _Halving:
         return {n: v[bracket.lane] for n, v in metrics.items()}
 
     def grouped(self, per_seed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Metrics per live configuration from its seeds' lanes (``K`` consecutive ones): their
-        means, and for the selection metric (every objective) their aggregate (``jt.tune(aggregate=)``):
-        what a rung decides on and its stored curve point holds."""
-        if self.k == 1:
-            return per_seed
-        out = {n: np.asarray(v).reshape(-1, self.k).mean(axis=1) for n, v in per_seed.items()}
-        for name, mode in self.args.objectives or ((self.metric, self.args.mode),):
-            rows = np.asarray(per_seed[name]).reshape(-1, self.k)
-            out[name] = np.asarray([aggregate(row, self.args.aggregate, mode) for row in rows])
-        return out
+        """One value per configuration from its seeds' lanes (:func:`~jaxtune.study.records.seed_groups`)."""
+        pairs = self.args.objectives or ((self.metric, self.args.mode),)
+        return seed_groups(per_seed, self.k, pairs, self.args.aggregate)
 
     def full(self, params: dict, u: np.ndarray, budget: int) -> tuple[dict, list[float]]:
         """A trial's parameters and unit coordinates in the whole space, its budget included (what

@@ -42,7 +42,7 @@ from jaxtune.result import Result
 from jaxtune.schedulers import Lanes, make_scheduler
 from jaxtune.schedulers.base import check_space
 from jaxtune.space import Space
-from jaxtune.study.records import aggregate, lane_scores, minimised, selection_curve, trial_record
+from jaxtune.study.records import lane_scores, minimised, seed_groups, selection_curve, trial_record
 from jaxtune.study.study import Study, agreed, study_config
 
 __all__ = [
@@ -157,16 +157,9 @@ class _Run:
         return seed_keys(self.lane_keys(self.root, seg, self.lanes), self.k)
 
     def grouped(self, per_seed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Metrics per configuration: its seeds' means, and the selection metric's (every
-        objective's) aggregate (``jt.tune(aggregate=)``): what the scheduler decides on and a
-        curve point holds."""
-        if self.k == 1:
-            return per_seed
-        out = {n: np.asarray(v).reshape(-1, self.k).mean(axis=1) for n, v in per_seed.items()}
-        for name, mode in self.args.objectives or ((self.metric, self.args.mode),):
-            rows = np.asarray(per_seed[name]).reshape(-1, self.k)
-            out[name] = np.asarray([aggregate(row, self.args.aggregate, mode) for row in rows])
-        return out
+        """One value per configuration from its seeds' lanes (:func:`~jaxtune.study.records.seed_groups`)."""
+        pairs = self.args.objectives or ((self.metric, self.args.mode),)
+        return seed_groups(per_seed, self.k, pairs, self.args.aggregate)
 
     def seeds_of(self, i: int) -> list[dict[str, float]]:
         """Configuration ``i``'s seeds' metrics in the last segment (none with one seed)."""

@@ -32,6 +32,7 @@ __all__ = [
     "tie_break_spec",
     "AGGREGATES",
     "aggregate",
+    "seed_groups",
     "held_out",
 ]
 
@@ -164,6 +165,20 @@ def trial_record(
         seeds=seeds,
         program={n: int(v) for n, v in (program or {}).items()},
     )
+
+
+def seed_groups(per_seed: Mapping[str, Any], k: int, objectives: Sequence[tuple[str, str]], how: str) -> dict:
+    """Lane metrics of configurations trained under ``k`` seeds each (``k`` consecutive lanes) as
+    one value per configuration: the seeds' means, and for each of ``objectives`` (``(metric,
+    mode)``: the selection metric, or every objective) their :func:`aggregate`. What continued
+    halving and a population decide on, and what their stored curve points hold."""
+    if k == 1:
+        return dict(per_seed)
+    out = {n: np.asarray(v).reshape(-1, k).mean(axis=1) for n, v in per_seed.items()}
+    for name, mode in objectives:
+        rows = np.asarray(per_seed[name]).reshape(-1, k)
+        out[name] = np.asarray([aggregate(row, how, mode) for row in rows])
+    return out
 
 
 def aggregate(values: Sequence[float], how: str, mode: str) -> float:
