@@ -68,9 +68,9 @@ def test_html_report_is_self_contained_with_every_figure(study, tmp_path):
     with open(page) as f:
         text = f.read()
     assert sorted(os.listdir(tmp_path / "rep")) == sorted(
-        ["index.html", "history.png", "parameters.png", "importance.png", "parallel.png"]
+        ["index.html", "history.png", "parameters.png", "importance.png", "parallel.png", "landscape.png"]
     )
-    assert text.count("data:image/png;base64,") == 4 and not re.search(r"(src|href)=\"(https?:|//)", text)
+    assert text.count("data:image/png;base64,") == 5 and not re.search(r"(src|href)=\"(https?:|//)", text)
     assert "which hyperparameters mattered" in text and 'class="sortable"' in text
     assert f"<h2>all {len(study)} trials</h2>" in text and text.count("<tr><td>") == len(study)  # every trial
     header = re.search(r"<thead><tr>(.*?)</tr>", text).group(1)
@@ -247,3 +247,38 @@ def test_several_studies_in_one_file_get_a_report_each_and_an_html_file_is_a_fil
     out = capsys.readouterr().out
     trial = re.search(r"^\s+1\s+(\d+:\d+)\s", out, re.M).group(1)  # the table's trial column: ROUND:SLOT
     assert trial in (tmp_path / "page.html").read_text()  # the HTML table has it too, as export --trial takes it
+
+
+def test_the_landscape_draws_a_metric_over_two_parameters_on_their_own_scales(study):
+    """On a grid each grid point is a cell (the brightest where the optimum is), on random trials
+    cells bin the space on each axis's scale; tick labels read as written, the colour bar names
+    the metric; a choice, an unknown name or metric is refused by name."""
+    pytest.importorskip("matplotlib")
+    from readable import assert_readable
+
+    space = jt.Space({"lr": jt.Float(1e-4, 1.0, scale="log"), "b1": jt.Float(0.9, 0.999, scale="reverse_log")})
+
+    def bowl(hp, key):
+        return {"acc": -((jnp.log10(hp["lr"]) + 2) ** 2) - (jnp.log10(1 - hp["b1"]) + 2) ** 2}
+
+    grid = jt.tune(bowl, space, "grid", trials=25, metric="acc", mode="max", progress=False)
+    fig = figures.plot_landscape(grid, "lr", "b1")
+    assert_readable(fig)
+    ax = fig.axes[0]
+    cells = np.ma.filled(ax.collections[0].get_array(), np.nan).reshape(5, 5)  # [b1, lr]
+    row, col = np.unravel_index(np.nanargmax(cells), cells.shape)
+    assert (row, col) == (2, 2)  # b1 = 0.99 (1 - b1 = 10^-2), lr = 10^-2: the optimum
+    assert ax.get_xlabel() == "lr" and ax.get_ylabel().startswith("b1") and "grid" in ax.get_title()
+    assert fig.axes[1].get_ylabel().startswith("acc")
+    assert {"10⁻⁴", "10⁻²", "10⁰"} <= {t.get_text() for t in ax.get_xticklabels() if t.get_visible()}
+    binned = figures.plot_landscape(study, "lr", "b1")
+    assert_readable(binned)
+    assert "binned" in binned.axes[0].get_title() or "grid" in binned.axes[0].get_title()
+    with pytest.raises(jt.InputError, match="'act' is a choice"):
+        figures.plot_landscape(study, "lr", "act")
+    with pytest.raises(jt.InputError, match="'momentum' is not a hyperparameter"):
+        figures.plot_landscape(study, "lr", "momentum")
+    with pytest.raises(jt.InputError, match="'accuracy' is not a metric"):
+        figures.plot_landscape(study, "lr", "b1", metric="accuracy")
+    assert figures.landscape_pair(study) == ("lr", "b1")
+    figures.pyplot().close("all")

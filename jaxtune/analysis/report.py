@@ -278,6 +278,7 @@ _CAPTIONS = {
     "importance": "Which hyperparameters mattered: first-order share of the variance, 90% bootstrap intervals.",
     "curves": "Learning curves of the best trials.",
     "parallel": "Parallel coordinates of every trial; the best in red.",
+    "landscape": "The metric over the two hyperparameters that mattered most, on their own scales (a cell: its best).",
     "lineage": "Population-based training: each member's value over its life, and who copied whom.",
     "pareto": "Several objectives: every finished trial on the first two; the Pareto front in red.",
 }

@@ -17,6 +17,7 @@ import numpy as np
 
 from jaxtune.analysis import importance
 from jaxtune.analysis.figures.axes import axis_kind, plain_text, pyplot, set_axis
+from jaxtune.analysis.figures.landscape import plot_landscape
 from jaxtune.analysis.figures.lineage import plot_lineage
 from jaxtune.errors import InputError
 from jaxtune.result import Result
@@ -308,6 +309,9 @@ def write_figures(result: Result, folder: str | os.PathLike, imps: Any = None) -
         local = " — a zoomed region" if any(i.local for i in imps) else ""
         figs["importance"] = plot_importance(imps, f"which hyperparameters mattered ({which}{local})")
     figs["parallel"] = plot_parallel(result)
+    pair = landscape_pair(result, imps)
+    if pair is not None:
+        figs["landscape"] = plot_landscape(result, *pair)
     figs["lineage"] = plot_lineage(result)
     figs["pareto"] = plot_pareto(result)
     out = {}
@@ -318,6 +322,20 @@ def write_figures(result: Result, folder: str | os.PathLike, imps: Any = None) -
         fig.savefig(out[name], dpi=100)
         plt.close(fig)
     return out
+
+
+def landscape_pair(result: Result, imps: Any = None) -> tuple[str, str] | None:
+    """The two numeric hyperparameters a report draws the landscape over (the two that mattered
+    most, by ``imps``, else the first two), or None: fewer than two, or under 9 finished trials."""
+    ok = [t for t in result.trials if t["status"] == "ok"]
+    numeric = [n for n in result.param_names
+               if axis_kind(result, n, [t["params"][n] for t in ok if n in t["params"]]) != "choice"]  # fmt: skip
+    if len(numeric) < 2 or len(ok) < 9:
+        return None
+    if imps:
+        ranked = [i.name for i in sorted(imps, key=lambda i: -i.value) if i.name in numeric]
+        numeric = ranked + [n for n in numeric if n not in ranked]
+    return numeric[0], numeric[1]
 
 
 @plain_text

@@ -1,0 +1,94 @@
+"""A metric's landscape over two hyperparameters: a heatmap on each parameter's own scale."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from jaxtune.analysis.figures.axes import axis_kind, plain_text, pyplot, set_axis
+from jaxtune.errors import InputError
+from jaxtune.result import Result
+
+GRID = 30  # at most this many distinct values on an axis: a grid, each value its own cell
+BINS = 12  # otherwise at most this many cells an axis, over the values' range on its scale
+
+
+def _forward(kind: str, v):
+    v = np.asarray(v, np.float64)
+    return np.log10(v) if kind == "log" else -np.log10(1.0 - v) if kind == "reverse_log" else v
+
+
+def _backward(kind: str, t):
+    t = np.asarray(t, np.float64)
+    return 10.0**t if kind == "log" else 1.0 - 10.0 ** (-t) if kind == "reverse_log" else t
+
+
+def _edges(kind: str, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cell edges on the axis (in its own units) and each value's cell: one cell per distinct value
+    when there are at most :data:`GRID` of them, else equal bins on the axis's scale."""
+    t = _forward(kind, values)
+    distinct = np.unique(t)
+    if len(distinct) <= GRID:
+        mids = (distinct[1:] + distinct[:-1]) / 2
+        step = np.diff(distinct).min() if len(distinct) > 1 else max(abs(distinct[0]) * 0.1, 0.5)
+        edges = np.concatenate([[distinct[0] - step / 2], mids, [distinct[-1] + step / 2]])
+        cell = np.searchsorted(distinct, t)
+    else:
+        bins = min(BINS, max(3, int(math.sqrt(len(t) / 2))))
+        edges = np.linspace(t.min(), t.max(), bins + 1)
+        cell = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, bins - 1)
+    return _backward(kind, edges), cell
+
+
+@plain_text
+def plot_landscape(result: Result, x: str, y: str, metric: str | None = None):
+    """``metric`` (default: the study's) over hyperparameters ``x`` and ``y``, each on its own
+    scale: a cell per grid point when each was sampled on at most 30 values (a grid), else a
+    12 x 12 (or coarser, for few trials) binning of the trials; a cell shows the best value of its
+    trials (by the study's mode), an empty cell none. The best trial is starred.
+
+    Raises:
+      InputError: ``x`` or ``y`` is not a numeric hyperparameter of the study, or ``metric`` is
+        not one of its metrics, or no finished trial has both.
+    """
+    names = result.param_names
+    for name in (x, y):
+        if name not in names:
+            raise InputError(f"plot_landscape: {name!r} is not a hyperparameter of the study; it has {names}")
+    metric = metric or result.metric
+    known = sorted({n for t in result.trials for n in t["metrics"]})
+    if metric not in known:
+        raise InputError(f"plot_landscape: {metric!r} is not a metric of the study; it has {known}")
+    mode = dict(result.objectives).get(metric, result.mode) if result.objectives else result.mode
+    ok = [t for t in result.trials if t["status"] == "ok" and x in t["params"] and y in t["params"]
+          and math.isfinite(t["metrics"].get(metric, math.nan))]  # fmt: skip
+    if not ok:
+        raise InputError(f"plot_landscape: no finished trial has both {x!r} and {y!r}")
+    xs, ys = (np.asarray([t["params"][n] for t in ok]) for n in (x, y))
+    kinds = [axis_kind(result, n, list(v)) for n, v in ((x, xs), (y, ys))]
+    for name, kind in zip((x, y), kinds):
+        if kind == "choice":
+            raise InputError(f"plot_landscape: {name!r} is a choice; the landscape is drawn over numeric parameters")
+    (x_edges, x_cell), (y_edges, y_cell) = _edges(kinds[0], xs), _edges(kinds[1], ys)
+    values = np.asarray([t["metrics"][metric] for t in ok], np.float64)
+    sign = 1.0 if mode == "min" else -1.0
+    grid = np.full((len(y_edges) - 1, len(x_edges) - 1), np.inf)
+    np.minimum.at(grid, (y_cell, x_cell), sign * values)
+    shown = np.ma.masked_invalid(np.where(np.isfinite(grid), sign * grid, np.nan))
+    fig, ax = pyplot().subplots(figsize=(6.5, 5.0))
+    mesh = ax.pcolormesh(x_edges, y_edges, shown, cmap="viridis" if mode == "max" else "viridis_r", shading="flat")
+    best = ok[int(np.argmin(sign * values))]
+    ax.scatter([best["params"][x]], [best["params"][y]], marker="*", s=220, color="tab:red", edgecolor="k", zorder=5)
+    set_axis(ax, kinds[0], list(x_edges))
+    set_axis(ax, kinds[1], list(y_edges), axis="y")
+    ax.set_xlim(x_edges[0], x_edges[-1])
+    ax.set_ylim(y_edges[0], y_edges[-1])
+    ax.set_xlabel(x + ("  (1 - x scale)" if kinds[0] == "reverse_log" else ""))
+    ax.set_ylabel(y + ("  (1 - y scale)" if kinds[1] == "reverse_log" else ""))
+    fig.colorbar(mesh, ax=ax, label=f"{metric}: a cell's best trial ({mode} is better)")
+    cells = "grid" if len(np.unique(xs)) <= GRID and len(np.unique(ys)) <= GRID else "binned trials"
+    empty = "; white: no trial" if not np.isfinite(grid).all() else ""
+    ax.set_title(f"{metric} over {x} and {y} ({len(ok)} trials, {cells}; best starred{empty})", fontsize=10)
+    fig.tight_layout()
+    return fig
