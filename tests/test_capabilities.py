@@ -63,7 +63,9 @@ def test_same_seed_same_results_and_a_timeout_resumes_to_the_same_study(tmp_path
     assert rows(jt.Result.load(db)) == rows(straight)
 
 
-@pytest.mark.parametrize("name", DRIVERS)
+# BOHB and PB2 replay through their drivers' paths as Hyperband and PBT do (their models choose
+# configurations, not how a trial trains).
+@pytest.mark.parametrize("name", [name for name in DRIVERS if name not in ("bohb", "pb2")])
 def test_the_stored_winner_replays_to_its_stored_metric(tmp_path, name):
     """Storage, then Result.replay (what `jaxtune export` runs) of the winner: its stored metric
     again: bit for bit for a population (replayed by its own programs), else to float32 tolerances
