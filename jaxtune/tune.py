@@ -356,7 +356,7 @@ def tune(
         objective.validate_space(space)
     enable_compile_cache(say=args.verbose)  # before the first program: a later run loads it
     executor = Executor(objective, space, max_batch=max_batch, vmap_width=vmap_width)
-    executor.trial_fn.driven = getattr(driver, "driven", lambda _: frozenset())(args)  # (a budget it trains)
+    executor.trial_fn.driven = driver.driven(args)  # (continued halving's budget: the driver trains it)
     first = executor.first_bucket()
     names = [n for n in executor.output_shapes(first) if n != CURVES]
     for name, _ in args.objectives[1:]:

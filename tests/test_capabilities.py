@@ -131,7 +131,7 @@ def test_every_driver_reports_progress_to_a_callable(name, capfd):
 
 
 def test_every_driver_is_a_driver():
-    """One interface: each driver module has ``REFUSES``, ``check`` and ``run`` with the signatures
+    """One interface: each driver module has ``REFUSES``, ``check``, ``run`` and ``driven`` with the signatures
     of :class:`jaxtune.drivers.base.Driver`, and no driver imports another."""
     import inspect
     import pathlib
@@ -139,7 +139,7 @@ def test_every_driver_is_a_driver():
     from jaxtune.drivers.base import Driver
 
     for module in (rounds, population, halving):
-        for fn in ("check", "run"):
+        for fn in ("check", "run", "driven"):
             want = list(inspect.signature(getattr(Driver, fn)).parameters)[1:]  # without self
             assert list(inspect.signature(getattr(module, fn)).parameters) == want, (module.__name__, fn)
         source = pathlib.Path(module.__file__).read_text()

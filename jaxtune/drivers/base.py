@@ -30,6 +30,9 @@ class Driver(Protocol):
     def check(self, objective: Any, space: Space, args: Arguments) -> None:
         """Checks, before anything is traced, that it can run ``objective`` over ``space``."""
 
+    def driven(self, args: Arguments) -> frozenset[str]:
+        """The hyperparameters it sets itself (continued halving's budget): an objective need not read them."""
+
     def run(self, objective: Any, space: Space, args: Arguments, executor: Executor, metric: str,
             storage: str | None) -> Result:  # fmt: skip
         """Runs (or resumes) the study; its :class:`~jaxtune.Result`."""

@@ -48,6 +48,7 @@ from jaxtune.study.study import Study, agreed, study_config
 __all__ = [
     "run",
     "check",
+    "driven",
     "budget_of",
     "REFUSES",
 ]
@@ -66,6 +67,11 @@ def budget_of(objective: Any) -> int:
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise InputError(f"a population scheduler needs the objective's step budget (an int .steps), got {steps!r}")
     return steps
+
+
+def driven(args: Arguments) -> frozenset[str]:
+    """None: the objective reads every hyperparameter of the space itself."""
+    return frozenset()
 
 
 def check(objective, space: Space, args: Arguments) -> None:

@@ -31,7 +31,7 @@ from jaxtune.strategies.programs import StrategyPrograms
 from jaxtune.study.records import aggregate, minimised, trial_record
 from jaxtune.study.study import Study, study_config
 
-__all__ = ["check", "run", "REFUSES"]
+__all__ = ["check", "run", "driven", "REFUSES"]
 
 REFUSES: dict[str, str] = {}  # every jt.tune argument is honoured
 
@@ -204,6 +204,11 @@ def _told(r: int, valid: np.ndarray, study: Study, args: Arguments) -> np.ndarra
     seen = np.asarray([point(t) for (tr, _), t in study.done.items() if tr <= r], np.float64).reshape(-1, dim)
     low, high = finite_range(seen)
     return scalarised(points, round_weights(args.seed, r, dim), low, high).astype(np.float32)
+
+
+def driven(args: Arguments) -> frozenset[str]:
+    """None: the objective reads every hyperparameter of the space itself."""
+    return frozenset()
 
 
 def check(objective, space: Space, args: Arguments) -> None:
