@@ -1,7 +1,9 @@
 """mkdocs hook: the measurements page and its figures come from ``benchmarks/`` (one copy of each).
 
 ``benchmarks/README.md`` becomes the page ``benchmarks.md``, and the figures under
-``benchmarks/results/`` are served at ``results/...``, where the guide's pages link them.
+``benchmarks/results/`` are served at ``results/...``, where the guide's pages link them. Its
+links to the guide are written for GitHub (``../docs/page.md``) and rewritten to the site's
+(``page.md``) as the page is built.
 """
 
 from __future__ import annotations
@@ -20,3 +22,10 @@ def on_files(files, config):
     for path in sorted(results.rglob("*.png")):
         files.append(File.generated(config, f"results/{path.relative_to(results).as_posix()}", abs_src_path=str(path)))
     return files
+
+
+def on_page_markdown(markdown, page, config, files):
+    """Rewrites the measurements page's GitHub links to the guide (``../docs/x.md``) as site links."""
+    if page.file.src_uri == "benchmarks.md":
+        return markdown.replace("](../docs/", "](")
+    return markdown
