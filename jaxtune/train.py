@@ -113,7 +113,9 @@ class Trainer:
         e.g. ``lambda hp: optax.adamw(hp["lr"], b1=hp["b1"], weight_decay=hp["wd"])``.
       data: training arrays ``(x, y)``.
       eval_data: ``{split: (x, y)}``, e.g. ``{"val": ..., "test": ...}``; each split reports
-        ``{split}_loss`` and ``{split}_{metric}`` for every metric.
+        ``{split}_loss`` and ``{split}_{metric}`` for every metric. A split named ``"train"``
+        (e.g. the training data itself, to see memorisation) reports ``train_accuracy``, and its
+        ``train_loss`` (eval mode, at the segment's end) replaces the segment's mean training loss.
       loss: per-example loss ``loss(outputs, y) -> f32[batch]`` (default: softmax cross-entropy
         with integer labels).
       metrics: ``{name: fn(outputs, y) -> f32[batch]}`` averaged over each eval split.
@@ -133,6 +135,14 @@ class Trainer:
         (:func:`jaxtune.layers.patch_convs`: the same function and parameters; under vmap one
         batched matmul instead of a grouped convolution, 7-8x faster on CPU and GPU). False
         keeps them as they are.
+      milestones: ``{name: (metric, threshold)}`` or ``{name: (metric, "<=", threshold)}``: a
+        metric ``name`` holding the first evaluated step at which ``metric`` reached the threshold
+        (``>=`` unless ``"<="``), read from the learning curve (needs ``eval_every``); a trial that
+        never reaches it gets its budget + 1, one step more than it trained. E.g.
+        ``{"steps_to_generalise": ("val_accuracy", 0.95)}``. Computed where a trial trains in one
+        program (round strategies, retraining halving); a population's segments keep the curve instead.
+      full_batch: every step uses the whole training set (gradient descent on the full batch,
+        as grokking's papers train); ``batch_size`` is then unused and cannot be tuned.
 
     Examples:
       >>> import jaxtune as jt
@@ -159,6 +169,8 @@ class Trainer:
     eval_every: int | None = None
     schedule: str | None = None
     patch_convs: bool = True
+    full_batch: bool = False
+    milestones: Mapping[str, tuple] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         check_int("Trainer: steps", self.steps, 1, MAX_STEPS)
@@ -168,11 +180,17 @@ class Trainer:
             raise InputError(f"Trainer: eval_every must divide steps={self.steps}, got {e!r}")
         if self.schedule is not None and self.schedule not in SCHEDULES:
             raise InputError(f"Trainer: schedule must be one of {sorted(SCHEDULES)} or None, got {self.schedule!r}")
+        self._check_milestones()
+        if not isinstance(self.full_batch, bool):
+            raise InputTypeError(f"Trainer: full_batch must be True or False, got {self.full_batch!r}")
         if not callable(self.model) or not callable(self.optimizer):
             raise InputTypeError("Trainer: model and optimizer must be callables: model(hp, rngs), optimizer(hp)")
-        splits = {"train": self.data, **dict(self.eval_data)}
-        arrays = {}
-        for split, pair in splits.items():
+        if not isinstance(self.eval_data, Mapping):
+            raise InputTypeError(
+                f"Trainer: eval_data must be a dict {{split: (x, y)}}, got {type(self.eval_data).__name__}"
+            )
+        arrays = []
+        for split, pair in [("training", self.data), *dict(self.eval_data).items()]:
             if not isinstance(pair, (tuple, list)) or len(pair) != 2:
                 raise InputTypeError(f"Trainer: {split} data must be a pair (x, y), got {type(pair).__name__}")
             x, y = _as_array(pair[0], f"{split} x"), _as_array(pair[1], f"{split} y")
@@ -180,8 +198,34 @@ class Trainer:
                 raise InputError(f"Trainer: {split} x and y differ in length: {x.shape[0]} vs {y.shape[0]}")
             if x.shape[0] == 0:
                 raise InputError(f"Trainer: {split} data is empty")
-            arrays[split] = (x, y)
-        object.__setattr__(self, "_arrays", arrays)
+            arrays.append((split, (x, y)))
+        object.__setattr__(self, "_data", arrays[0][1])
+        object.__setattr__(self, "_arrays", dict(arrays[1:]))
+
+    def _check_milestones(self) -> None:
+        if not isinstance(self.milestones, Mapping):
+            raise InputTypeError(f"Trainer: milestones must be a dict {{name: (metric, threshold)}}, got "
+                                 f"{self.milestones!r}")  # fmt: skip
+        if self.milestones and self.eval_every is None:
+            raise InputError("Trainer: milestones are read from the learning curve: set eval_every")
+        for name, spec in self.milestones.items():
+            spec = tuple(spec) if isinstance(spec, (tuple, list)) else ()
+            ok = len(spec) in (2, 3) and isinstance(spec[0], str) and isinstance(spec[-1], (int, float))
+            if not ok or (len(spec) == 3 and spec[1] not in (">=", "<=")):
+                raise InputError(f"Trainer: milestone {name!r} must be (metric, threshold) or (metric, '>=' or '<=', "
+                                 f"threshold), got {self.milestones[name]!r}")  # fmt: skip
+
+    def _reached(self, curves: Mapping[str, jax.Array], steps: int) -> dict[str, jax.Array]:
+        """Each milestone's first evaluated step (``steps + 1`` where never), from the curves."""
+        out = {}
+        for name, spec in self.milestones.items():
+            metric, op, threshold = (spec[0], ">=", spec[1]) if len(spec) == 2 else tuple(spec)
+            if metric not in curves:
+                raise InputError(f"Trainer: milestone {name!r} reads {metric!r}, which is not a metric this trainer "
+                                 f"reports; its metrics are {sorted(k for k in curves if k != 'step')}")  # fmt: skip
+            hit = curves[metric] >= threshold if op == ">=" else curves[metric] <= threshold
+            out[name] = jnp.where(jnp.any(hit), curves["step"][jnp.argmax(hit)], steps + 1).astype(jnp.float32)
+        return out
 
     def validate_space(self, space: Space) -> None:
         """Checks a space against this trainer before a sweep starts (called by ``jt.tune``)."""
@@ -194,6 +238,9 @@ class Trainer:
         p = space.params.get("batch_size")
         if p is None:
             return
+        if self.full_batch:
+            raise InputError(f"batch_size is tuned ({p!r}) but Trainer(full_batch=True) trains on the whole training "
+                             "set every step: drop batch_size from the space or set full_batch=False")  # fmt: skip
         top = max(p.values) if isinstance(p, Choice) else p.high if isinstance(p, Int) else None
         if top is None:
             raise InputTypeError(f"batch_size must be a jt.Int or a jt.Choice of ints, got {p!r}")
@@ -233,8 +280,6 @@ class Trainer:
         model = set_mode(_merge(graphdef, params, rest), train=False)
         out = {"n_params": live_params(model)}
         for split, (x, y) in self._arrays.items():
-            if split == "train":
-                continue
             with traced_values_explained():
                 pred = model(x)
             out[f"{split}_loss"] = jnp.mean(self.loss(pred, y))
@@ -248,6 +293,9 @@ class Trainer:
         Every trial draws ``max(batch_size, Trainer.batch_size)`` indices a step and uses a prefix,
         so a masked (traced) batch size sees exactly the examples the same static size would.
         """
+        if self.full_batch:
+            n = self._data[0].shape[0]
+            return n, n, jnp.full((n,), 1.0 / n)
         # The Trainer's own setting unless the space tunes it (not a default the space forgot).
         bs = hp["batch_size"] if "batch_size" in hp else self.batch_size
         if isinstance(bs, (int, np.integer)):
@@ -283,7 +331,7 @@ class Trainer:
         The optimizer is rebuilt from ``hp`` at every call: new values of traced hyperparameters
         (a halved learning rate, an explored momentum) take effect from the next step.
         """
-        x, y = self._arrays["train"]
+        x, y = self._data
         graphdef, hyper = self._structure(hp)
         tx = self._optimizer(hp)
         used, drawn, weights = self._batch(hp)
@@ -291,9 +339,13 @@ class Trainer:
 
         def step(carry, k):
             params, rest, opt_state, loss_sum = carry
-            idx = jax.random.randint(k, (drawn,), 0, x.shape[0])[:used]
+            if self.full_batch:
+                xb, yb = x, y
+            else:
+                idx = jax.random.randint(k, (drawn,), 0, x.shape[0])[:used]
+                xb, yb = x[idx], y[idx]
             # Keys for a model that takes Dropout's rngs at call time: a stream apart from the batch's.
-            (loss, rest), grads = grad_fn(graphdef, params, rest, x[idx], y[idx], weights, jax.random.fold_in(k, 1))
+            (loss, rest), grads = grad_fn(graphdef, params, rest, xb, yb, weights, jax.random.fold_in(k, 1))
             updates, opt_state = tx.update(grads, opt_state, params)
             # The segment's mean training loss is summed in the carry rather than stacked as a
             # scan output: no per-step write of a loss array (one more kernel a step on a GPU).
@@ -422,6 +474,7 @@ class Trainer:
             curves = jax.tree.map(lambda c, t: jnp.concatenate([c, t[None]]), curves, tail)
             ends = jnp.append(ends, jnp.int32(steps))
         final = {k: v[-1] for k, v in curves.items()}
+        final.update(self._reached({"step": ends, **curves}, steps))
         if self.eval_every is not None:
             final["curves"] = {"step": ends, **curves}
         return state, final

@@ -51,13 +51,15 @@ def _synthetic_task(name: str) -> Task:
 
 
 def _registry():
-    from jaxtune.tasks import classify
+    from jaxtune.tasks import attention, classify
 
     tasks = {f"mnist1d_{m}": functools.partial(classify.mnist1d, m) for m in classify.MNIST1D_MODELS}
     tasks["digits_mlp"] = classify.digits
     tasks["digits_cnn"] = classify.digits_cnn
     tasks.update({n: functools.partial(_synthetic_task, n) for n in SYNTHETIC})
     tasks["pbt_toy"] = _pbt_toy
+    tasks["modular_arithmetic"] = attention.modular_arithmetic
+    tasks["associative_recall"] = attention.associative_recall
     return tasks
 
 
@@ -75,6 +77,8 @@ TASKS = tuple(
             "digits_mlp",
             "digits_cnn",
             "pbt_toy",
+            "modular_arithmetic",
+            "associative_recall",
             *SYNTHETIC,
         ]
     )
@@ -104,6 +108,10 @@ def describe(name: str) -> str:
         space = SYNTHETIC[name].space
     elif name == "pbt_toy":
         space = TOY_PBT_SPACE
+    elif name in ("modular_arithmetic", "associative_recall"):
+        from jaxtune.tasks.attention import default_space
+
+        space = default_space()
     else:
         from jaxtune.tasks.classify import default_space
 

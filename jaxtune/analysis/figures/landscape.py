@@ -41,15 +41,21 @@ def _edges(kind: str, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _backward(kind, edges), cell
 
 
+def _choice_edges(choices: list, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A numeric choice's axis: a cell per value, at positions 0, 1, ... in sorted order."""
+    return np.arange(len(choices) + 1) - 0.5, np.asarray([choices.index(v) for v in values.tolist()])
+
+
 @plain_text
 def plot_landscape(result: Result, x: str, y: str, metric: str | None = None):
     """``metric`` (default: the study's) over hyperparameters ``x`` and ``y``, each on its own
-    scale: a cell per grid point when each was sampled on at most 30 values (a grid), else a
-    12 x 12 (or coarser, for few trials) binning of the trials; a cell shows the best value of its
-    trials (by the study's mode), an empty cell none. The best trial is starred.
+    scale: a cell per grid point when each was sampled on at most 30 values (a grid; a numeric
+    choice, e.g. weight decay in ``[0, 0.1, 1]``, a cell per value), else a 12 x 12 (or coarser,
+    for few trials) binning of the trials; a cell shows the best value of its trials (by the
+    study's mode), an empty cell none. The best trial is starred.
 
     Raises:
-      InputError: ``x`` or ``y`` is not a numeric hyperparameter of the study, or ``metric`` is
+      InputError: ``x`` or ``y`` is not a hyperparameter of the study or a choice of non-numbers, or ``metric`` is
         not one of its metrics, or no finished trial has both.
     """
     names = result.param_names
@@ -67,10 +73,17 @@ def plot_landscape(result: Result, x: str, y: str, metric: str | None = None):
         raise InputError(f"plot_landscape: no finished trial has both {x!r} and {y!r}")
     xs, ys = (np.asarray([t["params"][n] for t in ok]) for n in (x, y))
     kinds = [axis_kind(result, n, list(v)) for n, v in ((x, xs), (y, ys))]
-    for name, kind in zip((x, y), kinds):
-        if kind == "choice":
-            raise InputError(f"plot_landscape: {name!r} is a choice; the landscape is drawn over numeric parameters")
-    (x_edges, x_cell), (y_edges, y_cell) = _edges(kinds[0], xs), _edges(kinds[1], ys)
+    choices = [None, None]
+    for i, (name, v) in enumerate(((x, xs), (y, ys))):
+        if kinds[i] != "choice":
+            continue
+        if not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in v.tolist()):
+            raise InputError(f"plot_landscape: {name!r} is a choice of non-numbers; the landscape is drawn over "
+                             "numeric parameters")  # fmt: skip
+        choices[i] = sorted(set(v.tolist()))  # a numeric choice (e.g. weight decay 0, 0.1, 1): a cell per value
+    (x_edges, x_cell), (y_edges, y_cell) = (
+        _choice_edges(choices[i], v) if choices[i] is not None else _edges(kinds[i], v) for i, v in enumerate((xs, ys))
+    )
     values = np.asarray([t["metrics"][metric] for t in ok], np.float64)
     sign = 1.0 if mode == "min" else -1.0
     grid = np.full((len(y_edges) - 1, len(x_edges) - 1), np.inf)
@@ -79,9 +92,10 @@ def plot_landscape(result: Result, x: str, y: str, metric: str | None = None):
     fig, ax = pyplot().subplots(figsize=(6.5, 5.0))
     mesh = ax.pcolormesh(x_edges, y_edges, shown, cmap="viridis" if mode == "max" else "viridis_r", shading="flat")
     best = ok[int(np.argmin(sign * values))]
-    ax.scatter([best["params"][x]], [best["params"][y]], marker="*", s=220, color="tab:red", edgecolor="k", zorder=5)
-    set_axis(ax, kinds[0], list(x_edges))
-    set_axis(ax, kinds[1], list(y_edges), axis="y")
+    at = [best["params"][n] if c is None else c.index(best["params"][n]) for c, n in zip(choices, (x, y))]
+    ax.scatter(at[:1], at[1:], marker="*", s=220, color="tab:red", edgecolor="k", zorder=5)
+    set_axis(ax, kinds[0], list(x_edges), choices[0])
+    set_axis(ax, kinds[1], list(y_edges), choices[1], axis="y")
     ax.set_xlim(x_edges[0], x_edges[-1])
     ax.set_ylim(y_edges[0], y_edges[-1])
     ax.set_xlabel(x + ("  (1 - x scale)" if kinds[0] == "reverse_log" else ""))
