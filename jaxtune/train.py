@@ -44,6 +44,7 @@ from jaxtune.errors import InputError, InputTypeError
 from jaxtune.layers import Hyper, live_params, patch_convs, reached_by, refuse_static_tracers, traced_values_explained
 from jaxtune.schedules import SCHEDULES
 from jaxtune.space import Choice, Float, Int, Masked, Space
+from jaxtune.trainer_inputs import check_milestones, data_splits, milestones_reached
 
 __all__ = ["Trainer", "accuracy", "set_mode"]
 
@@ -90,19 +91,6 @@ def set_mode(model: nnx.Module, train: bool) -> nnx.Module:
     return model
 
 
-def _as_array(x: Any, name: str) -> jax.Array:
-    if isinstance(x, jax.Array):
-        return x
-    arr = np.asarray(x)
-    if arr.dtype == np.float64:
-        arr = arr.astype(np.float32)
-    elif arr.dtype == np.int64:
-        arr = arr.astype(np.int32)
-    if arr.dtype == object:
-        raise InputTypeError(f"{name} must be a numeric array, got dtype object")
-    return jnp.asarray(arr)
-
-
 @dataclasses.dataclass(frozen=True, eq=False)
 class Trainer:
     """A single-trial training objective for ``jt.tune``, built from Flax NNX and Optax.
@@ -135,12 +123,10 @@ class Trainer:
         (:func:`jaxtune.layers.patch_convs`: the same function and parameters; under vmap one
         batched matmul instead of a grouped convolution, 7-8x faster on CPU and GPU). False
         keeps them as they are.
-      milestones: ``{name: (metric, threshold)}`` or ``{name: (metric, "<=", threshold)}``: a
-        metric ``name`` holding the first evaluated step at which ``metric`` reached the threshold
-        (``>=`` unless ``"<="``), read from the learning curve (needs ``eval_every``); a trial that
-        never reaches it gets its budget + 1, one step more than it trained. E.g.
-        ``{"steps_to_generalise": ("val_accuracy", 0.95)}``. Computed where a trial trains in one
-        program (round strategies, retraining halving); a population's segments keep the curve instead.
+      milestones: ``{name: (metric, threshold)}`` (or ``(metric, "<=", threshold)``): a metric
+        ``name``, the first evaluated step at which ``metric`` reached the threshold, budget + 1 if
+        never (:mod:`jaxtune.trainer_inputs`), e.g. ``{"steps_to_generalise": ("val_accuracy", 0.95)}``;
+        where a trial trains in one program (rounds; a population's segments keep the curve instead).
       full_batch: every step uses the whole training set (gradient descent on the full batch,
         as grokking's papers train); ``batch_size`` is then unused and cannot be tuned.
 
@@ -180,52 +166,14 @@ class Trainer:
             raise InputError(f"Trainer: eval_every must divide steps={self.steps}, got {e!r}")
         if self.schedule is not None and self.schedule not in SCHEDULES:
             raise InputError(f"Trainer: schedule must be one of {sorted(SCHEDULES)} or None, got {self.schedule!r}")
-        self._check_milestones()
+        check_milestones(self.milestones, self.eval_every)
         if not isinstance(self.full_batch, bool):
             raise InputTypeError(f"Trainer: full_batch must be True or False, got {self.full_batch!r}")
         if not callable(self.model) or not callable(self.optimizer):
             raise InputTypeError("Trainer: model and optimizer must be callables: model(hp, rngs), optimizer(hp)")
-        if not isinstance(self.eval_data, Mapping):
-            raise InputTypeError(
-                f"Trainer: eval_data must be a dict {{split: (x, y)}}, got {type(self.eval_data).__name__}"
-            )
-        arrays = []
-        for split, pair in [("training", self.data), *dict(self.eval_data).items()]:
-            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-                raise InputTypeError(f"Trainer: {split} data must be a pair (x, y), got {type(pair).__name__}")
-            x, y = _as_array(pair[0], f"{split} x"), _as_array(pair[1], f"{split} y")
-            if x.shape[0] != y.shape[0]:
-                raise InputError(f"Trainer: {split} x and y differ in length: {x.shape[0]} vs {y.shape[0]}")
-            if x.shape[0] == 0:
-                raise InputError(f"Trainer: {split} data is empty")
-            arrays.append((split, (x, y)))
-        object.__setattr__(self, "_data", arrays[0][1])
-        object.__setattr__(self, "_arrays", dict(arrays[1:]))
-
-    def _check_milestones(self) -> None:
-        if not isinstance(self.milestones, Mapping):
-            raise InputTypeError(f"Trainer: milestones must be a dict {{name: (metric, threshold)}}, got "
-                                 f"{self.milestones!r}")  # fmt: skip
-        if self.milestones and self.eval_every is None:
-            raise InputError("Trainer: milestones are read from the learning curve: set eval_every")
-        for name, spec in self.milestones.items():
-            spec = tuple(spec) if isinstance(spec, (tuple, list)) else ()
-            ok = len(spec) in (2, 3) and isinstance(spec[0], str) and isinstance(spec[-1], (int, float))
-            if not ok or (len(spec) == 3 and spec[1] not in (">=", "<=")):
-                raise InputError(f"Trainer: milestone {name!r} must be (metric, threshold) or (metric, '>=' or '<=', "
-                                 f"threshold), got {self.milestones[name]!r}")  # fmt: skip
-
-    def _reached(self, curves: Mapping[str, jax.Array], steps: int) -> dict[str, jax.Array]:
-        """Each milestone's first evaluated step (``steps + 1`` where never), from the curves."""
-        out = {}
-        for name, spec in self.milestones.items():
-            metric, op, threshold = (spec[0], ">=", spec[1]) if len(spec) == 2 else tuple(spec)
-            if metric not in curves:
-                raise InputError(f"Trainer: milestone {name!r} reads {metric!r}, which is not a metric this trainer "
-                                 f"reports; its metrics are {sorted(k for k in curves if k != 'step')}")  # fmt: skip
-            hit = curves[metric] >= threshold if op == ">=" else curves[metric] <= threshold
-            out[name] = jnp.where(jnp.any(hit), curves["step"][jnp.argmax(hit)], steps + 1).astype(jnp.float32)
-        return out
+        train, splits = data_splits(self.data, self.eval_data)
+        object.__setattr__(self, "_data", train)
+        object.__setattr__(self, "_arrays", splits)
 
     def validate_space(self, space: Space) -> None:
         """Checks a space against this trainer before a sweep starts (called by ``jt.tune``)."""
@@ -339,11 +287,8 @@ class Trainer:
 
         def step(carry, k):
             params, rest, opt_state, loss_sum = carry
-            if self.full_batch:
-                xb, yb = x, y
-            else:
-                idx = jax.random.randint(k, (drawn,), 0, x.shape[0])[:used]
-                xb, yb = x[idx], y[idx]
+            idx = None if self.full_batch else jax.random.randint(k, (drawn,), 0, x.shape[0])[:used]
+            xb, yb = (x, y) if idx is None else (x[idx], y[idx])
             # Keys for a model that takes Dropout's rngs at call time: a stream apart from the batch's.
             (loss, rest), grads = grad_fn(graphdef, params, rest, xb, yb, weights, jax.random.fold_in(k, 1))
             updates, opt_state = tx.update(grads, opt_state, params)
@@ -474,7 +419,7 @@ class Trainer:
             curves = jax.tree.map(lambda c, t: jnp.concatenate([c, t[None]]), curves, tail)
             ends = jnp.append(ends, jnp.int32(steps))
         final = {k: v[-1] for k, v in curves.items()}
-        final.update(self._reached({"step": ends, **curves}, steps))
+        final.update(milestones_reached(self.milestones, {"step": ends, **curves}, steps))
         if self.eval_every is not None:
             final["curves"] = {"step": ends, **curves}
         return state, final

@@ -22,7 +22,7 @@ LAYERS = [
     ["jaxtune.study.records", "jaxtune.study.sqlite_files", "jaxtune.study.checkpoints", "jaxtune.study",
      "jaxtune.progress", "jaxtune.constraints"],
     ["jaxtune.tasks"],
-    ["jaxtune.train", "jaxtune.layers", "jaxtune.schedules"],
+    ["jaxtune.train", "jaxtune.trainer_inputs", "jaxtune.layers", "jaxtune.schedules"],
     ["jaxtune.execute", "jaxtune.strategies", "jaxtune.schedulers"],
     ["jaxtune.space", "jaxtune.space.params", "jaxtune.space.hyperparameters", "jaxtune.keys", "jaxtune.pareto"],
     ["jaxtune._checks", "jaxtune._trees", "jaxtune.errors", "jaxtune.settings"],

@@ -274,11 +274,40 @@ def test_the_landscape_draws_a_metric_over_two_parameters_on_their_own_scales(st
     binned = figures.plot_landscape(study, "lr", "b1")
     assert_readable(binned)
     assert "binned" in binned.axes[0].get_title() or "grid" in binned.axes[0].get_title()
-    with pytest.raises(jt.InputError, match="'act' is a choice"):
+    with pytest.raises(jt.InputError, match="'act' is a choice of non-numbers"):
         figures.plot_landscape(study, "lr", "act")
+    with pytest.raises(jt.InputError, match="mode must be 'min' or 'max', got 'best'"):
+        figures.plot_landscape(study, "lr", "b1", mode="best")
     with pytest.raises(jt.InputError, match="'momentum' is not a hyperparameter"):
         figures.plot_landscape(study, "lr", "momentum")
     with pytest.raises(jt.InputError, match="'accuracy' is not a metric"):
         figures.plot_landscape(study, "lr", "b1", metric="accuracy")
     assert figures.landscape_pair(study) == ("lr", "b1")
+    figures.pyplot().close("all")
+
+
+def test_a_phase_diagram_over_numeric_choices_greys_what_was_never_reached():
+    """Weight decay 0 and learning rate as numeric choices: a cell per value in sorted order,
+    ticks reading the values; a milestone's "never" (budget + 1) drawn grey, apart from the colour
+    scale; the best by the given mode starred."""
+    pytest.importorskip("matplotlib")
+    from readable import assert_readable
+
+    space = jt.Space({"wd": jt.Choice([1.0, 0.0, 0.1]), "lr": jt.Choice([1e-3, 1e-2])})
+
+    def grokking(hp, key):  # generalises sooner with more weight decay and a larger lr; never without
+        return {"steps": jnp.where(hp["wd"] > 0, 100 / (hp["wd"] * hp["lr"] * 100), 501.0), "acc": hp["wd"]}
+
+    result = jt.tune(grokking, space, "grid", trials=6, metric="acc", mode="max", progress=False)
+    fig = figures.plot_landscape(result, "wd", "lr", "steps", mode="min", unreached=501)
+    assert_readable(fig)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.0", "0.1", "1.0"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0.001", "0.01"]
+    grey, colour = (np.ma.getmaskarray(c.get_array()).reshape(2, 3) for c in ax.collections[:2])
+    assert (~grey[:, 0]).all() and grey[:, 1:].all()  # wd = 0: never, grey ...
+    assert colour[:, 0].all() and (~colour[:, 1:]).all()  # ... and off the colour scale
+    assert "grey: never (501)" in ax.get_title() and "min is better" in fig.axes[-1].get_ylabel()
+    star = ax.collections[-1].get_offsets()[0]
+    assert tuple(star) == (2, 1)  # wd = 1, lr = 1e-2: the fewest steps
     figures.pyplot().close("all")

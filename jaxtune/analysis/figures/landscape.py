@@ -46,17 +46,39 @@ def _choice_edges(choices: list, values: np.ndarray) -> tuple[np.ndarray, np.nda
     return np.arange(len(choices) + 1) - 0.5, np.asarray([choices.index(v) for v in values.tolist()])
 
 
+def _axes(result: Result, x: str, y: str, xs: np.ndarray, ys: np.ndarray):
+    """Each axis's kind (:func:`axis_kind`), numeric choices (or None), cell edges and each trial's cell."""
+    kinds = [axis_kind(result, n, list(v)) for n, v in ((x, xs), (y, ys))]
+    choices, cells = [None, None], []
+    for i, (name, v) in enumerate(((x, xs), (y, ys))):
+        if kinds[i] == "choice":
+            if not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in v.tolist()):
+                raise InputError(f"plot_landscape: {name!r} is a choice of non-numbers; the landscape is drawn over "
+                                 "numeric parameters")  # fmt: skip
+            choices[i] = sorted(set(v.tolist()))  # a numeric choice (e.g. weight decay 0, 0.1, 1): a cell per value
+        cells.append(_choice_edges(choices[i], v) if choices[i] is not None else _edges(kinds[i], v))
+    return kinds, choices, cells
+
+
 @plain_text
-def plot_landscape(result: Result, x: str, y: str, metric: str | None = None):
+def plot_landscape(result: Result, x: str, y: str, metric: str | None = None, *, mode: str | None = None,
+                   unreached: float | None = None):  # fmt: skip
     """``metric`` (default: the study's) over hyperparameters ``x`` and ``y``, each on its own
     scale: a cell per grid point when each was sampled on at most 30 values (a grid; a numeric
     choice, e.g. weight decay in ``[0, 0.1, 1]``, a cell per value), else a 12 x 12 (or coarser,
-    for few trials) binning of the trials; a cell shows the best value of its trials (by the
-    study's mode), an empty cell none. The best trial is starred.
+    for few trials) binning of the trials; a cell shows the best value of its trials, an empty
+    cell none. The best trial is starred.
+
+    Args:
+      mode: ``"min"`` or ``"max"``: which values are better (default: the metric's mode in the
+        study, or the study's).
+      unreached: a value meaning "never reached" (a Trainer milestone's budget + 1, e.g.
+        ``steps_to_generalise``): cells whose best trial has it are drawn grey, apart from the colour scale.
 
     Raises:
-      InputError: ``x`` or ``y`` is not a hyperparameter of the study or a choice of non-numbers, or ``metric`` is
-        not one of its metrics, or no finished trial has both.
+      InputError: ``x`` or ``y`` is not a hyperparameter of the study or a choice of non-numbers,
+        ``metric`` is not one of its metrics, ``mode`` is neither ``"min"`` nor ``"max"``, or no
+        finished trial has both.
     """
     names = result.param_names
     for name in (x, y):
@@ -66,30 +88,24 @@ def plot_landscape(result: Result, x: str, y: str, metric: str | None = None):
     known = sorted({n for t in result.trials for n in t["metrics"]})
     if metric not in known:
         raise InputError(f"plot_landscape: {metric!r} is not a metric of the study; it has {known}")
-    mode = dict(result.objectives).get(metric, result.mode) if result.objectives else result.mode
+    if mode not in (None, "min", "max"):
+        raise InputError(f"plot_landscape: mode must be 'min' or 'max', got {mode!r}")
+    mode = mode or (dict(result.objectives).get(metric, result.mode) if result.objectives else result.mode)
     ok = [t for t in result.trials if t["status"] == "ok" and x in t["params"] and y in t["params"]
           and math.isfinite(t["metrics"].get(metric, math.nan))]  # fmt: skip
     if not ok:
         raise InputError(f"plot_landscape: no finished trial has both {x!r} and {y!r}")
     xs, ys = (np.asarray([t["params"][n] for t in ok]) for n in (x, y))
-    kinds = [axis_kind(result, n, list(v)) for n, v in ((x, xs), (y, ys))]
-    choices = [None, None]
-    for i, (name, v) in enumerate(((x, xs), (y, ys))):
-        if kinds[i] != "choice":
-            continue
-        if not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in v.tolist()):
-            raise InputError(f"plot_landscape: {name!r} is a choice of non-numbers; the landscape is drawn over "
-                             "numeric parameters")  # fmt: skip
-        choices[i] = sorted(set(v.tolist()))  # a numeric choice (e.g. weight decay 0, 0.1, 1): a cell per value
-    (x_edges, x_cell), (y_edges, y_cell) = (
-        _choice_edges(choices[i], v) if choices[i] is not None else _edges(kinds[i], v) for i, v in enumerate((xs, ys))
-    )
+    kinds, choices, ((x_edges, x_cell), (y_edges, y_cell)) = _axes(result, x, y, xs, ys)
     values = np.asarray([t["metrics"][metric] for t in ok], np.float64)
     sign = 1.0 if mode == "min" else -1.0
     grid = np.full((len(y_edges) - 1, len(x_edges) - 1), np.inf)
     np.minimum.at(grid, (y_cell, x_cell), sign * values)
-    shown = np.ma.masked_invalid(np.where(np.isfinite(grid), sign * grid, np.nan))
+    never = np.isfinite(grid) & (sign * grid == unreached) if unreached is not None else np.zeros(grid.shape, bool)
+    shown = np.ma.masked_invalid(np.where(np.isfinite(grid) & ~never, sign * grid, np.nan))
     fig, ax = pyplot().subplots(figsize=(6.5, 5.0))
+    if never.any():
+        ax.pcolormesh(x_edges, y_edges, np.ma.masked_where(~never, never), cmap="Greys", vmin=0, vmax=4, shading="flat")
     mesh = ax.pcolormesh(x_edges, y_edges, shown, cmap="viridis" if mode == "max" else "viridis_r", shading="flat")
     best = ok[int(np.argmin(sign * values))]
     at = [best["params"][n] if c is None else c.index(best["params"][n]) for c, n in zip(choices, (x, y))]
@@ -102,7 +118,8 @@ def plot_landscape(result: Result, x: str, y: str, metric: str | None = None):
     ax.set_ylabel(y + ("  (1 - y scale)" if kinds[1] == "reverse_log" else ""))
     fig.colorbar(mesh, ax=ax, label=f"{metric}: a cell's best trial ({mode} is better)")
     cells = "grid" if len(np.unique(xs)) <= GRID and len(np.unique(ys)) <= GRID else "binned trials"
-    empty = "; white: no trial" if not np.isfinite(grid).all() else ""
-    ax.set_title(f"{metric} over {x} and {y} ({len(ok)} trials, {cells}; best starred{empty})", fontsize=10)
+    notes = "".join([f"; grey: never ({unreached:g})" if never.any() else "",
+                     "; white: no trial" if not np.isfinite(grid).all() else ""])  # fmt: skip
+    ax.set_title(f"{metric} over {x} and {y} ({len(ok)} trials, {cells}; best starred{notes})", fontsize=10)
     fig.tight_layout()
     return fig
