@@ -5,8 +5,8 @@
 #   .venv/bin/python -c "from jaxtune.tasks.data import save_npz; save_npz('benchmarks/data/mnist1d.npz')"
 # and scikit-learn's digits for cnn2d.py (no scikit-learn there either):
 #   .venv/bin/python -c "from sklearn.datasets import load_digits as l; import numpy as np; d = l(); np.savez('benchmarks/data/digits.npz', data=d.data, target=d.target)"
-# Results go to $OUT (the device tool brings back at most 8 files); commit them under
-# benchmarks/results/.
+# Results go to $OUT as log.txt and results.tar.gz (the device tool brings back at most 8 files,
+# and there are more parts than that); unpack and commit them under benchmarks/results/.
 #
 #   benchmarks/gpu_check.sh --cpu-smoke   # every part, tiny, on this CPU (a dry run: ~10 min on 2 cores)
 set -uo pipefail
@@ -24,6 +24,7 @@ if [ "$SMOKE" = 1 ]; then
   POP_LANES=16 POP_STEPS=40 LANE_COUNTS=16 LANE_STEPS=300 SCALE_TRIALS=2000 SCALE_STEPS=20
   TESTS="tests/test_layers.py tests/test_sharing.py"
   CP_STEPS=60 CP_TRIALS=8
+  GROK="--p 7 --d-model 16 --d-mlp 32 --train-fraction 0.5 --steps 200 --eval-every 50" GROK_S=300
 else
   OUT=${OUT:-/tmp/gpu_results}
   TP_NS=1,8,64,256,1024,4096 TP_STEPS=1000 RF_NS=1,64,512,4096 RF_STEPS=500 CNN_NS=64,256 CNN_STEPS=1000
@@ -31,6 +32,9 @@ else
   SCALE_TRIALS=100000 SCALE_STEPS=1000
   TESTS="tests/test_execute.py tests/test_train.py tests/test_layers.py tests/test_tasks.py tests/test_sharing.py"
   CP_STEPS=900 CP_TRIALS=32
+  # Grokking's phase diagram at the papers' size (Nanda et al. 2023: p = 113, 30% of pairs, d_model
+  # 128, 4 heads, d_mlp 512, 10k full-batch steps): 24 transformers in one program, last, in its own time limit.
+  GROK="--p 113 --d-model 128 --d-mlp 512 --train-fraction 0.3 --steps 10000 --eval-every 100" GROK_S=300
 fi
 mkdir -p benchmarks/data
 if [ ! -f "$JAXTUNE_MNIST1D_NPZ" ]; then  # here (not on the GPU machine, which lacks mnist1d): make it
@@ -68,7 +72,13 @@ mkdir -p "$OUT"
   $PY benchmarks/scale.py --trials $SCALE_TRIALS --steps $SCALE_STEPS --data "$JAXTUNE_MNIST1D_NPZ" \
     --out "$OUT/scale_gpu.json" > "$OUT/scale_log.txt" 2>&1 || echo "gpu_check: FAILED scale"
   echo "scale: $(grep -c RESOURCE_EXHAUSTED "$OUT/scale_log.txt") RESOURCE_EXHAUSTED lines"; tail -3 "$OUT/scale_log.txt"
+  # shellcheck disable=SC2086
+  timeout $GROK_S $PY benchmarks/grokking.py $GROK --tag _paper --out "$OUT" 2>&1 | tail -28 \
+    || echo "gpu_check: FAILED grokking"
 } 2>&1 | tee "$OUT/log.txt"
+# Every result in one archive beside the log (at most 8 files come back from a device).
+tar czf "$OUT/results.tar.gz" -C "$OUT" --exclude=log.txt --exclude=results.tar.gz . \
+  && find "$OUT" -type f ! -name log.txt ! -name results.tar.gz -delete
 # Each part that exits non-zero says so in the log: count them, and fail (the smoke run's point).
 failed=$(grep -c '^gpu_check: FAILED' "$OUT/log.txt")
 echo "gpu_check: $failed part(s) failed"
