@@ -118,8 +118,8 @@ def test_recall_labels_are_the_queried_keys_values():
 
 
 def test_associative_recall_sweep_scores_only_the_answers():
-    task = jt.tasks.get("associative_recall", vocab=16, pairs=4, queries=2, examples=64, d_model=16, d_mlp=32,
-                        steps=20, batch_size=16, eval_every=10)  # fmt: skip
+    task = jt.tasks.get("associative_recall", vocab=16, pairs=4, queries=2, examples=64, layers=1, d_model=16,
+                        d_mlp=32, steps=20, batch_size=16, eval_every=10)  # fmt: skip
     result = jt.tune(task.objective, task.space, trials=2, metric=task.metric, mode=task.mode, progress=False)
     assert {"val_accuracy", "val_loss", "test_accuracy", "test_loss", "train_loss"} <= set(result.best["metrics"])
     logits = jnp.zeros((1, 3, 4)).at[0, 2, 1].set(5.0)  # position 2 answers 1; positions 0-1 not scored

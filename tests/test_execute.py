@@ -243,69 +243,6 @@ def test_compiler_options_per_platform_leave_results_unchanged(key):
         Executor(quad_objective, SPACE, compiler_options="fast")
 
 
-def test_two_processes_equal_one_process(tmp_path):
-    """Multi-host as two local processes (jax.distributed, gloo collectives), 2 CPU devices each."""
-    import json
-    import socket
-
-    script = textwrap.dedent("""
-        import json, sys
-        import jax
-        pid, port, storage, rounds = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
-        if pid >= 0:
-            jax.config.update("jax_cpu_collectives_implementation", "gloo")
-            jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=pid)
-            assert jax.process_count() == 2 and jax.device_count() == 4, jax.devices()
-        sys.path.insert(0, "tests")
-        import jaxtune as jt
-        from conftest import SPACE, quad_objective
-        r = jt.tune(quad_objective, SPACE, "coarse_to_fine", trials=6, rounds=rounds, metric="loss",
-                    progress=False, storage=storage)
-        print(json.dumps(sorted((t["round"], t["slot"], t["metrics"]["loss"]) for t in r.trials)))
-    """)
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        port = str(s.getsockname()[1])
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
-
-    def run(rounds):
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-c", script, str(pid), port, str(tmp_path / db), str(rounds)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=env,
-                cwd=root,
-            )
-            # Both processes of the distributed run name one file; -1: one process alone, for reference.
-            for pid, db in ((0, "sweep.db"), (1, "sweep.db"), (-1, "alone.db"))
-        ]
-        outs = []
-        for proc in procs:
-            stdout, stderr = proc.communicate(timeout=300)
-            assert proc.returncode == 0, stderr[-2000:]
-            outs.append(json.loads(stdout.strip().splitlines()[-1]))
-        return outs
-
-    outs = run(2)
-    assert len(outs[0]) == 12
-    np.testing.assert_allclose(np.asarray(outs[0]), np.asarray(outs[2]), rtol=1e-5)
-    assert outs[0] == outs[1]  # every process holds every result
-    # One file, written by process 0 only: it holds each trial once.
-    assert len(jt.Result.load(str(tmp_path / "sweep.db"))) == 12
-    # A resumed distributed run: process 1 learns what is stored from process 0, so both run
-    # only the new round, and both return all of it.
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        port = str(s.getsockname()[1])
-    outs = run(3)
-    assert len(outs[0]) == 18 and outs[0] == outs[1]
-    np.testing.assert_allclose(np.asarray(outs[0]), np.asarray(outs[2]), rtol=1e-5)
-    assert len(jt.Result.load(str(tmp_path / "sweep.db"))) == 18
-
-
 def test_use_cpu_cores_makes_one_device_per_core_before_jax_starts():
     script = textwrap.dedent("""
         import jax, jaxtune as jt

@@ -68,7 +68,7 @@ def test_plan_from_the_command_line(tmp_path, capsys):
 def test_plan_counts_the_programs_the_sweep_compiles(share):
     """A masked width: the plan counts the programs its first round compiles (buckets after
     program sharing, or one per bucket without it), as the sweep's own count says, and prices them."""
-    space = jt.Space({**SPACE.params, "hidden": jt.Int(2, 64, scale="log", masked=True)})
+    space = jt.Space({**SPACE.params, "hidden": jt.Int(2, 16, scale="log", masked=True)})  # 4 buckets
     trainer = make_trainer(steps=20, model=lambda hp, rngs: MaskedNet(hp["hidden"], rngs))
     jt.configure(share_programs=share)
     try:

@@ -263,7 +263,7 @@ def associative_recall(
     heads: int = 2,
     d_model: int = 64,
     d_mlp: int = 128,
-    steps: int = 2000,
+    steps: int = 500,
     batch_size: int = 64,
     eval_every: int | None = None,
     space: Space | None = None,
@@ -273,6 +273,8 @@ def associative_recall(
     test, each drawn afresh (the key-value bindings differ in every sequence: recall, not memory).
 
     Metrics: ``val_accuracy`` (fraction of queries answered), ``val_loss``, and the test split's.
+    The default budget is where learning rates part: checked on a CPU, lr 1e-3 answered 67% of
+    queries after 500 steps and lr 3e-3 99.5% (both 100% by 1,000).
     """
     for name, v in (("vocab", vocab), ("pairs", pairs), ("queries", queries), ("examples", examples)):
         check_int(f"associative_recall: {name}", v)
