@@ -77,8 +77,9 @@ mkdir -p "$OUT"
     || echo "gpu_check: FAILED grokking"
 } 2>&1 | tee "$OUT/log.txt"
 # Every result in one archive beside the log (at most 8 files come back from a device).
-tar czf "$OUT/results.tar.gz" -C "$OUT" --exclude=log.txt --exclude=results.tar.gz . \
-  && find "$OUT" -type f ! -name log.txt ! -name results.tar.gz -delete
+archive=$(mktemp --suffix=.tar.gz)  # made outside $OUT: tar reading a folder it writes into fails
+tar czf "$archive" -C "$OUT" --exclude=log.txt . && find "$OUT" -type f ! -name log.txt -delete \
+  && mv "$archive" "$OUT/results.tar.gz"
 # Each part that exits non-zero says so in the log: count them, and fail (the smoke run's point).
 failed=$(grep -c '^gpu_check: FAILED' "$OUT/log.txt")
 echo "gpu_check: $failed part(s) failed"
