@@ -366,6 +366,14 @@ class Result:
             ) from e
         return pd.DataFrame(self.rows())
 
+    def to_optuna(self, storage: str, study_name: str | None = None):
+        """Writes this study into an Optuna storage (e.g. ``"sqlite:///optuna.db"``) as a new Optuna
+        study, so optuna-dashboard, ``optuna.visualization`` and ``optuna.importance`` open it;
+        returns the Optuna study (needs optuna). What maps to what: :mod:`jaxtune.study.optuna_export`."""
+        from jaxtune.study.optuna_export import to_optuna
+
+        return to_optuna(self, storage, study_name)
+
     def to_csv(self, path: str | os.PathLike, *, curves: bool = False) -> None:
         """Writes one row per trial (or, with ``curves=True``, per curve point) to a CSV file."""
         rows = self.curve_rows() if curves else self.rows()

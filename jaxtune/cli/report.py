@@ -63,11 +63,19 @@ def main(args) -> int:
     for flag, path in outputs.items():  # every output path checked before anything is read or drawn
         with problems.check():
             check_output(flag, path)
+    with problems.check():
+        if args.to_optuna is not None and "://" not in args.to_optuna:
+            raise ConfigError(f"--to-optuna must be an Optuna storage URL such as sqlite:///optuna.db, got "
+                              f"{args.to_optuna!r}")  # fmt: skip
     problems.raise_if_any("the arguments")
     for flag, path in outputs.items():
         if path:
             make_parent(flag, path)
     result = Result.load(args.storage, study=args.study)
+    if args.to_optuna:
+        study = result.to_optuna(args.to_optuna)
+        print(f"optuna: study {study.study_name!r} in {args.to_optuna} ({len(study.trials)} trials; "
+              f"optuna-dashboard {args.to_optuna} opens it)")  # fmt: skip
     print(report.summary(result, top=args.top, show_test=args.show_test))
     if args.csv:
         result.to_csv(args.csv)
@@ -101,6 +109,8 @@ def add_parser(sub) -> None:
     rep.add_argument("--csv", help="also write every trial to this CSV file")
     rep.add_argument("--curves-csv", help="also write every learning-curve point to this CSV file")
     rep.add_argument("--plot", help="write a figure (PNG) here")
+    rep.add_argument("--to-optuna", metavar="URL", help="also write the study into this Optuna storage (e.g. "
+                     "sqlite:///optuna.db) for optuna-dashboard and optuna.visualization")  # fmt: skip
     rep.add_argument("--html", help="the HTML report: a FILE.html (figures beside it) or a folder (default: STORAGE's "
                      "name + '-report', with the study's name when the file holds several)")
     rep.add_argument("--no-html", action="store_true", help="print the summary only")

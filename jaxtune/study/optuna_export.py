@@ -1,0 +1,121 @@
+"""A jaxtune study as an Optuna study, so Optuna's tools (optuna-dashboard, ``optuna.visualization``,
+``optuna.importance``) open it.
+
+Each trial becomes an Optuna trial: its parameters with their distributions (a log scale as
+``log=True``; a reverse-log parameter, which Optuna cannot express, as a linear
+``FloatDistribution`` over the same bounds: its values are exact, only a sampler's prior would
+differ), its objective values (several objectives as directions), its learning curve of the
+selection metric as intermediate values, its status (diverged: FAIL; stopped by a scheduler:
+PRUNED; infeasible: COMPLETE with a violated constraint), and its round, slot, every metric, its
+seeds and its lineage as user attributes.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any
+
+from jaxtune.errors import InputError, MissingDependencyError
+
+__all__ = ["to_optuna", "distributions"]
+
+
+def _optuna():
+    try:
+        import optuna
+    except ImportError as e:
+        raise MissingDependencyError("writing an Optuna study needs optuna: pip install 'jaxtune[optuna]'") from e
+    return optuna
+
+
+def distributions(result) -> dict[str, Any]:
+    """``{name: optuna distribution}`` of ``result``'s parameters, from its stored space (or, for a
+    study stored without one, from the values its trials took)."""
+    optuna = _optuna()
+    dist = optuna.distributions
+    described = (result.config.get("space") or {}) if hasattr(result, "config") else {}
+    out = {}
+    for name in result.param_names:
+        d = described.get(name)
+        values = [t["params"][name] for t in result.trials if name in t["params"]]
+        if (d is not None and d["type"] == "Choice") or (d is None and not all(_number(v) for v in values)):
+            out[name] = dist.CategoricalDistribution(list(d["values"]) if d else sorted(set(values), key=repr))
+        elif d is not None and d["type"] == "Int":
+            out[name] = dist.IntDistribution(int(d["low"]), int(d["high"]), log=d.get("scale") == "log")
+        elif d is not None:
+            out[name] = dist.FloatDistribution(float(d["low"]), float(d["high"]), log=d.get("scale") == "log")
+        elif all(isinstance(v, int) for v in values):
+            out[name] = dist.IntDistribution(min(values), max(values))
+        else:
+            out[name] = dist.FloatDistribution(float(min(values)), float(max(values)))
+    return out
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _finite(v) -> float | None:
+    return float(v) if v is not None and math.isfinite(v) else None
+
+
+def _trial(optuna, result, t: dict, dists: dict, constrained: bool):
+    """One stored trial as an Optuna ``FrozenTrial``."""
+    state = {"ok": "COMPLETE", "infeasible": "COMPLETE", "diverged": "FAIL", "stopped": "PRUNED"}[t["status"]]
+    values = [_finite(t["metrics"].get(n)) for n, _ in result.objectives]
+    complete = state == "COMPLETE" and None not in values
+    curve = result.curves.get((t["round"], t["slot"]), []) if result.curves else []
+    attrs = {"round": t["round"], "slot": t["slot"], "status": t["status"],
+             "metrics": {k: _finite(v) for k, v in t["metrics"].items()}}  # fmt: skip
+    if t.get("seeds"):
+        attrs["seeds"] = [{k: _finite(v) for k, v in s.items()} for s in t["seeds"]]
+    parent = result.lineage.get((t["round"], t["slot"]))
+    if parent is not None:
+        attrs["parent"] = {"round": parent[0], "slot": parent[1], "step": parent[2]}
+    kwargs = dict(
+        state=getattr(optuna.trial.TrialState, state if complete or state != "COMPLETE" else "FAIL"),
+        params={n: v for n, v in t["params"].items() if n in dists},
+        distributions={n: dists[n] for n in t["params"] if n in dists},
+        user_attrs=attrs,
+        intermediate_values={int(step): float(m[result.metric]) for step, m in curve
+                             if _finite(m.get(result.metric)) is not None},  # fmt: skip
+    )
+    if complete:
+        kwargs["values" if len(values) > 1 else "value"] = values if len(values) > 1 else values[0]
+    if constrained:  # Optuna's convention: feasible when every constraint value is <= 0
+        violation = [1.0 if t["status"] == "infeasible" else 0.0]
+        if "constraints" in inspect.signature(optuna.trial.create_trial).parameters:
+            kwargs["constraints"] = {"feasible": violation[0]}
+        else:
+            kwargs["system_attrs"] = {"constraints": violation}
+    return optuna.trial.create_trial(**kwargs)
+
+
+def to_optuna(result, storage: str, study_name: str | None = None):
+    """Writes ``result`` into ``storage`` (an Optuna storage URL, e.g. ``"sqlite:///optuna.db"``)
+    as the new study ``study_name`` (default: the jaxtune study's name); returns the Optuna study.
+
+    Raises:
+      MissingDependencyError: optuna is not installed.
+      InputError: the URL does not parse or cannot be opened, or the study already exists there.
+    """
+    optuna = _optuna()
+    if not isinstance(storage, str) or "://" not in storage:
+        raise InputError(f"to_optuna: storage must be an Optuna storage URL such as 'sqlite:///optuna.db', "
+                         f"got {storage!r}")  # fmt: skip
+    name = study_name or result.study
+    directions = ["minimize" if mode == "min" else "maximize" for _, mode in result.objectives]
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, directions=directions)
+    except optuna.exceptions.DuplicatedStudyError:
+        raise InputError(f"to_optuna: {storage!r} already has a study named {name!r}; pick another study_name"
+                         ) from None  # fmt: skip
+    except Exception as e:  # a URL that does not parse, a database that cannot be opened: Optuna's own error
+        raise InputError(f"to_optuna: cannot open the Optuna storage {storage!r}: {type(e).__name__}: {e}") from None
+    dists = distributions(result)
+    constrained = bool(result.config.get("constraints")) or any(t["status"] == "infeasible" for t in result.trials)
+    study.set_user_attr("jaxtune", {"metric": result.metric, "mode": result.mode, "study": result.study,
+                                    "objectives": [list(o) for o in result.objectives]})  # fmt: skip
+    study.add_trials([_trial(optuna, result, t, dists, constrained) for t in result.trials])
+    return study
