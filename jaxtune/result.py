@@ -369,10 +369,19 @@ class Result:
     def to_optuna(self, storage: str, study_name: str | None = None):
         """Writes this study into an Optuna storage (e.g. ``"sqlite:///optuna.db"``) as a new Optuna
         study, so optuna-dashboard, ``optuna.visualization`` and ``optuna.importance`` open it;
-        returns the Optuna study (needs optuna). What maps to what: :mod:`jaxtune.study.optuna_export`."""
-        from jaxtune.study.optuna_export import to_optuna
+        returns the Optuna study (needs optuna). What maps to what: :mod:`jaxtune.study.optuna_interop`."""
+        from jaxtune.study.optuna_interop import to_optuna
 
         return to_optuna(self, storage, study_name)
+
+    @classmethod
+    def from_optuna(cls, study, metric: str | list[str] | None = None, study_name: str | None = None) -> Result:
+        """An Optuna study (an ``optuna.Study``, or a storage URL and ``study_name``) as a Result,
+        its objectives named ``metric``: e.g. ``jt.tune(..., warm_start=Result.from_optuna(study,
+        "val_loss"))`` starts from what Optuna found. :func:`jaxtune.study.optuna_interop.from_optuna`."""
+        from jaxtune.study.optuna_interop import from_optuna
+
+        return from_optuna(study, metric, study_name)
 
     def to_csv(self, path: str | os.PathLike, *, curves: bool = False) -> None:
         """Writes one row per trial (or, with ``curves=True``, per curve point) to a CSV file."""

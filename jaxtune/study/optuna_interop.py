@@ -1,5 +1,7 @@
-"""A jaxtune study as an Optuna study, so Optuna's tools (optuna-dashboard, ``optuna.visualization``,
-``optuna.importance``) open it.
+"""Optuna studies both ways: a jaxtune study written as an Optuna study, so Optuna's tools
+(optuna-dashboard, ``optuna.visualization``, ``optuna.importance``) open it (:func:`to_optuna`),
+and an Optuna study read as a :class:`~jaxtune.Result`, e.g. to warm-start a jaxtune study from it
+(:func:`from_optuna`).
 
 Each trial becomes an Optuna trial: its parameters with their distributions (a log scale as
 ``log=True``; a reverse-log parameter, which Optuna cannot express, as a linear
@@ -18,7 +20,7 @@ from typing import Any
 
 from jaxtune.errors import InputError, MissingDependencyError
 
-__all__ = ["to_optuna", "distributions"]
+__all__ = ["to_optuna", "from_optuna", "distributions"]
 
 
 def _optuna():
@@ -119,3 +121,68 @@ def to_optuna(result, storage: str, study_name: str | None = None):
                                     "objectives": [list(o) for o in result.objectives]})  # fmt: skip
     study.add_trials([_trial(optuna, result, t, dists, constrained) for t in result.trials])
     return study
+
+
+def _space_of(distributions: dict) -> dict[str, dict[str, Any]]:
+    """A space description (as ``Space.describe`` writes one) of Optuna distributions."""
+    out = {}
+    for name, d in distributions.items():
+        kind = type(d).__name__
+        if kind == "CategoricalDistribution":
+            out[name] = {"type": "Choice", "values": list(d.choices), "static": False}
+        else:
+            out[name] = {"type": "Int" if kind == "IntDistribution" else "Float", "low": d.low, "high": d.high,
+                         "scale": "log" if d.log else "linear", "static": False}  # fmt: skip
+    return out
+
+
+def from_optuna(study, metric: str | list[str] | None = None, study_name: str | None = None):
+    """An Optuna study (or a storage URL with ``study_name``) as a :class:`~jaxtune.Result`.
+
+    Its objective values become metrics named ``metric`` (one name per objective; default: the
+    names a study written by :func:`to_optuna` kept, else ``"value"``, or ``"value_0"``, ...).
+    COMPLETE trials are ``"ok"`` (``"infeasible"`` with a violated constraint), FAIL ``"diverged"``,
+    PRUNED ``"stopped"``; running and waiting trials are left out. Intermediate values become the
+    first metric's learning curve; the space is read from the distributions.
+
+    Raises:
+      MissingDependencyError: optuna is not installed.
+      InputError: ``metric`` does not name each objective, or the study cannot be loaded.
+    """
+    optuna = _optuna()
+    from jaxtune.result import Result
+
+    if isinstance(study, str):
+        try:
+            study = optuna.load_study(study_name=study_name, storage=study)
+        except Exception as e:  # no such study, a URL that does not parse: Optuna's own error
+            raise InputError(f"from_optuna: cannot load study {study_name!r} from {study!r}: {e}") from None
+    saved = study.user_attrs.get("jaxtune", {})
+    directions = ["min" if d.name == "MINIMIZE" else "max" for d in study.directions]
+    names = [metric] if isinstance(metric, str) else list(metric or [n for n, _ in saved.get("objectives", [])])
+    if not names:
+        names = ["value"] if len(directions) == 1 else [f"value_{i}" for i in range(len(directions))]
+    if len(names) != len(directions):
+        raise InputError(f"from_optuna: the study has {len(directions)} objective(s), metric names {names}")
+    states = {"COMPLETE": "ok", "FAIL": "diverged", "PRUNED": "stopped"}
+    trials, curves, dists = [], {}, {}
+    for t in study.trials:
+        if t.state.name not in states:
+            continue
+        values = t.values or [math.nan] * len(names)
+        metrics = {**{k: v for k, v in t.user_attrs.get("metrics", {}).items() if v is not None},
+                   **{n: float(v) for n, v in zip(names, values)}}  # fmt: skip
+        status = states[t.state.name]
+        if status == "ok" and any(c > 0 for c in (t.system_attrs.get("constraints") or [])):
+            status = "infeasible"
+        constraints = getattr(t, "constraints", None) or {}
+        if status == "ok" and any(c > 0 for c in constraints.values()):
+            status = "infeasible"
+        slot = len(trials)
+        trials.append({"round": 0, "slot": slot, "params": dict(t.params), "unit": [], "metrics": metrics,
+                       "value": metrics[names[0]], "status": status, "seeds": ()})  # fmt: skip
+        curves[(0, slot)] = [(int(step), {names[0]: float(v)}) for step, v in sorted(t.intermediate_values.items())]
+        dists.update(t.distributions)
+    config = {"metric": names[0], "mode": directions[0], "space": _space_of(dists),
+              "objectives": [[n, m] for n, m in zip(names, directions)] if len(names) > 1 else []}  # fmt: skip
+    return Result(trials, names[0], directions[0], study=study.study_name, curves=curves, config=config)

@@ -96,3 +96,34 @@ def test_report_writes_the_study_for_optuna_and_refuses_a_path_that_is_no_url(tm
     err = capsys.readouterr().err
     assert "--to-optuna must be an Optuna storage URL such as sqlite:///optuna.db, got 'optuna.db'" in err
     assert "Traceback" not in err
+
+
+def test_an_optuna_study_reads_back_and_warm_starts_a_jaxtune_study(study, tmp_path):
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study.to_optuna(url, "sweep")
+    back = jt.Result.from_optuna(url, study_name="sweep")  # the names to_optuna kept
+    assert back.metric == "val_loss" and len(back) == len(study)
+    for a, b in zip(study.trials, back.trials):
+        assert a["params"] == b["params"] and a["value"] == pytest.approx(b["value"])
+        assert b["metrics"]["val_accuracy"] == pytest.approx(a["metrics"]["val_accuracy"])
+    assert back.curves[(0, 0)] == [(s, {"val_loss": pytest.approx(m["val_loss"])}) for s, m in study.curves[(0, 0)]]
+
+    # A study Optuna ran itself (TPE), on the parameter names of a jaxtune space, warm-starts it.
+    space = jt.Space({"x": jt.Float(-2.0, 2.0), "lr": jt.Float(1e-3, 1.0, scale="log")})
+    native = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    native.optimize(lambda t: (t.suggest_float("x", -3, 3) - 1) ** 2 + abs(math.log10(t.suggest_float("lr", 1e-3, 1.0,
+                    log=True)) + 1), n_trials=12)  # fmt: skip
+    told = jt.Result.from_optuna(native, metric="loss")
+    assert told.config["space"]["lr"]["scale"] == "log" and told.best["value"] == pytest.approx(native.best_value)
+
+    def objective(hp, key):
+        return {"loss": (hp["x"] - 1) ** 2 + jnp.abs(jnp.log10(hp["lr"]) + 1)}
+
+    warm = jt.tune(objective, space, "coarse_to_fine", trials=8, rounds=1, metric="loss", warm_start=told,
+                   progress=False)  # fmt: skip
+    inside = sum(-2 <= t.params["x"] <= 2 for t in native.trials)  # the rest lie outside the new range
+    assert warm.config["warm_start"]["trials"] == inside and warm.config["warm_start"]["dropped"] == 12 - inside
+    with pytest.raises(jt.InputError, match=r"the study has 1 objective\(s\), metric names \['a', 'b'\]"):
+        jt.Result.from_optuna(native, metric=["a", "b"])
+    with pytest.raises(jt.InputError, match="cannot load study 'nope'"):
+        jt.Result.from_optuna(url, study_name="nope")
