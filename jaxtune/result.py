@@ -383,6 +383,14 @@ class Result:
 
         return from_optuna(study, metric, study_name)
 
+    def to_tensorboard(self, folder: str | os.PathLike) -> str:
+        """Writes TensorBoard event files under ``folder``: a run per trial with its learning curves
+        as scalars and the HParams plugin's table (needs tensorboardX);
+        :func:`jaxtune.study.tensorboard_export.to_tensorboard`."""
+        from jaxtune.study.tensorboard_export import to_tensorboard
+
+        return to_tensorboard(self, folder)
+
     def to_csv(self, path: str | os.PathLike, *, curves: bool = False) -> None:
         """Writes one row per trial (or, with ``curves=True``, per curve point) to a CSV file."""
         rows = self.curve_rows() if curves else self.rows()

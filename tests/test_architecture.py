@@ -17,7 +17,8 @@ LAYERS = [
     ["jaxtune.analysis"],  # report, figures, importance: what a stored study says
     ["jaxtune.drivers"],
     ["jaxtune.study.study", "jaxtune.study.nodes", "jaxtune.study.warm"],
-    ["jaxtune.result", "jaxtune.study.storage", "jaxtune.study.optuna_interop"],
+    ["jaxtune.result", "jaxtune.study.storage", "jaxtune.study.optuna_interop",
+     "jaxtune.study.tensorboard_export"],
     ["jaxtune.replay"],
     ["jaxtune.study.records", "jaxtune.study.sqlite_files", "jaxtune.study.checkpoints", "jaxtune.study",
      "jaxtune.progress", "jaxtune.constraints"],

@@ -72,6 +72,8 @@ def main(args) -> int:
         if path:
             make_parent(flag, path)
     result = Result.load(args.storage, study=args.study)
+    if args.tensorboard:
+        print(f"tensorboard: {result.to_tensorboard(args.tensorboard)} (tensorboard --logdir {args.tensorboard})")
     if args.to_optuna:
         study = result.to_optuna(args.to_optuna)
         print(f"optuna: study {study.study_name!r} in {args.to_optuna} ({len(study.trials)} trials; "
@@ -109,6 +111,8 @@ def add_parser(sub) -> None:
     rep.add_argument("--csv", help="also write every trial to this CSV file")
     rep.add_argument("--curves-csv", help="also write every learning-curve point to this CSV file")
     rep.add_argument("--plot", help="write a figure (PNG) here")
+    rep.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard event files here: a run per "
+                     "trial, its curves as scalars, the HParams table")  # fmt: skip
     rep.add_argument("--to-optuna", metavar="URL", help="also write the study into this Optuna storage (e.g. "
                      "sqlite:///optuna.db) for optuna-dashboard and optuna.visualization")  # fmt: skip
     rep.add_argument("--html", help="the HTML report: a FILE.html (figures beside it) or a folder (default: STORAGE's "
