@@ -381,7 +381,7 @@ class Result:
         "val_loss"))`` starts from what Optuna found. :func:`jaxtune.study.optuna_interop.from_optuna`."""
         from jaxtune.study.optuna_interop import from_optuna
 
-        return from_optuna(study, metric, study_name)
+        return cls(**from_optuna(study, metric, study_name))
 
     def to_tensorboard(self, folder: str | os.PathLike) -> str:
         """Writes TensorBoard event files under ``folder``: a run per trial with its learning curves

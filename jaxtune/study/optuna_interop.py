@@ -20,7 +20,7 @@ from typing import Any
 
 from jaxtune.errors import InputError, MissingDependencyError
 
-__all__ = ["to_optuna", "from_optuna", "distributions"]
+__all__ = ["to_optuna", "from_optuna", "distributions"]  # from_optuna: what Result.from_optuna is made of
 
 
 def _optuna():
@@ -136,8 +136,9 @@ def _space_of(distributions: dict) -> dict[str, dict[str, Any]]:
     return out
 
 
-def from_optuna(study, metric: str | list[str] | None = None, study_name: str | None = None):
-    """An Optuna study (or a storage URL with ``study_name``) as a :class:`~jaxtune.Result`.
+def from_optuna(study, metric: str | list[str] | None = None, study_name: str | None = None) -> dict[str, Any]:
+    """An Optuna study (or a storage URL with ``study_name``) as the arguments of a
+    :class:`~jaxtune.Result` (``Result(**from_optuna(...))``, what ``Result.from_optuna`` returns).
 
     Its objective values become metrics named ``metric`` (one name per objective; default: the
     names a study written by :func:`to_optuna` kept, else ``"value"``, or ``"value_0"``, ...).
@@ -150,8 +151,6 @@ def from_optuna(study, metric: str | list[str] | None = None, study_name: str | 
       InputError: ``metric`` does not name each objective, or the study cannot be loaded.
     """
     optuna = _optuna()
-    from jaxtune.result import Result
-
     if isinstance(study, str):
         try:
             study = optuna.load_study(study_name=study_name, storage=study)
@@ -185,4 +184,5 @@ def from_optuna(study, metric: str | list[str] | None = None, study_name: str | 
         dists.update(t.distributions)
     config = {"metric": names[0], "mode": directions[0], "space": _space_of(dists),
               "objectives": [[n, m] for n, m in zip(names, directions)] if len(names) > 1 else []}  # fmt: skip
-    return Result(trials, names[0], directions[0], study=study.study_name, curves=curves, config=config)
+    return {"trials": trials, "metric": names[0], "mode": directions[0], "study": study.study_name, "curves": curves,
+            "config": config}  # fmt: skip
