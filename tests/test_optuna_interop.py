@@ -17,9 +17,9 @@ optuna = pytest.importorskip("optuna")
 @pytest.fixture(scope="module")
 def study():
     """A Trainer sweep with curves over a log, a reverse-log, an integer and a choice parameter."""
-    space = jt.Space({**SPACE.params, "hidden": jt.Choice([4, 8], static=True)})  # lr, b1, n (an integer)
+    space = jt.Space({**SPACE.params, "wd": jt.Choice([0.0, 1e-4])})  # lr, b1, n (an integer), a choice
     trainer = make_trainer(steps=20, eval_every=10, optimizer=lambda hp: optax.adamw(hp["lr"], b1=hp["b1"],
-                                                                                      weight_decay=1e-4 * hp["n"]))
+                                                                                      weight_decay=hp["wd"] * hp["n"]))
     return jt.tune(trainer, space, trials=6, metric="val_loss", progress=False)
 
 
@@ -31,7 +31,7 @@ def test_a_study_opens_in_optunas_tools_with_its_parameters_values_and_curves(st
     dist = loaded.trials[0].distributions
     assert dist["lr"].log and not dist["b1"].log  # reverse log: Optuna's linear over the same bounds
     assert (dist["lr"].low, dist["lr"].high) == (SPACE.params["lr"].low, SPACE.params["lr"].high)
-    assert isinstance(dist["hidden"], optuna.distributions.CategoricalDistribution)
+    assert isinstance(dist["wd"], optuna.distributions.CategoricalDistribution)
     assert isinstance(dist["n"], optuna.distributions.IntDistribution)
     for ours, theirs in zip(study.trials, loaded.trials):
         assert theirs.params == ours["params"] and theirs.value == pytest.approx(ours["metrics"]["val_loss"])
@@ -41,7 +41,7 @@ def test_a_study_opens_in_optunas_tools_with_its_parameters_values_and_curves(st
         assert theirs.user_attrs["metrics"]["val_accuracy"] == pytest.approx(ours["metrics"]["val_accuracy"])
     assert loaded.best_trial.params == study.best["params"]
     importance = optuna.importance.get_param_importances(loaded)
-    assert set(importance) == {"lr", "b1", "n", "hidden"} and math.isclose(sum(importance.values()), 1.0)
+    assert set(importance) == {"lr", "b1", "n", "wd"} and math.isclose(sum(importance.values()), 1.0)
     pytest.importorskip("matplotlib")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # its matplotlib plots: "experimental"
