@@ -180,6 +180,7 @@ class Result:
         exact: bool = True,
         return_metrics: bool = False,
         seed: int = 0,
+        checkpoint: str | os.PathLike | None = None,
     ) -> Any:
         """Trains ``trial`` (default: the best) again and returns its state at ``step`` (default:
         the step its value was read at: the last, or with ``select="best_step"`` its best
@@ -197,7 +198,8 @@ class Result:
         ``exact=False`` trains it alone: cheap, equal up to float32 rounding, which grows with
         the steps (see :mod:`jaxtune.replay`). Trials of round sweeps and halving are replayed alone.
         A study trained with ``seeds=K`` replays the trial's training seed ``seed`` (its metrics:
-        ``trial["seeds"][seed]``).
+        ``trial["seeds"][seed]``). ``checkpoint=PATH`` also writes the trained model's
+        ``nnx.state`` there as an Orbax checkpoint (:mod:`jaxtune.study.orbax_export`).
         """
         from jaxtune.execute.population import supports_protocol
         from jaxtune.replay import lineage_chain, replay_trial
@@ -226,6 +228,10 @@ class Result:
         self.trial_key(trial, seed)  # a seed the study did not train is refused here
         key_of = functools.partial(self.trial_key, seed=seed)
         state, metrics = replay_trial(objective, self.config, chain, last_step, key_of, exact)
+        if checkpoint is not None:
+            from jaxtune.study.orbax_export import model_state, save_orbax
+
+            save_orbax(checkpoint, model_state(objective, trial["params"], state))
         if not return_metrics:
             return state
         return state, {n: float(v) for n, v in metrics.items()}

@@ -18,7 +18,7 @@ LAYERS = [
     ["jaxtune.drivers"],
     ["jaxtune.study.study", "jaxtune.study.nodes", "jaxtune.study.warm"],
     ["jaxtune.result", "jaxtune.study.storage", "jaxtune.study.optuna_interop",
-     "jaxtune.study.tensorboard_export"],
+     "jaxtune.study.tensorboard_export", "jaxtune.study.orbax_export"],
     ["jaxtune.replay"],
     ["jaxtune.study.records", "jaxtune.study.sqlite_files", "jaxtune.study.checkpoints", "jaxtune.study",
      "jaxtune.progress", "jaxtune.constraints"],

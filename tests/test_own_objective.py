@@ -73,6 +73,20 @@ def test_a_users_trainer_factory_runs_reports_and_exports(user_module, capsys):
     assert cli.main(["report", "own.db"]) == 0
     assert cli.main(["export", "own.db", cfg, "--out", "best.npz"]) == 0
     assert os.path.exists("best.npz") and len(np.load("best.npz").files) > 0
+    # The model as an Orbax checkpoint, restored into the user's own class as Flax's guide does it.
+    assert cli.main(["export", "own.db", cfg, "--format", "orbax"]) == 0  # --out best.npz: the folder best/
+    replayed = float(capsys.readouterr().out.split("replayed val_accuracy: ")[1].split()[0])
+    import jax.numpy as jnp
+    import orbax.checkpoint as ocp
+    from flax import nnx
+    from usermodel_jt import Tiny, make_trainer
+
+    graphdef, abstract = nnx.split(nnx.eval_shape(lambda: Tiny(6, nnx.Rngs(0))))
+    model = nnx.merge(graphdef, ocp.StandardCheckpointer().restore(os.path.abspath("best"), abstract))
+    x, y = make_trainer().eval_data["val"]
+    assert float(jnp.mean(jnp.argmax(model(x), -1) == y)) == pytest.approx(replayed, abs=1e-5)
+    assert cli.main(["export", "own.db", cfg, "--format", "orbax"]) == 2  # never over an existing folder
+    assert "exists already: an Orbax checkpoint needs a new folder" in capsys.readouterr().err
     assert cli.main(["plan", cfg]) == 0
 
 

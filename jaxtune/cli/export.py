@@ -80,9 +80,17 @@ def main(args) -> int:
 
     from jaxtune.execute.population import supports_protocol
 
-    out = args.out if args.out.endswith(".npz") else args.out + ".npz"  # (numpy would add it)
+    orbax = args.format == "orbax"
+    if orbax:  # a checkpoint is a folder: --out best.npz (the default) writes best/
+        out = os.path.abspath(args.out[: -len(".npz")] if args.out.endswith(".npz") else args.out)
+        if os.path.exists(out):
+            raise ConfigError(f"--out {out!r} exists already: an Orbax checkpoint needs a new folder")
+    else:
+        out = args.out if args.out.endswith(".npz") else args.out + ".npz"  # (numpy would add it)
     check_output("--out", out)
     if is_babysit(args.storage, args.study):
+        if orbax:
+            raise ConfigError("--format orbax writes a sweep's trial; a babysitting run exports as .npz")
         return _export_babysit(args, out)
     if args.node is not None:
         raise ConfigError("--node is for a babysitting run; a sweep's trial is --trial ROUND:SLOT")
@@ -94,10 +102,17 @@ def main(args) -> int:
     state, again = result.replay(task.objective, trial, return_metrics=True)
     if hasattr(task.objective, "unpadded"):  # masked widths: the arrays at the trial's true widths
         state = task.objective.unpadded(trial["params"], state)
-    leaves = _write_state(out, state)
     which = "best trial" if args.trial is None else "trial"
     print(f"{which} (round {trial['round']}, slot {trial['slot']}): {trial['params']}")
     print(f"replayed {result.metric}: {again.get(result.metric, float('nan')):.6g} (stored {trial['value']:.6g})")
+    if orbax:
+        from jaxtune.study.orbax_export import model_state, save_orbax
+
+        make_parent("--out", out)
+        print(f"model state (Orbax): {save_orbax(out, model_state(task.objective, trial['params'], state))} "
+              "(restore it into your model with orbax's StandardCheckpointer and nnx.merge / nnx.update)")  # fmt: skip
+        return 0
+    leaves = _write_state(out, state)
     print(f"state: {os.path.abspath(out)} ({len(leaves)} arrays)")
     return 0
 
@@ -110,5 +125,7 @@ def add_parser(sub) -> None:
     e.add_argument("--study")
     e.add_argument("--trial", help="ROUND:SLOT of the trial to export (default: the best)")
     e.add_argument("--node", type=int, help="a babysitting run's node to export (default: its head)")
-    e.add_argument("--out", default="best.npz")
+    e.add_argument("--out", default="best.npz", help="the .npz to write (with --format orbax: a new folder)")
+    e.add_argument("--format", choices=["npz", "orbax"], default="npz", help="npz: the trial's whole state as "
+                   "arrays; orbax: its model's nnx.state as an Orbax checkpoint")  # fmt: skip
     e.set_defaults(func=main)
