@@ -14,11 +14,16 @@ def bowl(hp, key):
     return {"loss": (hp["x"] - 0.6) ** 2 + (hp["y"] + 0.4) ** 2}
 
 
+def store(tmp_path_factory, objective, space, name: str) -> str:
+    """A stored study to warm-start from: 64 random trials of ``objective`` over ``space``."""
+    db = str(tmp_path_factory.mktemp("warm") / name)
+    jt.tune(objective, space, "random", trials=32, rounds=2, metric="loss", storage=db, progress=False)
+    return db
+
+
 @pytest.fixture(scope="module")
 def stored(tmp_path_factory):
-    db = str(tmp_path_factory.mktemp("warm") / "first.db")
-    jt.tune(bowl, SPACE, "random", trials=32, rounds=2, metric="loss", storage=db, progress=False)
-    return db
+    return store(tmp_path_factory, bowl, SPACE, "first.db")
 
 
 def round0(result):
@@ -121,9 +126,7 @@ def budgeted(hp, key):
 
 @pytest.fixture(scope="module")
 def stored_with_budgets(tmp_path_factory):
-    db = str(tmp_path_factory.mktemp("warm") / "budgets.db")
-    jt.tune(budgeted, BUDGET, "random", trials=32, rounds=2, metric="loss", storage=db, progress=False)
-    return db
+    return store(tmp_path_factory, budgeted, BUDGET, "budgets.db")
 
 
 def test_halving_starts_its_first_bracket_from_the_stored_best(stored_with_budgets):

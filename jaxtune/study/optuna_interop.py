@@ -67,7 +67,7 @@ def _trial(optuna, result, t: dict, dists: dict, constrained: bool):
     state = {"ok": "COMPLETE", "infeasible": "COMPLETE", "diverged": "FAIL", "stopped": "PRUNED"}[t["status"]]
     values = [_finite(t["metrics"].get(n)) for n, _ in result.objectives]
     complete = state == "COMPLETE" and None not in values
-    curve = result.curves.get((t["round"], t["slot"]), []) if result.curves else []
+    curve = result.curves.get((t["round"], t["slot"]), [])
     attrs = {"round": t["round"], "slot": t["slot"], "status": t["status"],
              "metrics": {k: _finite(v) for k, v in t["metrics"].items()}}  # fmt: skip
     if t.get("seeds"):

@@ -46,7 +46,7 @@ def to_tensorboard(result, folder: str | os.PathLike) -> str:
     if not os.access(folder, os.W_OK):
         raise InputError(f"tensorboard: the folder {folder!r} is not writable")
     for t in result.trials:
-        curve = result.curves.get((t["round"], t["slot"]), []) if result.curves else []
+        curve = result.curves.get((t["round"], t["slot"]), [])
         last = max((int(step) for step, _ in curve), default=0)
         final = {f"final/{k}": float(v) for k, v in t["metrics"].items() if v is not None and math.isfinite(v)}
         with SummaryWriter(os.path.join(folder, run_name(t))) as w:
