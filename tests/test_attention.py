@@ -40,8 +40,11 @@ def test_modular_arithmetic_refuses_bad_options_before_building():
     with pytest.raises(jt.InputError, match=r"train_fraction must be in \(0, 1\), got 1.5"):
         jt.tasks.get("modular_arithmetic", train_fraction=1.5)
     with pytest.raises(jt.InputError, match="d_model=30 must be a multiple of heads=4"):
-        t = jt.tasks.get("modular_arithmetic", **{**TINY, "d_model": 30, "heads": 4})
-        jt.tune(t.objective, t.space, trials=2, metric=t.metric, mode=t.mode, progress=False)
+        jt.tasks.get("modular_arithmetic", **{**TINY, "d_model": 30, "heads": 4})
+    with pytest.raises(jt.InputError, match="associative_recall: layers must be an int >= 1, got 0"):
+        jt.tasks.get("associative_recall", layers=0)
+    with pytest.raises(jt.InputError, match=r"threshold \(an accuracy\) must be in \(0, 1\], got 95"):
+        jt.tasks.get("modular_arithmetic", threshold=95)
 
 
 def test_modular_arithmetic_sweep_reports_memorising_and_generalising_steps():

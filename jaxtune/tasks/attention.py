@@ -138,6 +138,14 @@ def default_space() -> Space:
     )
 
 
+def _check_sizes(task: str, **sizes) -> None:
+    """Each of ``sizes`` an integer >= 1, else an error naming it; and heads dividing d_model."""
+    for name, v in sizes.items():
+        check_int(f"{task}: {name}", v)
+    if sizes["d_model"] % sizes["heads"]:
+        raise InputError(f"{task}: d_model={sizes['d_model']} must be a multiple of heads={sizes['heads']}")
+
+
 def _is_prime(p: int) -> bool:
     return p >= 2 and all(p % d for d in range(2, int(p**0.5) + 1))
 
@@ -196,7 +204,9 @@ def modular_arithmetic(
     ``steps_to_generalise`` (val accuracy ≥ ``threshold``): ``steps + 1`` for a trial that never
     does. A ``d_mlp`` hyperparameter (``masked=True``) tunes the MLP width.
     """
-    check_int("modular_arithmetic: eval_every", eval_every)
+    _check_sizes("modular_arithmetic", layers=layers, heads=heads, d_model=d_model, d_mlp=d_mlp, eval_every=eval_every)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+        raise InputError(f"modular_arithmetic: threshold (an accuracy) must be in (0, 1], got {threshold!r}")
     (train, val) = modular_data(p, operation, train_fraction, data_seed)
 
     def build(hp, rngs):
@@ -276,8 +286,8 @@ def associative_recall(
     The default budget is where learning rates part: checked on a CPU, lr 1e-3 answered 67% of
     queries after 500 steps and lr 3e-3 99.5% (both 100% by 1,000).
     """
-    for name, v in (("vocab", vocab), ("pairs", pairs), ("queries", queries), ("examples", examples)):
-        check_int(f"associative_recall: {name}", v)
+    _check_sizes("associative_recall", vocab=vocab, pairs=pairs, queries=queries, examples=examples, layers=layers,
+                 heads=heads, d_model=d_model, d_mlp=d_mlp)  # fmt: skip
     if pairs > vocab // 2 or queries > pairs:
         raise InputError(f"associative_recall: need queries <= pairs <= vocab / 2, got queries={queries}, "
                          f"pairs={pairs}, vocab={vocab}")  # fmt: skip
