@@ -18,6 +18,7 @@ from jaxtune import schedulers as schedulers
 from jaxtune import schedules, strategies, tasks
 from jaxtune.analysis.importance import Importance as Importance
 from jaxtune.analysis.importance import importance
+from jaxtune.analysis.live import serve
 from jaxtune.babysitting import Babysitter as Babysitter
 from jaxtune.babysitting import babysit
 from jaxtune.errors import InputError, JaxtuneError, StorageError, StudyBusyError
@@ -66,6 +67,7 @@ __all__ = [
     "plan",
     "babysit",
     "reseed",
+    "serve",
     "use_cpu_cores",
     "configure",
     # errors about the input

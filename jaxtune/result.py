@@ -100,6 +100,7 @@ class Result:
                 study = names[0]
             sid = store.study_id(study)
             config = store.study_config(study)
+            end = store.end(sid)
             return cls(
                 store.trials(sid),
                 config["metric"],
@@ -111,6 +112,7 @@ class Result:
                 select=config.get("select", "final"),
                 lineage=store.lineage(sid),
                 config=config,
+                stopped=None if end is None or end[0] == "finished" else end[0],
             )
         finally:
             store.close()

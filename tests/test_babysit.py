@@ -1,5 +1,6 @@
 """Panda mode: set, rollback, fork/adopt, resume; replay equality; the CLI in a real terminal."""
 
+import importlib.util
 import os
 import sys
 
@@ -10,6 +11,7 @@ from conftest import SPACE, make_trainer
 
 import jaxtune as jt
 from jaxtune import cli
+from jaxtune.analysis import live
 from jaxtune.babysitting import Babysitter, babysit
 from jaxtune.errors import InputError, UnknownNameError
 
@@ -113,7 +115,12 @@ def test_stop_and_resume_from_storage_and_replay_every_path(trainer, tmp_path):
     for node in (again.head, again.branches().get("low", again.nodes[-1]["id"])):
         stored = again._state_of(node)
         assert same(again.replay(node), stored)
+    if importlib.util.find_spec("matplotlib"):  # the live view: the session's tree, open, then closed
+        status, page = live._render(db, "p", str(tmp_path / "live"), False)
+        assert status["state"] == "open" and status["trials"] == len(again.nodes) and "adopt high" in page
     again.close()
+    if importlib.util.find_spec("matplotlib"):
+        assert live._render(db, "p", str(tmp_path / "live"), False)[0]["state"] == "closed"
     with pytest.raises(jt.StudyMismatchError, match="hp"):
         babysit(trainer, SPACE, {"lr": 0.03}, storage=db, name="p", segment=5)
 

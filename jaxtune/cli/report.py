@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import os
+import time
 
 from jaxtune.cli.config import ConfigError, check_output, make_parent, positive_int
 from jaxtune.errors import MissingDependencyError, Problems
@@ -52,6 +54,8 @@ def main(args) -> int:
     from jaxtune.analysis import report
     from jaxtune.result import Result
 
+    if args.serve:
+        return serve(args)
     if is_babysit(args.storage, args.study):
         folder = None if args.no_html else args.html or os.path.splitext(args.storage)[0] + "-report"
         print(report.babysit_report(args.storage, args.study, folder))
@@ -101,6 +105,45 @@ def main(args) -> int:
     return 0
 
 
+def serve(args) -> int:
+    """``jaxtune report STORAGE --serve``: the live view until Ctrl-C, its state changes printed."""
+    from jaxtune.analysis.live import LiveReport
+    from jaxtune.errors import signal_handled
+
+    written = [flag for flag, value in (("--csv", args.csv), ("--curves-csv", args.curves_csv), ("--plot", args.plot),
+               ("--tensorboard", args.tensorboard), ("--to-optuna", args.to_optuna), ("--html", args.html),
+               ("--no-html", args.no_html)) if value]  # fmt: skip
+    if written:
+        raise ConfigError(f"--serve shows the study live; {', '.join(written)} write{'s' if len(written) == 1 else ''} "
+                          "files: run them in a separate `jaxtune report` (without --serve)")  # fmt: skip
+    live = LiveReport(args.storage, args.study, host=args.host, port=args.port, show_test=args.show_test)
+    print(f"live view of {args.storage} at {live.url} (Ctrl-C stops it)", flush=True)
+    said = None
+    try:
+        while True:
+            if live.status.get("state") != said:
+                said = live.status.get("state")
+                print(f"[{live.status.get('read')}] {live.status.get('message')}", flush=True)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        signal_handled()
+        print("stopped serving")
+    finally:
+        live.close()
+    return 0
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 0..65535 (0: any free one)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number in 0..65535 (0: any free port), got {text!r}")
+    return value
+
+
 def add_parser(sub) -> None:
     """Adds ``report`` to the CLI's subcommands."""
     rep = sub.add_parser("report", help="summarise a stored study")
@@ -118,4 +161,8 @@ def add_parser(sub) -> None:
     rep.add_argument("--html", help="the HTML report: a FILE.html (figures beside it) or a folder (default: STORAGE's "
                      "name + '-report', with the study's name when the file holds several)")
     rep.add_argument("--no-html", action="store_true", help="print the summary only")
+    rep.add_argument("--serve", action="store_true", help="serve the report on localhost, refreshed as the sweep "
+                     "writes (a live view beside a running sweep; Ctrl-C stops it)")  # fmt: skip
+    rep.add_argument("--port", type=port_number, default=8000, help="the live view's port (default 8000; 0: any free)")
+    rep.add_argument("--host", default="127.0.0.1", help="the live view's address (default 127.0.0.1: this machine)")
     rep.set_defaults(func=main)

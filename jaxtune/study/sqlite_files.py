@@ -20,6 +20,7 @@ __all__ = [
     "SQLITE_HEADER",
     "lock_dir",
     "lock_study",
+    "study_running",
     "storage_error",
     "check_path",
 ]
@@ -100,6 +101,11 @@ CREATE TABLE IF NOT EXISTS trial_seeds (
     metrics TEXT NOT NULL,
     PRIMARY KEY (study_id, round, slot, seed)
 );
+CREATE TABLE IF NOT EXISTS study_ends (
+    study_id INTEGER PRIMARY KEY REFERENCES studies(id),
+    how TEXT NOT NULL,
+    at TEXT DEFAULT CURRENT_TIMESTAMP
+);
 CREATE TABLE IF NOT EXISTS trial_programs (
     study_id INTEGER NOT NULL REFERENCES studies(id),
     round INTEGER NOT NULL,
@@ -121,6 +127,7 @@ TABLES = {
     "heads": {"study_id", "node"},
     "trial_seeds": {"study_id", "round", "slot", "seed", "metrics"},
     "trial_programs": {"study_id", "round", "slot", "sizes"},
+    "study_ends": {"study_id", "how", "at"},
 }
 
 
@@ -199,6 +206,34 @@ def check_path(path: str, read_only: bool) -> None:
         raise StorageError(f"storage {path!r} is not writable")
 
 
+def _lock_path(path: str, name: str) -> str:
+    """Study ``name``'s lock file for the database at ``path`` (named by device and inode)."""
+    import hashlib
+
+    st = os.stat(path)
+    digest = hashlib.sha1(name.encode()).hexdigest()[:12]
+    return os.path.join(lock_dir(), f"{st.st_dev}-{st.st_ino}-{digest}.lock")
+
+
+def study_running(path: str, name: str) -> bool:
+    """Whether a process on this machine runs study ``name`` of the database at ``path`` now (holds
+    its lock). A probe, not a claim: it holds a shared lock for an instant, which a run starting at
+    that instant waits out (:func:`lock_study` retries for a moment before calling a study busy)."""
+    import fcntl
+
+    try:
+        fd = os.open(_lock_path(path, name), os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except (OSError, StorageError):  # no lock file: no run of this study has ever started here
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # releases the probe's shared lock at once
+    return False
+
+
 def lock_study(path: str, name: str) -> int:
     """Claims study ``name`` of the database at ``path`` for this process; the lock's descriptor
     (closing it releases the lock; so does the process's end, kill -9 included).
@@ -211,11 +246,9 @@ def lock_study(path: str, name: str) -> int:
       StudyBusyError: another process (or another descriptor in this one) holds the study now.
     """
     import fcntl
-    import hashlib
+    import time
 
-    st = os.stat(path)
-    digest = hashlib.sha1(name.encode()).hexdigest()[:12]
-    lock_path = os.path.join(lock_dir(), f"{st.st_dev}-{st.st_ino}-{digest}.lock")
+    lock_path = _lock_path(path, name)
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
     except OSError as e:
@@ -223,9 +256,13 @@ def lock_study(path: str, name: str) -> int:
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise StorageError(f"study lock {lock_path!r} is not a regular file; remove it")
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    for _ in range(20):  # a live view's probe (study_running) holds it for an instant: wait that out
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError:
+            time.sleep(0.01)
+    else:
         holder = os.read(fd, 100).decode(errors="replace").strip() or "another process"
         os.close(fd)
         raise StudyBusyError(

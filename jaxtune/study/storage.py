@@ -394,6 +394,22 @@ class Storage:
         )
         return {(r, s): (pr, ps, step) for r, s, pr, ps, step in cur}
 
+    def set_end(self, study_id: int, how: str | None) -> None:
+        """Records how the study's run ended (``"finished"``, ``"timeout"``), or clears it (None)
+        as a run starts: a study whose lock is free and that has no end was interrupted or killed."""
+        with self.writing():
+            self.conn.execute("DELETE FROM study_ends WHERE study_id = ?", (study_id,))
+            if how is not None:
+                self.conn.execute("INSERT INTO study_ends (study_id, how) VALUES (?, ?)", (study_id, how))
+
+    def end(self, study_id: int) -> tuple[str, str] | None:
+        """``(how, when)`` the study's last run ended (when: UTC, ``YYYY-MM-DD HH:MM:SS``), or None
+        while one runs, after an interrupted run, or in a database from before ends were stored."""
+        if not self._has_table("study_ends"):
+            return None
+        row = self.conn.execute("SELECT how, at FROM study_ends WHERE study_id = ?", (study_id,)).fetchone()
+        return None if row is None else (row[0], row[1])
+
     def study_id(self, name: str) -> int:
         """The id of an existing study; KeyError naming the stored studies otherwise."""
         row = self.conn.execute("SELECT id FROM studies WHERE name = ?", (name,)).fetchone()

@@ -201,6 +201,7 @@ class Study:
             raise error
         self.done: dict[tuple[int, int], TrialRecord] = {t.key: t for t in self.store.trials(self.sid)}
         if storage is not None and self.writer:
+            self.store.set_end(self.sid, None)  # running now: a live view says how it ends
             Study._opened.setdefault((os.path.abspath(self.store.path), name), len(self.done))
 
     @classmethod
@@ -279,7 +280,10 @@ class Study:
             self.store.release_checkpoints(self.name, compact)
 
     def result(self, metric: str, mode: str, tie_break, select: str, stopped: str | None) -> Result:
-        """Every trial of the study, stored ones included."""
+        """Every trial of the study, stored ones included; records that this run ended (finished, or
+        stopped by ``stopped``) for a live view and a later report."""
+        if self.storage is not None and self.writer:
+            self.store.set_end(self.sid, stopped or "finished")
         return Result(
             list(self.done.values()), metric, mode, study=self.name, storage=self.storage, curves=self.curves(),
             tie_break=tie_break, select=select, stopped=stopped, lineage=self.store.lineage(self.sid),
