@@ -53,6 +53,43 @@ def test_a_study_opens_in_optunas_tools_with_its_parameters_values_and_curves(st
     plt.close("all")
 
 
+def test_optuna_dashboard_serves_a_written_study(study, tmp_path):
+    dashboard = pytest.importorskip("optuna_dashboard")
+    import json
+    import threading
+    import urllib.request
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study.to_optuna(url, "sweep")
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = make_server("127.0.0.1", 0, dashboard.wsgi(url), handler_class=Quiet)  # the real dashboard's app
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        with urllib.request.urlopen(f"{base}/api/studies", timeout=30) as r:
+            (summary,) = json.load(r)["study_summaries"]
+        with urllib.request.urlopen(f"{base}/api/studies/{summary['study_id']}?after=0", timeout=30) as r:
+            detail = json.load(r)
+        with urllib.request.urlopen(f"{base}/dashboard", timeout=30) as r:
+            assert b"<html" in r.read().lower()  # its page (scripts bundled: no network)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert summary["study_name"] == "sweep" and summary["directions"] == ["minimize"]
+    assert len(detail["trials"]) == len(study.trials) and detail["has_intermediate_values"]
+    (best,) = detail["best_trials"]
+    assert {p["name"]: p["param_internal_value"] for p in best["params"]}["lr"] == pytest.approx(
+        study.best["params"]["lr"])  # fmt: skip
+    assert optuna.load_study(study_name="sweep", storage=url).metric_names == ["val_loss"]  # the axes' label
+
+
 def test_statuses_several_objectives_and_bad_storage(tmp_path):
     space = jt.Space({"x": jt.Float(-1.0, 1.0)})
 

@@ -15,6 +15,7 @@ import datetime
 import html as escape
 import json
 import os
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -129,9 +130,8 @@ class LiveReport:
             state=status["state"], version=status["version"], message=escape.escape(status["message"]),
             when=status["read"], colour=_COLOURS.get(status["state"], "#eeeeee"),
         )  # fmt: skip
-        page = body.replace("<body>", "<body>\n" + banner, 1).replace(
-            "</body>", _POLL.format(ms=int(self.interval * 1000)) + "</body>", 1
-        )
+        page = re.sub(r"<body[^>]*>", lambda m: m.group(0) + "\n" + banner, body, count=1)
+        page = page.replace("</body>", _POLL.format(ms=int(self.interval * 1000)) + "</body>", 1)
         with self._lock:
             self._page, self.status, self._seen = page.encode(), status, signature
 
@@ -148,8 +148,11 @@ class LiveReport:
     def close(self) -> None:
         """Stops serving and watching, and removes the page's scratch folder."""
         self._stop.set()
-        if getattr(self, "_threads", None):  # serving: stop the loop first
+        if getattr(self, "_threads", None):  # serving: stop the loop, and let a rebuild under way end
             self.server.shutdown()
+            for t in self._threads:
+                if t is not threading.current_thread():
+                    t.join()
         self.server.server_close()
         shutil.rmtree(self._folder, ignore_errors=True)
 
@@ -295,6 +298,8 @@ def _render(path: str, study: str | None, folder: str, show_test: bool) -> tuple
     status = {"state": state, "study": name, "trials": len(result), "best": None if best is None else best["value"],
               "in_progress": len(set(result.curves) - {(t["round"], t["slot"]) for t in result.trials})}  # fmt: skip
     status["message"] = _message(result, status, end)
+    if not result.trials:  # nothing to draw yet: the summary alone
+        return status, _waiting_page(f"study {name!r}: no trial stored yet", report.summary(result))
     with open(report.html(result, folder, show_test=show_test), encoding="utf-8") as f:
         page = f.read()
     return status, page.replace("\n<pre>", _in_progress(result) + "\n<pre>", 1)
@@ -332,10 +337,12 @@ def _in_progress(result) -> str:
             f"<th>{escape.escape(result.metric)}</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")  # fmt: skip
 
 
-def _waiting_page(message: str) -> str:
-    """The page before a sweep has stored its study."""
+def _waiting_page(message: str, summary: str = "") -> str:
+    """The page before a sweep has stored its study or its first trials."""
     text = escape.escape(message)
+    more = f"<pre>{escape.escape(summary)}</pre>" if summary else ""
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>jaxtune: {text}</title></head>'
-        f"<body>\n<h1>jaxtune live view</h1><p>{text}</p>\n</body></html>"
+        f'<body style="font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px;">\n'
+        f"<h1>jaxtune live view</h1><p>{text}</p>{more}\n</body></html>"
     )

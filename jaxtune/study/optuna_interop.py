@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from typing import Any
 
 from jaxtune.errors import InputError, MissingDependencyError
@@ -119,6 +120,10 @@ def to_optuna(result, storage: str, study_name: str | None = None):
     constrained = bool(result.config.get("constraints")) or any(t["status"] == "infeasible" for t in result.trials)
     study.set_user_attr("jaxtune", {"metric": result.metric, "mode": result.mode, "study": result.study,
                                     "objectives": [list(o) for o in result.objectives]})  # fmt: skip
+    if hasattr(study, "set_metric_names"):  # optuna-dashboard and the plots label the axes with them
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([n for n, _ in result.objectives])
     study.add_trials([_trial(optuna, result, t, dists, constrained) for t in result.trials])
     return study
 
