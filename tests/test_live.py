@@ -163,3 +163,20 @@ def test_the_cli_serves_until_ctrl_c(finished):
             proc.communicate()
     assert proc.returncode == 0 and "stopped serving" in out and "Traceback" not in err
     assert sorted(os.listdir(os.path.dirname(finished))) == before  # a reader: nothing written beside the study
+
+
+def test_a_missing_extra_is_a_clean_error_that_says_what_to_install(finished, tmp_path, monkeypatch, capsys):
+    from jaxtune.errors import MissingDependencyError
+    from jaxtune.study.orbax_export import save_orbax
+
+    for module in ("matplotlib", "optuna", "tensorboardX", "orbax.checkpoint"):
+        monkeypatch.setitem(sys.modules, module, None)  # as if not installed: importing it fails
+    commands = {"report": ["--serve", "--port", "0"],
+                "tensorboard": ["--no-html", "--tensorboard", str(tmp_path / "t")],
+                "optuna": ["--no-html", "--to-optuna", f"sqlite:///{tmp_path / 'o.db'}"]}  # fmt: skip
+    for extra, flags in commands.items():
+        assert cli.main(["report", finished, *flags]) == 2
+        err = capsys.readouterr().err
+        assert f"pip install 'jaxtune[{extra}]'" in err and "Traceback" not in err, err
+    with pytest.raises(MissingDependencyError, match=r"pip install 'jaxtune\[orbax\]'"):
+        save_orbax(tmp_path / "ckpt", {})
