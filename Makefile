@@ -16,11 +16,12 @@ demo: $(BIN)/.installed
 	$(BIN)/jaxtune run configs/demo.toml --plot runs/demo.png
 	@echo "the jaxtune command is $(BIN)/jaxtune: 'source $(BIN)/activate' makes it plain 'jaxtune' (README's CLI lines)"
 
-# Two workers, a test file each (module fixtures stay shared): on 2 cores the suite takes about
-# three quarters of the serial time; `$(BIN)/python -m pytest` alone runs it serially.
+# Two workers, a test file each (module fixtures stay shared), the slowest files first (see
+# tests/conftest.py): on 2 cores the suite takes about three quarters of the serial time;
+# `$(BIN)/python -m pytest` alone runs it serially.
 test: $(BIN)/.installed
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 # The guide (docs/, mkdocs.yml) as a site in site/; --strict: a broken link or docstring fails it.
 docs: $(BIN)/.installed

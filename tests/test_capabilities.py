@@ -57,10 +57,12 @@ def test_same_seed_same_results_and_a_timeout_resumes_to_the_same_study(tmp_path
     db = str(tmp_path / "s.db")
     stopped = sweep(name, storage=db, timeout=1e-9)
     assert stopped.stopped == "timeout" and 0 < len(stopped.trials) <= len(straight.trials)
+    loaded = jt.Result.load(db)  # the file says so too (jaxtune report, the live view)
+    assert loaded.stopped == "timeout"
     resumed = sweep(name, storage=db)
     assert resumed.stopped is None
     assert rows(resumed) == rows(straight)
-    assert rows(jt.Result.load(db)) == rows(straight)
+    assert rows(jt.Result.load(db)) == rows(straight) and jt.Result.load(db).stopped is None
 
 
 # BOHB and PB2 replay through their drivers' paths as Hyperband and PBT do (their models choose

@@ -114,11 +114,20 @@ def test_html_report_loads_in_headless_chromium_without_errors(study, tmp_path):
 
 def test_population_figures_draw_curves_and_lineage(tmp_path):
     pytest.importorskip("matplotlib")
+    from jaxtune.analysis import live
     from jaxtune.tasks import get
 
-    task = get("pbt_toy", steps=40)
-    result = jt.tune(task.objective, task.space, "pbt", trials=4, metric="Q", mode="max",
-                     strategy_options={"segment": 4, "quantile": 0.5}, progress=False)  # fmt: skip
+    task, db, seen = get("pbt_toy", steps=40), str(tmp_path / "pbt.db"), []
+
+    def look(event):  # the live view, from inside the running population, after its second segment
+        if event["round"] == 1:
+            seen.append(live._render(db, None, str(tmp_path / "live"), False))
+
+    result = jt.tune(task.objective, task.space, "pbt", trials=4, metric="Q", mode="max", storage=db,
+                     strategy_options={"segment": 4, "quantile": 0.5}, progress=look)  # fmt: skip
+    ((status, page),) = seen  # its lanes still training: their latest point, no trial record yet
+    assert status["state"] == "running" and status["in_progress"] >= 1
+    assert f"<h2>in progress: {status['in_progress']} trial" in page and "<td>8</td>" in page  # at step 8
     assert result.lineage
     paths = figures.write_figures(result, tmp_path)
     assert {"curves", "lineage", "history", "parameters", "parallel"} <= set(paths)
