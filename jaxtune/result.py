@@ -43,7 +43,8 @@ class Result:
         better, e.g. ``"val_loss"`` among trials of equal ``val_accuracy``) or ``(name, "max")``.
       select: how each trial's ``value`` was read: ``"final"`` evaluation or ``"best_step"``
         of its learning curve (see :func:`jaxtune.tune`).
-      stopped: why the sweep stopped before its last round (``"timeout"``), or None.
+      stopped: why the sweep stopped before its last round (``"timeout"``), or None (also as
+        stored: :meth:`load` reads how the study's last run ended).
       lineage: ``{(round, slot): (parent_round, parent_slot, step)}``: trials that continued
         another trial's state from that step (PBT's exploits).
       config: the study's configuration (seed, trials, strategy, ...) as stored.

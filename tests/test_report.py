@@ -1,12 +1,12 @@
 import os
 import pathlib
 import re
-import shutil
 import subprocess
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from browser import FLAGS, chromium
 
 import jaxtune as jt
 from jaxtune.analysis import figures, report
@@ -78,19 +78,8 @@ def test_html_report_is_self_contained_with_every_figure(study, tmp_path):
     assert "<h2>best 3 trials</h2>" in pathlib.Path(report.html(study, str(tmp_path / "top"), top=3)).read_text()
 
 
-def chromium():
-    found = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    if found is None:
-        if os.environ.get("JAXTUNE_REQUIRE_CHROMIUM"):
-            pytest.fail("JAXTUNE_REQUIRE_CHROMIUM is set but no chromium is installed")
-        pytest.skip("no headless chromium here (CI installs it)")
-    return found
-
-
 def load_in_chromium(path, tmp_path, *extra):
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'chrome'}", "--enable-logging=stderr", "--v=0"]  # fmt: skip
+    flags = [*FLAGS, f"--user-data-dir={tmp_path / 'chrome'}", "--enable-logging=stderr", "--v=0"]
     run = subprocess.run([chromium(), *flags, *extra, f"file://{path}"], capture_output=True, text=True, timeout=120)
     console = [line for line in run.stderr.splitlines() if "CONSOLE" in line]
     errors = [line for line in console if "Uncaught" in line or ":ERROR:CONSOLE" in line]
