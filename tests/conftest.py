@@ -39,18 +39,6 @@ def pytest_configure(config):
     # user's ~/.cache/jaxtune (a test that tests the default sets its own HOME).
     os.environ["JAXTUNE_CACHE_DIR"] = os.environ["JAXTUNE_TEST_XLA_CACHE"]
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
-    # On a CPU, XLA's backend at optimisation level 0: the tests' programs are tiny and each is
-    # compiled once, so compiling is most of their time; unoptimised machine code compiles faster
-    # and the steps it runs are few. Measured on two cores: test_plan, test_replay and test_seeds
-    # 108 -> 93 s. Nothing the tests assert depends on it (exact equality is only between runs of
-    # one program; two programs are compared to float32 tolerances); `make demo`, the benchmarks
-    # and users' sweeps compile optimised. JAXTUNE_TEST_XLA_OPT=1 tests optimised code too.
-    import importlib.util
-
-    accelerator = any(importlib.util.find_spec(m) for m in ("jax_cuda12_plugin", "jax_cuda13_plugin", "libtpu"))
-    flags = os.environ.get("XLA_FLAGS", "")
-    if not accelerator and not os.environ.get("JAXTUNE_TEST_XLA_OPT") and "optimization_level" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=0".strip()  # subprocesses too
 
 
 # Seconds each of the slowest test files takes on two cores (measured; the rest take less). `make
