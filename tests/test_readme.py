@@ -242,7 +242,7 @@ def test_the_first_example_runs_as_written_and_returns_curves(tmp_path):
     assert "'hidden':" in params and float(params.rsplit(" ", 1)[1]) > 0.8  # digits: a real model was trained
     assert curve.startswith("[(100, {") and "(300, {" in curve  # the best trial's learning curve
     assert (tmp_path / "sweep.db").exists()
-    rerun = _python(first, tmp_path)
+    rerun = _python(first[:1], tmp_path)  # the sweep's block alone: what resumes
     assert rerun.returncode == 0 and params in rerun.stdout.splitlines()  # resumed: the same best
 
 
