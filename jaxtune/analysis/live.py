@@ -280,7 +280,8 @@ def _render(path: str, study: str | None, folder: str, show_test: bool) -> tuple
         kind = (store.study_config(name) or {}).get("kind")
         sid = store.study_id(name)
         end = store.end(sid)
-        nodes = store.conn.execute("SELECT COUNT(*) FROM nodes WHERE study_id = ?", (sid,)).fetchone()[0]
+        if kind == "babysit":
+            nodes = store.conn.execute("SELECT COUNT(*) FROM nodes WHERE study_id = ?", (sid,)).fetchone()[0]
     finally:
         store.close()
     running = study_running(path, name)
@@ -293,16 +294,17 @@ def _render(path: str, study: str | None, folder: str, show_test: bool) -> tuple
         with open(os.path.join(folder, "index.html"), encoding="utf-8") as f:
             return status, f.read()
     result = Result.load(path, name)
-    best = result.best
+    best, done = result.best, {(t["round"], t["slot"]) for t in result.trials}
+    going = sorted(k for k in result.curves if k not in done)  # a population's lanes still training
     state = "running" if running else (end[0] if end else "ended")
     status = {"state": state, "study": name, "trials": len(result), "best": None if best is None else best["value"],
-              "in_progress": len(set(result.curves) - {(t["round"], t["slot"]) for t in result.trials})}  # fmt: skip
+              "in_progress": len(going)}  # fmt: skip
     status["message"] = _message(result, status, end)
     if not result.trials:  # nothing to draw yet: the summary alone
         return status, _waiting_page(f"study {name!r}: no trial stored yet", report.summary(result))
     with open(report.html(result, folder, show_test=show_test), encoding="utf-8") as f:
         page = f.read()
-    return status, page.replace("\n<pre>", _in_progress(result) + "\n<pre>", 1)
+    return status, page.replace("\n<pre>", _in_progress(result, going) + "\n<pre>", 1)
 
 
 def _message(result, status: dict[str, Any], end: tuple[str, str] | None) -> str:
@@ -320,10 +322,8 @@ def _message(result, status: dict[str, Any], end: tuple[str, str] | None) -> str
             "on another machine; rerun the same sweep to resume")  # fmt: skip
 
 
-def _in_progress(result) -> str:
-    """A table of the trials still training (a population's lanes): their latest curve point."""
-    done = {(t["round"], t["slot"]) for t in result.trials}
-    going = sorted(k for k in result.curves if k not in done)
+def _in_progress(result, going: list[tuple[int, int]]) -> str:
+    """A table of the trials ``going`` (still training: a population's lanes): their latest curve point."""
     if not going:
         return ""
     rows = []
